@@ -1,0 +1,60 @@
+//! The `anonstats` binary: agent-side commands (send, show, status, opt-out, opt-in) and
+//! collector commands (serve, keys, export).
+
+mod agent;
+mod export;
+mod keys;
+mod serve;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "anonstats", version, about = "Self-hosted, privacy-first anonymous usage statistics")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Send one event (drop-in for the reference anonymous-statistics script).
+    Send(agent::SendArgs),
+    /// Print the exact JSON that `send` would send; sends nothing.
+    Show(agent::SendArgs),
+    /// Print whether statistics are on, local or off, and the rule that decided.
+    Status(agent::DirArgs),
+    /// Opt out: create the opt-out file in the config directory.
+    OptOut(agent::DirArgs),
+    /// Opt back in: remove the opt-out file from the config directory.
+    OptIn(agent::DirArgs),
+    /// Run the collector.
+    Serve(serve::ServeArgs),
+    /// Manage projects, write tokens and admin tokens.
+    Keys(keys::KeysArgs),
+    /// Stream stored events.
+    Export(export::ExportArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Agent commands stay free of logging set-up and async runtimes: they must be fast and
+    // must touch nothing when statistics are off.
+    let result = match cli.command {
+        Command::Send(args) => agent::send(args),
+        Command::Show(args) => agent::show(args),
+        Command::Status(args) => agent::status(args),
+        Command::OptOut(args) => agent::opt_out(args),
+        Command::OptIn(args) => agent::opt_in(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Keys(args) => keys::run(args),
+        Command::Export(args) => export::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("anonstats: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Agent-side anonymous statistics: consent, events, delivery.

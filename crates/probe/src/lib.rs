@@ -1,0 +1,1 @@
+//! System facts for anonymous statistics, read from a root directory.
