@@ -1,14 +1,59 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
+//! Decoding of PostHog-compatible capture requests into validated events.
+//!
+//! A capture request arrives in many shapes: a single event, an array, or a
+//! `{"api_key", "batch": [...]}` envelope; as a JSON body, a `data=` form field or a
+//! `?data=` query parameter; plain, base64, gzip or lz64 (LZString base64). [`decode`]
+//! turns any of them into one token and a list of [`Event`]s, bounded in size while it
+//! decompresses, and says exactly what was wrong when it cannot.
+//!
+//! ```
+//! use anonstats_wire::{decode, Limits, Request};
+//! let body = br#"{"api_key":"t1","batch":[{"event":"START","distinct_id":"m1"}]}"#;
+//! let req = Request { body, ..Request::default() };
+//! let decoded = decode(&req, &Limits::default()).unwrap();
+//! assert_eq!(decoded.token, "t1");
+//! assert_eq!(decoded.events[0].event, "START");
+//! ```
+
+mod error;
+mod event;
+mod lz64;
+mod payload;
+mod time;
+
+pub use error::WireError;
+pub use event::{Decoded, Event};
+pub use payload::Request;
+pub use time::{format_rfc3339_ms, parse_timestamp_ms};
+
+/// Size bounds applied while decoding.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest decoded (decompressed) payload, in bytes.
+    pub max_payload: usize,
+    /// Largest single event, in bytes of its JSON text.
+    pub max_event: usize,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_payload: 2 * 1024 * 1024,
+            max_event: 1024 * 1024,
+        }
     }
+}
+
+/// Decodes one capture request into its token and events.
+///
+/// `now_ms` is the receive time (Unix milliseconds), used for events without a
+/// timestamp and for clock-skew correction when the sender says when it sent.
+pub fn decode_at(req: &Request<'_>, limits: &Limits, now_ms: i64) -> Result<Decoded, WireError> {
+    let payload = payload::extract(req, limits)?;
+    event::parse(&payload.json, payload.sent_at_ms, limits, now_ms)
+}
+
+/// [`decode_at`] with the current time.
+pub fn decode(req: &Request<'_>, limits: &Limits) -> Result<Decoded, WireError> {
+    decode_at(req, limits, time::now_ms())
 }

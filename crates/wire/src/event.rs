@@ -1,0 +1,406 @@
+//! From payload JSON to validated events and the request's one token.
+
+use crate::error::size;
+use crate::time::parse_timestamp_ms;
+use crate::{Limits, WireError};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+/// One validated event, ready for the privacy filter and storage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// The sender's uuid, or a fresh time-ordered (v7) one when it sent none.
+    pub uuid: Uuid,
+    pub event: String,
+    pub distinct_id: String,
+    /// When the event happened, Unix milliseconds, corrected for sender clock skew.
+    pub timestamp_ms: i64,
+    pub properties: Map<String, Value>,
+}
+
+/// A decoded request: the project token and the events it carries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded {
+    pub token: String,
+    pub events: Vec<Event>,
+}
+
+/// Longest accepted event name and distinct id, in characters.
+const MAX_NAME: usize = 200;
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    batch: Option<&'a RawValue>,
+    #[serde(borrow)]
+    api_key: Option<&'a RawValue>,
+    #[serde(borrow)]
+    token: Option<&'a RawValue>,
+    #[serde(borrow)]
+    sent_at: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct RawEvent<'a> {
+    #[serde(borrow)]
+    event: Option<&'a RawValue>,
+    #[serde(borrow)]
+    distinct_id: Option<&'a RawValue>,
+    #[serde(borrow, rename = "$distinct_id")]
+    dollar_distinct_id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    properties: Option<&'a RawValue>,
+    #[serde(borrow)]
+    timestamp: Option<&'a RawValue>,
+    #[serde(borrow)]
+    offset: Option<&'a RawValue>,
+    #[serde(borrow)]
+    uuid: Option<&'a RawValue>,
+    #[serde(borrow)]
+    api_key: Option<&'a RawValue>,
+    #[serde(borrow)]
+    token: Option<&'a RawValue>,
+    #[serde(borrow, rename = "$token")]
+    dollar_token: Option<&'a RawValue>,
+}
+
+/// Collects the one token a request may carry, wherever the client put it.
+#[derive(Default)]
+struct TokenSlot(Option<String>);
+
+impl TokenSlot {
+    fn offer(&mut self, token: Option<String>) -> Result<(), WireError> {
+        match (token.filter(|t| !t.is_empty()), &self.0) {
+            (None, _) => Ok(()),
+            (Some(t), None) => {
+                self.0 = Some(t);
+                Ok(())
+            }
+            (Some(t), Some(have)) if &t == have => Ok(()),
+            _ => Err(WireError::MixedTokens),
+        }
+    }
+}
+
+pub(crate) fn parse(
+    json: &str,
+    sent_at_ms: Option<i64>,
+    limits: &Limits,
+    now_ms: i64,
+) -> Result<Decoded, WireError> {
+    let bad_json =
+        |e: serde_json::Error| WireError::invalid(format!("body is not valid JSON: {e}"));
+    let mut tokens = TokenSlot::default();
+    let mut sent_at_ms = sent_at_ms;
+    let raws: Vec<&RawValue> = match json.trim_start().as_bytes().first() {
+        Some(b'[') => serde_json::from_str(json).map_err(bad_json)?,
+        Some(b'{') => {
+            let env: Envelope = serde_json::from_str(json).map_err(bad_json)?;
+            match env.batch {
+                Some(batch) => {
+                    tokens.offer(opt_string(env.api_key, "api_key", None)?)?;
+                    tokens.offer(opt_string(env.token, "token", None)?)?;
+                    if let Some(s) = opt_string(env.sent_at, "sent_at", None)? {
+                        sent_at_ms = parse_timestamp_ms(&s).or(sent_at_ms);
+                    }
+                    serde_json::from_str(batch.get()).map_err(|_| {
+                        WireError::invalid("`batch` must be an array of event objects")
+                    })?
+                }
+                None => vec![serde_json::from_str(json).map_err(bad_json)?],
+            }
+        }
+        _ => {
+            return Err(WireError::invalid(
+                "body must be a JSON object or array of events",
+            ));
+        }
+    };
+    if raws.is_empty() {
+        return Err(WireError::invalid("the batch holds no events"));
+    }
+    let mut events = Vec::with_capacity(raws.len());
+    for (i, raw) in raws.into_iter().enumerate() {
+        events.push(parse_event(
+            i,
+            raw,
+            limits,
+            &mut tokens,
+            sent_at_ms,
+            now_ms,
+        )?);
+    }
+    let token = tokens.0.ok_or(WireError::MissingToken)?;
+    Ok(Decoded { token, events })
+}
+
+fn parse_event(
+    i: usize,
+    raw: &RawValue,
+    limits: &Limits,
+    tokens: &mut TokenSlot,
+    sent_at_ms: Option<i64>,
+    now_ms: i64,
+) -> Result<Event, WireError> {
+    let text = raw.get();
+    if text.len() > limits.max_event {
+        return Err(WireError::TooLarge(format!(
+            "event {i} is {}; the limit per event is {}",
+            size(text.len()),
+            size(limits.max_event)
+        )));
+    }
+    let ev: RawEvent = serde_json::from_str(text)
+        .map_err(|_| WireError::invalid(format!("event {i} is not a JSON object")))?;
+    let at = Some(i);
+
+    let mut properties: Map<String, Value> = match ev.properties {
+        None => Map::new(),
+        Some(p) => match serde_json::from_str::<Value>(p.get()) {
+            Ok(Value::Object(m)) => m,
+            Ok(Value::Null) => Map::new(),
+            _ => {
+                return Err(WireError::invalid(format!(
+                    "event {i}: `properties` must be an object"
+                )));
+            }
+        },
+    };
+
+    tokens.offer(opt_string(ev.api_key, "api_key", at)?)?;
+    tokens.offer(opt_string(ev.token, "token", at)?)?;
+    tokens.offer(opt_string(ev.dollar_token, "$token", at)?)?;
+    match properties.remove("token") {
+        Some(Value::String(t)) => tokens.offer(Some(t))?,
+        Some(Value::Null) | None => {}
+        Some(_) => {
+            return Err(WireError::invalid(format!(
+                "event {i}: `properties.token` must be a string"
+            )));
+        }
+    }
+
+    let event = opt_string(ev.event, "event", at)?
+        .filter(|e| !e.is_empty())
+        .ok_or_else(|| WireError::invalid(format!("event {i}: missing event name (`event`)")))?;
+    check_len(i, "event", &event)?;
+
+    let distinct_id = match id_field(ev.distinct_id, i)? {
+        Some(d) => Some(d),
+        None => match id_field(ev.dollar_distinct_id, i)? {
+            Some(d) => Some(d),
+            None => match properties.get("distinct_id") {
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(Value::Number(n)) => Some(n.to_string()),
+                _ => None,
+            },
+        },
+    }
+    .filter(|d| !d.trim().is_empty())
+    .ok_or_else(|| WireError::invalid(format!("event {i}: missing distinct_id")))?;
+    check_len(i, "distinct_id", &distinct_id)?;
+
+    let uuid = match opt_string(ev.uuid, "uuid", at)? {
+        Some(s) => Uuid::parse_str(&s)
+            .map_err(|_| WireError::invalid(format!("event {i}: `uuid` is not a UUID: {s:?}")))?,
+        None => Uuid::now_v7(),
+    };
+
+    let timestamp_ms = event_time(i, &ev, sent_at_ms, now_ms)?;
+    Ok(Event {
+        uuid,
+        event,
+        distinct_id,
+        timestamp_ms,
+        properties,
+    })
+}
+
+fn event_time(
+    i: usize,
+    ev: &RawEvent,
+    sent_at_ms: Option<i64>,
+    now_ms: i64,
+) -> Result<i64, WireError> {
+    if let Some(offset) = ev.offset.filter(|o| o.get() != "null") {
+        let ms: i64 = serde_json::from_str(offset.get()).map_err(|_| {
+            WireError::invalid(format!(
+                "event {i}: `offset` must be a whole number of milliseconds"
+            ))
+        })?;
+        return Ok(now_ms - ms);
+    }
+    match opt_string(ev.timestamp, "timestamp", Some(i))? {
+        None => Ok(now_ms),
+        Some(s) => {
+            let ts = parse_timestamp_ms(&s).ok_or_else(|| {
+                WireError::invalid(format!(
+                    "event {i}: `timestamp` is not an ISO 8601 date: {s:?}"
+                ))
+            })?;
+            // The sender's clock may be off: keep the interval between event and send.
+            Ok(match sent_at_ms {
+                Some(sent) => ts + (now_ms - sent),
+                None => ts,
+            })
+        }
+    }
+}
+
+fn check_len(i: usize, field: &str, value: &str) -> Result<(), WireError> {
+    if value.chars().count() > MAX_NAME {
+        return Err(WireError::invalid(format!(
+            "event {i}: `{field}` is longer than {MAX_NAME} characters"
+        )));
+    }
+    Ok(())
+}
+
+fn opt_string(
+    raw: Option<&RawValue>,
+    field: &str,
+    at: Option<usize>,
+) -> Result<Option<String>, WireError> {
+    let Some(raw) = raw else { return Ok(None) };
+    match serde_json::from_str::<Option<String>>(raw.get()) {
+        Ok(v) => Ok(v),
+        Err(_) => Err(WireError::invalid(match at {
+            Some(i) => format!("event {i}: `{field}` must be a string"),
+            None => format!("`{field}` must be a string"),
+        })),
+    }
+}
+
+fn id_field(raw: Option<&RawValue>, i: usize) -> Result<Option<String>, WireError> {
+    let Some(raw) = raw else { return Ok(None) };
+    match serde_json::from_str::<Value>(raw.get()) {
+        Ok(Value::String(s)) => Ok(Some(s)),
+        Ok(Value::Number(n)) => Ok(Some(n.to_string())),
+        Ok(Value::Null) => Ok(None),
+        _ => Err(WireError::invalid(format!(
+            "event {i}: `distinct_id` must be a string or number"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_700_000_000_000;
+
+    fn p(json: &str) -> Result<Decoded, WireError> {
+        parse(json, None, &Limits::default(), NOW)
+    }
+
+    #[test]
+    fn all_three_shapes() {
+        let single = p(r#"{"api_key":"t","event":"a","distinct_id":"d"}"#).unwrap();
+        assert_eq!((single.token.as_str(), single.events.len()), ("t", 1));
+        let arr = p(r#"[{"event":"a","distinct_id":"d","properties":{"token":"t"}},{"event":"b","distinct_id":7,"token":"t"}]"#).unwrap();
+        assert_eq!(arr.events[1].distinct_id, "7");
+        assert!(!arr.events[0].properties.contains_key("token"));
+        let env = p(r#"{"api_key":"t","batch":[{"event":"a","$distinct_id":"d"}]}"#).unwrap();
+        assert_eq!(env.events[0].distinct_id, "d");
+        assert_eq!(env.events[0].timestamp_ms, NOW);
+    }
+
+    #[test]
+    fn tokens() {
+        assert_eq!(
+            p(r#"{"event":"a","distinct_id":"d"}"#),
+            Err(WireError::MissingToken)
+        );
+        assert_eq!(
+            p(r#"{"api_key":"t","batch":[{"event":"a","distinct_id":"d","token":"u"}]}"#),
+            Err(WireError::MixedTokens)
+        );
+    }
+
+    #[test]
+    fn times_and_uuids() {
+        let d = p(r#"{"token":"t","event":"a","distinct_id":"d","timestamp":"2023-11-14T22:13:20Z","uuid":"0190a8e0-0000-7000-8000-000000000001"}"#).unwrap();
+        assert_eq!(d.events[0].timestamp_ms, NOW);
+        assert_eq!(
+            d.events[0].uuid.to_string(),
+            "0190a8e0-0000-7000-8000-000000000001"
+        );
+        let d = p(r#"{"token":"t","event":"a","distinct_id":"d","offset":500}"#).unwrap();
+        assert_eq!(d.events[0].timestamp_ms, NOW - 500);
+        let skewed = parse(
+            r#"{"token":"t","event":"a","distinct_id":"d","timestamp":"2023-11-14T22:13:20Z"}"#,
+            Some(NOW + 60_000),
+            &Limits::default(),
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(skewed.events[0].timestamp_ms, NOW - 60_000);
+    }
+
+    #[test]
+    fn precise_errors() {
+        let cases = [
+            (
+                r#"{"token":"t","distinct_id":"d"}"#,
+                "event 0: missing event name",
+            ),
+            (
+                r#"{"token":"t","event":"a"}"#,
+                "event 0: missing distinct_id",
+            ),
+            (
+                r#"{"token":"t","event":5,"distinct_id":"d"}"#,
+                "event 0: `event` must be a string",
+            ),
+            (
+                r#"{"token":"t","event":"a","distinct_id":"d","properties":[]}"#,
+                "`properties` must be an object",
+            ),
+            (
+                r#"{"token":"t","event":"a","distinct_id":"d","uuid":"nope"}"#,
+                "`uuid` is not a UUID",
+            ),
+            (
+                r#"{"token":"t","event":"a","distinct_id":"d","timestamp":"soon"}"#,
+                "not an ISO 8601 date",
+            ),
+            (
+                r#"{"token":"t","event":"a","distinct_id":{}}"#,
+                "must be a string or number",
+            ),
+            (r#"{"token":"t","batch":{}}"#, "`batch` must be an array"),
+            (r#"{"token":"t","batch":[]}"#, "holds no events"),
+            (r#"{"token":"t""#, "not valid JSON"),
+            (r#"[1]"#, "event 0 is not a JSON object"),
+            ("42", "must be a JSON object or array"),
+        ];
+        for (json, want) in cases {
+            let err = p(json).unwrap_err().to_string();
+            assert!(err.contains(want), "{json}: {err}");
+        }
+    }
+
+    #[test]
+    fn event_size_limit() {
+        let big = format!(
+            r#"{{"token":"t","event":"a","distinct_id":"d","properties":{{"x":"{}"}}}}"#,
+            "y".repeat(2000)
+        );
+        let err = parse(
+            &big,
+            None,
+            &Limits {
+                max_payload: 1 << 20,
+                max_event: 1000,
+            },
+            NOW,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, WireError::TooLarge(ref m) if m.contains("limit per event")),
+            "{err}"
+        );
+    }
+}

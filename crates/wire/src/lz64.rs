@@ -1,0 +1,160 @@
+//! LZString's `decompressFromBase64`, as posthog-js's `lz64` compression uses it, with the
+//! output bounded while it is produced (a small input can expand enormously).
+
+use crate::WireError;
+use crate::error::size;
+
+const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+struct Bits<'a> {
+    input: &'a [u8],
+    index: usize,
+    value: u8,
+    position: u8,
+}
+
+impl Bits<'_> {
+    fn next(&mut self) -> Result<bool, WireError> {
+        if self.position == 0 {
+            let c = *self
+                .input
+                .get(self.index)
+                .ok_or_else(|| WireError::invalid("lz64 payload ends in the middle of a value"))?;
+            self.index += 1;
+            self.value = match ALPHABET.iter().position(|&a| a == c) {
+                Some(v) => v as u8,
+                None if c == b'=' => 0,
+                None => {
+                    return Err(WireError::invalid(format!(
+                        "lz64 payload has a character outside base64: {:?}",
+                        c as char
+                    )));
+                }
+            };
+            self.position = 32;
+        }
+        let bit = self.value & self.position != 0;
+        self.position >>= 1;
+        Ok(bit)
+    }
+
+    fn read(&mut self, n: u32) -> Result<u32, WireError> {
+        let mut out = 0;
+        for i in 0..n {
+            if self.next()? {
+                out |= 1 << i;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Decompresses an LZString base64 string; fails once the output passes `max` units.
+pub(crate) fn decompress_base64(input: &str, max: usize) -> Result<String, WireError> {
+    let corrupt = || WireError::invalid("lz64 payload is corrupt: it refers to an unknown entry");
+    let too_large = || {
+        WireError::TooLarge(format!(
+            "decoded payload is larger than the {} limit",
+            size(max)
+        ))
+    };
+    let input = input.replace(' ', "+");
+    let mut bits = Bits {
+        input: input.as_bytes(),
+        index: 0,
+        value: 0,
+        position: 0,
+    };
+    let mut dict: Vec<Vec<u16>> = vec![Vec::new(), Vec::new(), Vec::new()];
+    let mut out: Vec<u16> = Vec::new();
+    let mut enlarge_in: u32 = 4;
+    let mut num_bits: u32 = 3;
+
+    let first = match bits.read(2)? {
+        0 => bits.read(8)? as u16,
+        1 => bits.read(16)? as u16,
+        _ => return Ok(String::new()),
+    };
+    dict.push(vec![first]);
+    let mut w = vec![first];
+    out.push(first);
+    loop {
+        let mut code = bits.read(num_bits)? as usize;
+        match code {
+            0 | 1 => {
+                let width = if code == 0 { 8 } else { 16 };
+                dict.push(vec![bits.read(width)? as u16]);
+                code = dict.len() - 1;
+                enlarge_in -= 1;
+            }
+            2 => break,
+            _ => {}
+        }
+        if enlarge_in == 0 {
+            enlarge_in = 1 << num_bits;
+            num_bits += 1;
+        }
+        let entry = if let Some(e) = dict.get(code) {
+            e.clone()
+        } else if code == dict.len() {
+            let mut e = w.clone();
+            e.push(*w.first().ok_or_else(corrupt)?);
+            e
+        } else {
+            return Err(corrupt());
+        };
+        if out.len() + entry.len() > max {
+            return Err(too_large());
+        }
+        out.extend_from_slice(&entry);
+        let mut next = std::mem::take(&mut w);
+        next.push(*entry.first().ok_or_else(corrupt)?);
+        dict.push(next);
+        enlarge_in -= 1;
+        w = entry;
+        if enlarge_in == 0 {
+            enlarge_in = 1 << num_bits;
+            num_bits += 1;
+        }
+    }
+    String::from_utf16(&out)
+        .map_err(|_| WireError::invalid("lz64 payload is not valid UTF-16 text"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_with_the_reference_encoder() {
+        for text in [
+            "",
+            "a",
+            "hello hello hello",
+            r#"[{"event":"x","properties":{"ü":"€😀"}}]"#,
+        ] {
+            let packed = lz_str::compress_to_base64(text);
+            assert_eq!(decompress_base64(&packed, 1 << 20).unwrap(), text);
+        }
+        let long: String = (0..5000)
+            .map(|i| format!("k{}:{};", i % 97, i % 13))
+            .collect();
+        let packed = lz_str::compress_to_base64(&long);
+        assert_eq!(decompress_base64(&packed, 1 << 20).unwrap(), long);
+    }
+
+    #[test]
+    fn stops_at_the_limit() {
+        let packed = lz_str::compress_to_base64(&"a".repeat(100_000));
+        assert!(matches!(
+            decompress_base64(&packed, 1000),
+            Err(WireError::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert!(decompress_base64("!!!!", 1000).is_err());
+        assert!(decompress_base64("NoIgxg", 1000).is_err());
+    }
+}

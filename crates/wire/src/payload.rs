@@ -1,0 +1,301 @@
+//! From HTTP request parts to the JSON text of the payload: form fields, query
+//! parameters, and every compression PostHog clients use.
+
+use crate::error::size;
+use crate::{Limits, WireError, lz64};
+use base64::Engine as _;
+use std::io::Read;
+
+/// The parts of an HTTP capture request that decoding needs.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Request<'a> {
+    /// The request body (may be empty for GET).
+    pub body: &'a [u8],
+    /// The raw query string, without the leading `?`.
+    pub query: Option<&'a str>,
+    /// The `Content-Type` header.
+    pub content_type: Option<&'a str>,
+    /// The `Content-Encoding` header.
+    pub content_encoding: Option<&'a str>,
+}
+
+pub(crate) struct Payload {
+    pub json: String,
+    /// When the sender says it sent the request (posthog-js's `_` query parameter).
+    pub sent_at_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Compression {
+    None,
+    Gzip,
+    Lz64,
+    Base64,
+}
+
+fn compression_named(name: &str) -> Result<Compression, WireError> {
+    match name.trim().to_ascii_lowercase().as_str() {
+        "" | "none" | "identity" => Ok(Compression::None),
+        "gzip" | "gzip-js" => Ok(Compression::Gzip),
+        "lz64" | "lz-string" => Ok(Compression::Lz64),
+        "base64" | "b64" => Ok(Compression::Base64),
+        other => Err(WireError::invalid(format!(
+            "unsupported compression `{other}`: use gzip, gzip-js, lz64 or base64"
+        ))),
+    }
+}
+
+pub(crate) fn extract(req: &Request<'_>, limits: &Limits) -> Result<Payload, WireError> {
+    let mut compression = Compression::None;
+    let mut query_data = None;
+    let mut sent_at_ms = None;
+    if let Some(enc) = req.content_encoding {
+        compression = compression_named(enc)?;
+    }
+    for (key, value) in form_urlencoded::parse(req.query.unwrap_or("").as_bytes()) {
+        match key.as_ref() {
+            "compression" => compression = compression_named(&value)?,
+            "data" => query_data = Some(value.into_owned()),
+            "_" => sent_at_ms = value.parse::<i64>().ok(),
+            _ => {}
+        }
+    }
+
+    let is_form = req.content_type.is_some_and(|ct| {
+        ct.trim_start()
+            .starts_with("application/x-www-form-urlencoded")
+    }) || req.body.starts_with(b"data=");
+    let owned;
+    let raw: &[u8] = if !req.body.is_empty() && is_form {
+        let mut data = None;
+        for (key, value) in form_urlencoded::parse(req.body) {
+            match key.as_ref() {
+                "data" => data = Some(value.into_owned()),
+                "compression" => compression = compression_named(&value)?,
+                _ => {}
+            }
+        }
+        owned = data.ok_or_else(|| WireError::invalid("form body has no `data` field"))?;
+        owned.as_bytes()
+    } else if !req.body.is_empty() {
+        req.body
+    } else if let Some(data) = &query_data {
+        data.as_bytes()
+    } else {
+        return Err(WireError::invalid(
+            "empty request: send events in the body or in the `data` query parameter",
+        ));
+    };
+
+    let bytes = decompress(raw, compression, limits.max_payload)?;
+    let json = String::from_utf8(bytes)
+        .map_err(|_| WireError::invalid("payload is not valid UTF-8 text"))?;
+    Ok(Payload { json, sent_at_ms })
+}
+
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+fn decompress(raw: &[u8], compression: Compression, max: usize) -> Result<Vec<u8>, WireError> {
+    if raw.starts_with(&GZIP_MAGIC) {
+        return gunzip(raw, max);
+    }
+    match compression {
+        Compression::Gzip => Err(WireError::invalid(
+            "compression is gzip but the payload does not start with the gzip magic bytes",
+        )),
+        Compression::Lz64 => {
+            let text = std::str::from_utf8(raw)
+                .map_err(|_| WireError::invalid("lz64 payload is not ASCII text"))?;
+            lz64::decompress_base64(text.trim(), max).map(String::into_bytes)
+        }
+        Compression::Base64 => unbase64(raw, max),
+        Compression::None => {
+            let first = raw.iter().find(|b| !b.is_ascii_whitespace());
+            if matches!(first, Some(b'{') | Some(b'[')) {
+                bounded(raw.to_vec(), max)
+            } else {
+                // Older clients send base64 without saying so.
+                unbase64(raw, max)
+            }
+        }
+    }
+}
+
+fn bounded(bytes: Vec<u8>, max: usize) -> Result<Vec<u8>, WireError> {
+    if bytes.len() > max {
+        return Err(too_large(max));
+    }
+    Ok(bytes)
+}
+
+fn too_large(max: usize) -> WireError {
+    WireError::TooLarge(format!(
+        "decoded payload is larger than the {} limit",
+        size(max)
+    ))
+}
+
+fn gunzip(raw: &[u8], max: usize) -> Result<Vec<u8>, WireError> {
+    let mut out = Vec::new();
+    // Reading one byte past the limit tells "too large" from "exactly at the limit"
+    // without ever inflating more than that.
+    let mut reader = flate2::read::MultiGzDecoder::new(raw).take(max as u64 + 1);
+    reader
+        .read_to_end(&mut out)
+        .map_err(|e| WireError::invalid(format!("payload is not valid gzip: {e}")))?;
+    bounded(out, max)
+}
+
+fn unbase64(raw: &[u8], max: usize) -> Result<Vec<u8>, WireError> {
+    // Form decoding turns an unescaped `+` into a space; put it back.
+    let cleaned: Vec<u8> = raw
+        .iter()
+        .filter(|b| !matches!(b, b'\n' | b'\r'))
+        .map(|&b| if b == b' ' { b'+' } else { b })
+        .collect();
+    let engine = if cleaned.iter().any(|b| matches!(b, b'-' | b'_')) {
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD_INDIFFERENT
+    } else {
+        &base64::engine::general_purpose::STANDARD_NO_PAD_INDIFFERENT
+    };
+    if cleaned.len() / 4 * 3 > max + 3 {
+        return Err(too_large(max));
+    }
+    let decoded = engine.decode(&cleaned).map_err(|e| {
+        WireError::invalid(format!("payload is neither JSON nor valid base64: {e}"))
+    })?;
+    if decoded.starts_with(&GZIP_MAGIC) {
+        return gunzip(&decoded, max);
+    }
+    bounded(decoded, max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flate2::{Compression as Level, write::GzEncoder};
+    use std::io::Write;
+
+    fn gz(data: &[u8]) -> Vec<u8> {
+        let mut enc = GzEncoder::new(Vec::new(), Level::fast());
+        enc.write_all(data).unwrap();
+        enc.finish().unwrap()
+    }
+
+    fn json_of(req: Request<'_>) -> Result<String, WireError> {
+        extract(&req, &Limits::default()).map(|p| p.json)
+    }
+
+    #[test]
+    fn gzip_by_magic_bytes_and_by_name() {
+        let body = gz(b"[1]");
+        assert_eq!(
+            json_of(Request {
+                body: &body,
+                ..Default::default()
+            })
+            .unwrap(),
+            "[1]"
+        );
+        let q = Request {
+            body: &body,
+            query: Some("compression=gzip-js"),
+            ..Default::default()
+        };
+        assert_eq!(json_of(q).unwrap(), "[1]");
+    }
+
+    #[test]
+    fn gzip_stops_at_the_limit() {
+        let big = vec![b' '; 10_000_000];
+        let body = gz(&big);
+        let err = extract(
+            &Request {
+                body: &body,
+                ..Default::default()
+            },
+            &Limits {
+                max_payload: 1000,
+                max_event: 1000,
+            },
+        )
+        .err();
+        assert!(matches!(err, Some(WireError::TooLarge(_))));
+    }
+
+    #[test]
+    fn form_base64_and_query_data() {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(br#"{"a":1}"#);
+        let form = format!("data={}", b64.replace('+', "%2B"));
+        let req = Request {
+            body: form.as_bytes(),
+            content_type: Some("application/x-www-form-urlencoded"),
+            ..Default::default()
+        };
+        assert_eq!(json_of(req).unwrap(), r#"{"a":1}"#);
+        let q = format!("data={b64}&compression=base64&_=1700000000000");
+        let p = extract(
+            &Request {
+                query: Some(&q),
+                ..Default::default()
+            },
+            &Limits::default(),
+        )
+        .unwrap();
+        assert_eq!(p.json, r#"{"a":1}"#);
+        assert_eq!(p.sent_at_ms, Some(1700000000000));
+    }
+
+    #[test]
+    fn lz64_in_form_field() {
+        let packed = lz_str::compress_to_base64(r#"[{"x":"héllo"}]"#);
+        let form: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("data", &packed)
+            .append_pair("compression", "lz64")
+            .finish();
+        let req = Request {
+            body: form.as_bytes(),
+            ..Default::default()
+        };
+        assert_eq!(json_of(req).unwrap(), r#"[{"x":"héllo"}]"#);
+    }
+
+    #[test]
+    fn clear_errors() {
+        let e = json_of(Request {
+            body: b"%%%",
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("neither JSON nor valid base64"),
+            "{e}"
+        );
+        let e = json_of(Request {
+            body: b"abc",
+            query: Some("compression=gzip"),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("gzip magic"), "{e}");
+        let e = json_of(Request {
+            body: b"[]",
+            query: Some("compression=zstd"),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("unsupported compression `zstd`"),
+            "{e}"
+        );
+        let bad_gz = [0x1f, 0x8b, 0, 1, 2, 3];
+        let e = json_of(Request {
+            body: &bad_gz,
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("not valid gzip"), "{e}");
+        let e = json_of(Request::default()).unwrap_err();
+        assert!(e.to_string().contains("empty request"), "{e}");
+    }
+}
