@@ -1,8 +1,124 @@
+//! `anonstats keys`: projects, write tokens and admin tokens. Safe while `serve` runs.
+
+use anonstats_server::store::sqlite::SqliteStore;
+use anonstats_server::store::{KeyStore, PrivacyMode};
+use anonstats_wire::format_rfc3339_ms;
+use anyhow::Context;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(clap::Args)]
-pub struct KeysArgs {}
+pub struct KeysArgs {
+    /// Directory of the embedded database.
+    #[arg(
+        long,
+        env = "ANONSTATS_DATA_DIR",
+        default_value = "./anonstats-data",
+        global = true
+    )]
+    data_dir: PathBuf,
+    #[command(subcommand)]
+    command: KeysCommand,
+}
 
-pub fn run(_args: KeysArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not built yet")
+#[derive(clap::Subcommand)]
+enum KeysCommand {
+    /// Create a project; prints its write token as the last line.
+    CreateProject { name: String },
+    /// Add another write token to a project; prints it as the last line.
+    CreateWriteKey { project: String },
+    /// Create an admin token; prints it as the last line (only its hash is stored).
+    CreateAdmin,
+    /// List projects, write tokens and admin tokens (admin tokens by id and prefix).
+    List,
+    /// Revoke a write token, or an admin token (whole, by prefix, or by id).
+    Revoke { token_or_id: String },
+    /// Restrict a project to an allowlist of properties, or go back to the default denylist.
+    Allowlist {
+        project: String,
+        /// Property to keep (repeat, or comma-separate).
+        #[arg(
+            long = "property",
+            value_delimiter = ',',
+            required_unless_present = "clear"
+        )]
+        properties: Vec<String>,
+        /// Remove the allowlist: keep everything but the default denylist.
+        #[arg(long, conflicts_with = "properties")]
+        clear: bool,
+    },
+}
+
+pub fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
+    let store = SqliteStore::open(&args.data_dir)
+        .with_context(|| format!("cannot open the store in {}", args.data_dir.display()))?;
+    match args.command {
+        KeysCommand::CreateProject { name } => {
+            let (project, token) = store.create_project(&name)?;
+            println!("created project {:?} (id {})", project.name, project.id);
+            println!("{token}");
+        }
+        KeysCommand::CreateWriteKey { project } => {
+            let token = store.create_write_key(&project)?;
+            println!("{token}");
+        }
+        KeysCommand::CreateAdmin => {
+            let token = store.create_admin()?;
+            println!("admin token (shown only now):");
+            println!("{token}");
+        }
+        KeysCommand::List => list(&store)?,
+        KeysCommand::Revoke { token_or_id } => println!("{}", store.revoke(&token_or_id)?),
+        KeysCommand::Allowlist {
+            project,
+            properties,
+            clear,
+        } => {
+            let mode = if clear {
+                PrivacyMode::Denylist
+            } else {
+                PrivacyMode::Allowlist(properties)
+            };
+            store.set_privacy(&project, mode)?;
+            println!("updated the privacy filter of {project:?}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn list(store: &SqliteStore) -> anyhow::Result<()> {
+    println!("PROJECTS");
+    for p in store.projects()? {
+        let privacy = match &p.privacy {
+            PrivacyMode::Denylist => "denylist".to_string(),
+            PrivacyMode::Allowlist(names) => format!("allowlist: {}", names.join(",")),
+        };
+        println!(
+            "  {:<4} {:<24} created {}  {privacy}",
+            p.id,
+            p.name,
+            format_rfc3339_ms(p.created_ms)
+        );
+    }
+    println!("WRITE TOKENS");
+    for k in store.write_keys()? {
+        let state = if k.revoked { "revoked" } else { "active" };
+        println!(
+            "  {}  {:<24} {state}  created {}",
+            k.token,
+            k.project.name,
+            format_rfc3339_ms(k.created_ms)
+        );
+    }
+    println!("ADMIN TOKENS");
+    for k in store.admin_keys()? {
+        let state = if k.revoked { "revoked" } else { "active" };
+        println!(
+            "  {:<4} {}…  {state}  created {}",
+            k.id,
+            k.prefix,
+            format_rfc3339_ms(k.created_ms)
+        );
+    }
+    Ok(())
 }

@@ -4,13 +4,18 @@
 mod agent;
 mod export;
 mod keys;
+mod logging;
 mod serve;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "anonstats", version, about = "Self-hosted, privacy-first anonymous usage statistics")]
+#[command(
+    name = "anonstats",
+    version,
+    about = "Self-hosted, privacy-first anonymous usage statistics"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -1,8 +1,92 @@
+//! `anonstats serve`: the collector on the embedded store.
+
+use anonstats_server::http::HttpLimits;
+use anonstats_server::metrics::Metrics;
+use anonstats_server::store::KeyStore;
+use anonstats_server::store::sqlite::SqliteStore;
+use anyhow::Context;
+use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+
+/// The collector's default port.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9470";
 
 #[derive(clap::Args)]
-pub struct ServeArgs {}
+pub struct ServeArgs {
+    /// Directory of the embedded database.
+    #[arg(long, env = "ANONSTATS_DATA_DIR", default_value = "./anonstats-data")]
+    pub data_dir: PathBuf,
+    /// Address to listen on (port 0 picks a free one).
+    #[arg(long, env = "ANONSTATS_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: String,
+    /// Capture requests that may wait for a commit before new ones get 503.
+    #[arg(long, env = "ANONSTATS_QUEUE", default_value_t = 4096)]
+    pub queue: usize,
+}
 
-pub fn run(_args: ServeArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not built yet")
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    crate::logging::init();
+    let store = Arc::new(
+        SqliteStore::open(&args.data_dir)
+            .with_context(|| format!("cannot open the store in {}", args.data_dir.display()))?,
+    );
+    first_start(&store)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let metrics = Arc::new(Metrics::default());
+    let result = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        store.start_writer(metrics.clone(), args.queue)?;
+        let addr = listener.local_addr()?;
+        println!("listening on http://{addr}");
+        std::io::stdout().flush()?;
+        tracing::info!(%addr, data_dir = %args.data_dir.display(), "collector started");
+        anonstats_server::serve(
+            listener,
+            store.clone(),
+            store.clone(),
+            metrics,
+            HttpLimits::default(),
+            shutdown(),
+        )
+        .await?;
+        anyhow::Ok(())
+    });
+    // Commits what the writer still holds before the process ends.
+    store.close();
+    tracing::info!("collector stopped");
+    result.map(|()| ExitCode::SUCCESS)
+}
+
+/// On the very first start, creates the default project and an admin token and shows
+/// both once.
+fn first_start(store: &SqliteStore) -> anyhow::Result<()> {
+    if !store.projects()?.is_empty() {
+        return Ok(());
+    }
+    let (project, write) = store.create_project("default")?;
+    let admin = store.create_admin()?;
+    println!("created project {:?}", project.name);
+    println!("write token: {write}");
+    println!("admin token: {admin}");
+    println!("(the admin token is shown only now; only its hash is stored)");
+    Ok(())
+}
+
+async fn shutdown() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutting down: finishing requests in flight");
 }

@@ -1,0 +1,10 @@
+//! Structured logs on stderr, filtered by `ANONSTATS_LOG` (default `info`).
+
+pub fn init() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ANONSTATS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

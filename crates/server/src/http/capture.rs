@@ -1,0 +1,155 @@
+//! The capture endpoints: decode, authenticate, filter, commit, answer.
+
+use super::AppState;
+use super::error::ApiError;
+use crate::keycache::Resolved;
+use crate::privacy;
+use crate::store::{Inserted, NewEvent};
+use anonstats_wire::{Decoded, Limits, Request, decode_at};
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use std::time::Instant;
+
+/// Bodies above this are decoded on the blocking pool so a large gzip batch cannot stall
+/// the small requests sharing its worker thread.
+const INLINE_DECODE_MAX: usize = 64 * 1024;
+
+pub async fn capture(
+    State(st): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let outcome = handle(&st, uri, headers, body).await;
+    st.metrics.latency.observe(started.elapsed().as_secs_f64());
+    match outcome {
+        Ok(done) => {
+            st.metrics.accepted(done.stored, done.duplicates);
+            Json(json!({"status": 1})).into_response()
+        }
+        Err((err, events)) => {
+            st.metrics.rejected(err.reject_reason(), events);
+            err.into_response()
+        }
+    }
+}
+
+async fn handle(
+    st: &AppState,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Inserted, (ApiError, usize)> {
+    let limit = if uri.path().starts_with("/batch") {
+        st.limits.batch_body
+    } else {
+        st.limits.request_body
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err((ApiError::BodyTooLarge { limit }, 0));
+    }
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let too_large = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        let err = if too_large {
+            ApiError::BodyTooLarge { limit }
+        } else {
+            ApiError::BodyRead(e.to_string())
+        };
+        (err, 0)
+    })?;
+
+    let limits = Limits {
+        max_payload: limit,
+        max_event: st.limits.max_event,
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    let decoded = if bytes.len() <= INLINE_DECODE_MAX {
+        decode(&bytes, &uri, &headers, &limits, now)
+    } else {
+        tokio::task::spawn_blocking(move || decode(&bytes, &uri, &headers, &limits, now))
+            .await
+            .map_err(|e| (ApiError::BodyRead(e.to_string()), 0))?
+    }
+    .map_err(|e| (ApiError::Wire(e), 0))?;
+
+    let n = decoded.events.len();
+    let project = match st.keys.resolve(&decoded.token) {
+        Resolved::Project(p) => p,
+        Resolved::Revoked => return Err((ApiError::RevokedToken, n)),
+        Resolved::Unknown => return Err((ApiError::UnknownToken, n)),
+    };
+    let mut dropped = Vec::new();
+    let events = decoded
+        .events
+        .into_iter()
+        .map(|mut e| {
+            privacy::apply(&mut e.properties, &project.policy, &mut dropped);
+            NewEvent {
+                project_id: project.id,
+                uuid: e.uuid,
+                event: e.event,
+                distinct_id: e.distinct_id,
+                timestamp_ms: e.timestamp_ms,
+                received_ms: now,
+                properties: serde_json::Value::Object(e.properties).to_string(),
+            }
+        })
+        .collect();
+    let inserted = st
+        .events
+        .insert(events)
+        .await
+        .map_err(|e| (ApiError::Store(e), n))?;
+    st.metrics.dropped(&dropped);
+    Ok(inserted)
+}
+
+fn decode(
+    body: &Bytes,
+    uri: &Uri,
+    headers: &HeaderMap,
+    limits: &Limits,
+    now: i64,
+) -> Result<Decoded, anonstats_wire::WireError> {
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &axum::http::HeaderValue| v.to_str().ok())
+    };
+    let req = Request {
+        body,
+        query: uri.query(),
+        content_type: text(header::CONTENT_TYPE),
+        content_encoding: text(header::CONTENT_ENCODING),
+    };
+    decode_at(&req, limits, now)
+}
+
+/// `/decide` and `/flags`: no feature flags, every compression we accept.
+pub async fn no_flags() -> Json<serde_json::Value> {
+    Json(json!({
+        "featureFlags": {},
+        "featureFlagPayloads": {},
+        "flags": {},
+        "errorsWhileComputingFlags": false,
+        "quotaLimited": [],
+        "supportedCompression": ["gzip", "gzip-js", "lz64", "base64"],
+        "sessionRecording": false,
+        "autocapture_opt_out": true,
+        "capturePerformance": false,
+        "heatmaps": false,
+        "surveys": false,
+        "toolbarParams": {},
+        "config": {"enable_collect_everything": false}
+    }))
+}

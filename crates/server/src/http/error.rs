@@ -1,0 +1,115 @@
+//! Every way a request can fail, turned into PostHog-style JSON answers.
+
+use crate::metrics::Reject;
+use crate::store::StoreError;
+use anonstats_wire::WireError;
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+#[derive(Debug)]
+pub enum ApiError {
+    Wire(WireError),
+    BodyTooLarge { limit: usize },
+    BodyRead(String),
+    UnknownToken,
+    RevokedToken,
+    Store(StoreError),
+    Unauthorized(String),
+    BadRequest(String),
+    NotFound(String),
+}
+
+impl ApiError {
+    pub fn reject_reason(&self) -> Reject {
+        match self {
+            ApiError::Wire(WireError::Invalid(_))
+            | ApiError::BodyRead(_)
+            | ApiError::BadRequest(_) => Reject::Invalid,
+            ApiError::Wire(WireError::TooLarge(_)) | ApiError::BodyTooLarge { .. } => {
+                Reject::TooLarge
+            }
+            ApiError::Wire(WireError::MissingToken) => Reject::MissingToken,
+            ApiError::Wire(WireError::MixedTokens) => Reject::MixedTokens,
+            ApiError::UnknownToken | ApiError::Unauthorized(_) | ApiError::NotFound(_) => {
+                Reject::UnknownToken
+            }
+            ApiError::RevokedToken => Reject::RevokedToken,
+            ApiError::Store(StoreError::Overloaded) => Reject::Overloaded,
+            ApiError::Store(_) => Reject::Unavailable,
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Wire(e) => {
+                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST)
+            }
+            ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyRead(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::UnknownToken | ApiError::RevokedToken | ApiError::Unauthorized(_) => {
+                StatusCode::UNAUTHORIZED
+            }
+            ApiError::NotFound(_) | ApiError::Store(StoreError::NotFound(_)) => {
+                StatusCode::NOT_FOUND
+            }
+            ApiError::Store(StoreError::Invalid(_)) => StatusCode::BAD_REQUEST,
+            ApiError::Store(StoreError::Overloaded | StoreError::Unavailable(_)) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::Store(StoreError::Backend(_)) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            ApiError::Wire(e) => e.to_string(),
+            ApiError::BodyTooLarge { limit } => {
+                format!(
+                    "request body is larger than the {} MB limit of this endpoint",
+                    limit / (1024 * 1024)
+                )
+            }
+            ApiError::BodyRead(e) => format!("could not read the request body: {e}"),
+            ApiError::UnknownToken => "project token is not known to this collector".into(),
+            ApiError::RevokedToken => "project token has been revoked".into(),
+            ApiError::Store(e) => e.to_string(),
+            ApiError::Unauthorized(m) | ApiError::BadRequest(m) | ApiError::NotFound(m) => {
+                m.clone()
+            }
+        }
+    }
+}
+
+impl From<WireError> for ApiError {
+    fn from(e: WireError) -> Self {
+        ApiError::Wire(e)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::Store(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let kind = match status.as_u16() {
+            401 => "authentication_error",
+            400 | 413 => "validation_error",
+            _ => "server_error",
+        };
+        let body =
+            json!({"type": kind, "code": self.reject_reason().as_str(), "detail": self.detail()});
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}

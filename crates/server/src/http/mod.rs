@@ -1,0 +1,66 @@
+//! Routes and nothing else; handlers live in their own modules.
+
+mod capture;
+pub mod error;
+mod ops;
+
+use crate::keycache::KeyCache;
+use crate::metrics::Metrics;
+use crate::store::{EventStore, KeyStore};
+use axum::Router;
+use axum::routing::{MethodRouter, get};
+use std::sync::Arc;
+use tower_http::cors::CorsLayer;
+
+/// The capture paths PostHog clients use; each is served with and without a trailing slash.
+pub const CAPTURE_PATHS: &[&str] = &["/e", "/i/v0/e", "/capture", "/track", "/engage", "/batch"];
+
+/// Size limits, in bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    pub request_body: usize,
+    pub batch_body: usize,
+    pub max_event: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            request_body: 2 << 20,
+            batch_body: 20 << 20,
+            max_event: 1 << 20,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub events: Arc<dyn EventStore>,
+    pub key_store: Arc<dyn KeyStore>,
+    pub keys: Arc<KeyCache>,
+    pub metrics: Arc<Metrics>,
+    pub limits: HttpLimits,
+}
+
+pub fn router(state: AppState) -> Router {
+    let capture: MethodRouter<AppState> = get(capture::capture).post(capture::capture);
+    let flags: MethodRouter<AppState> = get(capture::no_flags).post(capture::no_flags);
+    let mut public = Router::new();
+    for path in CAPTURE_PATHS {
+        public = public
+            .route(path, capture.clone())
+            .route(&format!("{path}/"), capture.clone());
+    }
+    for path in ["/decide", "/flags"] {
+        public = public
+            .route(path, flags.clone())
+            .route(&format!("{path}/"), flags.clone());
+    }
+    // Capture is called from browsers on other origins; the admin API below is not.
+    let public = public.layer(CorsLayer::very_permissive());
+    Router::new()
+        .merge(public)
+        .route("/healthz", get(ops::healthz))
+        .route("/metrics", get(ops::metrics))
+        .with_state(state)
+}

@@ -1,0 +1,142 @@
+//! Storage behind two traits: [`EventStore`] (events in, events out) and [`KeyStore`]
+//! (projects, write tokens, admin tokens). The embedded SQLite store implements both.
+
+pub mod sqlite;
+
+use std::future::Future;
+use std::pin::Pin;
+use uuid::Uuid;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Too much is queued: the caller should retry shortly (503 + Retry-After).
+    #[error("the collector is overloaded; retry in a moment")]
+    Overloaded,
+    /// The storage backend cannot be reached or is shutting down (503).
+    #[error("storage is unavailable: {0}")]
+    Unavailable(String),
+    #[error("storage error: {0}")]
+    Backend(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+/// An event that passed decoding and the privacy filter.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub project_id: i64,
+    pub uuid: Uuid,
+    pub event: String,
+    pub distinct_id: String,
+    pub timestamp_ms: i64,
+    pub received_ms: i64,
+    /// The filtered properties as a JSON object text.
+    pub properties: String,
+}
+
+/// An event as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub project_id: i64,
+    pub uuid: Uuid,
+    pub event: String,
+    pub distinct_id: String,
+    pub timestamp_ms: i64,
+    pub properties: String,
+}
+
+/// What one insert did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Inserted {
+    pub stored: usize,
+    /// Events whose uuid the project already had.
+    pub duplicates: usize,
+}
+
+/// Which stored events an export streams.
+#[derive(Debug, Clone, Default)]
+pub struct ExportQuery {
+    pub project_id: Option<i64>,
+    /// Inclusive lower bound, Unix milliseconds.
+    pub from_ms: Option<i64>,
+    /// Exclusive upper bound, Unix milliseconds.
+    pub to_ms: Option<i64>,
+}
+
+pub trait EventStore: Send + Sync + 'static {
+    /// Stores the events durably; resolves only once they are committed.
+    fn insert(&self, events: Vec<NewEvent>) -> BoxFuture<'_, Result<Inserted, StoreError>>;
+
+    /// Streams matching events in time order to `each` (blocking).
+    fn export(
+        &self,
+        query: &ExportQuery,
+        each: &mut dyn FnMut(StoredEvent) -> Result<(), StoreError>,
+    ) -> Result<u64, StoreError>;
+}
+
+/// How a project filters properties before storage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PrivacyMode {
+    /// Drop the default denylist of identifying properties, keep the rest.
+    Denylist,
+    /// Keep only these properties (after the denylist).
+    Allowlist(Vec<String>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Project {
+    pub id: i64,
+    pub name: String,
+    pub created_ms: i64,
+    pub privacy: PrivacyMode,
+}
+
+/// A write token as the key listing shows it.
+#[derive(Debug, Clone)]
+pub struct WriteKey {
+    pub token: String,
+    pub project: Project,
+    pub created_ms: i64,
+    pub revoked: bool,
+}
+
+/// An admin token as the key listing shows it: never the token itself.
+#[derive(Debug, Clone)]
+pub struct AdminKey {
+    pub id: i64,
+    /// The first characters of the token, to recognise it.
+    pub prefix: String,
+    pub created_ms: i64,
+    pub revoked: bool,
+}
+
+pub trait KeyStore: Send + Sync + 'static {
+    /// A number that changes whenever any key or project changes.
+    fn generation(&self) -> Result<i64, StoreError>;
+    fn projects(&self) -> Result<Vec<Project>, StoreError>;
+    /// Every write token, revoked ones included.
+    fn write_keys(&self) -> Result<Vec<WriteKey>, StoreError>;
+    fn admin_keys(&self) -> Result<Vec<AdminKey>, StoreError>;
+    /// Creates a project and its first write token.
+    fn create_project(&self, name: &str) -> Result<(Project, String), StoreError>;
+    /// Adds a write token to an existing project.
+    fn create_write_key(&self, project: &str) -> Result<String, StoreError>;
+    /// Creates an admin token; only its hash is kept.
+    fn create_admin(&self) -> Result<String, StoreError>;
+    /// Whether this admin token exists and is not revoked.
+    fn check_admin(&self, token: &str) -> Result<bool, StoreError>;
+    /// Revokes a write token, or an admin token given whole, by prefix or by id.
+    fn revoke(&self, token_or_id: &str) -> Result<String, StoreError>;
+    fn set_privacy(&self, project: &str, mode: PrivacyMode) -> Result<(), StoreError>;
+}

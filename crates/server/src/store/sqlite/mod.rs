@@ -1,0 +1,191 @@
+//! The embedded store: one SQLite file in the data dir, in WAL mode, with full sync.
+
+mod keys;
+mod schema;
+mod writer;
+
+use crate::metrics::Metrics;
+use crate::store::{
+    AdminKey, BoxFuture, EventStore, ExportQuery, Inserted, KeyStore, NewEvent, PrivacyMode,
+    Project, StoreError, StoredEvent, WriteKey,
+};
+use rusqlite::{Connection, OpenFlags, params};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+/// The database file's name inside the data dir.
+pub const DB_FILE: &str = "anonstats.db";
+
+pub struct SqliteStore {
+    path: PathBuf,
+    /// For keys and small reads; exports open their own connection.
+    control: Mutex<Connection>,
+    writer: RwLock<Option<mpsc::Sender<writer::Job>>>,
+    writer_thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating when absent) the store in `data_dir`. Events can be inserted only
+    /// after [`SqliteStore::start_writer`].
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            StoreError::Unavailable(format!(
+                "cannot create data dir {}: {e}",
+                data_dir.display()
+            ))
+        })?;
+        let path = data_dir.join(DB_FILE);
+        let mut conn = Connection::open(&path)
+            .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+        schema::configure(&conn)?;
+        schema::migrate(&mut conn)?;
+        Ok(SqliteStore {
+            path,
+            control: Mutex::new(conn),
+            writer: RwLock::new(None),
+            writer_thread: Mutex::new(None),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Starts the group-commit writer; `queue` bounds how many requests may wait.
+    pub fn start_writer(&self, metrics: Arc<Metrics>, queue: usize) -> Result<(), StoreError> {
+        let conn = Connection::open(&self.path)?;
+        schema::configure(&conn)?;
+        let (tx, rx) = mpsc::channel(queue.max(1));
+        let handle = std::thread::Builder::new()
+            .name("anonstats-writer".into())
+            .spawn(move || writer::run(conn, rx, metrics))
+            .map_err(|e| StoreError::Backend(format!("cannot start the writer thread: {e}")))?;
+        *self.writer.write().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+        *self.writer_thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
+        Ok(())
+    }
+
+    /// Stops accepting inserts, lets the writer commit what is queued, and waits for it.
+    pub fn close(&self) {
+        self.writer
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(handle) = self
+            .writer_thread
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            let _ = handle.join();
+        }
+    }
+
+    /// A new read-only connection, for long reads that must not hold the control lock.
+    pub fn reader(&self) -> Result<Connection, StoreError> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        Ok(conn)
+    }
+
+    fn control<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.control.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut conn)
+    }
+}
+
+impl EventStore for SqliteStore {
+    fn insert(&self, events: Vec<NewEvent>) -> BoxFuture<'_, Result<Inserted, StoreError>> {
+        let sender = self
+            .writer
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        Box::pin(async move {
+            let sender = sender
+                .ok_or_else(|| StoreError::Unavailable("the collector is shutting down".into()))?;
+            let (reply, answer) = oneshot::channel();
+            sender
+                .try_send(writer::Job { events, reply })
+                .map_err(|e| match e {
+                    mpsc::error::TrySendError::Full(_) => StoreError::Overloaded,
+                    mpsc::error::TrySendError::Closed(_) => {
+                        StoreError::Unavailable("the collector is shutting down".into())
+                    }
+                })?;
+            answer.await.map_err(|_| {
+                StoreError::Unavailable("the writer stopped before committing".into())
+            })?
+        })
+    }
+
+    fn export(
+        &self,
+        q: &ExportQuery,
+        each: &mut dyn FnMut(StoredEvent) -> Result<(), StoreError>,
+    ) -> Result<u64, StoreError> {
+        let conn = self.reader()?;
+        let mut stmt = conn.prepare(
+            "SELECT project_id, uuid, event, distinct_id, ts_ms, properties FROM events
+             WHERE (?1 IS NULL OR project_id = ?1) AND (?2 IS NULL OR ts_ms >= ?2) AND (?3 IS NULL OR ts_ms < ?3)
+             ORDER BY seq",
+        )?;
+        let mut rows = stmt.query(params![q.project_id, q.from_ms, q.to_ms])?;
+        let mut n = 0;
+        while let Some(row) = rows.next()? {
+            let uuid: Vec<u8> = row.get(1)?;
+            each(StoredEvent {
+                project_id: row.get(0)?,
+                uuid: Uuid::from_slice(&uuid).map_err(|e| StoreError::Backend(e.to_string()))?,
+                event: row.get(2)?,
+                distinct_id: row.get(3)?,
+                timestamp_ms: row.get(4)?,
+                properties: row.get(5)?,
+            })?;
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+impl KeyStore for SqliteStore {
+    fn generation(&self) -> Result<i64, StoreError> {
+        self.control(|c| keys::generation(c))
+    }
+    fn projects(&self) -> Result<Vec<Project>, StoreError> {
+        self.control(|c| keys::projects(c))
+    }
+    fn write_keys(&self) -> Result<Vec<WriteKey>, StoreError> {
+        self.control(|c| keys::write_keys(c))
+    }
+    fn admin_keys(&self) -> Result<Vec<AdminKey>, StoreError> {
+        self.control(|c| keys::admin_keys(c))
+    }
+    fn create_project(&self, name: &str) -> Result<(Project, String), StoreError> {
+        self.control(|c| keys::create_project(c, name))
+    }
+    fn create_write_key(&self, project: &str) -> Result<String, StoreError> {
+        self.control(|c| keys::create_write_key(c, project))
+    }
+    fn create_admin(&self) -> Result<String, StoreError> {
+        self.control(keys::create_admin)
+    }
+    fn check_admin(&self, token: &str) -> Result<bool, StoreError> {
+        self.control(|c| keys::check_admin(c, token))
+    }
+    fn revoke(&self, what: &str) -> Result<String, StoreError> {
+        self.control(|c| keys::revoke(c, what))
+    }
+    fn set_privacy(&self, project: &str, mode: PrivacyMode) -> Result<(), StoreError> {
+        self.control(|c| keys::set_privacy(c, project, &mode))
+    }
+}

@@ -1,0 +1,64 @@
+//! The embedded store's schema, created or upgraded when the database is opened.
+
+use rusqlite::Connection;
+
+/// Each entry upgrades the schema by one version; `user_version` records how far it got.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE projects (
+    id          INTEGER PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    created_ms  INTEGER NOT NULL,
+    -- NULL: default denylist; otherwise a JSON array of the allowed property names.
+    allowlist   TEXT
+);
+CREATE TABLE write_tokens (
+    token       TEXT PRIMARY KEY,
+    project_id  INTEGER NOT NULL REFERENCES projects(id),
+    created_ms  INTEGER NOT NULL,
+    revoked_ms  INTEGER
+);
+CREATE TABLE admin_tokens (
+    id          INTEGER PRIMARY KEY,
+    hash        BLOB NOT NULL UNIQUE,
+    prefix      TEXT NOT NULL,
+    created_ms  INTEGER NOT NULL,
+    revoked_ms  INTEGER
+);
+CREATE TABLE meta (
+    key         TEXT PRIMARY KEY,
+    value       INTEGER NOT NULL
+);
+INSERT INTO meta (key, value) VALUES ('keys_generation', 0);
+CREATE TABLE events (
+    seq         INTEGER PRIMARY KEY,
+    project_id  INTEGER NOT NULL,
+    uuid        BLOB NOT NULL,
+    event       TEXT NOT NULL,
+    distinct_id TEXT NOT NULL,
+    ts_ms       INTEGER NOT NULL,
+    received_ms INTEGER NOT NULL,
+    properties  TEXT NOT NULL
+);
+CREATE UNIQUE INDEX events_uuid ON events (project_id, uuid);
+CREATE INDEX events_time ON events (project_id, ts_ms);
+"#];
+
+/// Connection settings every connection uses: WAL so readers never block the writer,
+/// and `synchronous = FULL` so a commit is on disk before it returns.
+pub fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)?;
+    }
+    tx.commit()
+}
