@@ -1,1 +1,48 @@
-//! Agent-side anonymous statistics: consent, events, delivery.
+//! Agent-side anonymous statistics: consent, machine id, events, delivery, FATAL reports.
+//!
+//! A host program builds one [`Client`], calls [`Client::start`] when it starts,
+//! [`Client::exit`] when it stops cleanly and [`Client::fatal`] (or lets the panic hook do it)
+//! when it dies. Consent is decided first ([`consent`]); when statistics are off nothing is
+//! built, written or sent. Events are delivered in the background to a PostHog-compatible
+//! `POST <endpoint>/batch/` under a total timeout (2 s by default), with at most one retry;
+//! what cannot be delivered waits in a bounded spool and goes first at the next start.
+//!
+//! ```
+//! use anonstats_client::{Client, Mode, Outcome};
+//! let dir = tempfile::tempdir().unwrap();
+//! let client = Client::builder()
+//!     .product("my-daemon", "1.2.3")
+//!     .config_dir(dir.path())
+//!     .state_dir(dir.path().join("state"))
+//!     .mode(Mode::Local) // record locally instead of sending
+//!     .build()
+//!     .unwrap();
+//! assert!(matches!(client.start(), Outcome::Logged(_)));
+//! assert!(matches!(client.exit(), Outcome::Logged(_)));
+//! ```
+//!
+//! No async runtime, no database: one background thread per client and a small blocking
+//! HTTP client (`ureq`, plain HTTP; HTTPS with the `tls` feature).
+
+mod builder;
+mod client;
+pub mod consent;
+pub mod delivery;
+mod dispatch;
+mod error;
+pub mod event;
+pub mod facts;
+pub mod fatal;
+mod fsutil;
+pub mod local_log;
+pub mod machine_id;
+pub mod spool;
+pub mod status_file;
+pub mod time;
+
+pub use builder::{Builder, DEFAULT_CONFIG_DIR, DEFAULT_STATE_DIR, DEFAULT_TIMEOUT};
+pub use client::{Client, Outcome};
+pub use consent::{Consent, Mode, Reason};
+pub use error::Error;
+pub use event::{Event, FatalSite};
+pub use spool::SpoolLimits;

@@ -1,0 +1,190 @@
+//! [`Builder`]: configuration of a [`Client`].
+
+use crate::Error;
+use crate::client::{Client, Inner};
+use crate::consent::{self, Mode};
+use crate::delivery::Transport;
+use crate::dispatch::{Dispatcher, Route};
+use crate::spool::{Spool, SpoolLimits};
+use serde_json::{Map, Value};
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Default configuration directory (holds the opt-out file).
+pub const DEFAULT_CONFIG_DIR: &str = "/etc/anonstats";
+/// Default state directory (machine id, spool, status file, local log).
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/anonstats";
+/// Default total delivery timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+
+type EnvFn = Arc<dyn Fn(&str) -> Option<OsString> + Send + Sync>;
+
+/// Configures a [`Client`]. Nothing is read or written until [`Builder::build`], and when
+/// statistics are off `build` only checks consent (two environment variables and one
+/// `stat` of the opt-out file).
+///
+/// ```
+/// use anonstats_client::{Client, Mode};
+/// let dir = tempfile::tempdir().unwrap();
+/// let client = Client::builder()
+///     .product("my-daemon", "1.2.3")
+///     .endpoint("http://127.0.0.1:9")
+///     .token("phc_example")
+///     .config_dir(dir.path().join("etc"))
+///     .state_dir(dir.path().join("state"))
+///     .mode(Mode::Local)
+///     .build()
+///     .unwrap();
+/// assert_eq!(client.consent().mode, Mode::Local);
+/// ```
+#[derive(Clone)]
+pub struct Builder {
+    product_name: Option<String>,
+    product_version: Option<String>,
+    release_channel: Option<String>,
+    install_type: Option<String>,
+    endpoint: Option<String>,
+    token: Option<String>,
+    config_dir: PathBuf,
+    state_dir: PathBuf,
+    probe_root: PathBuf,
+    timeout: Duration,
+    mode: Option<Mode>,
+    env: EnvFn,
+    spool_limits: SpoolLimits,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            product_name: None,
+            product_version: None,
+            release_channel: None,
+            install_type: None,
+            endpoint: None,
+            token: None,
+            config_dir: DEFAULT_CONFIG_DIR.into(),
+            state_dir: DEFAULT_STATE_DIR.into(),
+            probe_root: "/".into(),
+            timeout: DEFAULT_TIMEOUT,
+            mode: None,
+            env: Arc::new(consent::process_env),
+            spool_limits: SpoolLimits::default(),
+        }
+    }
+}
+
+impl Builder {
+    /// Product name and version (`product_name`, `product_version`). Required unless off.
+    pub fn product(mut self, name: impl Into<String>, version: impl Into<String>) -> Self {
+        self.product_name = Some(name.into());
+        self.product_version = Some(version.into());
+        self
+    }
+    /// Release channel, e.g. `stable` or `nightly` (`release_channel`).
+    pub fn release_channel(mut self, channel: impl Into<String>) -> Self {
+        self.release_channel = Some(channel.into());
+        self
+    }
+    /// How the product was installed, e.g. `binpkg-deb`, `docker` (`install_type`).
+    pub fn install_type(mut self, install_type: impl Into<String>) -> Self {
+        self.install_type = Some(install_type.into());
+        self
+    }
+    /// The collector's base URL; events go to `<endpoint>/batch/`. Required when on.
+    pub fn endpoint(mut self, url: impl Into<String>) -> Self {
+        self.endpoint = Some(url.into());
+        self
+    }
+    /// The project's write token (sent as `api_key`). Required when on.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+    /// Configuration directory, where the opt-out file lives (default `/etc/anonstats`).
+    pub fn config_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.config_dir = dir.into();
+        self
+    }
+    /// State directory (default `/var/lib/anonstats`); created on first use, mode 0700.
+    pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.state_dir = dir.into();
+        self
+    }
+    /// Root of the file system the system facts are read from (default `/`).
+    pub fn probe_root(mut self, root: impl Into<PathBuf>) -> Self {
+        self.probe_root = root.into();
+        self
+    }
+    /// Total time one delivery may take, connect, send and receive together (default 2 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+    /// The host's own setting (consent rule 4): it applies only when no opt-out is set.
+    pub fn mode(mut self, mode: Mode) -> Self {
+        self.mode = Some(mode);
+        self
+    }
+    /// Replace the environment lookup used for consent (for tests).
+    pub fn env(
+        mut self,
+        lookup: impl Fn(&str) -> Option<OsString> + Send + Sync + 'static,
+    ) -> Self {
+        self.env = Arc::new(lookup);
+        self
+    }
+    /// Bounds of the spool (default 64 events, 1 MiB).
+    pub fn spool_limits(mut self, limits: SpoolLimits) -> Self {
+        self.spool_limits = limits;
+        self
+    }
+
+    /// Decide consent and make the client. When off, nothing else is checked or touched.
+    pub fn build(self) -> Result<Client, Error> {
+        let consent = consent::decide(&*self.env, &self.config_dir, self.mode);
+        let mut product = Map::new();
+        let mut dispatcher = None;
+        if consent.mode != Mode::Off {
+            let name = self.product_name.filter(|n| !n.trim().is_empty());
+            let name = name.ok_or(Error::MissingProduct)?;
+            product.insert("product_name".into(), Value::from(name));
+            let fields = [
+                ("product_version", self.product_version),
+                ("release_channel", self.release_channel),
+                ("install_type", self.install_type),
+            ];
+            for (key, value) in fields {
+                if let Some(v) = value {
+                    product.insert(key.into(), Value::from(v));
+                }
+            }
+        }
+        if consent.mode == Mode::On {
+            let endpoint = self.endpoint.ok_or(Error::MissingEndpoint)?;
+            let token = self
+                .token
+                .filter(|t| !t.is_empty())
+                .ok_or(Error::MissingToken)?;
+            let transport = Transport::new(&endpoint)?;
+            dispatcher = Some(Dispatcher::new(Route {
+                transport,
+                token,
+                timeout: self.timeout,
+                spool: Spool::new(self.state_dir.join("spool"), self.spool_limits),
+            }));
+        }
+        Ok(Client::from_inner(Inner {
+            consent,
+            config_dir: self.config_dir,
+            state_dir: self.state_dir,
+            probe_root: self.probe_root,
+            timeout: self.timeout,
+            product,
+            dispatcher,
+            base: Default::default(),
+        }))
+    }
+}

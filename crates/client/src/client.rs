@@ -1,0 +1,356 @@
+//! [`Client`]: the host-facing API.
+
+use crate::builder::Builder;
+use crate::consent::{Consent, Mode};
+use crate::dispatch::{Dispatcher, Job};
+use crate::event::{self, Event, FatalSite};
+use crate::status_file::{self, RunState, RunStatus};
+use crate::{Error, facts, local_log, machine_id};
+use serde_json::{Map, Value};
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+/// What became of an event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Statistics are off: nothing was built, written or sent.
+    Off,
+    /// Local mode: the event was appended to this log; nothing was sent.
+    Logged(PathBuf),
+    /// Handed to the delivery thread; the host does not wait.
+    Queued,
+    /// Delivered, in a batch of this many events.
+    Delivered(usize),
+    /// Not delivered now; kept in the spool for the next start. The text says why.
+    Spooled(String),
+    /// Neither delivered nor kept. The text says why and what to do.
+    Dropped(String),
+}
+
+pub(crate) struct Inner {
+    pub consent: Consent,
+    pub config_dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub probe_root: PathBuf,
+    pub timeout: Duration,
+    pub product: Map<String, Value>,
+    pub dispatcher: Option<Dispatcher>,
+    pub base: OnceLock<Map<String, Value>>,
+}
+
+/// Sends anonymous statistics for a host program. Cheap to clone; every method returns
+/// without panicking, and none blocks longer than the timeout.
+///
+/// ```no_run
+/// use anonstats_client::Client;
+/// let client = Client::builder()
+///     .product("my-daemon", env!("CARGO_PKG_VERSION"))
+///     .endpoint("https://stats.example.org")
+///     .token("phc_project_write_token")
+///     .config_dir("/etc/my-daemon")
+///     .state_dir("/var/lib/my-daemon")
+///     .build()?;
+/// client.install_panic_hook();
+/// client.start(); // in the background
+/// // ... run ...
+/// client.exit(); // waits at most the timeout
+/// # Ok::<(), anonstats_client::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("consent", &self.inner.consent)
+            .field("state_dir", &self.inner.state_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether a caller waits for delivery, and whether the spool write is fsynced first.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    No,
+    Yes,
+    Durable,
+}
+
+impl Client {
+    /// Start configuring a client.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    pub(crate) fn from_inner(inner: Inner) -> Client {
+        Client {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The consent decision: mode and the rule that made it.
+    pub fn consent(&self) -> &Consent {
+        &self.inner.consent
+    }
+
+    /// True when events are sent (mode on); a dashboard script should run only then.
+    pub fn sends(&self) -> bool {
+        self.inner.consent.mode == Mode::On
+    }
+
+    /// The configuration directory.
+    pub fn config_dir(&self) -> &std::path::Path {
+        &self.inner.config_dir
+    }
+
+    /// The state directory.
+    pub fn state_dir(&self) -> &std::path::Path {
+        &self.inner.state_dir
+    }
+
+    /// START, in the background. Marks the run in the status file; if the previous run never
+    /// closed, reports it once as INCOMPLETE_SHUTDOWN first.
+    pub fn start(&self) -> Outcome {
+        self.start_with(Wait::No)
+    }
+
+    /// EXIT: closes the run and waits at most the timeout for delivery.
+    pub fn exit(&self) -> Outcome {
+        if self.off() {
+            return Outcome::Off;
+        }
+        let _ = status_file::close(&self.inner.state_dir, RunState::Exited);
+        self.emit(
+            event::EXIT,
+            event::action_properties(event::EXIT, None, None),
+            Wait::Yes,
+        )
+    }
+
+    /// FATAL: closes the run, writes the event to the spool (fsynced), then sends it,
+    /// waiting at most the timeout. See also [`fatal!`](crate::fatal!).
+    pub fn fatal(&self, site: FatalSite) -> Outcome {
+        if self.off() {
+            return Outcome::Off;
+        }
+        let _ = status_file::close(&self.inner.state_dir, RunState::Fatal);
+        self.emit(event::FATAL, site.properties(), Wait::Durable)
+    }
+
+    /// CLOUD_BUILD_FAIL, in the background; `detail` goes to `action_data`.
+    pub fn cloud_build_fail(&self, detail: &str) -> Outcome {
+        let p = event::action_properties(event::CLOUD_BUILD_FAIL, None, Some(detail));
+        self.emit(event::CLOUD_BUILD_FAIL, p, Wait::No)
+    }
+
+    /// CLOUD_UNAVAILABLE, in the background; `detail` goes to `action_data`.
+    pub fn cloud_unavailable(&self, detail: &str) -> Outcome {
+        let p = event::action_properties(event::CLOUD_UNAVAILABLE, None, Some(detail));
+        self.emit(event::CLOUD_UNAVAILABLE, p, Wait::No)
+    }
+
+    /// CLOUD_CONNECT_FAIL with an error code (`error_code` and `action_result`), in the background.
+    pub fn cloud_connect_fail(&self, code: &str) -> Outcome {
+        let (name, p) = action_event(event::CLOUD_CONNECT_FAIL, Some(code), None);
+        self.emit(&name, p, Wait::No)
+    }
+
+    /// A custom event with the host's properties, in the background. The client's own
+    /// properties and the masks are added; the masks cannot be overridden.
+    ///
+    /// ```
+    /// # let client = anonstats_client::Client::builder().mode(anonstats_client::Mode::Off).build().unwrap();
+    /// let mut props = serde_json::Map::new();
+    /// props.insert("collectors_enabled".into(), 12.into());
+    /// client.capture("CONFIGURED", props);
+    /// ```
+    pub fn capture(&self, name: &str, properties: Map<String, Value>) -> Outcome {
+        match valid_name(name) {
+            Ok(()) => self.emit(name, properties, Wait::No),
+            Err(e) => Outcome::Dropped(e.to_string()),
+        }
+    }
+
+    /// Like [`Client::capture`], but waits at most the timeout for delivery.
+    pub fn capture_and_wait(&self, name: &str, properties: Map<String, Value>) -> Outcome {
+        match valid_name(name) {
+            Ok(()) => self.emit(name, properties, Wait::Yes),
+            Err(e) => Outcome::Dropped(e.to_string()),
+        }
+    }
+
+    /// The reference script's form `ACTION [ACTION_RESULT [ACTION_DATA]]`, waiting at most
+    /// the timeout. START, EXIT and FATAL keep the status file as their methods do; for
+    /// FATAL, `PROCESS:THREAD` and `LINE@FILE:FUNCTION/ERRNO` are parsed into `fatal_*`.
+    pub fn send_action(&self, action: &str, result: Option<&str>, data: Option<&str>) -> Outcome {
+        if self.off() {
+            return Outcome::Off;
+        }
+        if let Err(e) = valid_name(action) {
+            return Outcome::Dropped(e.to_string());
+        }
+        match action {
+            event::START => return self.start_with(Wait::Yes),
+            event::EXIT => return self.exit(),
+            event::FATAL => {
+                let site = FatalSite::from_reference(result.unwrap_or(""), data.unwrap_or(""));
+                return self.fatal(site);
+            }
+            _ => {}
+        }
+        let (name, p) = action_event(action, result, data);
+        self.emit(&name, p, Wait::Yes)
+    }
+
+    /// The exact batch body [`Client::send_action`] would send for this action, without
+    /// sending or writing anything (spooled events that would ride along are not shown).
+    /// `None` when statistics are off. Before the machine id exists, a fresh random one is
+    /// shown in its place.
+    pub fn preview(&self, action: &str, result: Option<&str>, data: Option<&str>) -> Option<Value> {
+        if self.off() {
+            return None;
+        }
+        let (name, mut props) = action_event(action, result, data);
+        if action == event::FATAL {
+            let site = FatalSite::from_reference(result.unwrap_or(""), data.unwrap_or(""));
+            props = site.properties();
+        }
+        let id = machine_id::load(&self.inner.state_dir).unwrap_or_else(uuid::Uuid::new_v4);
+        let ev = self.build_event(&name, &id.to_string(), props).to_json();
+        let token = self
+            .inner
+            .dispatcher
+            .as_ref()
+            .map(|d| d.route().token.as_str());
+        Some(event::batch_body(token.unwrap_or(""), &[ev]))
+    }
+
+    /// Report every panic as FATAL (see [`crate::fatal`] for how the function is found).
+    /// Chains with the hook in place; installs once per process and returns false after.
+    /// The panicking thread waits at most the timeout before the previous hook runs.
+    pub fn install_panic_hook(&self) -> bool {
+        if self.off() {
+            return false;
+        }
+        crate::fatal::install(self.clone())
+    }
+
+    fn off(&self) -> bool {
+        self.inner.consent.mode == Mode::Off
+    }
+
+    fn start_with(&self, wait: Wait) -> Outcome {
+        if self.off() {
+            return Outcome::Off;
+        }
+        let id = match machine_id::load_or_create(&self.inner.state_dir) {
+            Ok(id) => id.to_string(),
+            Err(e) => return Outcome::Dropped(e.to_string()),
+        };
+        let start = self.build_event(
+            event::START,
+            &id,
+            event::action_properties(event::START, None, None),
+        );
+        let run = RunStatus {
+            state: RunState::Running,
+            start_uuid: start.uuid.to_string(),
+            pid: std::process::id(),
+            started: start.timestamp.clone(),
+        };
+        if let Ok(Some(previous)) = status_file::begin(&self.inner.state_dir, &run) {
+            let pid = previous.pid.to_string();
+            let p = event::action_properties(
+                event::INCOMPLETE_SHUTDOWN,
+                Some(&pid),
+                Some(&previous.start_uuid),
+            );
+            let ev = self.build_event(event::INCOMPLETE_SHUTDOWN, &id, p);
+            self.deliver(ev, Wait::No);
+        }
+        self.deliver(start, wait)
+    }
+
+    fn emit(&self, name: &str, props: Map<String, Value>, wait: Wait) -> Outcome {
+        if self.off() {
+            return Outcome::Off;
+        }
+        match machine_id::load_or_create(&self.inner.state_dir) {
+            Ok(id) => self.deliver(self.build_event(name, &id.to_string(), props), wait),
+            Err(e) => Outcome::Dropped(e.to_string()),
+        }
+    }
+
+    fn build_event(&self, name: &str, distinct_id: &str, props: Map<String, Value>) -> Event {
+        let base = self.inner.base.get_or_init(|| {
+            let mut m = facts::system_properties(&self.inner.probe_root);
+            m.extend(self.inner.product.clone());
+            m
+        });
+        let mut all = base.clone();
+        all.extend(props);
+        event::apply_masks(&mut all);
+        Event::new(name, distinct_id, all)
+    }
+
+    fn deliver(&self, ev: Event, wait: Wait) -> Outcome {
+        let json = ev.to_json();
+        let Some(dispatcher) = &self.inner.dispatcher else {
+            return match local_log::append(&self.inner.state_dir, &json) {
+                Ok(path) => Outcome::Logged(path),
+                Err(e) => Outcome::Dropped(e.to_string()),
+            };
+        };
+        let spool = &dispatcher.route().spool;
+        let spooled = spool
+            .put(&ev.uuid.to_string(), &json, wait == Wait::Durable)
+            .ok();
+        let (tx, rx) = mpsc::sync_channel(1);
+        let job = Job {
+            event: json,
+            spooled,
+            done: (wait != Wait::No).then_some(tx),
+        };
+        if dispatcher.on_worker() {
+            // A panic on the delivery thread itself: deliver here, it cannot wait for itself.
+            dispatcher.deliver_now(vec![job], false);
+        } else if let Err(job) = dispatcher.submit(job) {
+            dispatcher.deliver_now(vec![job], false);
+        } else if wait == Wait::No {
+            return Outcome::Queued;
+        }
+        rx.recv_timeout(self.inner.timeout).unwrap_or_else(|_| {
+            Outcome::Spooled(format!(
+                "no answer from {} within {} ms; kept in {} for the next start",
+                dispatcher.route().transport.url(),
+                self.inner.timeout.as_millis(),
+                spool.dir().display()
+            ))
+        })
+    }
+}
+
+/// Name and properties for an action in the reference form.
+fn action_event(
+    action: &str,
+    result: Option<&str>,
+    data: Option<&str>,
+) -> (String, Map<String, Value>) {
+    let mut p = event::action_properties(action, result, data);
+    if action == event::CLOUD_CONNECT_FAIL {
+        p.insert("error_code".into(), result.unwrap_or("").into());
+    }
+    (action.to_string(), p)
+}
+
+fn valid_name(name: &str) -> Result<(), Error> {
+    if name.trim().is_empty() || name.len() > 200 {
+        return Err(Error::InvalidEventName(name.to_string()));
+    }
+    Ok(())
+}

@@ -1,0 +1,216 @@
+//! Consent: whether statistics are on, local or off, and which rule decided.
+//!
+//! The rules are checked in this order and the first that matches decides:
+//! 1. `DISABLE_TELEMETRY` set to any non-empty value (even `0`) -> off;
+//! 2. `DO_NOT_TRACK` set to any non-empty value -> off;
+//! 3. `<config dir>/.opt-out-from-anonymous-statistics` exists -> off;
+//! 4. the host's own configuration ([`Builder::mode`](crate::Builder::mode)) -> that mode;
+//! 5. otherwise on.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// Name of the opt-out file in the configuration directory.
+pub const OPT_OUT_FILE: &str = ".opt-out-from-anonymous-statistics";
+
+/// The path of the opt-out file for a configuration directory.
+///
+/// ```
+/// let p = anonstats_client::consent::opt_out_path(std::path::Path::new("/etc/x"));
+/// assert_eq!(p, std::path::Path::new("/etc/x/.opt-out-from-anonymous-statistics"));
+/// ```
+pub fn opt_out_path(config_dir: &Path) -> PathBuf {
+    config_dir.join(OPT_OUT_FILE)
+}
+
+/// What the client does with events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Events are sent to the endpoint.
+    On,
+    /// Events are appended to a local log in the state directory; nothing is sent.
+    Local,
+    /// Nothing is built, written or sent.
+    Off,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::On => "on",
+            Mode::Local => "local",
+            Mode::Off => "off",
+        })
+    }
+}
+
+/// The text given was not one of `on`, `local`, `off`.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown statistics mode {0:?}: use on, local or off")]
+pub struct ParseModeError(pub String);
+
+impl FromStr for Mode {
+    type Err = ParseModeError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "on" => Ok(Mode::On),
+            "local" => Ok(Mode::Local),
+            "off" => Ok(Mode::Off),
+            _ => Err(ParseModeError(s.to_string())),
+        }
+    }
+}
+
+/// The rule that decided the mode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// `DISABLE_TELEMETRY` is set to a non-empty value.
+    DisableTelemetry,
+    /// `DO_NOT_TRACK` is set to a non-empty value.
+    DoNotTrack,
+    /// The opt-out file exists (or could not be checked, which counts as existing).
+    OptOutFile(PathBuf),
+    /// The host's configuration chose the mode.
+    Host(Mode),
+    /// No rule matched.
+    Default,
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::DisableTelemetry => f.write_str("DISABLE_TELEMETRY is set"),
+            Reason::DoNotTrack => f.write_str("DO_NOT_TRACK is set"),
+            Reason::OptOutFile(p) => write!(f, "opt-out file {} exists", p.display()),
+            Reason::Host(m) => write!(f, "the host configuration says {m}"),
+            Reason::Default => f.write_str("no opt-out is set"),
+        }
+    }
+}
+
+/// A decision: the mode and the rule that made it.
+///
+/// Displays as `off (DISABLE_TELEMETRY is set)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Consent {
+    /// The mode in force.
+    pub mode: Mode,
+    /// Why.
+    pub reason: Reason,
+}
+
+impl fmt::Display for Consent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.mode, self.reason)
+    }
+}
+
+/// Decide the mode. `env` looks up an environment variable (inject it in tests).
+///
+/// ```
+/// use anonstats_client::consent::{decide, Mode, Reason};
+/// let env = |name: &str| (name == "DO_NOT_TRACK").then(|| "1".into());
+/// let c = decide(&env, std::path::Path::new("/nonexistent"), None);
+/// assert_eq!((c.mode, c.reason), (Mode::Off, Reason::DoNotTrack));
+/// ```
+pub fn decide(
+    env: &dyn Fn(&str) -> Option<OsString>,
+    config_dir: &Path,
+    host: Option<Mode>,
+) -> Consent {
+    let set = |name: &str| env(name).is_some_and(|v| !v.is_empty());
+    let off = |reason| Consent {
+        mode: Mode::Off,
+        reason,
+    };
+    if set("DISABLE_TELEMETRY") {
+        return off(Reason::DisableTelemetry);
+    }
+    if set("DO_NOT_TRACK") {
+        return off(Reason::DoNotTrack);
+    }
+    let file = opt_out_path(config_dir);
+    // Any entry (even a dangling link), or one that cannot be checked, counts as opted out.
+    match std::fs::symlink_metadata(&file) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        _ => return off(Reason::OptOutFile(file)),
+    }
+    match host {
+        Some(mode) => Consent {
+            mode,
+            reason: Reason::Host(mode),
+        },
+        None => Consent {
+            mode: Mode::On,
+            reason: Reason::Default,
+        },
+    }
+}
+
+/// Look up the process environment; the default for [`decide`].
+pub fn process_env(name: &str) -> Option<OsString> {
+    std::env::var_os(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<OsString> + use<> {
+        let map: HashMap<String, OsString> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), OsString::from(v)))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn order_of_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path();
+        let d = |pairs: &[(&str, &str)], host| decide(&env_of(pairs), cfg, host);
+
+        assert_eq!(d(&[], None).mode, Mode::On);
+        assert_eq!(d(&[], None).reason, Reason::Default);
+        assert_eq!(d(&[], Some(Mode::Local)).mode, Mode::Local);
+        assert_eq!(d(&[], Some(Mode::Off)).reason, Reason::Host(Mode::Off));
+        // Empty values do not count.
+        assert_eq!(
+            d(&[("DISABLE_TELEMETRY", ""), ("DO_NOT_TRACK", "")], None).mode,
+            Mode::On
+        );
+        // Even "0" disables, as the reference script does.
+        assert_eq!(
+            d(&[("DISABLE_TELEMETRY", "0")], None).reason,
+            Reason::DisableTelemetry
+        );
+        assert_eq!(
+            d(&[("DO_NOT_TRACK", "1")], Some(Mode::On)).reason,
+            Reason::DoNotTrack
+        );
+        // DISABLE_TELEMETRY wins over DO_NOT_TRACK.
+        let both = d(&[("DO_NOT_TRACK", "1"), ("DISABLE_TELEMETRY", "1")], None);
+        assert_eq!(both.reason, Reason::DisableTelemetry);
+
+        std::fs::write(opt_out_path(cfg), b"").unwrap();
+        let c = d(&[], Some(Mode::On));
+        assert_eq!(c.reason, Reason::OptOutFile(opt_out_path(cfg)));
+        assert_eq!(c.mode, Mode::Off);
+        // Environment is checked before the file.
+        assert_eq!(d(&[("DO_NOT_TRACK", "x")], None).reason, Reason::DoNotTrack);
+    }
+
+    #[test]
+    fn display_and_parse() {
+        let c = Consent {
+            mode: Mode::Off,
+            reason: Reason::DisableTelemetry,
+        };
+        assert_eq!(c.to_string(), "off (DISABLE_TELEMETRY is set)");
+        assert_eq!("LOCAL".parse::<Mode>().unwrap(), Mode::Local);
+        assert!("maybe".parse::<Mode>().is_err());
+    }
+}

@@ -1,0 +1,233 @@
+//! HTTP delivery: one `POST <endpoint>/batch/` under a total deadline, at most one retry.
+
+use crate::Error;
+use serde_json::Value;
+use std::fmt;
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+/// Why a batch was not delivered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeliveryError {
+    /// The deadline passed (connect, send and receive together).
+    Timeout(Duration),
+    /// The endpoint could not be reached.
+    Connect(String),
+    /// The endpoint answered with a non-2xx status.
+    Status(u16),
+    /// Anything else.
+    Other(String),
+}
+
+impl fmt::Display for DeliveryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeliveryError::Timeout(d) => write!(f, "no answer within {} ms", d.as_millis()),
+            DeliveryError::Connect(e) => write!(f, "cannot connect: {e}"),
+            DeliveryError::Status(s) => write!(
+                f,
+                "the collector answered HTTP {s}{}",
+                match s {
+                    401 | 403 => " (check the project write token)",
+                    404 => " (check the endpoint URL: it should be the collector's base URL)",
+                    _ => "",
+                }
+            ),
+            DeliveryError::Other(e) => f.write_str(e),
+        }
+    }
+}
+
+impl DeliveryError {
+    /// Worth one more try: the network or the server, not the request.
+    fn retryable(&self) -> bool {
+        match self {
+            DeliveryError::Status(s) => *s == 429 || *s >= 500,
+            DeliveryError::Timeout(_) => false,
+            _ => true,
+        }
+    }
+}
+
+/// Sends batches to one endpoint.
+#[derive(Debug)]
+pub struct Transport {
+    url: String,
+    agent: ureq::Agent,
+}
+
+impl Transport {
+    /// A transport for `endpoint` (the collector's base URL; `/batch/` is appended).
+    pub fn new(endpoint: &str) -> Result<Transport, Error> {
+        let url = batch_url(endpoint)?;
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .user_agent(concat!("anonstats-client/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .new_agent();
+        Ok(Transport { url, agent })
+    }
+
+    /// The full URL posted to.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// POST `body` before `deadline`, retrying once if the first try failed early enough.
+    pub fn post(&self, body: &Value, deadline: Instant) -> Result<(), DeliveryError> {
+        let bytes = serde_json::to_vec(body).map_err(|e| DeliveryError::Other(e.to_string()))?;
+        let first = self.post_once(&bytes, deadline);
+        match first {
+            Err(e) if e.retryable() => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left < Duration::from_millis(200) {
+                    return Err(e);
+                }
+                std::thread::sleep(Duration::from_millis(100));
+                self.post_once(&bytes, deadline)
+            }
+            other => other,
+        }
+    }
+
+    fn post_once(&self, bytes: &[u8], deadline: Instant) -> Result<(), DeliveryError> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(DeliveryError::Timeout(Duration::ZERO));
+        }
+        let response = self
+            .agent
+            .post(&self.url)
+            .config()
+            .timeout_global(Some(left))
+            .build()
+            .header("content-type", "application/json")
+            .send(bytes);
+        match response {
+            Ok(mut r) => {
+                let status = r.status().as_u16();
+                // Drain a little of the answer so the connection ends cleanly.
+                let mut sink = [0u8; 1024];
+                let _ = r.body_mut().as_reader().read(&mut sink);
+                if (200..300).contains(&status) {
+                    Ok(())
+                } else {
+                    Err(DeliveryError::Status(status))
+                }
+            }
+            Err(ureq::Error::Timeout(_)) => Err(DeliveryError::Timeout(left)),
+            Err(ureq::Error::HostNotFound) => Err(DeliveryError::Connect("host not found".into())),
+            Err(ureq::Error::ConnectionFailed) => {
+                Err(DeliveryError::Connect("connection failed".into()))
+            }
+            Err(ureq::Error::Io(e)) => Err(DeliveryError::Connect(e.to_string())),
+            Err(e) => Err(DeliveryError::Other(e.to_string())),
+        }
+    }
+}
+
+/// `<endpoint>/batch/`, after checking the scheme.
+///
+/// ```
+/// assert_eq!(
+///     anonstats_client::delivery::batch_url("http://127.0.0.1:8080/").unwrap(),
+///     "http://127.0.0.1:8080/batch/"
+/// );
+/// ```
+pub fn batch_url(endpoint: &str) -> Result<String, Error> {
+    let e = endpoint.trim();
+    let invalid = |why| Error::InvalidEndpoint {
+        endpoint: endpoint.to_string(),
+        why,
+    };
+    let rest = if let Some(r) = e.strip_prefix("http://") {
+        r
+    } else if let Some(r) = e.strip_prefix("https://") {
+        if !cfg!(feature = "tls") {
+            return Err(invalid(
+                "uses https, but this build has no TLS: rebuild with the `tls` feature \
+                 or use an http:// endpoint",
+            ));
+        }
+        r
+    } else {
+        return Err(invalid(
+            "must start with http:// or https://, e.g. http://127.0.0.1:8080",
+        ));
+    };
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(invalid("has no host, e.g. http://stats.example.org:8080"));
+    }
+    if e.contains(['?', '#', ' ']) {
+        return Err(invalid(
+            "must be a base URL without query, fragment or spaces",
+        ));
+    }
+    Ok(format!("{}/batch/", e.trim_end_matches('/')))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+
+    #[test]
+    fn urls() {
+        assert!(batch_url("ftp://x").is_err());
+        assert!(batch_url("http://").is_err());
+        assert!(batch_url("http://x/?a").is_err());
+        assert_eq!(batch_url("http://x/base").unwrap(), "http://x/base/batch/");
+    }
+
+    #[test]
+    fn silent_server_times_out_on_time() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hold = std::thread::spawn(move || listener.accept().map(|(s, _)| s));
+        let t = Transport::new(&format!("http://{addr}")).unwrap();
+        let started = Instant::now();
+        let r = t.post(&serde_json::json!({}), started + Duration::from_millis(300));
+        let took = started.elapsed();
+        assert!(matches!(r, Err(DeliveryError::Timeout(_))), "{r:?}");
+        assert!(took < Duration::from_millis(600), "{took:?}");
+        drop(hold);
+    }
+
+    #[test]
+    fn retries_once_after_a_server_error() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            for answer in ["500 Oops", "200 OK"] {
+                let (mut s, _) = listener.accept().unwrap();
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                let mut len = 0;
+                loop {
+                    let mut line = String::new();
+                    r.read_line(&mut line).unwrap();
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap();
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                let mut body = vec![0; len];
+                std::io::Read::read_exact(&mut r, &mut body).unwrap();
+                let reply = format!(
+                    "HTTP/1.1 {answer}\r\ncontent-length: 12\r\nconnection: close\r\n\r\n{{\"status\":1}}"
+                );
+                s.write_all(reply.as_bytes()).unwrap();
+            }
+        });
+        let t = Transport::new(&format!("http://{addr}")).unwrap();
+        t.post(
+            &serde_json::json!({"a": 1}),
+            Instant::now() + Duration::from_secs(2),
+        )
+        .unwrap();
+        server.join().unwrap();
+    }
+}

@@ -1,0 +1,197 @@
+//! The client against a recording collector, in local mode, and opted out.
+
+mod common;
+
+use anonstats_client::{Client, Mode, Outcome};
+use common::Recorder;
+use std::ffi::OsString;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn no_env(_: &str) -> Option<OsString> {
+    None
+}
+
+fn builder(dir: &Path, url: &str) -> anonstats_client::Builder {
+    Client::builder()
+        .product("test-daemon", "9.9.9")
+        .release_channel("nightly")
+        .endpoint(url)
+        .token("tok")
+        .config_dir(dir.join("etc"))
+        .state_dir(dir.join("state"))
+        .env(no_env)
+}
+
+fn wait_for(rec: &Recorder, n: usize) {
+    let until = Instant::now() + Duration::from_secs(5);
+    while rec.events().len() < n && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn start_and_exit_are_delivered_with_masks() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = Recorder::start();
+    let client = builder(dir.path(), &rec.url).build().unwrap();
+    assert_eq!(client.start(), Outcome::Queued);
+    wait_for(&rec, 1);
+    assert_eq!(client.exit(), Outcome::Delivered(1));
+    assert_eq!(rec.names(), ["START", "EXIT"]);
+    let body = &rec.bodies.lock().unwrap()[0];
+    assert_eq!(body["api_key"], "tok");
+    let e = &body["batch"][0];
+    let id = anonstats_client::machine_id::load(&dir.path().join("state")).unwrap();
+    assert_eq!(e["distinct_id"], id.to_string());
+    let p = &e["properties"];
+    assert_eq!(p["$ip"], "127.0.0.1");
+    assert_eq!(p["$current_url"], "agent backend");
+    assert_eq!(p["product_name"], "test-daemon");
+    assert_eq!(p["product_version"], "9.9.9");
+    assert_eq!(p["release_channel"], "nightly");
+    assert_eq!(p["action"], "START");
+    // Delivered events leave nothing in the spool.
+    let spool = dir.path().join("state/spool");
+    assert_eq!(std::fs::read_dir(spool).unwrap().count(), 0);
+}
+
+#[test]
+fn undelivered_events_go_first_at_the_next_start_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens on this port once the listener is dropped.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let down = builder(dir.path(), &dead)
+        .timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let site = anonstats_client::FatalSite::from_reference("p:t", "1@f.rs:f/0");
+    assert!(matches!(down.fatal(site), Outcome::Spooled(_)));
+    assert!(started.elapsed() < Duration::from_millis(900));
+
+    let rec = Recorder::start();
+    let up = builder(dir.path(), &rec.url).build().unwrap();
+    assert_eq!(up.send_action("START", None, None), Outcome::Delivered(2));
+    assert_eq!(rec.names(), ["FATAL", "START"]);
+    assert_eq!(rec.bodies.lock().unwrap().len(), 1, "one batch");
+    assert_eq!(up.exit(), Outcome::Delivered(1));
+    assert_eq!(rec.names(), ["FATAL", "START", "EXIT"]);
+}
+
+#[test]
+fn a_run_without_exit_is_reported_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = Recorder::start();
+    let first = builder(dir.path(), &rec.url).build().unwrap();
+    first.send_action("START", None, None);
+    drop(first); // killed: no EXIT
+
+    let second = builder(dir.path(), &rec.url).build().unwrap();
+    second.send_action("START", None, None);
+    second.exit();
+    let third = builder(dir.path(), &rec.url).build().unwrap();
+    third.send_action("START", None, None);
+    assert_eq!(
+        rec.names(),
+        ["START", "INCOMPLETE_SHUTDOWN", "START", "EXIT", "START"]
+    );
+    let events = rec.events();
+    assert_eq!(events[1]["properties"]["action_data"], events[0]["uuid"]);
+}
+
+#[test]
+fn local_mode_logs_and_sends_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = Recorder::start();
+    let client = builder(dir.path(), &rec.url)
+        .mode(Mode::Local)
+        .build()
+        .unwrap();
+    assert!(matches!(client.start(), Outcome::Logged(_)));
+    assert!(matches!(client.exit(), Outcome::Logged(_)));
+    let log = std::fs::read_to_string(dir.path().join("state/local-events.ndjson")).unwrap();
+    assert_eq!(log.lines().count(), 2);
+    assert!(rec.events().is_empty());
+    assert!(!dir.path().join("state/spool").exists());
+}
+
+#[test]
+fn opted_out_touches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let cases: [(&str, fn(&str) -> Option<OsString>); 2] = [
+        ("DISABLE_TELEMETRY", |n| {
+            (n == "DISABLE_TELEMETRY").then(|| "0".into())
+        }),
+        ("DO_NOT_TRACK", |n| {
+            (n == "DO_NOT_TRACK").then(|| "1".into())
+        }),
+    ];
+    for (_, env) in cases {
+        // No endpoint, token or product: none is needed when off.
+        let c = Client::builder()
+            .state_dir(&state)
+            .config_dir(dir.path())
+            .env(env)
+            .build()
+            .unwrap();
+        assert_eq!(c.consent().mode, Mode::Off);
+        assert_eq!(c.start(), Outcome::Off);
+        assert_eq!(c.capture("X", Default::default()), Outcome::Off);
+        assert_eq!(c.exit(), Outcome::Off);
+        assert!(!c.install_panic_hook());
+        assert_eq!(c.preview("START", None, None), None);
+    }
+    std::fs::write(dir.path().join(".opt-out-from-anonymous-statistics"), "").unwrap();
+    let c = Client::builder()
+        .state_dir(&state)
+        .config_dir(dir.path())
+        .env(no_env)
+        .build()
+        .unwrap();
+    assert_eq!(c.send_action("START", None, None), Outcome::Off);
+    assert!(!state.exists());
+}
+
+#[test]
+fn missing_settings_are_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = Client::builder()
+        .config_dir(dir.path())
+        .env(no_env)
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("product"), "{err}");
+    let err = builder(dir.path(), "localhost:80").build().unwrap_err();
+    assert!(err.to_string().contains("http://"), "{err}");
+}
+
+#[test]
+fn custom_events_and_cloud_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = Recorder::start();
+    let client = builder(dir.path(), &rec.url).build().unwrap();
+    let mut props = serde_json::Map::new();
+    props.insert("$ip".into(), "10.0.0.1".into());
+    props.insert("plugins".into(), 3.into());
+    assert_eq!(
+        client.capture_and_wait("CONFIGURED", props),
+        Outcome::Delivered(1)
+    );
+    assert_eq!(
+        client.send_action("CLOUD_CONNECT_FAIL", Some("504"), None),
+        Outcome::Delivered(1)
+    );
+    let events = rec.events();
+    assert_eq!(events[0]["properties"]["plugins"], 3);
+    assert_eq!(events[0]["properties"]["$ip"], "127.0.0.1");
+    assert_eq!(events[1]["properties"]["error_code"], "504");
+    assert!(matches!(
+        client.capture("", Default::default()),
+        Outcome::Dropped(_)
+    ));
+}
