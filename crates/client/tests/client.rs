@@ -51,6 +51,10 @@ fn start_and_exit_are_delivered_with_masks() {
     assert_eq!(p["product_version"], "9.9.9");
     assert_eq!(p["release_channel"], "nightly");
     assert_eq!(p["action"], "START");
+    assert!(
+        p["system_kernel_name"].is_string(),
+        "probe facts are included"
+    );
     // Delivered events leave nothing in the spool.
     let spool = dir.path().join("state/spool");
     assert_eq!(std::fs::read_dir(spool).unwrap().count(), 0);
@@ -123,15 +127,12 @@ fn local_mode_logs_and_sends_nothing() {
 fn opted_out_touches_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let cases: [(&str, fn(&str) -> Option<OsString>); 2] = [
-        ("DISABLE_TELEMETRY", |n| {
-            (n == "DISABLE_TELEMETRY").then(|| "0".into())
-        }),
-        ("DO_NOT_TRACK", |n| {
-            (n == "DO_NOT_TRACK").then(|| "1".into())
-        }),
+    type Env = fn(&str) -> Option<OsString>;
+    let cases: [Env; 2] = [
+        |n| (n == "DISABLE_TELEMETRY").then(|| "0".into()),
+        |n| (n == "DO_NOT_TRACK").then(|| "1".into()),
     ];
-    for (_, env) in cases {
+    for env in cases {
         // No endpoint, token or product: none is needed when off.
         let c = Client::builder()
             .state_dir(&state)
