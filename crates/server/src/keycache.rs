@@ -1,15 +1,11 @@
 //! Write-token resolution on the hot path: an in-memory snapshot of every token,
-//! reloaded when the key store's generation changes (so `anonstats keys` works while the
-//! collector runs) and on a miss (so a new token works at once).
+//! reloaded when the key store's generation changes: checked periodically (so a revoked
+//! token stops working) and on every miss (so a new token works at once).
 
 use crate::privacy::Policy;
 use crate::store::{KeyStore, PrivacyMode, StoreError};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
-
-/// A miss reloads at most this often, so unknown tokens cannot hammer the store.
-const MISS_RELOAD_INTERVAL: Duration = Duration::from_millis(50);
+use std::sync::{Arc, RwLock};
 
 #[derive(Debug)]
 pub struct ProjectEntry {
@@ -33,7 +29,6 @@ struct Snapshot {
 pub struct KeyCache {
     store: Arc<dyn KeyStore>,
     snapshot: RwLock<Arc<Snapshot>>,
-    last_reload: Mutex<Instant>,
 }
 
 impl KeyCache {
@@ -41,7 +36,6 @@ impl KeyCache {
         let cache = KeyCache {
             store,
             snapshot: RwLock::new(Arc::default()),
-            last_reload: Mutex::new(Instant::now()),
         };
         cache.reload()?;
         Ok(cache)
@@ -51,18 +45,9 @@ impl KeyCache {
         if let Some(found) = self.current().tokens.get(token) {
             return found.clone();
         }
-        let due = {
-            let mut last = self.last_reload.lock().unwrap_or_else(|p| p.into_inner());
-            let due = last.elapsed() >= MISS_RELOAD_INTERVAL;
-            if due {
-                *last = Instant::now();
-            }
-            due
-        };
-        if due {
-            if let Err(e) = self.reload() {
-                tracing::warn!(error = %e, "cannot reload keys");
-            }
+        // A token created since the last load: the generation says whether to reload.
+        if let Err(e) = self.refresh_if_changed() {
+            tracing::warn!(error = %e, "cannot reload keys");
         }
         self.current()
             .tokens

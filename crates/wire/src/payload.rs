@@ -61,10 +61,16 @@ pub(crate) fn extract(req: &Request<'_>, limits: &Limits) -> Result<Payload, Wir
         }
     }
 
-    let is_form = req.content_type.is_some_and(|ct| {
-        ct.trim_start()
-            .starts_with("application/x-www-form-urlencoded")
-    }) || req.body.starts_with(b"data=");
+    // curl -d labels JSON as a form; a body that opens like JSON is taken as JSON.
+    let looks_like_json = matches!(
+        req.body.iter().find(|b| !b.is_ascii_whitespace()),
+        Some(b'{') | Some(b'[')
+    );
+    let is_form = !looks_like_json
+        && (req.content_type.is_some_and(|ct| {
+            ct.trim_start()
+                .starts_with("application/x-www-form-urlencoded")
+        }) || req.body.starts_with(b"data="));
     let owned;
     let raw: &[u8] = if !req.body.is_empty() && is_form {
         let mut data = None;

@@ -50,23 +50,7 @@ async fn handle(
     } else {
         st.limits.request_body
     };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err((ApiError::BodyTooLarge { limit }, 0));
-    }
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let too_large = std::error::Error::source(&e)
-            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-        let err = if too_large {
-            ApiError::BodyTooLarge { limit }
-        } else {
-            ApiError::BodyRead(e.to_string())
-        };
-        (err, 0)
-    })?;
+    let bytes = read_body(body, limit).await.map_err(|e| (e, 0))?;
 
     let limits = Limits {
         max_payload: limit,
@@ -112,6 +96,37 @@ async fn handle(
         .map_err(|e| (ApiError::Store(e), n))?;
     st.metrics.dropped(&dropped);
     Ok(inserted)
+}
+
+/// A client that sent more than the limit still gets a readable answer: the rest of
+/// its body is read and thrown away, up to this much, before the 413 goes out.
+const DRAIN_MAX: usize = 64 << 20;
+
+/// Reads the body into memory, refusing it once it passes `limit`.
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut buf = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::BodyRead(e.to_string()))?;
+        let Ok(chunk) = frame.into_data() else {
+            continue;
+        };
+        seen += chunk.len();
+        if seen <= limit {
+            buf.extend_from_slice(&chunk);
+        } else {
+            buf = Vec::new();
+            if seen > DRAIN_MAX {
+                break;
+            }
+        }
+    }
+    if seen > limit {
+        return Err(ApiError::BodyTooLarge { limit });
+    }
+    Ok(Bytes::from(buf))
 }
 
 fn decode(

@@ -1,0 +1,254 @@
+//! Test harness: runs the real `anonstats` binary on 127.0.0.1 with a fresh data dir.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_anonstats");
+
+/// A running collector.
+pub struct Collector {
+    pub dir: tempfile::TempDir,
+    pub url: String,
+    pub write_token: String,
+    pub admin_token: String,
+    child: Option<Child>,
+    pub stderr_log: PathBuf,
+}
+
+impl Collector {
+    pub fn start() -> Collector {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut c = Collector {
+            stderr_log: dir.path().join("serve.log"),
+            dir,
+            url: String::new(),
+            write_token: String::new(),
+            admin_token: String::new(),
+            child: None,
+        };
+        c.spawn();
+        c
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.stderr_log)
+            .expect("log file");
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(self.data_dir())
+            .env("ANONSTATS_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("start anonstats serve");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        loop {
+            let line = lines
+                .next()
+                .expect("serve ended before listening")
+                .expect("read stdout");
+            if let Some(t) = line.strip_prefix("write token: ") {
+                self.write_token = t.to_string();
+            } else if let Some(t) = line.strip_prefix("admin token: ") {
+                self.admin_token = t.to_string();
+            } else if let Some(url) = line.strip_prefix("listening on ") {
+                self.url = url.to_string();
+                break;
+            }
+        }
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        self.child = Some(child);
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    /// Stops with SIGTERM and waits for a clean exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = child.id().to_string();
+            let _ = Command::new("kill").args(["-TERM", &pid]).status();
+            let status = wait_timeout(&mut child, Duration::from_secs(20));
+            assert!(
+                status.is_some_and(|s| s.success()),
+                "serve did not exit cleanly: {status:?}"
+            );
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// Runs `anonstats ARGS --data-dir DIR` and returns stdout; panics on failure.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new(BIN)
+            .args(args)
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .output()
+            .expect("run cli");
+        assert!(
+            out.status.success(),
+            "anonstats {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf8")
+    }
+
+    /// Every stored event, through `anonstats export`.
+    pub fn export(&self) -> Vec<Value> {
+        self.cli(&["export", "--format", "ndjson"])
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("export line is JSON"))
+            .collect()
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn wait_timeout(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// An HTTP answer.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|_| panic!("not JSON: {}", self.body))
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn detail(&self) -> String {
+        self.json()["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+/// Sends a request and collects the answer; `headers` are (name, value) pairs.
+pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Answer {
+    let agent = agent();
+    let result = match method {
+        "GET" | "OPTIONS" | "DELETE" => {
+            let mut req = match method {
+                "GET" => agent.get(url),
+                "DELETE" => agent.delete(url),
+                _ => agent.options(url),
+            };
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            req.call()
+        }
+        _ => {
+            let mut req = agent.post(url);
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            req.send(body.unwrap_or_default())
+        }
+    };
+    let mut resp = result.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_string()))
+        .collect();
+    let mut body = String::new();
+    let _ = resp.body_mut().as_reader().read_to_string(&mut body);
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+pub fn post_json(url: &str, body: &Value) -> Answer {
+    request(
+        "POST",
+        url,
+        &[("content-type", "application/json")],
+        Some(body.to_string().as_bytes()),
+    )
+}
+
+/// Whether an external tool the test needs is present. In CI its absence fails the
+/// test; elsewhere the test is skipped with the reason printed.
+pub fn require(present: bool, what: &str) -> bool {
+    if present {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("{what} is required in CI but missing; scripts/test.sh installs it");
+    }
+    eprintln!("skipped: {what} is missing (scripts/test.sh installs it)");
+    false
+}
+
+/// Every byte of every file under `dir`.
+pub fn all_bytes(dir: &Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(all_bytes(&path));
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            out.extend(bytes);
+        }
+    }
+    out
+}
+
+pub fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
