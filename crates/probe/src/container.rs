@@ -5,8 +5,8 @@
 //! files that could have been copied into an image by accident (`/.dockerenv`), and cgroup
 //! heuristics come last.
 
-use crate::rooted::Root;
 use crate::Fact;
+use crate::rooted::Root;
 
 /// Container names as systemd-detect-virt prints them; anything else is "container-other".
 const KNOWN: &[&str] = &[
@@ -73,12 +73,20 @@ fn proot(root: Root<'_>) -> Option<Fact> {
 
 /// Written by container managers that follow the container interface (nspawn, recent podman).
 fn run_host_container_manager(root: Root<'_>) -> Option<Fact> {
-    named(root, "/run/host/container-manager", root.first_line("/run/host/container-manager")?)
+    named(
+        root,
+        "/run/host/container-manager",
+        root.first_line("/run/host/container-manager")?,
+    )
 }
 
 /// Written by systemd when it runs as PID 1 inside a container.
 fn run_systemd_container(root: Root<'_>) -> Option<Fact> {
-    named(root, "/run/systemd/container", root.first_line("/run/systemd/container")?)
+    named(
+        root,
+        "/run/systemd/container",
+        root.first_line("/run/systemd/container")?,
+    )
 }
 
 /// The `container=` variable that container managers hand to PID 1.
@@ -196,7 +204,10 @@ mod tests {
         let dir = tree(
             "proot",
             &[
-                ("/proc/self/status", b"Name:\tsh\nTracerPid:\t4242\nUid:\t0\n"),
+                (
+                    "/proc/self/status",
+                    b"Name:\tsh\nTracerPid:\t4242\nUid:\t0\n",
+                ),
                 ("/proc/4242/comm", b"proot\n"),
             ],
         );
@@ -220,7 +231,10 @@ mod tests {
 
     #[test]
     fn containerenv_alone_is_podman() {
-        let dir = tree("containerenv", &[("/run/.containerenv", b"engine=\"podman-4.9.3\"\n")]);
+        let dir = tree(
+            "containerenv",
+            &[("/run/.containerenv", b"engine=\"podman-4.9.3\"\n")],
+        );
         assert_eq!(run(&dir), ("podman".into(), "/run/.containerenv".into()));
     }
 
@@ -228,7 +242,10 @@ mod tests {
     fn oci_defers_to_marker_files() {
         let with_marker = tree(
             "oci-docker",
-            &[("/proc/1/environ", b"container=oci\0"), ("/.dockerenv", b"")],
+            &[
+                ("/proc/1/environ", b"container=oci\0"),
+                ("/.dockerenv", b""),
+            ],
         );
         assert_eq!(
             run(&with_marker),
@@ -273,8 +290,14 @@ mod tests {
             ("0::/system.slice/docker.service", None),
             ("0::/machine.slice/libpod-3f4e.scope", Some("podman")),
             ("0::/kubepods.slice/x/crio-3f4e.scope", Some("cri-o")),
-            ("0::/kubepods.slice/x/cri-containerd-3f.scope", Some("containerd")),
-            ("11:pids:/kubepods/besteffort/pod1/3f4e", Some("container-other")),
+            (
+                "0::/kubepods.slice/x/cri-containerd-3f.scope",
+                Some("containerd"),
+            ),
+            (
+                "11:pids:/kubepods/besteffort/pod1/3f4e",
+                Some("container-other"),
+            ),
             ("0::/lxc.payload.web", Some("lxc")),
             ("5:cpu:/lxc/web", Some("lxc")),
             ("0::/init.scope", None),

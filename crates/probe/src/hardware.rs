@@ -75,7 +75,11 @@ pub(crate) fn total_disk(root: Root<'_>) -> Fact {
         if NOT_DISKS.iter().any(|p| dev.starts_with(p)) {
             continue;
         }
-        if root.first_line(&format!("/sys/block/{dev}/removable")).as_deref() == Some("1") {
+        if root
+            .first_line(&format!("/sys/block/{dev}/removable"))
+            .as_deref()
+            == Some("1")
+        {
             continue;
         }
         // Always counted in 512-byte sectors, whatever the device's own sector size.
@@ -135,7 +139,10 @@ mod tests {
     fn cpu_count_falls_back_to_cpuinfo() {
         let tree = Tree::new(
             "hw-cpuinfo",
-            &[("/proc/cpuinfo", b"processor\t: 0\nflags\t: fpu\n\nprocessor\t: 1\n")],
+            &[(
+                "/proc/cpuinfo",
+                b"processor\t: 0\nflags\t: fpu\n\nprocessor\t: 1\n",
+            )],
         );
         assert_eq!(
             cpu_count(Root::new(tree.path())),

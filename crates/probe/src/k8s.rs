@@ -43,19 +43,37 @@ mod tests {
     #[test]
     fn each_signal_alone() {
         assert_eq!(
-            run("env", &[("/proc/self/environ", b"KUBERNETES_SERVICE_HOST=10.96.0.1\0")]),
+            run(
+                "env",
+                &[("/proc/self/environ", b"KUBERNETES_SERVICE_HOST=10.96.0.1\0")]
+            ),
             (true, "/proc/self/environ:KUBERNETES_SERVICE_HOST".into())
         );
         assert_eq!(
-            run("kubelet", &[("/var/lib/kubelet/config.yaml", b"kind: KubeletConfiguration\n")]),
+            run(
+                "kubelet",
+                &[(
+                    "/var/lib/kubelet/config.yaml",
+                    b"kind: KubeletConfiguration\n"
+                )]
+            ),
             (true, "/var/lib/kubelet".into())
         );
         assert_eq!(
-            run("etc", &[("/etc/kubernetes/kubelet.conf", b"apiVersion: v1\n")]),
+            run(
+                "etc",
+                &[("/etc/kubernetes/kubelet.conf", b"apiVersion: v1\n")]
+            ),
             (true, "/etc/kubernetes".into())
         );
         assert_eq!(
-            run("cgroup", &[("/proc/1/cgroup", b"0::/kubepods.slice/kubepods-pod1.slice\n")]),
+            run(
+                "cgroup",
+                &[(
+                    "/proc/1/cgroup",
+                    b"0::/kubepods.slice/kubepods-pod1.slice\n"
+                )]
+            ),
             (true, "/proc/1/cgroup:kubepods".into())
         );
     }
@@ -63,7 +81,10 @@ mod tests {
     #[test]
     fn empty_variable_and_plain_hosts_are_not_nodes() {
         assert_eq!(
-            run("empty-env", &[("/proc/1/environ", b"KUBERNETES_SERVICE_HOST=\0")]),
+            run(
+                "empty-env",
+                &[("/proc/1/environ", b"KUBERNETES_SERVICE_HOST=\0")]
+            ),
             (false, "none-found".into())
         );
         assert_eq!(

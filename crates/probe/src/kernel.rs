@@ -1,7 +1,7 @@
 //! Kernel name, release and machine architecture: what `uname -s -r -m` prints.
 
-use crate::rooted::Root;
 use crate::UNKNOWN;
+use crate::rooted::Root;
 
 /// The running kernel.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,10 +19,10 @@ pub struct Kernel {
 /// Uses `uname(2)` for the live system and the `/proc/sys/kernel` files for any other root,
 /// so that a fixture tree never sees the test machine's kernel.
 pub(crate) fn detect(root: Root<'_>) -> Kernel {
-    if root.is_live() {
-        if let Some(kernel) = from_uname() {
-            return kernel;
-        }
+    if root.is_live()
+        && let Some(kernel) = from_uname()
+    {
+        return kernel;
     }
     from_proc(root)
 }

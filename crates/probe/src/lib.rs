@@ -10,10 +10,11 @@
 //! # Operating system
 //!
 //! From `/etc/os-release`, else `/usr/lib/os-release`, else `/etc/lsb-release`. Inside a
-//! container that file describes the container image; the host's is then looked up under
-//! `/host` (where monitoring agents usually mount the host's root) and reported as
-//! `host_os_*`, while the image's goes to `container_os_*`. Without a `/host` mount the
-//! host fields are `"unknown"` with detection `none-found:host-root-not-mounted`. WSL is the
+//! container that file describes the container image and is reported as `container_os_*`;
+//! the host's is looked up under `/host` (where monitoring agents usually mount the host's
+//! root), then at `/run/host/os-release` (the container interface of systemd-nspawn), and
+//! reported as `host_os_*`. Without either the host fields are `"unknown"` with detection
+//! `none-found:host-root-not-mounted`. WSL is the
 //! exception: its distribution is the only Linux userland there is, so it is the host OS.
 //!
 //! # Virtualization and containers
@@ -114,9 +115,6 @@ pub struct SystemFacts {
     pub total_disk: Fact,
 }
 
-/// Where a host's root filesystem is commonly mounted into a monitoring container.
-const HOST_PREFIX: &str = "/host";
-
 /// Containers whose own userland is the only one visible; everything else has a host OS
 /// apart from the image's.
 fn has_separate_host(container: &str) -> bool {
@@ -129,7 +127,7 @@ pub fn probe(root: &Path) -> SystemFacts {
     let container = container::detect(root);
     let own_os = os_release::detect(root, "").unwrap_or_else(|| OsInfo::unknown("none-found"));
     let (host_os, container_os) = if has_separate_host(&container.value) {
-        let host = os_release::detect(root, HOST_PREFIX)
+        let host = os_release::detect_host(root)
             .unwrap_or_else(|| OsInfo::unknown("none-found:host-root-not-mounted"));
         (host, Some(own_os))
     } else {
@@ -196,7 +194,10 @@ impl SystemFacts {
                 &os.version_id,
                 &os.detection,
             ];
-            names.into_iter().zip(values.map(|v| text(v))).collect::<Vec<_>>()
+            names
+                .into_iter()
+                .zip(values.map(|v| text(v)))
+                .collect::<Vec<_>>()
         };
         let mut props = os(
             &self.host_os,
@@ -227,9 +228,15 @@ impl SystemFacts {
             ("system_kernel_version", text(&self.kernel.version)),
             ("system_architecture", text(&self.kernel.architecture)),
             ("system_virtualization", text(&self.virtualization.value)),
-            ("system_virt_detection", text(&self.virtualization.detection)),
+            (
+                "system_virt_detection",
+                text(&self.virtualization.detection),
+            ),
             ("system_container", text(&self.container.value)),
-            ("system_container_detection", text(&self.container.detection)),
+            (
+                "system_container_detection",
+                text(&self.container.detection),
+            ),
             ("host_is_k8s_node", Value::Bool(self.is_k8s_node)),
             (
                 "system_cpu_logical_cpu_count",
@@ -274,7 +281,10 @@ mod tests {
                 .map(|(_, v)| v)
         };
         assert_eq!(get(&facts, "host_is_k8s_node"), Some(Value::Bool(false)));
-        assert_eq!(get(&facts, "system_cpu_logical_cpu_count"), Some(Value::Null));
+        assert_eq!(
+            get(&facts, "system_cpu_logical_cpu_count"),
+            Some(Value::Null)
+        );
         facts.cpu_count = Some(8);
         assert_eq!(
             get(&facts, "system_cpu_logical_cpu_count"),

@@ -1,7 +1,7 @@
 //! Operating system identification from os-release(5), with lsb-release as a last resort.
 
-use crate::rooted::Root;
 use crate::UNKNOWN;
+use crate::rooted::Root;
 
 /// What an os-release file says about one operating system.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,6 +154,17 @@ fn unquote(raw: &str) -> Option<String> {
     Some(out)
 }
 
+/// The host's operating system as seen from inside a container: its root filesystem
+/// mounted at `/host`, or the copy of its os-release that the container interface puts at
+/// `/run/host/os-release` (systemd-nspawn and others).
+pub(crate) fn detect_host(root: Root<'_>) -> Option<OsInfo> {
+    detect(root, "/host").or_else(|| {
+        let path = "/run/host/os-release";
+        let text = root.read(path)?;
+        Some(from_os_release(&parse(&text), path.into()))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,7 +203,8 @@ mod tests {
 
     #[test]
     fn comments_blank_and_malformed_lines_are_skipped() {
-        let text = "# comment\n\n   \nNOT A LINE\n=x\n1X=y\nBAD KEY=z\nOPEN=\"never closed\nID=arch\n";
+        let text =
+            "# comment\n\n   \nNOT A LINE\n=x\n1X=y\nBAD KEY=z\nOPEN=\"never closed\nID=arch\n";
         let vars = parse(text);
         assert_eq!(vars, vec![("ID".to_string(), "arch".to_string())]);
     }

@@ -52,8 +52,14 @@ impl<'a> Root<'a> {
         self.path(in_system).exists()
     }
 
+    /// Only regular files are read: a FIFO or device where a file should be would block
+    /// or never end.
     pub(crate) fn read_bytes(&self, in_system: &str) -> Option<Vec<u8>> {
-        let file = fs::File::open(self.path(in_system)).ok()?;
+        let path = self.path(in_system);
+        if !fs::metadata(&path).ok()?.is_file() {
+            return None;
+        }
+        let file = fs::File::open(path).ok()?;
         let mut buf = Vec::new();
         file.take(MAX_READ).read_to_end(&mut buf).ok()?;
         Some(buf)

@@ -8,10 +8,8 @@ pub(crate) struct Tree(PathBuf);
 
 impl Tree {
     pub(crate) fn new(name: &str, files: &[(&str, &[u8])]) -> Tree {
-        let dir = std::env::temp_dir().join(format!(
-            "anonstats-probe-{name}-{}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("anonstats-probe-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         let _ = fs::create_dir_all(&dir);
         for (path, content) in files {

@@ -6,8 +6,8 @@
 //! the sysfs, device-tree and s390 interfaces. A probe can also leave a hint ("some
 //! hypervisor", "looks like Hyper-V") that decides only when nothing better is found.
 
-use crate::rooted::Root;
 use crate::Fact;
+use crate::rooted::Root;
 
 /// What one probe learned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,10 +29,10 @@ const DECIDES_FIRST: &[&str] = &["oracle", "xen", "amazon", "parallels", "google
 pub(crate) fn detect(root: Root<'_>) -> Fact {
     let mut hints = Vec::new();
     let dmi = dmi(root);
-    if let Found(fact) = &dmi {
-        if DECIDES_FIRST.contains(&fact.value.as_str()) {
-            return fact.clone();
-        }
+    if let Found(fact) = &dmi
+        && DECIDES_FIRST.contains(&fact.value.as_str())
+    {
+        return fact.clone();
     }
     if let Found(fact) = user_mode_linux(root) {
         return fact;
@@ -147,10 +147,14 @@ fn amazon(root: Root<'_>, detection: String, product_name: Option<&str>) -> Verd
         Some(true) => found("amazon", format!("{detection}+smbios:vm-bit")),
         Some(false) => NotHere,
         None => {
-            let metal = product_name.and_then(|p| p.split_once(".metal")).is_some_and(
-                |(_, rest)| rest.is_empty() || rest.starts_with('-'),
-            );
-            if metal { NotHere } else { found("amazon", detection) }
+            let metal = product_name
+                .and_then(|p| p.split_once(".metal"))
+                .is_some_and(|(_, rest)| rest.is_empty() || rest.starts_with('-'));
+            if metal {
+                NotHere
+            } else {
+                found("amazon", detection)
+            }
         }
     }
 }
@@ -210,9 +214,9 @@ fn cpuid(root: Root<'_>) -> Verdict {
     if !root.is_live() {
         return NotHere;
     }
-    // CPUID is available on every x86_64 CPU and only reads identification registers.
+    // Older toolchains declare the intrinsic unsafe; newer ones do not.
     #[allow(unused_unsafe)]
-    // SAFETY: see above; the intrinsic has no preconditions on x86_64.
+    // SAFETY: CPUID exists on every x86_64 CPU and only reads identification registers.
     let (leaf1, leaf_hv) = unsafe { (__cpuid(1), __cpuid(0x4000_0000)) };
     if leaf1.ecx & (1 << 31) == 0 {
         return NotHere;

@@ -136,15 +136,24 @@ fn xen_dom0_is_not_a_guest() {
 fn user_mode_linux_by_cpu_vendor() {
     let got = run(
         "uml",
-        &[("/proc/cpuinfo", b"processor\t: 0\nvendor_id\t: User Mode Linux\n")],
+        &[(
+            "/proc/cpuinfo",
+            b"processor\t: 0\nvendor_id\t: User Mode Linux\n",
+        )],
     );
     assert_eq!(got, pair("uml", "cpuinfo:vendor_id"));
 }
 
 #[test]
 fn cpuid_signatures() {
-    assert_eq!(cpuid_signature("KVMKVMKVM"), found("kvm", "cpuid:KVMKVMKVM"));
-    assert_eq!(cpuid_signature("VMwareVMware"), found("vmware", "cpuid:VMwareVMware"));
+    assert_eq!(
+        cpuid_signature("KVMKVMKVM"),
+        found("kvm", "cpuid:KVMKVMKVM")
+    );
+    assert_eq!(
+        cpuid_signature("VMwareVMware"),
+        found("vmware", "cpuid:VMwareVMware")
+    );
     assert_eq!(
         cpuid_signature("Microsoft Hv"),
         Hint(Fact::new("microsoft", "cpuid:Microsoft Hv"))
@@ -161,12 +170,18 @@ fn device_tree_variants() {
     assert_eq!(kvm, pair("kvm", "device-tree:hypervisor/compatible"));
     let xen = run(
         "dt-xen",
-        &[("/proc/device-tree/hypervisor/compatible", b"xen,xen-4.17\0xen,xen\0")],
+        &[(
+            "/proc/device-tree/hypervisor/compatible",
+            b"xen,xen-4.17\0xen,xen\0",
+        )],
     );
     assert_eq!(xen.0, "xen");
     let qemu = run(
         "dt-fwcfg",
-        &[("/proc/device-tree/fw-cfg@9020000/compatible", b"qemu,fw-cfg-mmio\0")],
+        &[(
+            "/proc/device-tree/fw-cfg@9020000/compatible",
+            b"qemu,fw-cfg-mmio\0",
+        )],
     );
     assert_eq!(qemu, pair("qemu", "device-tree:fw-cfg@9020000"));
     let powervm = run(
@@ -179,7 +194,10 @@ fn device_tree_variants() {
     assert_eq!(powervm.0, "powervm");
     let board = run(
         "dt-board",
-        &[("/proc/device-tree/compatible", b"raspberrypi,4-model-b\0brcm,bcm2711\0")],
+        &[(
+            "/proc/device-tree/compatible",
+            b"raspberrypi,4-model-b\0brcm,bcm2711\0",
+        )],
     );
     assert_eq!(board, pair("none", "none-found"));
 }
@@ -188,7 +206,10 @@ fn device_tree_variants() {
 fn zvm_and_kvm_on_s390() {
     let zvm = run(
         "zvm",
-        &[("/proc/sysinfo", b"LPAR Name:  LP01\nVM00 Control Program: z/VM    7.2.0\n")],
+        &[(
+            "/proc/sysinfo",
+            b"LPAR Name:  LP01\nVM00 Control Program: z/VM    7.2.0\n",
+        )],
     );
     assert_eq!(zvm, pair("zvm", "/proc/sysinfo"));
     let kvm = run(
