@@ -1,35 +1,203 @@
 //! Agent-side commands: send, show, status, opt-out, opt-in.
+//!
+//! These paths stay light: no logging set-up, no async runtime. When statistics are off,
+//! `send` returns at once having read two environment variables and checked one file.
 
+use anonstats_client::consent::{self, Consent, Mode};
+use anonstats_client::{Client, DEFAULT_CONFIG_DIR, DEFAULT_STATE_DIR, Outcome};
+use anyhow::Context;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 #[derive(clap::Args)]
 pub struct DirArgs {
     /// Configuration directory (holds the opt-out file).
-    #[arg(long, env = "ANONSTATS_CONFIG_DIR", default_value = "/etc/anonstats")]
+    #[arg(long, env = "ANONSTATS_CONFIG_DIR", default_value = DEFAULT_CONFIG_DIR)]
     pub config_dir: PathBuf,
+    /// The host's own setting (on, local, off); applies only when no opt-out is set.
+    #[arg(long, env = "ANONSTATS_MODE", value_name = "MODE")]
+    pub mode: Option<Mode>,
 }
 
 #[derive(clap::Args)]
 pub struct SendArgs {
-    /// The action, e.g. START, EXIT, FATAL.
+    /// The action: START, EXIT, FATAL, CLOUD_BUILD_FAIL, CLOUD_UNAVAILABLE,
+    /// CLOUD_CONNECT_FAIL or a name of your own.
     pub action: String,
+    /// The result (FATAL: PROCESS:THREAD; CLOUD_CONNECT_FAIL: the error code).
     pub action_result: Option<String>,
+    /// More data (FATAL: LINE@FILE:FUNCTION/ERRNO).
     pub action_data: Option<String>,
+    /// The collector's base URL; events go to ENDPOINT/batch/.
+    #[arg(long, env = "ANONSTATS_ENDPOINT")]
+    pub endpoint: Option<String>,
+    /// The project's write token.
+    #[arg(long, env = "ANONSTATS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    #[command(flatten)]
+    pub dirs: DirArgs,
+    /// State directory: machine id, spool, run status, local log.
+    #[arg(long, env = "ANONSTATS_STATE_DIR", default_value = DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+    /// The product sending the event.
+    #[arg(long, env = "ANONSTATS_PRODUCT_NAME")]
+    pub product_name: Option<String>,
+    /// The product's version.
+    #[arg(long, env = "ANONSTATS_PRODUCT_VERSION")]
+    pub product_version: Option<String>,
+    /// Release channel, e.g. stable or nightly.
+    #[arg(long, env = "ANONSTATS_RELEASE_CHANNEL")]
+    pub release_channel: Option<String>,
+    /// How the product was installed, e.g. binpkg-deb or docker.
+    #[arg(long, env = "ANONSTATS_INSTALL_TYPE")]
+    pub install_type: Option<String>,
+    /// Total time for delivery, in seconds (connect, send and receive together).
+    #[arg(long, default_value = "2", value_name = "SECONDS")]
+    pub timeout: f64,
 }
 
-pub fn send(_args: SendArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not built yet")
+fn client(args: &SendArgs) -> anyhow::Result<Client> {
+    if !(args.timeout > 0.0 && args.timeout <= 60.0) {
+        anyhow::bail!(
+            "--timeout {} is out of range: give seconds between 0 and 60, e.g. 2",
+            args.timeout
+        );
+    }
+    let mut b = Client::builder()
+        .config_dir(&args.dirs.config_dir)
+        .state_dir(&args.state_dir)
+        .timeout(Duration::from_secs_f64(args.timeout));
+    if let Some(mode) = args.dirs.mode {
+        b = b.mode(mode);
+    }
+    if let Some(name) = &args.product_name {
+        b = b.product(name, args.product_version.as_deref().unwrap_or(""));
+    }
+    if let Some(e) = &args.endpoint {
+        b = b.endpoint(e);
+    }
+    if let Some(t) = &args.token {
+        b = b.token(t);
+    }
+    if let Some(c) = &args.release_channel {
+        b = b.release_channel(c);
+    }
+    if let Some(i) = &args.install_type {
+        b = b.install_type(i);
+    }
+    Ok(b.build()?)
 }
-pub fn show(_args: SendArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not built yet")
+
+/// `anonstats send ACTION [ACTION_RESULT [ACTION_DATA]]`.
+pub fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
+    let client = client(&args)?;
+    let outcome = client.send_action(
+        &args.action,
+        args.action_result.as_deref(),
+        args.action_data.as_deref(),
+    );
+    Ok(match outcome {
+        Outcome::Off | Outcome::Logged(_) | Outcome::Delivered(_) | Outcome::Queued => {
+            ExitCode::SUCCESS
+        }
+        Outcome::Spooled(why) => {
+            eprintln!("anonstats: {why}");
+            ExitCode::SUCCESS
+        }
+        Outcome::Dropped(why) => {
+            eprintln!("anonstats: event not sent: {why}");
+            ExitCode::FAILURE
+        }
+    })
 }
-pub fn status(_args: DirArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not built yet")
+
+/// `anonstats show ...`: the exact JSON `send` would send.
+pub fn show(args: SendArgs) -> anyhow::Result<ExitCode> {
+    let client = client(&args)?;
+    let Some(body) = client.preview(
+        &args.action,
+        args.action_result.as_deref(),
+        args.action_data.as_deref(),
+    ) else {
+        eprintln!("statistics are {}: nothing would be sent", client.consent());
+        return Ok(ExitCode::SUCCESS);
+    };
+    if client.consent().mode == Mode::Local {
+        eprintln!(
+            "statistics are {}: the event would be appended to {} and not sent",
+            client.consent(),
+            anonstats_client::local_log::path(&args.state_dir).display()
+        );
+    }
+    if anonstats_client::machine_id::load(&args.state_dir).is_none() {
+        eprintln!(
+            "note: no machine id exists yet in {}; `send` creates one, the distinct_id shown is an example",
+            args.state_dir.display()
+        );
+    }
+    let text = serde_json::to_string_pretty(&body).context("format the event as JSON")?;
+    println!("{text}");
+    Ok(ExitCode::SUCCESS)
 }
-pub fn opt_out(_args: DirArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not built yet")
+
+fn decide(args: &DirArgs) -> Consent {
+    consent::decide(&consent::process_env, &args.config_dir, args.mode)
 }
-pub fn opt_in(_args: DirArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not built yet")
+
+/// `anonstats status`: `on`, `local` or `off` and the rule that decided.
+pub fn status(args: DirArgs) -> anyhow::Result<ExitCode> {
+    println!("{}", decide(&args));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `anonstats opt-out`: create the opt-out file.
+pub fn opt_out(args: DirArgs) -> anyhow::Result<ExitCode> {
+    let path = consent::opt_out_path(&args.config_dir);
+    std::fs::create_dir_all(&args.config_dir).with_context(|| {
+        format!(
+            "cannot create the configuration directory {}; run as a user who may write there, \
+             or pass --config-dir",
+            args.config_dir.display()
+        )
+    })?;
+    std::fs::write(
+        &path,
+        "# While this file exists, no anonymous statistics are sent. Remove it (or run\n\
+         # `anonstats opt-in`) to send them again.\n",
+    )
+    .with_context(|| {
+        format!(
+            "cannot create {}; run as a user who may write there, or pass --config-dir",
+            path.display()
+        )
+    })?;
+    println!("created {}", path.display());
+    println!("{}", decide(&args));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `anonstats opt-in`: remove the opt-out file.
+pub fn opt_in(args: DirArgs) -> anyhow::Result<ExitCode> {
+    let path = consent::opt_out_path(&args.config_dir);
+    match std::fs::remove_file(&path) {
+        Ok(()) => println!("removed {}", path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            println!("{} does not exist; nothing to remove", path.display())
+        }
+        Err(e) => {
+            return Err(e).with_context(|| {
+                format!(
+                    "cannot remove {}; run as a user who may write there",
+                    path.display()
+                )
+            });
+        }
+    }
+    let now = decide(&args);
+    println!("{now}");
+    if now.mode == Mode::Off {
+        eprintln!("note: statistics stay off because {}", now.reason);
+    }
+    Ok(ExitCode::SUCCESS)
 }
