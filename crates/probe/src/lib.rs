@@ -52,6 +52,8 @@
 //! }
 //! ```
 
+#![warn(missing_docs)]
+
 mod container;
 mod hardware;
 mod k8s;
@@ -82,6 +84,7 @@ pub struct Fact {
 }
 
 impl Fact {
+    /// A fact with its value and how it was detected.
     pub fn new(value: impl Into<String>, detection: impl Into<String>) -> Self {
         Fact {
             value: value.into(),
@@ -97,11 +100,13 @@ pub struct SystemFacts {
     pub host_os: OsInfo,
     /// The container image's operating system, when running in a container.
     pub container_os: Option<OsInfo>,
+    /// Kernel name, release and architecture.
     pub kernel: Kernel,
     /// Hypervisor: "none", "kvm", "vmware", ...
     pub virtualization: Fact,
     /// Container manager: "none", "docker", "lxc", ...
     pub container: Fact,
+    /// Whether the machine is a Kubernetes node (or runs this inside a pod on one).
     pub is_k8s_node: bool,
     /// How `is_k8s_node` was decided, e.g. "/var/lib/kubelet" or "none-found".
     pub k8s_detection: String,
