@@ -164,11 +164,11 @@ impl Builder {
         }
         if consent.mode == Mode::On {
             let endpoint = self.endpoint.ok_or(Error::MissingEndpoint)?;
+            let transport = Transport::new(&endpoint)?;
             let token = self
                 .token
                 .filter(|t| !t.is_empty())
                 .ok_or(Error::MissingToken)?;
-            let transport = Transport::new(&endpoint)?;
             dispatcher = Some(Dispatcher::new(Route {
                 transport,
                 token,

@@ -100,6 +100,7 @@ const SKIP: &[&str] = &[
     "<core::",
     "<alloc::",
     "rust_begin_unwind",
+    "__rustc::",
     "rust_panic",
     "__rust",
 ];

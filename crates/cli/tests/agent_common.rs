@@ -1,0 +1,175 @@
+//! Helpers for the agent tests: the real binary, a recording collector, a silent listener.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_anonstats");
+
+/// `anonstats send|show ARGS` with a clean environment for consent.
+pub fn anonstats(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args);
+    for var in [
+        "DISABLE_TELEMETRY",
+        "DO_NOT_TRACK",
+        "ANONSTATS_ENDPOINT",
+        "ANONSTATS_TOKEN",
+        "ANONSTATS_MODE",
+        "ANONSTATS_CONFIG_DIR",
+        "ANONSTATS_STATE_DIR",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.envs(env.iter().copied());
+    cmd.output().expect("run anonstats")
+}
+
+/// The usual `send` arguments for a test directory.
+pub fn send_args(action: &str, endpoint: &str, dir: &Path) -> Vec<String> {
+    vec![
+        "send".into(),
+        action.into(),
+        "--endpoint".into(),
+        endpoint.into(),
+        "--token".into(),
+        "test-token".into(),
+        "--product-name".into(),
+        "agent-test".into(),
+        "--product-version".into(),
+        "1.0.0".into(),
+        "--config-dir".into(),
+        dir.join("etc").display().to_string(),
+        "--state-dir".into(),
+        dir.join("state").display().to_string(),
+    ]
+}
+
+pub fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// Whether a tool the test needs is present: in CI its absence fails the test, elsewhere
+/// the test is skipped with the reason printed.
+pub fn tool_present(tool: &str) -> bool {
+    let ok = Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        if std::env::var_os("CI").is_some() {
+            panic!("{tool} is required in CI but missing: apt-get install -y {tool}");
+        }
+        eprintln!("skipped: {tool} is missing (apt-get install -y {tool})");
+    }
+    ok
+}
+
+/// Accepts connections and never answers.
+pub struct Silent {
+    pub url: String,
+}
+
+impl Silent {
+    pub fn start() -> Silent {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for s in listener.incoming().flatten() {
+                held.push(s);
+            }
+        });
+        Silent { url }
+    }
+}
+
+/// Answers 200 `{"status":1}` and records every body.
+pub struct Recorder {
+    pub url: String,
+    pub bodies: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Recorder {
+    pub fn start() -> Recorder {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let b = bodies.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let b = b.clone();
+                std::thread::spawn(move || serve(stream, &b));
+            }
+        });
+        Recorder { url, bodies }
+    }
+
+    pub fn batches(&self) -> Vec<Value> {
+        self.bodies.lock().expect("lock").clone()
+    }
+
+    pub fn events(&self) -> Vec<Value> {
+        self.batches()
+            .iter()
+            .flat_map(|b| b["batch"].as_array().cloned().unwrap_or_default())
+            .collect()
+    }
+}
+
+fn serve(stream: TcpStream, bodies: &Mutex<Vec<Value>>) {
+    let Ok(clone) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(clone);
+    loop {
+        let mut len = 0usize;
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap_or(0);
+            }
+            if h == "\r\n" {
+                break;
+            }
+        }
+        let mut body = vec![0; len];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        if let Ok(v) = serde_json::from_slice(&body) {
+            bodies.lock().expect("lock").push(v);
+        }
+        let reply = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 12\r\n\r\n{\"status\":1}";
+        if (&stream).write_all(reply.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+/// Files under `dir` (recursively); empty when it does not exist.
+pub fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(files_under(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
