@@ -1,0 +1,213 @@
+//! End to end: the `demo-agent` example against the real collector (`anonstats serve`),
+//! read back with `anonstats export`.
+
+mod common;
+
+use common::Collector;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Builds the example into this test's target directory (once) and returns its path.
+fn demo_agent() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test executable path");
+        // <target>/<profile>/deps/agent_e2e-HASH
+        let profile_dir = exe.parent().and_then(Path::parent).expect("profile dir");
+        let target_dir = profile_dir.parent().expect("target dir");
+        let release = profile_dir.file_name().is_some_and(|n| n == "release");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args([
+            "build",
+            "-q",
+            "-p",
+            "anonstats-client",
+            "--example",
+            "demo-agent",
+            "--target-dir",
+        ])
+        .arg(target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if release {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo build for demo-agent");
+        assert!(status.success(), "cargo build --example demo-agent failed");
+        profile_dir.join("examples/demo-agent")
+    })
+    .clone()
+}
+
+struct Demo {
+    dir: PathBuf,
+}
+
+impl Demo {
+    fn spawn(&self, url: &str, token: &str, crash: bool) -> Child {
+        let mut cmd = Command::new(demo_agent());
+        cmd.args(["--endpoint", url, "--token", token, "--config-dir"])
+            .arg(self.dir.join("etc"))
+            .arg("--state-dir")
+            .arg(self.dir.join("state"))
+            .env_remove("DISABLE_TELEMETRY")
+            .env_remove("DO_NOT_TRACK")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if crash {
+            cmd.arg("--crash");
+        }
+        cmd.spawn().expect("start demo-agent")
+    }
+}
+
+fn signal(child: &Child, sig: &str) {
+    let status = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+fn wait(child: &mut Child) -> ExitStatus {
+    common::wait_timeout(child, Duration::from_secs(20)).expect("demo-agent did not exit")
+}
+
+fn named<'a>(events: &'a [Value], name: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["event"] == name).collect()
+}
+
+/// Polls the export until `n` events named `name` are stored.
+fn wait_for(c: &Collector, name: &str, n: usize) -> Vec<Value> {
+    let until = Instant::now() + Duration::from_secs(15);
+    loop {
+        let events = c.export();
+        if named(&events, name).len() >= n || Instant::now() > until {
+            return events;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn start_exit_and_fatal_arrive_with_their_fields() {
+    let c = Collector::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let demo = Demo {
+        dir: dir.path().into(),
+    };
+
+    let mut agent = demo.spawn(&c.url, &c.write_token, false);
+    wait_for(&c, "START", 1);
+    signal(&agent, "-TERM");
+    assert!(wait(&mut agent).success());
+    let events = wait_for(&c, "EXIT", 1);
+    let start = named(&events, "START")[0];
+    let p = &start["properties"];
+    assert_eq!(p["product_name"], "demo-agent");
+    assert_eq!(p["action"], "START");
+    assert!(p["system_kernel_name"].is_string());
+    assert!(p.get("$ip").is_none_or(|ip| ip == "127.0.0.1"));
+    let machine = std::fs::read_to_string(dir.path().join("state/machine-id")).expect("machine id");
+    assert_eq!(start["distinct_id"], machine.trim());
+
+    let mut crashing = demo.spawn(&c.url, &c.write_token, true);
+    assert_eq!(wait(&mut crashing).code(), Some(101));
+    let events = wait_for(&c, "FATAL", 1);
+    let fatal = named(&events, "FATAL");
+    assert_eq!(fatal.len(), 1);
+    let p = &fatal[0]["properties"];
+    assert_eq!(p["fatal_process"], "demo-agent");
+    assert_eq!(p["fatal_thread"], "config-loader");
+    assert_eq!(p["fatal_function"], "demo_agent::load_configuration");
+    assert_eq!(p["fatal_file"], "crates/client/examples/demo-agent.rs");
+    let line = p["fatal_line"].as_u64().expect("fatal_line is a number");
+    assert!(line > 0);
+    let expected =
+        format!("{line}@crates/client/examples/demo-agent.rs:demo_agent::load_configuration/0");
+    assert_eq!(p["action_data"], expected);
+    assert_eq!(p["action_result"], "demo-agent:config-loader");
+    assert_eq!(named(&events, "START").len(), 2);
+    assert!(named(&events, "INCOMPLETE_SHUTDOWN").is_empty());
+}
+
+#[test]
+fn fatal_spooled_while_the_collector_is_down_arrives_once() {
+    let mut c = Collector::start();
+    let old_url = c.url.clone();
+    c.kill();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let demo = Demo {
+        dir: dir.path().into(),
+    };
+
+    let mut crashing = demo.spawn(&old_url, &c.write_token, true);
+    assert_eq!(wait(&mut crashing).code(), Some(101));
+    let spooled: Vec<Value> = std::fs::read_dir(dir.path().join("state/spool"))
+        .expect("spool dir")
+        .flatten()
+        .map(|e| serde_json::from_slice(&std::fs::read(e.path()).expect("read")).expect("json"))
+        .collect();
+    let fatal_uuid = spooled
+        .iter()
+        .find(|e| e["event"] == "FATAL")
+        .map(|e| e["uuid"].clone())
+        .expect("FATAL is in the spool");
+
+    c.restart();
+    for _ in 0..2 {
+        let mut agent = demo.spawn(&c.url, &c.write_token, false);
+        let before = named(&c.export(), "EXIT").len();
+        wait_for(&c, "START", 1);
+        signal(&agent, "-TERM");
+        assert!(wait(&mut agent).success());
+        wait_for(&c, "EXIT", before + 1);
+    }
+    let events = c.export();
+    let fatal = named(&events, "FATAL");
+    assert_eq!(fatal.len(), 1, "FATAL stored exactly once");
+    assert_eq!(fatal[0]["uuid"], fatal_uuid);
+    assert_eq!(fatal[0]["properties"]["fatal_thread"], "config-loader");
+    // The START of the crashed run was spooled too and arrives once; the run closed by FATAL
+    // is not an incomplete shutdown.
+    assert_eq!(named(&events, "START").len(), 3);
+    assert!(named(&events, "INCOMPLETE_SHUTDOWN").is_empty());
+}
+
+#[test]
+fn kill_9_is_reported_once_as_incomplete_shutdown() {
+    let c = Collector::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let demo = Demo {
+        dir: dir.path().into(),
+    };
+
+    let mut agent = demo.spawn(&c.url, &c.write_token, false);
+    wait_for(&c, "START", 1);
+    signal(&agent, "-KILL");
+    let _ = wait(&mut agent);
+
+    for n in 1..=2 {
+        let mut agent = demo.spawn(&c.url, &c.write_token, false);
+        wait_for(&c, "START", n + 1);
+        signal(&agent, "-TERM");
+        assert!(wait(&mut agent).success());
+        wait_for(&c, "EXIT", n);
+    }
+    let events = c.export();
+    let incomplete = named(&events, "INCOMPLETE_SHUTDOWN");
+    assert_eq!(incomplete.len(), 1, "reported exactly once");
+    let first_start = named(&events, "START")
+        .into_iter()
+        .min_by_key(|e| e["timestamp"].as_str().unwrap_or("").to_string())
+        .expect("a START");
+    assert_eq!(
+        incomplete[0]["properties"]["action_data"],
+        first_start["uuid"]
+    );
+    assert_eq!(named(&events, "START").len(), 3);
+    assert_eq!(named(&events, "EXIT").len(), 2);
+}
