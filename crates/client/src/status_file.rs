@@ -78,7 +78,10 @@ fn write(state_dir: &Path, s: &RunStatus) -> Result<(), Error> {
         "started": s.started,
     });
     let bytes = serde_json::to_vec(&v).unwrap_or_default();
-    fsutil::replace_file(&path(state_dir), &bytes, 0o600, true)
+    // Renamed into place but not fsynced: a START or EXIT costs no disk flush. After a power
+    // loss within the file system's commit interval the marker may be missing, and that run
+    // goes unreported.
+    fsutil::replace_file(&path(state_dir), &bytes, 0o600, false)
 }
 
 /// Mark a new run. Returns the previous run if it never closed (to report it once).

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Times `anonstats send` against the reference shell script, both posting to the same
+# local collector, and `anonstats send` opted out, with hyperfine.
+#
+#   bench/agent-send/run.sh [PATH_TO_ANONSTATS]     (default: target/release/anonstats)
+#
+# Needs hyperfine and curl (apt-get install -y hyperfine curl). Prints hyperfine's
+# table and writes bench/agent-send/results.md.
+set -euo pipefail
+HERE="$(cd "$(dirname "$0")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+BIN="${1:-${CARGO_TARGET_DIR:-$ROOT/target}/release/anonstats}"
+[ -x "$BIN" ] || { echo "run.sh: $BIN not found; cargo build --release -p anonstats first, or pass its path" >&2; exit 2; }
+command -v hyperfine > /dev/null || { echo "run.sh: hyperfine missing: apt-get install -y hyperfine" >&2; exit 2; }
+
+WORK="$(mktemp -d)"
+# The collector commits with a full fsync; on this kind of disk one costs about 4 ms and
+# would dominate both sides. By default its data lives on tmpfs so that what is measured is
+# the agent side; COLLECTOR_DATA_PARENT=/some/disk/dir measures with the disk.
+DATA_PARENT="${COLLECTOR_DATA_PARENT:-/dev/shm}"
+DATA="$(mktemp -d -p "$DATA_PARENT")"
+SERVER_PID=
+cleanup() { [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2> /dev/null; rm -rf "$WORK" "$DATA"; }
+trap cleanup EXIT
+
+mkfifo "$WORK/out"
+"$BIN" serve --data-dir "$DATA/data" --listen 127.0.0.1:0 > "$WORK/out" 2> "$WORK/serve.log" &
+SERVER_PID=$!
+TOKEN= ENDPOINT=
+while read -r line; do
+  case "$line" in
+    "write token: "*) TOKEN="${line#write token: }" ;;
+    "listening on "*) ENDPOINT="${line#listening on }"; break ;;
+  esac
+done < "$WORK/out"
+cat "$WORK/out" > /dev/null &
+[ -n "$TOKEN" ] && [ -n "$ENDPOINT" ] || { echo "run.sh: the collector did not start; see $WORK/serve.log" >&2; exit 1; }
+
+unset DISABLE_TELEMETRY DO_NOT_TRACK ANONSTATS_MODE
+export ENDPOINT TOKEN CONFIG_DIR="$WORK/etc" PRODUCT_VERSION=1.0.0
+mkdir -p "$WORK/etc-off" && touch "$WORK/etc-off/.opt-out-from-anonymous-statistics"
+SEND="$BIN send START --endpoint $ENDPOINT --token $TOKEN --product-name bench --product-version 1.0.0 --config-dir $WORK/etc --state-dir $WORK/state"
+SEND_OFF="$BIN send START --endpoint $ENDPOINT --token $TOKEN --product-name bench --product-version 1.0.0 --config-dir $WORK/etc-off --state-dir $WORK/state-off"
+SCRIPT="$HERE/reference-anonymous-statistics.sh START"
+
+hyperfine -N --warmup 20 --runs "${RUNS:-300}" \
+  --export-markdown "$HERE/results.md" \
+  -n "anonstats send" "$SEND" \
+  -n "reference script" "$SCRIPT" \
+  -n "anonstats send (opted out)" "$SEND_OFF"
+
+stored=$("$BIN" export --data-dir "$DATA/data" --format ndjson | wc -l)
+echo "events stored by the collector: $stored"
+[ -z "$(ls -A "$WORK/state-off" 2> /dev/null)" ] && echo "opted out: state dir untouched"
