@@ -3,6 +3,7 @@
 mod capture;
 pub mod error;
 mod ops;
+mod static_files;
 
 use crate::keycache::KeyCache;
 use crate::metrics::Metrics;
@@ -60,6 +61,7 @@ pub fn router(state: AppState) -> Router {
     let public = public.layer(CorsLayer::very_permissive());
     Router::new()
         .merge(public)
+        .merge(static_files::routes())
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .with_state(state)
