@@ -69,7 +69,7 @@ export function create() {
     state = -1
     queue = []
     clearTimeout(timer)
-    if (onHide) removeEventListener('pagehide', onHide)
+    globalThis.removeEventListener?.('pagehide', onHide)
   }
 
   const schedule = () => {
@@ -129,7 +129,7 @@ export function create() {
     if (state !== 1 || !queue.length) return Promise.resolve(true)
     const batch = queue
     queue = []
-    if (beacon === true && navigator.sendBeacon) {
+    if (beacon === true && globalThis.navigator?.sendBeacon) {
       const blob = new Blob([body(batch)], { type: 'text/plain' })
       return Promise.resolve(navigator.sendBeacon(`${o.apiHost}/batch/`, blob))
     }
@@ -166,7 +166,7 @@ export function create() {
     }
     state = 1
     onHide = () => flush(true)
-    addEventListener('pagehide', onHide)
+    globalThis.addEventListener?.('pagehide', onHide)
     schedule()
     return true
   }
@@ -186,7 +186,7 @@ export function create() {
       properties: {
         $lib: 'anonstats.js',
         $lib_version: VERSION,
-        $browser: browserFamily(globalThis.navigator && navigator.userAgent),
+        $browser: browserFamily(globalThis.navigator?.userAgent),
         ...supers,
         ...properties,
       },

@@ -16,6 +16,9 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use std::process::ExitCode;
 
+#[path = "demo-agent/dashboard.rs"]
+mod dashboard;
+
 struct Options {
     endpoint: Option<String>,
     token: Option<String>,
@@ -23,6 +26,7 @@ struct Options {
     state_dir: String,
     mode: Option<Mode>,
     crash: bool,
+    dashboard: Option<String>,
 }
 
 fn parse_options() -> Result<Options, String> {
@@ -33,6 +37,7 @@ fn parse_options() -> Result<Options, String> {
         state_dir: "/var/lib/demo-agent".into(),
         mode: None,
         crash: false,
+        dashboard: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -44,10 +49,11 @@ fn parse_options() -> Result<Options, String> {
             "--state-dir" => o.state_dir = value()?,
             "--mode" => o.mode = Some(value()?.parse().map_err(|e| format!("{e}"))?),
             "--crash" => o.crash = true,
+            "--dashboard" => o.dashboard = Some(value()?),
             other => {
                 return Err(format!(
                     "unknown argument {other:?}; flags: --endpoint URL --token T \
-                     --config-dir DIR --state-dir DIR [--mode on|local|off] [--crash]"
+                     --config-dir DIR --state-dir DIR [--mode on|local|off] [--crash] [--dashboard ADDR]"
                 ));
             }
         }
@@ -134,7 +140,23 @@ fn main() -> ExitCode {
         }
     };
     match Agent::new(&options) {
-        Ok(agent) => agent.run(options.crash),
+        Ok(agent) => {
+            if let Some(addr) = &options.dashboard {
+                let (mode, endpoint, token) = (
+                    options.mode,
+                    options.endpoint.clone(),
+                    options.token.clone(),
+                );
+                match dashboard::start(addr, &agent.client, mode, endpoint, token) {
+                    Ok(bound) => println!("dashboard on http://{bound}"),
+                    Err(e) => {
+                        eprintln!("demo-agent: cannot serve the dashboard on {addr}: {e}");
+                        return ExitCode::from(2);
+                    }
+                }
+            }
+            agent.run(options.crash)
+        }
         Err(e) => {
             eprintln!("demo-agent: {e}");
             ExitCode::from(2)
