@@ -1,9 +1,9 @@
 //! `anonstats serve`: the collector on the embedded store.
 
-use anonstats_server::http::HttpLimits;
 use anonstats_server::metrics::Metrics;
 use anonstats_server::store::KeyStore;
 use anonstats_server::store::sqlite::SqliteStore;
+use anonstats_server::{Backend, Settings};
 use anyhow::Context;
 use std::io::Write;
 use std::path::PathBuf;
@@ -24,6 +24,12 @@ pub struct ServeArgs {
     /// Capture requests that may wait for a commit before new ones get 503.
     #[arg(long, env = "ANONSTATS_QUEUE", default_value_t = 4096)]
     pub queue: usize,
+    /// Purge events older than this many days (checked at start and hourly).
+    #[arg(long, env = "ANONSTATS_RETENTION_DAYS")]
+    pub retention_days: Option<u32>,
+    /// Breakdown buckets seen on fewer distinct machines are folded into "other".
+    #[arg(long, env = "ANONSTATS_K_ANONYMITY", default_value_t = 5)]
+    pub k_anonymity: u64,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -46,15 +52,17 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         println!("listening on http://{addr}");
         std::io::stdout().flush()?;
         tracing::info!(%addr, data_dir = %args.data_dir.display(), "collector started");
-        anonstats_server::serve(
-            listener,
-            store.clone(),
-            store.clone(),
-            metrics,
-            HttpLimits::default(),
-            shutdown(),
-        )
-        .await?;
+        let backend = Backend {
+            events: store.clone(),
+            keys: store.clone(),
+            insights: store.clone(),
+        };
+        let mut settings = Settings {
+            retention_days: args.retention_days,
+            ..Settings::default()
+        };
+        settings.api.k = args.k_anonymity;
+        anonstats_server::serve(listener, backend, metrics, settings, shutdown()).await?;
         anyhow::Ok(())
     });
     // Commits what the writer still holds before the process ends.

@@ -1,13 +1,18 @@
 //! The anonstats collector: PostHog-compatible capture, privacy filter, durable storage.
 
 pub mod http;
+pub mod insights;
 pub mod keycache;
 pub mod metrics;
 pub mod privacy;
+pub mod rollup;
+pub mod sketch;
 pub mod store;
 pub mod tokens;
 
+use http::api::ApiSettings;
 use http::{AppState, HttpLimits};
+use insights::InsightStore;
 use keycache::KeyCache;
 use metrics::Metrics;
 use std::future::Future;
@@ -17,43 +22,80 @@ use store::{EventStore, KeyStore, StoreError};
 
 /// How often the collector looks for key changes made by other processes.
 const KEY_REFRESH: Duration = Duration::from_millis(100);
+/// How often retention runs (it also runs at start).
+const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+
+/// The stores a collector runs on.
+#[derive(Clone)]
+pub struct Backend {
+    pub events: Arc<dyn EventStore>,
+    pub keys: Arc<dyn KeyStore>,
+    pub insights: Arc<dyn InsightStore>,
+}
+
+/// Everything `serve` can be told.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Settings {
+    pub limits: HttpLimits,
+    pub api: ApiSettings,
+    /// Events older than this many days are purged, hourly.
+    pub retention_days: Option<u32>,
+}
 
 /// Serves the collector on `listener` until `shutdown` resolves, then finishes the
 /// requests in flight.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    events: Arc<dyn EventStore>,
-    key_store: Arc<dyn KeyStore>,
+    backend: Backend,
     metrics: Arc<Metrics>,
-    limits: HttpLimits,
+    settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StoreError> {
-    let keys = Arc::new(KeyCache::load(key_store.clone())?);
-    let refresher = {
-        let keys = keys.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(KEY_REFRESH).await;
-                let keys = keys.clone();
-                if let Ok(Err(e)) =
-                    tokio::task::spawn_blocking(move || keys.refresh_if_changed()).await
-                {
-                    tracing::warn!(error = %e, "cannot refresh keys");
-                }
-            }
-        })
-    };
+    let keys = Arc::new(KeyCache::load(backend.keys.clone())?);
+    let mut tasks = vec![tokio::spawn(refresh_keys(keys.clone()))];
+    if let Some(days) = settings.retention_days {
+        tasks.push(tokio::spawn(retention(backend.insights.clone(), days)));
+    }
     let state = AppState {
-        events,
-        key_store,
+        events: backend.events,
+        key_store: backend.keys,
+        insights: backend.insights,
         keys,
         metrics,
-        limits,
+        limits: settings.limits,
+        sessions: Arc::default(),
+        settings: settings.api,
     };
     let result = axum::serve(listener, http::router(state))
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|e| StoreError::Unavailable(format!("server error: {e}")));
-    refresher.abort();
+    for task in tasks {
+        task.abort();
+    }
     result
+}
+
+async fn refresh_keys(keys: Arc<KeyCache>) {
+    loop {
+        tokio::time::sleep(KEY_REFRESH).await;
+        let keys = keys.clone();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || keys.refresh_if_changed()).await {
+            tracing::warn!(error = %e, "cannot refresh keys");
+        }
+    }
+}
+
+/// Purges events older than `days` whole UTC days, now and every hour.
+async fn retention(store: Arc<dyn InsightStore>, days: u32) {
+    loop {
+        let cutoff = chrono::Utc::now().timestamp_millis() - i64::from(days) * insights::DAY_MS;
+        let s = store.clone();
+        match tokio::task::spawn_blocking(move || s.purge_before(cutoff)).await {
+            Ok(Ok(n)) => tracing::info!(purged = n, days, "retention ran"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "retention failed; it runs again in an hour"),
+            Err(e) => tracing::warn!(error = %e, "retention task failed"),
+        }
+        tokio::time::sleep(RETENTION_EVERY).await;
+    }
 }

@@ -47,7 +47,7 @@ impl Collector {
         let mut child = Command::new(BIN)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(self.data_dir())
-            .env("ANONSTATS_LOG", "info")
+            .env("ANONSTATS_LOG", "trace")
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()

@@ -3,8 +3,8 @@
 use super::AppState;
 use super::error::ApiError;
 use crate::keycache::Resolved;
-use crate::privacy;
 use crate::store::{Inserted, NewEvent};
+use crate::{privacy, rollup};
 use anonstats_wire::{Decoded, Limits, Request, decode_at};
 use axum::Json;
 use axum::body::{Body, Bytes};
@@ -78,7 +78,9 @@ async fn handle(
         .into_iter()
         .map(|mut e| {
             privacy::apply(&mut e.properties, &project.policy, &mut dropped);
+            let dims = rollup::dims(&e.event, &e.properties);
             NewEvent {
+                dims,
                 project_id: project.id,
                 uuid: e.uuid,
                 event: e.event,

@@ -26,7 +26,8 @@ impl ApiError {
         match self {
             ApiError::Wire(WireError::Invalid(_))
             | ApiError::BodyRead(_)
-            | ApiError::BadRequest(_) => Reject::Invalid,
+            | ApiError::BadRequest(_)
+            | ApiError::Store(StoreError::Invalid(_)) => Reject::Invalid,
             ApiError::Wire(WireError::TooLarge(_)) | ApiError::BodyTooLarge { .. } => {
                 Reject::TooLarge
             }
@@ -38,6 +39,15 @@ impl ApiError {
             ApiError::RevokedToken => Reject::RevokedToken,
             ApiError::Store(StoreError::Overloaded) => Reject::Overloaded,
             ApiError::Store(_) => Reject::Unavailable,
+        }
+    }
+
+    /// The machine-readable `code` of the answer.
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::NotFound(_) | ApiError::Store(StoreError::NotFound(_)) => "not_found",
+            _ => self.reject_reason().as_str(),
         }
     }
 
@@ -102,8 +112,7 @@ impl IntoResponse for ApiError {
             400 | 413 => "validation_error",
             _ => "server_error",
         };
-        let body =
-            json!({"type": kind, "code": self.reject_reason().as_str(), "detail": self.detail()});
+        let body = json!({"type": kind, "code": self.code(), "detail": self.detail()});
         let mut response = (status, Json(body)).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response

@@ -1,10 +1,14 @@
 //! Routes and nothing else; handlers live in their own modules.
 
+mod admin;
+pub mod api;
 mod capture;
 pub mod error;
 mod ops;
+mod params;
 mod static_files;
 
+use crate::insights::InsightStore;
 use crate::keycache::KeyCache;
 use crate::metrics::Metrics;
 use crate::store::{EventStore, KeyStore};
@@ -39,8 +43,11 @@ pub struct AppState {
     pub events: Arc<dyn EventStore>,
     pub key_store: Arc<dyn KeyStore>,
     pub keys: Arc<KeyCache>,
+    pub insights: Arc<dyn InsightStore>,
     pub metrics: Arc<Metrics>,
     pub limits: HttpLimits,
+    pub sessions: Arc<admin::Sessions>,
+    pub settings: api::ApiSettings,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -62,6 +69,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(public)
         .merge(static_files::routes())
+        .merge(api::routes())
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .with_state(state)

@@ -42,6 +42,8 @@ pub struct NewEvent {
     pub received_ms: i64,
     /// The filtered properties as a JSON object text.
     pub properties: String,
+    /// What the event adds to the rollups ([`crate::rollup::dims`]).
+    pub dims: Vec<(String, String)>,
 }
 
 /// An event as stored.

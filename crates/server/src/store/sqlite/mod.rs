@@ -1,6 +1,9 @@
 //! The embedded store: one SQLite file in the data dir, in WAL mode, with full sync.
 
+mod adhoc;
+mod insights;
 mod keys;
+mod rollup;
 mod schema;
 mod writer;
 
@@ -41,6 +44,7 @@ impl SqliteStore {
         let mut conn = Connection::open(&path)
             .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
         schema::configure(&conn)?;
+        rollup::register_functions(&conn)?;
         schema::migrate(&mut conn)?;
         Ok(SqliteStore {
             path,
@@ -58,6 +62,7 @@ impl SqliteStore {
     pub fn start_writer(&self, metrics: Arc<Metrics>, queue: usize) -> Result<(), StoreError> {
         let conn = Connection::open(&self.path)?;
         schema::configure(&conn)?;
+        rollup::register_functions(&conn)?;
         let (tx, rx) = mpsc::channel(queue.max(1));
         let handle = std::thread::Builder::new()
             .name("anonstats-writer".into())
@@ -91,6 +96,7 @@ impl SqliteStore {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        rollup::register_functions(&conn)?;
         Ok(conn)
     }
 

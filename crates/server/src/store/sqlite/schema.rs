@@ -3,7 +3,8 @@
 use rusqlite::Connection;
 
 /// Each entry upgrades the schema by one version; `user_version` records how far it got.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE projects (
     id          INTEGER PRIMARY KEY,
     name        TEXT NOT NULL UNIQUE,
@@ -41,7 +42,39 @@ CREATE TABLE events (
 );
 CREATE UNIQUE INDEX events_uuid ON events (project_id, uuid);
 CREATE INDEX events_time ON events (project_id, ts_ms);
-"#];
+"#,
+    r#"
+CREATE INDEX events_machine ON events (project_id, distinct_id);
+CREATE INDEX events_event_time ON events (project_id, event, ts_ms);
+CREATE TABLE rollup_events (
+    project_id  INTEGER NOT NULL,
+    event       TEXT NOT NULL,
+    hour        INTEGER NOT NULL,   -- Unix hours (UTC)
+    count       INTEGER NOT NULL,
+    PRIMARY KEY (project_id, event, hour)
+) WITHOUT ROWID;
+CREATE TABLE rollup_props (
+    project_id  INTEGER NOT NULL,
+    event       TEXT NOT NULL,
+    prop        TEXT NOT NULL,
+    day         INTEGER NOT NULL,   -- Unix days (UTC)
+    value       TEXT NOT NULL,
+    count       INTEGER NOT NULL,
+    machines    BLOB NOT NULL,      -- a machine set (see sketch.rs)
+    first_ms    INTEGER NOT NULL,
+    last_ms     INTEGER NOT NULL,
+    PRIMARY KEY (project_id, prop, day, event, value)
+) WITHOUT ROWID;
+CREATE INDEX rollup_props_day ON rollup_props (project_id, day);
+CREATE TABLE rollup_machines (
+    project_id  INTEGER NOT NULL,
+    event       TEXT NOT NULL,      -- '' = any event
+    day         INTEGER NOT NULL,
+    machines    BLOB NOT NULL,
+    PRIMARY KEY (project_id, event, day)
+) WITHOUT ROWID;
+"#,
+];
 
 /// Connection settings every connection uses: WAL so readers never block the writer,
 /// and `synchronous = FULL` so a commit is on disk before it returns.

@@ -1,6 +1,7 @@
 //! Group commit: one thread owns the write connection, drains every queued request,
 //! inserts them in one transaction and answers each once the commit is on disk.
 
+use super::rollup::Agg;
 use crate::metrics::Metrics;
 use crate::store::{Inserted, NewEvent, StoreError};
 use rusqlite::{Connection, params};
@@ -49,6 +50,7 @@ pub(super) fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, metrics: Ar
 fn commit(conn: &mut Connection, jobs: &[Job]) -> rusqlite::Result<Vec<Inserted>> {
     let tx = conn.transaction()?;
     let mut outcomes = Vec::with_capacity(jobs.len());
+    let mut rollups = Agg::default();
     {
         let mut insert = tx.prepare_cached(
             "INSERT OR IGNORE INTO events
@@ -69,6 +71,13 @@ fn commit(conn: &mut Connection, jobs: &[Job]) -> rusqlite::Result<Vec<Inserted>
                 ])?;
                 if n == 1 {
                     out.stored += 1;
+                    rollups.add(
+                        e.project_id,
+                        &e.event,
+                        &e.distinct_id,
+                        e.timestamp_ms,
+                        &e.dims,
+                    );
                 } else {
                     out.duplicates += 1;
                 }
@@ -76,6 +85,8 @@ fn commit(conn: &mut Connection, jobs: &[Job]) -> rusqlite::Result<Vec<Inserted>
             outcomes.push(out);
         }
     }
+    // Duplicates were skipped above, so rollups count exactly the stored events.
+    rollups.flush(&tx)?;
     tx.commit()?;
     Ok(outcomes)
 }

@@ -1,0 +1,451 @@
+//! The admin API under `/api/v1/`: insights, raw data, erasure. Every route but the
+//! OpenAPI document and the log-in requires an admin (see [`Admin`]).
+
+use super::AppState;
+use super::admin::{Admin, SESSION_COOKIE, SESSION_TTL, session_id};
+use super::error::ApiError;
+use super::params::{Params, buckets};
+use crate::insights::{self, Group, Interval, Scope, SqlLimits};
+use crate::store::StoreError;
+use anonstats_wire::format_rfc3339_ms;
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+
+/// Properties whose shares the systems insight reports.
+pub const SYSTEM_PROPERTIES: &[&str] = &[
+    "host_os_name",
+    "host_os_id",
+    "system_kernel_name",
+    "system_kernel_version",
+    "system_architecture",
+    "system_virtualization",
+    "system_container",
+];
+
+/// Events of the cloud features and the property that carries their error code.
+pub const CLOUD_EVENTS: &[&str] = &[
+    "CLOUD_BUILD_FAIL",
+    "CLOUD_UNAVAILABLE",
+    "CLOUD_CONNECT_FAIL",
+];
+pub const ERROR_CODE: &str = "error_code";
+
+const ACCURACY: &str =
+    "exact up to 512 machines per bucket; above, a HyperLogLog estimate (typical error 1.6%)";
+
+pub fn routes() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/session", post(login).delete(logout))
+        .route("/api/v1/projects", get(projects))
+        .route("/api/v1/insights/trend", get(trend))
+        .route("/api/v1/insights/breakdown", get(breakdown))
+        .route("/api/v1/insights/active", get(active))
+        .route("/api/v1/insights/versions", get(versions))
+        .route("/api/v1/insights/systems", get(systems))
+        .route("/api/v1/insights/crashes", get(crashes))
+        .route("/api/v1/insights/cloud", get(cloud))
+        .route("/api/v1/events/recent", get(recent))
+        .route("/api/v1/properties", get(properties))
+        .route("/api/v1/sql", post(sql))
+        .route("/api/v1/machines/{id}", delete(erase))
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::Store(StoreError::Backend(e.to_string())))?
+        .map_err(ApiError::Store)
+}
+
+/// The scope of a question, aligned to the resolution `align` needs.
+async fn scope_of(st: &AppState, p: &Params, align: Interval) -> Result<Scope, ApiError> {
+    let keys = st.key_store.clone();
+    let projects = blocking(move || keys.projects()).await?;
+    p.scope(&projects, align, chrono::Utc::now().timestamp_millis())
+}
+
+fn range(scope: &Scope) -> Value {
+    json!({"from": format_rfc3339_ms(scope.from_ms), "to": format_rfc3339_ms(scope.to_ms)})
+}
+
+/// A series with a point for every bucket of the range, zero where nothing happened.
+fn filled(points: &[(i64, u64)], interval: Interval, scope: &Scope, name: &str) -> Vec<Value> {
+    let by: HashMap<i64, u64> = points.iter().copied().collect();
+    buckets(interval, scope.from_ms, scope.to_ms)
+        .into_iter()
+        .map(|t| json!({"t": format_rfc3339_ms(t), name: by.get(&t).copied().unwrap_or(0)}))
+        .collect()
+}
+
+fn groups_json(groups: &[Group]) -> Vec<Value> {
+    groups
+        .iter()
+        .map(|g| json!({"value": g.value, "count": g.count, "machines": g.machines}))
+        .collect()
+}
+
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("openapi.json"),
+    )
+        .into_response()
+}
+
+async fn login(State(st): State<AppState>, body: axum::body::Bytes) -> Result<Response, ApiError> {
+    let token = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v.get("token")?.as_str().map(str::to_string))
+        .ok_or_else(|| ApiError::BadRequest("send {\"token\": \"<admin token>\"}".into()))?;
+    let keys = st.key_store.clone();
+    let check = token.clone();
+    if !blocking(move || keys.check_admin(&check)).await? {
+        return Err(ApiError::Unauthorized(
+            "admin token is unknown or revoked".into(),
+        ));
+    }
+    let id = st.sessions.open(&token);
+    let cookie = format!(
+        "{SESSION_COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+        SESSION_TTL.as_secs()
+    );
+    let mut resp = Json(json!({"status": "ok"})).into_response();
+    resp.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&cookie).map_err(|e| ApiError::BadRequest(e.to_string()))?,
+    );
+    Ok(resp)
+}
+
+async fn logout(State(st): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    if let Some(id) = session_id(&headers) {
+        st.sessions.close(&id);
+    }
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    let expired = format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+    if let Ok(v) = HeaderValue::from_str(&expired) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+async fn projects(_: Admin, State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let keys = st.key_store.clone();
+    let list = blocking(move || keys.projects()).await?;
+    Ok(Json(
+        json!({"projects": list.iter().map(|p| json!({"id": p.id, "name": p.name})).collect::<Vec<_>>()}),
+    ))
+}
+
+async fn trend(
+    _: Admin,
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let p = Params::parse(q.as_deref());
+    let interval = p.interval()?;
+    let scope = scope_of(&st, &p, interval).await?;
+    let store = st.insights.clone();
+    let s = scope.clone();
+    let (points, source) = blocking(move || store.trend(&s, interval)).await?;
+    Ok(Json(
+        json!({"range": range(&scope), "interval": interval, "source": source,
+        "series": filled(&points, interval, &scope, "count")}),
+    ))
+}
+
+async fn breakdown(
+    _: Admin,
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let p = Params::parse(q.as_deref());
+    let property = p
+        .get("property")
+        .ok_or_else(|| ApiError::BadRequest("`property` is required".into()))?
+        .to_string();
+    let limit = p.limit(10)?;
+    let scope = scope_of(&st, &p, Interval::Day).await?;
+    let store = st.insights.clone();
+    let (s, prop) = (scope.clone(), property.clone());
+    let (groups, source) = blocking(move || store.breakdown(&s, &prop, None)).await?;
+    let rows = insights::fold(groups, st.settings.k, limit);
+    Ok(Json(
+        json!({"range": range(&scope), "property": property, "k": st.settings.k, "source": source,
+        "rows": groups_json(&rows)}),
+    ))
+}
+
+async fn active(
+    _: Admin,
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let p = Params::parse(q.as_deref());
+    let interval = p.interval()?;
+    let scope = scope_of(&st, &p, interval).await?;
+    let store = st.insights.clone();
+    let s = scope.clone();
+    let (points, source) = blocking(move || store.active(&s, interval)).await?;
+    Ok(Json(
+        json!({"range": range(&scope), "interval": interval, "source": source, "accuracy": ACCURACY,
+        "series": filled(&points, interval, &scope, "machines")}),
+    ))
+}
+
+/// Shares of `property` values among the machines of each bucket, k-folded.
+async fn shares_over_time(st: &AppState, p: &Params, property: &str) -> Result<Value, ApiError> {
+    let interval = match p.interval()? {
+        Interval::Hour => {
+            return Err(ApiError::BadRequest(
+                "shares are per day, week or month".into(),
+            ));
+        }
+        i => i,
+    };
+    let scope = scope_of(st, p, interval).await?;
+    let limit = p.limit(10)?;
+    let (store, s, prop) = (st.insights.clone(), scope.clone(), property.to_string());
+    let ((groups, source), (totals, _)) = blocking(move || {
+        Ok((
+            store.breakdown(&s, &prop, Some(interval))?,
+            store.active(&s, interval)?,
+        ))
+    })
+    .await?;
+    let folded = insights::fold(groups, st.settings.k, limit);
+    let totals: HashMap<i64, u64> = totals.into_iter().collect();
+    let series: Vec<Value> = buckets(interval, scope.from_ms, scope.to_ms)
+        .into_iter()
+        .map(|t| {
+            let total = totals.get(&t).copied().unwrap_or(0);
+            let values: Vec<Value> = folded
+                .iter()
+                .filter(|g| g.bucket_ms == t)
+                .map(|g| {
+                    let share = if total == 0 { 0.0 } else { g.machines as f64 / total as f64 };
+                    json!({"value": g.value, "machines": g.machines, "count": g.count, "share": share})
+                })
+                .collect();
+            json!({"t": format_rfc3339_ms(t), "machines": total, "values": values})
+        })
+        .collect();
+    Ok(
+        json!({"range": range(&scope), "interval": interval, "property": property, "k": st.settings.k,
+        "source": source, "series": series}),
+    )
+}
+
+async fn versions(
+    _: Admin,
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let p = Params::parse(q.as_deref());
+    Ok(Json(shares_over_time(&st, &p, "product_version").await?))
+}
+
+async fn systems(
+    _: Admin,
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let p = Params::parse(q.as_deref());
+    let limit = p.limit(10)?;
+    let scope = scope_of(&st, &p, Interval::Day).await?;
+    let (store, s) = (st.insights.clone(), scope.clone());
+    let all = blocking(move || {
+        SYSTEM_PROPERTIES
+            .iter()
+            .map(|prop| Ok((*prop, store.breakdown(&s, prop, None)?.0)))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await?;
+    let mut out = serde_json::Map::new();
+    for (prop, groups) in all {
+        let total: u64 = groups.iter().map(|g| g.machines).sum();
+        let rows: Vec<Value> = insights::fold(groups, st.settings.k, limit)
+            .iter()
+            .map(|g| {
+                let share = if total == 0 {
+                    0.0
+                } else {
+                    g.machines as f64 / total as f64
+                };
+                json!({"value": g.value, "count": g.count, "machines": g.machines, "share": share})
+            })
+            .collect();
+        out.insert(prop.to_string(), Value::Array(rows));
+    }
+    Ok(Json(
+        json!({"range": range(&scope), "k": st.settings.k, "properties": out}),
+    ))
+}
+
+async fn crashes(
+    _: Admin,
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let p = Params::parse(q.as_deref());
+    let limit = p.limit(20)?;
+    let scope = scope_of(&st, &p, Interval::Day).await?;
+    let (store, s) = (st.insights.clone(), scope.clone());
+    let sites = blocking(move || store.crash_sites(&s)).await?;
+    let sites: Vec<Value> = insights::fold_crashes(sites, st.settings.k, limit)
+        .into_iter()
+        .map(|c| {
+            json!({"function": c.function, "file": c.file, "line": c.line, "count": c.count, "machines": c.machines,
+                "first_seen": format_rfc3339_ms(c.first_seen_ms), "last_seen": format_rfc3339_ms(c.last_seen_ms),
+                "versions": c.versions})
+        })
+        .collect();
+    Ok(Json(
+        json!({"range": range(&scope), "k": st.settings.k, "sites": sites}),
+    ))
+}
+
+async fn cloud(
+    _: Admin,
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let p = Params::parse(q.as_deref());
+    let interval = p.interval()?;
+    let mut scope = scope_of(&st, &p, interval).await?;
+    scope.events = CLOUD_EVENTS.iter().map(|e| e.to_string()).collect();
+    let (store, s) = (st.insights.clone(), scope.clone());
+    let (per_event, codes) = blocking(move || {
+        let per_event = CLOUD_EVENTS
+            .iter()
+            .map(|e| {
+                Ok((
+                    *e,
+                    store
+                        .trend(
+                            &Scope {
+                                events: vec![e.to_string()],
+                                ..s.clone()
+                            },
+                            interval,
+                        )?
+                        .0,
+                ))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok((
+            per_event,
+            store.breakdown(&s, ERROR_CODE, Some(interval))?.0,
+        ))
+    })
+    .await?;
+    let events: serde_json::Map<String, Value> = per_event
+        .iter()
+        .map(|(e, pts)| {
+            (
+                e.to_string(),
+                Value::Array(filled(pts, interval, &scope, "count")),
+            )
+        })
+        .collect();
+    let codes = insights::fold(codes, st.settings.k, 10);
+    let codes: Vec<Value> = codes
+        .iter()
+        .map(|g| json!({"t": format_rfc3339_ms(g.bucket_ms), "code": g.value, "count": g.count, "machines": g.machines}))
+        .collect();
+    Ok(Json(
+        json!({"range": range(&scope), "interval": interval, "k": st.settings.k, "events": events, "codes": codes}),
+    ))
+}
+
+async fn recent(
+    _: Admin,
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let p = Params::parse(q.as_deref());
+    let limit = p.limit(50)?;
+    let scope = scope_of(&st, &p, Interval::Day).await?;
+    let (store, project) = (st.insights.clone(), scope.project_id);
+    let events = blocking(move || store.recent(project, limit)).await?;
+    let events: Vec<Value> = events
+        .into_iter()
+        .map(|e| {
+            json!({"uuid": e.uuid.to_string(), "event": e.event, "distinct_id": e.distinct_id,
+                "timestamp": format_rfc3339_ms(e.timestamp_ms),
+                "properties": serde_json::from_str::<Value>(&e.properties).unwrap_or(Value::Null)})
+        })
+        .collect();
+    Ok(Json(json!({"events": events})))
+}
+
+async fn properties(
+    _: Admin,
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let p = Params::parse(q.as_deref());
+    let scope = scope_of(&st, &p, Interval::Day).await?;
+    let (store, s, k) = (st.insights.clone(), scope.clone(), st.settings.k);
+    let props = blocking(move || store.properties(&s, k)).await?;
+    Ok(Json(
+        json!({"range": range(&scope), "k": k, "properties": props}),
+    ))
+}
+
+async fn sql(
+    _: Admin,
+    State(st): State<AppState>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let query = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v.get("sql")?.as_str().map(str::to_string))
+        .ok_or_else(|| ApiError::BadRequest("send {\"sql\": \"SELECT ...\"}".into()))?;
+    let (store, limits) = (st.insights.clone(), st.settings.sql);
+    let result = blocking(move || store.sql(&query, limits)).await?;
+    Ok(Json(serde_json::to_value(result).unwrap_or(Value::Null)))
+}
+
+async fn erase(
+    _: Admin,
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let p = Params::parse(q.as_deref());
+    let scope = scope_of(&st, &p, Interval::Day).await?;
+    let (store, project) = (st.insights.clone(), scope.project_id);
+    let machine = id.clone();
+    let deleted = blocking(move || store.erase_machine(project, &machine)).await?;
+    tracing::info!(deleted, "erased one machine's events");
+    Ok(Json(json!({"machine": id, "deleted_events": deleted})))
+}
+
+/// Limits and knobs of the admin API.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiSettings {
+    /// The k-anonymity floor of every breakdown.
+    pub k: u64,
+    pub sql: SqlLimits,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        ApiSettings {
+            k: 5,
+            sql: SqlLimits {
+                max_rows: 10_000,
+                timeout: std::time::Duration::from_secs(10),
+            },
+        }
+    }
+}

@@ -1,0 +1,445 @@
+//! Insights over the embedded store: rollups when the question allows, raw events
+//! otherwise (hourly machine counts, several property filters at once).
+
+use super::SqliteStore;
+use super::rollup::{self, DAY_MS, HOUR_MS};
+use crate::insights::{
+    CrashSite, Group, InsightStore, Interval, PropertySummary, Scope, Source, SqlLimits, SqlResult,
+};
+use crate::rollup::{FATAL_SITE, MAX_VALUE_LEN};
+use crate::sketch::MachineSet;
+use crate::store::{StoreError, StoredEvent};
+use rusqlite::types::Value as Sql;
+use rusqlite::{Connection, params, params_from_iter};
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+/// SQL for the start (Unix seconds) of the bucket holding the Unix-seconds expression `s`.
+fn bucket(interval: Option<Interval>, s: &str) -> String {
+    match interval {
+        None => "0".into(),
+        Some(Interval::Hour) => format!("(({s}) / 3600) * 3600"),
+        Some(Interval::Day) => format!("(({s}) / 86400) * 86400"),
+        // Weeks start on Monday; 1970-01-01 was a Thursday.
+        Some(Interval::Week) => format!("((({s}) / 86400) - ((({s}) / 86400) + 3) % 7) * 86400"),
+        Some(Interval::Month) => {
+            format!("CAST(strftime('%s', ({s}), 'unixepoch', 'start of month') AS INTEGER)")
+        }
+    }
+}
+
+/// SQL for a property's bucket text in the raw `properties` JSON, as
+/// [`crate::rollup::value_text`] computes it at ingest.
+fn prop_text(path: &str) -> String {
+    let v = format!("json_extract(properties, {path})");
+    format!(
+        "(CASE json_type(properties, {path})
+            WHEN 'text' THEN CASE WHEN length(CAST({v} AS BLOB)) <= {MAX_VALUE_LEN} THEN {v} END
+            WHEN 'integer' THEN CAST({v} AS TEXT)
+            WHEN 'real' THEN CAST({v} AS TEXT)
+            WHEN 'true' THEN 'true'
+            WHEN 'false' THEN 'false' END)"
+    )
+}
+
+/// The SQL string literal of a property's JSON path.
+fn json_path(property: &str) -> Result<String, StoreError> {
+    if property.contains('"') || property.is_empty() {
+        return Err(StoreError::Invalid(format!(
+            "property name {property:?} is not supported"
+        )));
+    }
+    Ok(format!("'$.\"{}\"'", property.replace('\'', "''")))
+}
+
+/// A WHERE clause under construction with its parameters.
+struct Where {
+    sql: Vec<String>,
+    params: Vec<Sql>,
+}
+
+impl Where {
+    fn new(project: i64) -> Self {
+        Where {
+            sql: vec!["project_id = ?".into()],
+            params: vec![Sql::Integer(project)],
+        }
+    }
+    fn push(&mut self, clause: &str, values: impl IntoIterator<Item = Sql>) {
+        self.sql.push(clause.into());
+        self.params.extend(values);
+    }
+    fn events(&mut self, events: &[String], column: &str) {
+        if !events.is_empty() {
+            let marks = vec!["?"; events.len()].join(", ");
+            self.push(
+                &format!("{column} IN ({marks})"),
+                events.iter().map(|e| Sql::Text(e.clone())),
+            );
+        }
+    }
+    fn raw_filters(&mut self, filters: &[(String, String)]) -> Result<(), StoreError> {
+        for (prop, value) in filters {
+            self.push(
+                &format!("{} = ?", prop_text(&json_path(prop)?)),
+                [Sql::Text(value.clone())],
+            );
+        }
+        Ok(())
+    }
+    fn clause(&self) -> String {
+        self.sql.join(" AND ")
+    }
+}
+
+fn days(scope: &Scope) -> [Sql; 2] {
+    [
+        Sql::Integer(scope.from_ms.div_euclid(DAY_MS)),
+        Sql::Integer(scope.to_ms.div_euclid(DAY_MS)),
+    ]
+}
+
+fn raw_scope(scope: &Scope) -> Result<Where, StoreError> {
+    let mut w = Where::new(scope.project_id);
+    w.push(
+        "ts_ms >= ? AND ts_ms < ?",
+        [Sql::Integer(scope.from_ms), Sql::Integer(scope.to_ms)],
+    );
+    w.events(&scope.events, "event");
+    w.raw_filters(&scope.filters)?;
+    Ok(w)
+}
+
+fn series(conn: &Connection, sql: &str, w: &Where) -> Result<Vec<(i64, u64)>, StoreError> {
+    let mut stmt = conn.prepare(sql)?;
+    let rows = stmt.query_map(params_from_iter(w.params.iter()), |r| {
+        Ok((r.get::<_, i64>(0)? * 1000, r.get::<_, i64>(1)? as u64))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+impl InsightStore for SqliteStore {
+    fn trend(
+        &self,
+        scope: &Scope,
+        interval: Interval,
+    ) -> Result<(Vec<(i64, u64)>, Source), StoreError> {
+        let conn = self.reader()?;
+        match (scope.filters.as_slice(), interval) {
+            ([], _) => {
+                let mut w = Where::new(scope.project_id);
+                w.push(
+                    "hour >= ? AND hour < ?",
+                    [
+                        Sql::Integer(scope.from_ms.div_euclid(HOUR_MS)),
+                        Sql::Integer(scope.to_ms.div_euclid(HOUR_MS)),
+                    ],
+                );
+                w.events(&scope.events, "event");
+                let b = bucket(Some(interval), "hour * 3600");
+                let sql = format!(
+                    "SELECT {b} AS b, SUM(count) FROM rollup_events WHERE {} GROUP BY b ORDER BY b",
+                    w.clause()
+                );
+                Ok((series(&conn, &sql, &w)?, Source::Rollup))
+            }
+            ([(prop, value)], Interval::Day | Interval::Week | Interval::Month) => {
+                let mut w = Where::new(scope.project_id);
+                w.push(
+                    "prop = ? AND value = ?",
+                    [Sql::Text(prop.clone()), Sql::Text(value.clone())],
+                );
+                w.push("day >= ? AND day < ?", days(scope));
+                w.events(&scope.events, "event");
+                let b = bucket(Some(interval), "day * 86400");
+                let sql = format!(
+                    "SELECT {b} AS b, SUM(count) FROM rollup_props WHERE {} GROUP BY b ORDER BY b",
+                    w.clause()
+                );
+                Ok((series(&conn, &sql, &w)?, Source::Rollup))
+            }
+            _ => {
+                let w = raw_scope(scope)?;
+                let b = bucket(Some(interval), "ts_ms / 1000");
+                let sql = format!(
+                    "SELECT {b} AS b, COUNT(*) FROM events WHERE {} GROUP BY b ORDER BY b",
+                    w.clause()
+                );
+                Ok((series(&conn, &sql, &w)?, Source::Events))
+            }
+        }
+    }
+
+    fn breakdown(
+        &self,
+        scope: &Scope,
+        property: &str,
+        over: Option<Interval>,
+    ) -> Result<(Vec<Group>, Source), StoreError> {
+        let conn = self.reader()?;
+        let (sql, w, source) = if scope.filters.is_empty() && over != Some(Interval::Hour) {
+            let mut w = Where::new(scope.project_id);
+            w.push("prop = ?", [Sql::Text(property.to_string())]);
+            w.push("day >= ? AND day < ?", days(scope));
+            w.events(&scope.events, "event");
+            let b = bucket(over, "day * 86400");
+            let sql = format!(
+                "SELECT {b} AS b, value, SUM(count), sketch_count(sketch_union(machines))
+                 FROM rollup_props WHERE {} GROUP BY b, value",
+                w.clause()
+            );
+            (sql, w, Source::Rollup)
+        } else {
+            let w = raw_scope(scope)?;
+            let text = prop_text(&json_path(property)?);
+            let b = bucket(over, "ts_ms / 1000");
+            let sql = format!(
+                "SELECT b, v, COUNT(*), COUNT(DISTINCT distinct_id) FROM
+                   (SELECT {b} AS b, {text} AS v, distinct_id FROM events WHERE {})
+                 WHERE v IS NOT NULL GROUP BY b, v",
+                w.clause()
+            );
+            (sql, w, Source::Events)
+        };
+        let mut stmt = conn.prepare(&sql)?;
+        let rows = stmt.query_map(params_from_iter(w.params.iter()), |r| {
+            Ok(Group {
+                bucket_ms: r.get::<_, i64>(0)? * 1000,
+                value: r.get(1)?,
+                count: r.get::<_, i64>(2)? as u64,
+                machines: r.get::<_, i64>(3)? as u64,
+            })
+        })?;
+        Ok((rows.collect::<Result<_, _>>()?, source))
+    }
+
+    fn active(
+        &self,
+        scope: &Scope,
+        interval: Interval,
+    ) -> Result<(Vec<(i64, u64)>, Source), StoreError> {
+        let conn = self.reader()?;
+        let b = bucket(Some(interval), "day * 86400");
+        match (scope.filters.as_slice(), interval) {
+            ([], Interval::Day | Interval::Week | Interval::Month) => {
+                let mut w = Where::new(scope.project_id);
+                w.push("day >= ? AND day < ?", days(scope));
+                if scope.events.is_empty() {
+                    w.push("event = ''", []);
+                } else {
+                    w.events(&scope.events, "event");
+                }
+                let sql = format!(
+                    "SELECT {b} AS b, sketch_count(sketch_union(machines)) FROM rollup_machines
+                     WHERE {} GROUP BY b ORDER BY b",
+                    w.clause()
+                );
+                Ok((series(&conn, &sql, &w)?, Source::Rollup))
+            }
+            ([(prop, value)], Interval::Day | Interval::Week | Interval::Month) => {
+                let mut w = Where::new(scope.project_id);
+                w.push(
+                    "prop = ? AND value = ?",
+                    [Sql::Text(prop.clone()), Sql::Text(value.clone())],
+                );
+                w.push("day >= ? AND day < ?", days(scope));
+                w.events(&scope.events, "event");
+                let sql = format!(
+                    "SELECT {b} AS b, sketch_count(sketch_union(machines)) FROM rollup_props
+                     WHERE {} GROUP BY b ORDER BY b",
+                    w.clause()
+                );
+                Ok((series(&conn, &sql, &w)?, Source::Rollup))
+            }
+            _ => {
+                let w = raw_scope(scope)?;
+                let b = bucket(Some(interval), "ts_ms / 1000");
+                let sql = format!(
+                    "SELECT {b} AS b, COUNT(DISTINCT distinct_id) FROM events WHERE {} GROUP BY b ORDER BY b",
+                    w.clause()
+                );
+                Ok((series(&conn, &sql, &w)?, Source::Events))
+            }
+        }
+    }
+
+    fn crash_sites(&self, scope: &Scope) -> Result<Vec<CrashSite>, StoreError> {
+        let conn = self.reader()?;
+        let mut sites: BTreeMap<(String, String, String), (CrashSite, MachineSet)> =
+            BTreeMap::new();
+        let mut add = |site: &str, count: u64, machines: MachineSet, first: i64, last: i64| {
+            let parts: Vec<String> = serde_json::from_str(site).unwrap_or_default();
+            let [function, file, line, version] =
+                <[String; 4]>::try_from(parts).unwrap_or_default();
+            let entry = sites
+                .entry((function.clone(), file.clone(), line.clone()))
+                .or_insert_with(|| {
+                    let s = CrashSite {
+                        function,
+                        file,
+                        line,
+                        count: 0,
+                        machines: 0,
+                        first_seen_ms: first,
+                        last_seen_ms: last,
+                        versions: vec![],
+                    };
+                    (s, MachineSet::default())
+                });
+            entry.0.count += count;
+            entry.0.first_seen_ms = entry.0.first_seen_ms.min(first);
+            entry.0.last_seen_ms = entry.0.last_seen_ms.max(last);
+            if !entry.0.versions.contains(&version) {
+                entry.0.versions.push(version);
+            }
+            entry.1.merge(&machines);
+        };
+        if scope.filters.is_empty() {
+            let mut w = Where::new(scope.project_id);
+            w.push(
+                "prop = ? AND event = 'FATAL'",
+                [Sql::Text(FATAL_SITE.into())],
+            );
+            w.push("day >= ? AND day < ?", days(scope));
+            let sql = format!(
+                "SELECT value, SUM(count), sketch_union(machines), MIN(first_ms), MAX(last_ms)
+                 FROM rollup_props WHERE {} GROUP BY value",
+                w.clause()
+            );
+            let mut stmt = conn.prepare(&sql)?;
+            let mut rows = stmt.query(params_from_iter(w.params.iter()))?;
+            while let Some(r) = rows.next()? {
+                let blob: Vec<u8> = r.get(2)?;
+                let value: String = r.get(0)?;
+                add(
+                    &value,
+                    r.get::<_, i64>(1)? as u64,
+                    MachineSet::from_bytes(&blob),
+                    r.get(3)?,
+                    r.get(4)?,
+                );
+            }
+        } else {
+            let fatal = Scope {
+                events: vec!["FATAL".into()],
+                ..scope.clone()
+            };
+            let w = raw_scope(&fatal)?;
+            let sql = format!(
+                "SELECT event, distinct_id, ts_ms, properties FROM events WHERE {}",
+                w.clause()
+            );
+            let mut stmt = conn.prepare(&sql)?;
+            let mut rows = stmt.query(params_from_iter(w.params.iter()))?;
+            while let Some(r) = rows.next()? {
+                let props: String = r.get(3)?;
+                let props = serde_json::from_str(&props).unwrap_or_default();
+                let dims = crate::rollup::dims("FATAL", &props);
+                let Some((_, site)) = dims.iter().find(|(k, _)| k == FATAL_SITE) else {
+                    continue;
+                };
+                let mut m = MachineSet::default();
+                m.insert(crate::sketch::machine_hash(&r.get::<_, String>(1)?));
+                let ts: i64 = r.get(2)?;
+                add(site, 1, m, ts, ts);
+            }
+        }
+        Ok(sites
+            .into_values()
+            .map(|(mut s, m)| {
+                s.machines = m.count();
+                s.versions.sort();
+                s
+            })
+            .collect())
+    }
+
+    fn properties(&self, scope: &Scope, k: u64) -> Result<Vec<PropertySummary>, StoreError> {
+        let conn = self.reader()?;
+        let mut w = Where::new(scope.project_id);
+        w.push("day >= ? AND day < ?", days(scope));
+        w.events(&scope.events, "event");
+        let sql = format!(
+            "SELECT prop, value, SUM(count) AS c, sketch_count(sketch_union(machines)) FROM rollup_props
+             WHERE {} AND prop != ? GROUP BY prop, value ORDER BY prop, c DESC, value",
+            w.clause()
+        );
+        w.params.push(Sql::Text(FATAL_SITE.into()));
+        let mut stmt = conn.prepare(&sql)?;
+        let mut rows = stmt.query(params_from_iter(w.params.iter()))?;
+        let mut out: Vec<PropertySummary> = Vec::new();
+        while let Some(r) = rows.next()? {
+            let name: String = r.get(0)?;
+            let value: String = r.get(1)?;
+            let count = r.get::<_, i64>(2)? as u64;
+            let machines = r.get::<_, i64>(3)? as u64;
+            if out.last().is_none_or(|p| p.name != name) {
+                out.push(PropertySummary {
+                    name,
+                    distinct_values: 0,
+                    events: 0,
+                    examples: vec![],
+                });
+            }
+            if let Some(p) = out.last_mut() {
+                p.distinct_values += 1;
+                p.events += count;
+                if machines >= k && p.examples.len() < 5 {
+                    p.examples.push(value);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn recent(&self, project_id: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        let conn = self.reader()?;
+        let mut stmt = conn.prepare(
+            "SELECT project_id, uuid, event, distinct_id, ts_ms, properties FROM events
+             WHERE project_id = ?1 ORDER BY seq DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![project_id, limit as i64], |r| {
+            let uuid: Vec<u8> = r.get(1)?;
+            Ok(StoredEvent {
+                project_id: r.get(0)?,
+                uuid: Uuid::from_slice(&uuid).unwrap_or_default(),
+                event: r.get(2)?,
+                distinct_id: r.get(3)?,
+                timestamp_ms: r.get(4)?,
+                properties: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn erase_machine(&self, project_id: i64, distinct_id: &str) -> Result<u64, StoreError> {
+        self.control(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let days: Vec<i64> = tx
+                .prepare("SELECT DISTINCT ts_ms / ?3 FROM events WHERE project_id = ?1 AND distinct_id = ?2")?
+                .query_map(params![project_id, distinct_id, DAY_MS], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            let n = tx.execute("DELETE FROM events WHERE project_id = ?1 AND distinct_id = ?2", params![project_id, distinct_id])?;
+            rollup::rebuild_days(&tx, project_id, &days)?;
+            tx.commit()?;
+            Ok(n as u64)
+        })
+    }
+
+    fn purge_before(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
+        let day = cutoff_ms.div_euclid(DAY_MS);
+        self.control(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let n = tx.execute("DELETE FROM events WHERE ts_ms < ?1", [day * DAY_MS])?;
+            tx.execute("DELETE FROM rollup_events WHERE hour < ?1", [day * 24])?;
+            tx.execute("DELETE FROM rollup_props WHERE day < ?1", [day])?;
+            tx.execute("DELETE FROM rollup_machines WHERE day < ?1", [day])?;
+            tx.commit()?;
+            Ok(n as u64)
+        })
+    }
+
+    fn sql(&self, sql: &str, limits: SqlLimits) -> Result<SqlResult, StoreError> {
+        super::adhoc::run(&mut self.reader()?, sql, limits)
+    }
+}

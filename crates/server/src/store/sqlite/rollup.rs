@@ -1,0 +1,186 @@
+//! Rollups kept in the same transaction as the events they count, so that insights read
+//! days x buckets rows instead of raw events:
+//! - `rollup_events`: events per (project, event, hour);
+//! - `rollup_props`: events, distinct machines, first and last time per
+//!   (project, event, property, day, value);
+//! - `rollup_machines`: distinct machines per (project, event, day), event '' = any.
+
+use crate::rollup::dims;
+use crate::sketch::{MachineSet, machine_hash};
+use rusqlite::functions::{Aggregate, Context, FunctionFlags};
+use rusqlite::{Connection, params};
+use std::collections::HashMap;
+
+pub const DAY_MS: i64 = 86_400_000;
+pub const HOUR_MS: i64 = 3_600_000;
+
+#[derive(Default)]
+struct PropAgg {
+    count: i64,
+    machines: MachineSet,
+    first_ms: i64,
+    last_ms: i64,
+}
+
+/// Rollup rows accumulated in memory for one transaction, written once at its end.
+#[derive(Default)]
+pub(super) struct Agg {
+    events: HashMap<(i64, String, i64), i64>,
+    props: HashMap<(i64, String, String, i64, String), PropAgg>,
+    machines: HashMap<(i64, String, i64), MachineSet>,
+}
+
+impl Agg {
+    pub fn add(
+        &mut self,
+        project: i64,
+        event: &str,
+        distinct_id: &str,
+        ts_ms: i64,
+        dims: &[(String, String)],
+    ) {
+        let day = ts_ms.div_euclid(DAY_MS);
+        let machine = machine_hash(distinct_id);
+        *self
+            .events
+            .entry((project, event.to_string(), ts_ms.div_euclid(HOUR_MS)))
+            .or_default() += 1;
+        for scope in [event, ""] {
+            self.machines
+                .entry((project, scope.to_string(), day))
+                .or_default()
+                .insert(machine);
+        }
+        for (prop, value) in dims {
+            let agg = self
+                .props
+                .entry((project, event.to_string(), prop.clone(), day, value.clone()))
+                .or_insert_with(|| PropAgg {
+                    first_ms: ts_ms,
+                    last_ms: ts_ms,
+                    ..PropAgg::default()
+                });
+            agg.count += 1;
+            agg.machines.insert(machine);
+            agg.first_ms = agg.first_ms.min(ts_ms);
+            agg.last_ms = agg.last_ms.max(ts_ms);
+        }
+    }
+
+    pub fn flush(self, conn: &Connection) -> rusqlite::Result<()> {
+        let mut stmt = conn.prepare_cached(
+            "INSERT INTO rollup_events (project_id, event, hour, count) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (project_id, event, hour) DO UPDATE SET count = count + excluded.count",
+        )?;
+        for ((project, event, hour), count) in &self.events {
+            stmt.execute(params![project, event, hour, count])?;
+        }
+        let mut stmt = conn.prepare_cached(
+            "INSERT INTO rollup_props (project_id, event, prop, day, value, count, machines, first_ms, last_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             ON CONFLICT (project_id, prop, day, event, value) DO UPDATE SET
+               count = count + excluded.count,
+               machines = sketch_merge(machines, excluded.machines),
+               first_ms = min(first_ms, excluded.first_ms),
+               last_ms = max(last_ms, excluded.last_ms)",
+        )?;
+        for ((project, event, prop, day, value), a) in &self.props {
+            stmt.execute(params![
+                project,
+                event,
+                prop,
+                day,
+                value,
+                a.count,
+                a.machines.to_bytes(),
+                a.first_ms,
+                a.last_ms
+            ])?;
+        }
+        let mut stmt = conn.prepare_cached(
+            "INSERT INTO rollup_machines (project_id, event, day, machines) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (project_id, event, day) DO UPDATE SET machines = sketch_merge(machines, excluded.machines)",
+        )?;
+        for ((project, event, day), set) in &self.machines {
+            stmt.execute(params![project, event, day, set.to_bytes()])?;
+        }
+        Ok(())
+    }
+}
+
+/// Recomputes a project's rollups for whole days from its raw events, after events were
+/// removed from them.
+pub(super) fn rebuild_days(conn: &Connection, project: i64, days: &[i64]) -> rusqlite::Result<()> {
+    let mut agg = Agg::default();
+    for &day in days {
+        conn.execute(
+            "DELETE FROM rollup_events WHERE project_id = ?1 AND hour >= ?2 AND hour < ?3",
+            params![project, day * 24, (day + 1) * 24],
+        )?;
+        conn.execute(
+            "DELETE FROM rollup_props WHERE project_id = ?1 AND day = ?2",
+            params![project, day],
+        )?;
+        conn.execute(
+            "DELETE FROM rollup_machines WHERE project_id = ?1 AND day = ?2",
+            params![project, day],
+        )?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT event, distinct_id, ts_ms, properties FROM events
+             WHERE project_id = ?1 AND ts_ms >= ?2 AND ts_ms < ?3",
+        )?;
+        let mut rows = stmt.query(params![project, day * DAY_MS, (day + 1) * DAY_MS])?;
+        while let Some(row) = rows.next()? {
+            let event: String = row.get(0)?;
+            let distinct_id: String = row.get(1)?;
+            let props: String = row.get(3)?;
+            let props = serde_json::from_str(&props).unwrap_or_default();
+            agg.add(
+                project,
+                &event,
+                &distinct_id,
+                row.get(2)?,
+                &dims(&event, &props),
+            );
+        }
+    }
+    agg.flush(conn)
+}
+
+/// SQL functions over stored machine sets: `sketch_merge(a, b)`, `sketch_count(s)` and
+/// the aggregate `sketch_union(s)`.
+pub fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
+    let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC;
+    conn.create_scalar_function("sketch_merge", 2, flags, |ctx| {
+        let mut a = blob_set(ctx, 0)?;
+        a.merge(&blob_set(ctx, 1)?);
+        Ok(a.to_bytes())
+    })?;
+    conn.create_scalar_function("sketch_count", 1, flags, |ctx| {
+        Ok(blob_set(ctx, 0)?.count() as i64)
+    })?;
+    conn.create_aggregate_function("sketch_union", 1, flags, Union)?;
+    Ok(())
+}
+
+fn blob_set(ctx: &Context<'_>, i: usize) -> rusqlite::Result<MachineSet> {
+    Ok(match ctx.get_raw(i).as_blob_or_null()? {
+        Some(b) => MachineSet::from_bytes(b),
+        None => MachineSet::default(),
+    })
+}
+
+struct Union;
+
+impl Aggregate<MachineSet, Vec<u8>> for Union {
+    fn init(&self, _: &mut Context<'_>) -> rusqlite::Result<MachineSet> {
+        Ok(MachineSet::default())
+    }
+    fn step(&self, ctx: &mut Context<'_>, acc: &mut MachineSet) -> rusqlite::Result<()> {
+        acc.merge(&blob_set(ctx, 0)?);
+        Ok(())
+    }
+    fn finalize(&self, _: &mut Context<'_>, acc: Option<MachineSet>) -> rusqlite::Result<Vec<u8>> {
+        Ok(acc.unwrap_or_default().to_bytes())
+    }
+}
