@@ -102,12 +102,13 @@ export function create() {
         data = json
       }
     }
-    // text/plain keeps it a simple request: no preflight, and no cookie is sent.
+    // text/plain keeps it a simple request (no preflight); no cookie and no referrer go out.
     const req = {
       method: 'POST',
       body: data,
       headers: { 'content-type': 'text/plain' },
       credentials: 'omit',
+      referrerPolicy: 'no-referrer',
       keepalive: (data.byteLength || data.length) < 60000,
     }
     for (let attempt = 0; attempt < 2; attempt++) {

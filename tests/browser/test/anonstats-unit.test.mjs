@@ -89,6 +89,7 @@ test('batches: one request per flushAt events, the rest after the interval', asy
     assert.equal(c.url, `${API}/batch/`)
     assert.equal(c.init.method, 'POST')
     assert.equal(c.init.credentials, 'omit')
+    assert.equal(c.init.referrerPolicy, 'no-referrer')
     assert.equal(decode(c).api_key, 'aw_test')
   }
 })
