@@ -17,10 +17,16 @@ pub struct Collector {
     pub admin_token: String,
     child: Option<Child>,
     pub stderr_log: PathBuf,
+    extra_args: Vec<String>,
 }
 
 impl Collector {
     pub fn start() -> Collector {
+        Collector::start_with(&[])
+    }
+
+    /// Starts with extra `serve` arguments, kept across restarts.
+    pub fn start_with(args: &[&str]) -> Collector {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut c = Collector {
             stderr_log: dir.path().join("serve.log"),
@@ -29,6 +35,7 @@ impl Collector {
             write_token: String::new(),
             admin_token: String::new(),
             child: None,
+            extra_args: args.iter().map(|a| a.to_string()).collect(),
         };
         c.spawn();
         c
@@ -47,6 +54,7 @@ impl Collector {
         let mut child = Command::new(BIN)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(self.data_dir())
+            .args(&self.extra_args)
             .env("ANONSTATS_LOG", "trace")
             .stdout(Stdio::piped())
             .stderr(log)
@@ -217,6 +225,28 @@ pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&
         headers,
         body,
     }
+}
+
+/// GET with the admin token.
+pub fn admin_get(c: &Collector, path: &str) -> Value {
+    let auth = format!("Bearer {}", c.admin_token);
+    let a = request("GET", &c.url(path), &[("authorization", &auth)], None);
+    assert_eq!(a.status, 200, "GET {path}: {}", a.body);
+    a.json()
+}
+
+/// Runs read-only SQL through the admin API; returns the rows.
+pub fn admin_sql(c: &Collector, sql: &str) -> Vec<Vec<Value>> {
+    let auth = format!("Bearer {}", c.admin_token);
+    let body = serde_json::json!({ "sql": sql }).to_string();
+    let a = request(
+        "POST",
+        &c.url("/api/v1/sql"),
+        &[("authorization", &auth)],
+        Some(body.as_bytes()),
+    );
+    assert_eq!(a.status, 200, "sql {sql}: {}", a.body);
+    serde_json::from_value(a.json()["rows"].clone()).expect("rows")
 }
 
 pub fn post_json(url: &str, body: &Value) -> Answer {
