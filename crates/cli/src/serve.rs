@@ -47,6 +47,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let shutdown = shutdown()?;
         store.start_writer(metrics.clone(), args.queue)?;
         let addr = listener.local_addr()?;
         println!("listening on http://{addr}");
@@ -62,7 +63,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             ..Settings::default()
         };
         settings.api.k = args.k_anonymity;
-        anonstats_server::serve(listener, backend, metrics, settings, shutdown()).await?;
+        anonstats_server::serve(listener, backend, metrics, settings, shutdown).await?;
         anyhow::Ok(())
     });
     // Commits what the writer still holds before the process ends.
@@ -86,15 +87,17 @@ fn first_start(store: &SqliteStore) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown() {
+/// Resolves on SIGTERM or SIGINT. The handlers are installed before it is returned, so a
+/// signal that arrives right after start-up still shuts down cleanly.
+fn shutdown() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-    tracing::info!("shutting down: finishing requests in flight");
+    let mut term = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::info!("shutting down: finishing requests in flight");
+    })
 }

@@ -248,7 +248,9 @@ fn errors_have_status_and_exact_detail_and_store_nothing() {
     let mut c = Collector::start();
     let t = c.write_token.clone();
     let ok_event = json!({"event": "e", "distinct_id": "d", "api_key": t});
-    let cases: Vec<(&str, Vec<u8>, &[(&str, &str)], u16, &str)> = vec![
+    // (path, body, headers, status, detail)
+    type Case<'a> = (&'a str, Vec<u8>, &'a [(&'a str, &'a str)], u16, &'a str);
+    let cases: Vec<Case> = vec![
         ("/e/", b"{\"api_key\":".to_vec(), &[], 400, "body is not valid JSON"),
         ("/e/?compression=base64", b"@@not base64@@".to_vec(), &[], 400, "base64"),
         ("/e/", vec![0x1f, 0x8b, 8, 0, 1, 2, 3, 4], &[], 400, "payload is not valid gzip"),
