@@ -14,7 +14,9 @@ use std::net::SocketAddr;
 fn post_from(from: &str, url: &str, body: &str) -> String {
     let addr: SocketAddr = url.trim_start_matches("http://").parse().unwrap();
     let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    socket.bind(&format!("{from}:0").parse::<SocketAddr>().unwrap().into()).unwrap();
+    socket
+        .bind(&format!("{from}:0").parse::<SocketAddr>().unwrap().into())
+        .unwrap();
     socket.connect(&addr.into()).unwrap();
     let mut stream: std::net::TcpStream = socket.into();
     write!(
@@ -65,18 +67,30 @@ fn identifying_values_and_peer_address_are_nowhere_in_the_data_dir_or_logs() {
     assert!(p.get("$ip").is_none() && p.get("hostname").is_none() && p.get("$set").is_none());
 
     let data = all_bytes(&c.data_dir());
-    assert!(contains(&data, "v1.2.3-kept"), "the check reads the real files");
+    assert!(
+        contains(&data, "v1.2.3-kept"),
+        "the check reads the real files"
+    );
     for secret in SECRETS.iter().chain(&["127.0.0.2"]) {
         assert!(!contains(&data, secret), "{secret:?} is in the data dir");
     }
     let log = std::fs::read(&c.stderr_log).unwrap();
-    assert!(!contains(&log, "127.0.0.2"), "the peer address is in the log");
+    assert!(
+        !contains(&log, "127.0.0.2"),
+        "the peer address is in the log"
+    );
 }
 
 #[test]
 fn allowlist_keeps_only_listed_properties() {
     let c = Collector::start();
-    c.cli(&["keys", "allowlist", "default", "--property", "product_version,action"]);
+    c.cli(&[
+        "keys",
+        "allowlist",
+        "default",
+        "--property",
+        "product_version,action",
+    ]);
     let ev = json!({"api_key": c.write_token, "event": "START", "distinct_id": "m",
         "properties": {"product_version": "1", "action": "START", "system_kernel_name": "Linux", "$ip": "1.2.3.4"}});
     // The key cache picks the change up within its refresh interval.
@@ -85,6 +99,12 @@ fn allowlist_keeps_only_listed_properties() {
     let p = &c.export()[0]["properties"];
     assert_eq!(p, &json!({"product_version": "1", "action": "START"}));
     let metrics = common::request("GET", &c.url("/metrics"), &[], None).body;
-    assert!(metrics.contains("anonstats_properties_dropped_total{property=\"allowlist\"} 1"), "{metrics}");
-    assert!(metrics.contains("anonstats_properties_dropped_total{property=\"$ip\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("anonstats_properties_dropped_total{property=\"allowlist\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("anonstats_properties_dropped_total{property=\"$ip\"} 1"),
+        "{metrics}"
+    );
 }

@@ -16,15 +16,32 @@ fn posthog_installed() -> bool {
 
 #[test]
 fn posthog_python_single_and_batched_events_are_exported_with_all_properties() {
-    if !require(posthog_installed(), "python3 with the posthog package (pip install posthog)") {
+    if !require(
+        posthog_installed(),
+        "python3 with the posthog package (pip install posthog)",
+    ) {
         return;
     }
     let c = Collector::start();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/sdk/posthog_python.py");
-    let out = Command::new("python3").args([script, &c.url, &c.write_token]).output().expect("run python3");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/sdk/posthog_python.py"
+    );
+    let out = Command::new("python3")
+        .args([script, &c.url, &c.write_token])
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: Value = serde_json::from_slice(&out.stdout).expect("script prints JSON");
-    assert_eq!(report["errors"], serde_json::json!([]), "the SDK reported errors");
+    assert_eq!(
+        report["errors"],
+        serde_json::json!([]),
+        "the SDK reported errors"
+    );
     let sent = report["sent"].as_array().unwrap();
     assert_eq!(sent.len(), 105);
 
@@ -33,7 +50,11 @@ fn posthog_python_single_and_batched_events_are_exported_with_all_properties() {
         .into_iter()
         .map(|e| (e["uuid"].as_str().unwrap().to_string(), e))
         .collect();
-    assert_eq!(exported.len(), sent.len(), "exactly the events the SDK sent");
+    assert_eq!(
+        exported.len(),
+        sent.len(),
+        "exactly the events the SDK sent"
+    );
     for s in sent {
         let e = &exported[s["uuid"].as_str().unwrap()];
         let i = s["i"].as_i64().unwrap();
