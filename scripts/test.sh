@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 log() { printf '\n== %s\n' "$*"; }
 
 # System packages the tests drive for real.
-APT_PACKAGES=(strace)
+APT_PACKAGES=(strace chromium)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
@@ -28,4 +28,17 @@ if cargo nextest --version >/dev/null 2>&1; then
   cargo test --workspace --doc -q
 else
   cargo test --workspace --no-fail-fast "$@"
+fi
+
+# --- browser tests (tests/browser): anonstats.js, the demo agent's dashboard, posthog-js
+# and CORS in headless Chromium against the real binaries. In CI a missing part fails.
+log "browser tests (tests/browser)"
+if command -v npm >/dev/null 2>&1 && [ -x /usr/bin/chromium ]; then
+  cargo build -q -p anonstats -p anonstats-client --bins --example demo-agent
+  (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error && npm test)
+elif [ -n "${CI:-}" ]; then
+  echo "browser tests cannot run: npm or /usr/bin/chromium is missing" >&2
+  exit 1
+else
+  echo "browser tests skipped: npm or /usr/bin/chromium is missing"
 fi
