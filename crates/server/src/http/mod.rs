@@ -3,6 +3,7 @@
 mod admin;
 pub mod api;
 mod capture;
+mod dashboard;
 pub mod error;
 mod ops;
 mod params;
@@ -69,6 +70,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(public)
         .merge(static_files::routes())
+        .merge(dashboard::routes())
         .merge(api::routes())
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))

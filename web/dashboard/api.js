@@ -1,0 +1,47 @@
+// The admin API, read with the session cookie. A 401 anywhere means the session is gone:
+// the app shows the log-in screen again.
+
+export class AuthError extends Error {}
+
+let onUnauthorized = () => {}
+export function setUnauthorizedHandler(fn) { onUnauthorized = fn }
+
+async function detailOf(res) {
+  try {
+    const body = await res.json()
+    return body.detail || body.error || JSON.stringify(body)
+  } catch {
+    return `${res.status} ${res.statusText}`
+  }
+}
+
+async function call(method, path, { params, body } = {}) {
+  const url = params ? `${path}?${params}` : path
+  let res
+  try {
+    res = await fetch(url, {
+      method,
+      credentials: 'same-origin',
+      headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    })
+  } catch (e) {
+    throw new Error(`cannot reach the collector (${e.message})`)
+  }
+  if (res.status === 401) {
+    const why = await detailOf(res)
+    if (path !== '/api/v1/session') onUnauthorized(why)
+    throw new AuthError(why)
+  }
+  if (!res.ok) throw new Error(await detailOf(res))
+  if (res.status === 204) return null
+  return res.json()
+}
+
+export const get = (path, params) => call('GET', path, { params })
+export const post = (path, body) => call('POST', path, { body })
+export const del = (path) => call('DELETE', path)
+
+export const login = (token) => post('/api/v1/session', { token })
+export const logout = () => del('/api/v1/session')
+export const insight = (name, params) => get(`/api/v1/insights/${name}`, params)

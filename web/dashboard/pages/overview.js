@@ -1,0 +1,121 @@
+// Overview: headline numbers, active installs and events over time, version adoption as
+// stacked shares, and the systems the software runs on.
+import { h, panel, bars, kpi, num, pct, compact, OTHER, otherNote } from '../ui.js'
+import { timeChart, total, PALETTE, OTHER_COLOR } from '../charts.js'
+import { insight } from '../api.js'
+import { apiParams, timeWindow, addFilter } from '../state.js'
+
+const EVENT_SERIES = [
+  { label: 'START', event: 'START', color: '#3b82f6' },
+  { label: 'EXIT', event: 'EXIT', color: '#10b981' },
+  { label: 'FATAL', event: 'FATAL', color: '#ef4444' },
+  { label: 'CLOUD_*', event: 'CLOUD_BUILD_FAIL,CLOUD_UNAVAILABLE,CLOUD_CONNECT_FAIL', color: '#f59e0b' },
+]
+
+const SYSTEMS = [
+  ['host_os_name', 'Operating system'],
+  ['system_kernel_version', 'Kernel'],
+  ['system_architecture', 'Architecture'],
+  ['system_virtualization', 'Virtualization'],
+  ['system_container', 'Container'],
+]
+
+export default async function overview(view, ctx) {
+  const w = timeWindow(ctx.state)
+  const kpis = h('div.kpis#kpis', { dataset: { state: 'loading' } })
+  const pActive = panel('Active installs', { sub: `distinct machines per ${w.interval}`, id: 'p-active' })
+  const pEvents = panel('Events', { sub: `events per ${w.interval}, by kind`, id: 'p-events' })
+  const pVersions = panel('Version adoption', { sub: 'share of active machines on each version', wide: true, id: 'p-versions' })
+  const pSystems = SYSTEMS.map(([prop, title]) => [prop, panel(title, { sub: `share of machines · ${prop}`, id: `p-${prop}`, cls: 'sys' })])
+  view.append(
+    kpis,
+    h('div.grid.two', pActive.el, pEvents.el),
+    h('div.grid', pVersions.el),
+    h('h3.section', 'Where it runs'),
+    h('div.grid.systems', pSystems.map(([, p]) => p.el)),
+  )
+
+  const activeQ = insight('active', apiParams({}, ctx.state))
+  const trendQ = insight('trend', apiParams({}, ctx.state))
+  const perEventQ = Promise.all(EVENT_SERIES.map((s) => insight('trend', apiParams({ event: s.event }, ctx.state))))
+  const versionsQ = insight('versions', apiParams({ interval: w.interval === 'hour' ? 'day' : w.interval, limit: 8 }, ctx.state))
+  const systemsQ = insight('systems', apiParams({ interval: false, limit: 8 }, ctx.state))
+
+  const jobs = [
+    pActive.run(async (p) => {
+      const r = await activeQ
+      const values = r.series.map((x) => x.machines)
+      const peak = Math.max(0, ...values)
+      p.setTotal(`peak ${num(peak)}`, peak)
+      if (!peak) return p.empty('No machine reported in this range. Widen the range or remove filters.')
+      p.ready()
+      timeChart(p.body, r.series.map((x) => x.t), [{ label: 'machines', values, color: '#3b82f6', fill: true }], { interval: r.interval })
+      p.body.append(h('p.note', r.accuracy))
+    }),
+    pEvents.run(async (p) => {
+      const [all, per] = await Promise.all([trendQ, perEventQ])
+      const values = all.series.map((x) => x.count)
+      const sum = total(values)
+      p.setTotal(`${num(sum)} events`, sum)
+      if (!sum) return p.empty('No events in this range. Widen the range or remove filters.')
+      p.ready()
+      const series = [{ label: 'all events', values, color: '#64748b' }]
+      EVENT_SERIES.forEach((s, i) => series.push({ label: s.label, values: per[i].series.map((x) => x.count), color: s.color }))
+      timeChart(p.body, all.series.map((x) => x.t), series, { interval: all.interval })
+    }),
+    pVersions.run(async (p) => {
+      const r = await versionsQ
+      const names = []
+      for (const b of r.series) for (const v of b.values) if (!names.includes(v.value)) names.push(v.value)
+      // Largest first, "other" last.
+      const weight = (n) => r.series.reduce((a, b) => a + (b.values.find((v) => v.value === n)?.machines || 0), 0)
+      names.sort((a, b) => (a === OTHER) - (b === OTHER) || weight(b) - weight(a))
+      if (!names.length) return p.empty('No product_version reported in this range.')
+      const last = [...r.series].reverse().find((b) => b.machines > 0)
+      const top = last?.values.slice().sort((a, b) => b.machines - a.machines)[0]
+      p.setTotal(top ? `${top.value}: ${pct(top.share)} now` : '', top?.value)
+      p.ready()
+      timeChart(p.body, r.series.map((b) => b.t), names.map((n, i) => ({
+        label: n === OTHER ? `other (< ${r.k} machines each)` : n,
+        color: n === OTHER ? OTHER_COLOR : PALETTE[i % PALETTE.length],
+        values: r.series.map((b) => b.values.find((v) => v.value === n)?.share || 0),
+      })), { stacked: true, percent: true, height: 240, interval: r.interval })
+      if (names.includes(OTHER)) p.body.append(h('p.note.other-note', `Grey: ${otherNote(r.k)}.`))
+    }),
+  ]
+
+  const kpiJob = (async () => {
+    try {
+      const [a, t, per, sys] = await Promise.all([activeQ, trendQ, perEventQ, systemsQ])
+      const act = a.series.map((x) => x.machines)
+      const lastActive = [...act].reverse().find((v) => v > 0) ?? 0
+      const events = total(t.series.map((x) => x.count))
+      const fatal = total(per[2].series.map((x) => x.count))
+      const starts = total(per[0].series.map((x) => x.count))
+      const osRows = sys.properties.host_os_name || []
+      const machines = osRows.reduce((acc, r) => acc + r.machines, 0)
+      kpis.append(
+        kpi('Machines in range', machines, { id: 'kpi-machines', sub: `${num(lastActive)} in the latest ${a.interval}` }),
+        kpi('Events', events, { id: 'kpi-events', sub: `${compact(starts)} starts` }),
+        kpi('Crashes (FATAL)', fatal, { id: 'kpi-fatal', tone: fatal ? 'bad' : 'good', sub: starts ? `${pct(fatal / Math.max(1, starts))} of starts` : 'no starts' }),
+        kpi('Top OS', osRows.find((r) => r.value !== OTHER)?.value || '–', { id: 'kpi-os', sub: osRows[0] ? `${pct(osRows.find((r) => r.value !== OTHER)?.share || 0)} of machines` : '' }),
+      )
+      kpis.dataset.state = 'ready'
+    } catch (e) {
+      kpis.dataset.state = 'error'
+      kpis.append(h('div.state.error', { role: 'alert' }, h('strong', 'Headline numbers unavailable'), h('span', e.message)))
+    }
+  })()
+
+  const sysJob = systemsQ.then((r) => {
+    for (const [prop, p] of pSystems) {
+      const rows = r.properties[prop] || []
+      const machines = rows.reduce((a, x) => a + x.machines, 0)
+      p.setTotal(`${num(machines)} machines`, machines)
+      if (!rows.length) { p.empty(`No machine reported ${prop} in this range.`); continue }
+      p.ready(bars(rows, { k: r.k, onPick: (v) => addFilter(prop, v) }))
+    }
+  }, (e) => { for (const [, p] of pSystems) p.error(e) })
+
+  await Promise.allSettled([...jobs, kpiJob, sysJob])
+}
