@@ -2,12 +2,13 @@
 //! collector commands (serve, keys, export).
 
 mod agent;
+mod config;
 mod export;
 mod keys;
 mod logging;
 mod serve;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -42,7 +43,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches).and_then(|cli| with_config_file(cli, &matches))
+    {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     // Agent commands stay free of logging set-up and async runtimes: they must be fast and
     // must touch nothing when statistics are off.
     let result = match cli.command {
@@ -60,6 +66,23 @@ fn main() -> ExitCode {
         Err(err) => {
             eprintln!("anonstats: {err:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Applies `serve --config FILE` under the flags and environment variables.
+fn with_config_file(cli: Cli, matches: &clap::ArgMatches) -> Result<Cli, clap::Error> {
+    let (Command::Serve(args), Some(serve)) = (&cli.command, matches.subcommand_matches("serve"))
+    else {
+        return Ok(cli);
+    };
+    let Some(path) = &args.config else {
+        return Ok(cli);
+    };
+    match config::serve_args_with_file(path, serve) {
+        Ok(argv) => Cli::try_parse_from(argv),
+        Err(e) => {
+            Err(Cli::command().error(clap::error::ErrorKind::ValueValidation, format!("{e:#}")))
         }
     }
 }

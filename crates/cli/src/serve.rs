@@ -15,6 +15,10 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:9470";
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
+    /// A TOML file of settings (keys are these options' long names); flags and
+    /// environment variables take precedence over it.
+    #[arg(long, env = "ANONSTATS_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Directory of the embedded database.
     #[arg(long, env = "ANONSTATS_DATA_DIR", default_value = "./anonstats-data")]
     pub data_dir: PathBuf,
