@@ -1,12 +1,17 @@
 //! The `anonstats` binary: agent-side commands (send, show, status, opt-out, opt-in) and
-//! collector commands (serve, keys, export).
+//! collector commands (serve, keys, export, sql, erase, gen).
 
 mod agent;
 mod config;
+mod erase;
 mod export;
+// `gen` is a reserved word in Rust 2024.
+#[path = "gen.rs"]
+mod generate;
 mod keys;
 mod logging;
 mod serve;
+mod sql;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::process::ExitCode;
@@ -38,8 +43,14 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Manage projects, write tokens and admin tokens.
     Keys(keys::KeysArgs),
-    /// Stream stored events.
+    /// Stream stored events as NDJSON, CSV or Parquet.
     Export(export::ExportArgs),
+    /// Run one read-only SQL query on the stored events.
+    Sql(sql::SqlArgs),
+    /// Remove every event of one machine (and its share of the insights).
+    Erase(erase::EraseArgs),
+    /// Write realistic generated agent events into the store.
+    Gen(generate::GenArgs),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +71,9 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Keys(args) => keys::run(args),
         Command::Export(args) => export::run(args),
+        Command::Sql(args) => sql::run(args),
+        Command::Erase(args) => erase::run(args),
+        Command::Gen(args) => generate::run(args),
     };
     match result {
         Ok(code) => code,
