@@ -93,6 +93,7 @@ export async function startCollector() {
     url,
     origin: new URL(url).origin,
     token,
+    adminToken: out().match(/admin token: (\S+)/)?.[1],
     dataDir,
     /** Every stored event, as `anonstats export --format ndjson` prints it. */
     exportEvents() {
