@@ -1,6 +1,7 @@
 //! Storage behind two traits: [`EventStore`] (events in, events out) and [`KeyStore`]
 //! (projects, write tokens, admin tokens). The embedded SQLite store implements both.
 
+pub mod clickhouse;
 pub mod sqlite;
 
 use std::future::Future;

@@ -1,0 +1,411 @@
+//! One conformance suite for every store: the same events in, the same answers out.
+//! [`conformance`] writes a transcript of every answer; the stores must produce equal
+//! transcripts, and the embedded store's is also checked against known numbers.
+#![allow(dead_code)]
+
+use anonstats_server::insights::{self, InsightStore, Interval, Scope, SqlLimits};
+use anonstats_server::rollup::dims;
+use anonstats_server::store::{EventStore, ExportQuery, KeyStore, NewEvent, PrivacyMode};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// 2024-02-26 00:00 UTC, a Monday.
+pub const T0: i64 = 1_708_905_600_000;
+pub const DAY: i64 = 86_400_000;
+pub const HOUR: i64 = 3_600_000;
+
+/// A store under test.
+pub struct Backend {
+    pub events: Arc<dyn EventStore>,
+    pub keys: Arc<dyn KeyStore>,
+    pub insights: Arc<dyn InsightStore>,
+}
+
+/// Answers in order, each labelled.
+#[derive(Default, Debug)]
+pub struct Transcript(pub Vec<(String, String)>);
+
+impl Transcript {
+    fn add(&mut self, label: impl Into<String>, value: impl std::fmt::Debug) {
+        self.0.push((label.into(), format!("{value:#?}")));
+    }
+    pub fn get(&self, label: &str) -> &str {
+        self.0
+            .iter()
+            .find(|(l, _)| l == label)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_else(|| panic!("no answer labelled {label}"))
+    }
+}
+
+fn uuid(n: u128) -> Uuid {
+    Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0000 | n)
+}
+
+pub fn event(project: i64, n: u128, name: &str, machine: &str, ts: i64, props: Value) -> NewEvent {
+    let map = props.as_object().cloned().unwrap_or_default();
+    NewEvent {
+        project_id: project,
+        uuid: uuid(n),
+        event: name.to_string(),
+        distinct_id: machine.to_string(),
+        timestamp_ms: ts,
+        received_ms: ts + 1,
+        dims: dims(name, &map),
+        properties: Value::Object(map).to_string(),
+    }
+}
+
+/// The conformance data: 40 machines over 8 days in two projects; versions spread so
+/// that some values are seen on fewer than k=5 machines; crashes at three sites; cloud
+/// failures with error codes; numbers, booleans, long strings and objects as properties.
+pub fn batches() -> Vec<Vec<NewEvent>> {
+    let versions = ["1.0", "1.1", "1.2", "2.0-beta"];
+    let oses = ["debian", "ubuntu", "fedora"];
+    let mut n = 0u128;
+    let mut out = Vec::new();
+    for day in 0..8i64 {
+        let mut batch = Vec::new();
+        for m in 0..40i64 {
+            if (m + day) % 3 == 0 && m > 30 {
+                continue;
+            }
+            let machine = format!("m-{m}");
+            // 2.0-beta runs on 3 machines only: below the k-floor.
+            let version = if m < 3 {
+                versions[3]
+            } else {
+                versions[(m % 3) as usize]
+            };
+            let ts = T0 + day * DAY + (m % 24) * HOUR + m * 1000 + 7;
+            let base = json!({
+                "product_version": version,
+                "host_os_name": oses[(m % 3) as usize],
+                "system_cpu_logical_cpu_count": (m % 4) * 2 + 2,
+                "host_is_k8s_node": m % 5 == 0,
+                "long": "x".repeat(if m == 7 { 300 } else { 10 }),
+                "screen": {"w": 1920},
+                "action_data": format!("per-event-{n}"),
+            });
+            n += 1;
+            batch.push(event(1, n, "START", &machine, ts, base.clone()));
+            if m % 4 == 1 {
+                n += 1;
+                let mut p = base.clone();
+                p["fatal_function"] = json!(if m % 8 == 1 { "main" } else { "read_config" });
+                p["fatal_file"] = json!("src/main.c");
+                p["fatal_line"] = json!(if m % 8 == 1 { 42 } else { 7 });
+                batch.push(event(1, n, "FATAL", &machine, ts + 60_000, p));
+            }
+            if m % 6 == 2 {
+                n += 1;
+                let mut p = base.clone();
+                p["error_code"] = json!(if day % 2 == 0 {
+                    "ECONNREFUSED"
+                } else {
+                    "ETIMEDOUT"
+                });
+                batch.push(event(1, n, "CLOUD_CONNECT_FAIL", &machine, ts + 120_000, p));
+            }
+            if m % 2 == 0 {
+                n += 1;
+                batch.push(event(1, n, "EXIT", &machine, ts + 3_600_000, base));
+            }
+        }
+        // A second project, to be kept apart.
+        for m in 0..5i64 {
+            n += 1;
+            batch.push(event(
+                2,
+                n,
+                "START",
+                &format!("other-{m}"),
+                T0 + day * DAY + m * HOUR,
+                json!({"product_version": "9.9"}),
+            ));
+        }
+        out.push(batch);
+    }
+    // Resends: the first event again with a later time and other properties (the first
+    // copy is kept), and a uuid twice in one request.
+    let mut again = event(
+        1,
+        1,
+        "START",
+        "m-0",
+        T0 + 3 * HOUR,
+        json!({"product_version": "resent"}),
+    );
+    again.received_ms += 1000;
+    let dup = event(
+        1,
+        100_000,
+        "START",
+        "m-1",
+        T0 + 2 * DAY + 5 * HOUR,
+        json!({"product_version": "1.1"}),
+    );
+    out.push(vec![again, dup.clone(), dup]);
+    out
+}
+
+fn scope(project: i64, from: i64, to: i64) -> Scope {
+    Scope {
+        project_id: project,
+        from_ms: from,
+        to_ms: to,
+        events: vec![],
+        filters: vec![],
+    }
+}
+
+const K: u64 = 5;
+
+fn questions(t: &mut Transcript, b: &Backend, tag: &str, from: i64, to: i64) {
+    let all = scope(1, from, to);
+    let starts = Scope {
+        events: vec!["START".into()],
+        ..all.clone()
+    };
+    let exits_fatal = Scope {
+        events: vec!["EXIT".into(), "FATAL".into()],
+        ..all.clone()
+    };
+    let v11 = Scope {
+        filters: vec![("product_version".into(), "1.1".into())],
+        ..all.clone()
+    };
+    let two = Scope {
+        filters: vec![
+            ("product_version".into(), "1.1".into()),
+            ("host_os_name".into(), "ubuntu".into()),
+        ],
+        ..all.clone()
+    };
+    let num = Scope {
+        filters: vec![("system_cpu_logical_cpu_count".into(), "4".into())],
+        ..starts.clone()
+    };
+    let ins = &b.insights;
+    for (name, s) in [
+        ("all", &all),
+        ("starts", &starts),
+        ("exits_fatal", &exits_fatal),
+        ("v11", &v11),
+        ("two", &two),
+        ("num", &num),
+    ] {
+        for iv in [
+            Interval::Hour,
+            Interval::Day,
+            Interval::Week,
+            Interval::Month,
+        ] {
+            t.add(
+                format!("{tag} trend {name} {iv:?}"),
+                ins.trend(s, iv).map(|r| r.0),
+            );
+            t.add(
+                format!("{tag} active {name} {iv:?}"),
+                ins.active(s, iv).map(|r| r.0),
+            );
+        }
+        for over in [None, Some(Interval::Day), Some(Interval::Hour)] {
+            for prop in [
+                "product_version",
+                "host_os_name",
+                "host_is_k8s_node",
+                "long",
+                "screen",
+            ] {
+                let got = ins.breakdown(s, prop, over).map(|r| {
+                    let mut g = r.0;
+                    g.sort_by(|a, b| (a.bucket_ms, &a.value).cmp(&(b.bucket_ms, &b.value)));
+                    g
+                });
+                if over.is_none() {
+                    let folded = got.as_ref().map(|g| insights::fold(g.clone(), K, 10));
+                    t.add(format!("{tag} k-floor {name} {prop}"), folded.ok());
+                }
+                t.add(format!("{tag} breakdown {name} {prop} {over:?}"), got);
+            }
+        }
+        let sites = ins.crash_sites(s).map(|mut c| {
+            c.sort_by(|a, b| (&a.function, &a.line).cmp(&(&b.function, &b.line)));
+            c
+        });
+        t.add(
+            format!("{tag} crashes k-floor {name}"),
+            sites
+                .as_ref()
+                .map(|c| insights::fold_crashes(c.clone(), K, 10))
+                .ok(),
+        );
+        t.add(format!("{tag} crashes {name}"), sites);
+    }
+    t.add(format!("{tag} properties"), ins.properties(&all, K));
+    t.add(
+        format!("{tag} properties starts"),
+        ins.properties(&starts, K),
+    );
+    t.add(format!("{tag} recent 1"), ins.recent(1, 7));
+    t.add(format!("{tag} recent 2"), ins.recent(2, 3));
+    t.add(
+        format!("{tag} other project"),
+        ins.trend(&scope(2, from, to), Interval::Day).map(|r| r.0),
+    );
+    for (name, q) in [
+        ("all", ExportQuery::default()),
+        (
+            "project 2",
+            ExportQuery {
+                project_id: Some(2),
+                ..Default::default()
+            },
+        ),
+        (
+            "range",
+            ExportQuery {
+                project_id: Some(1),
+                from_ms: Some(T0 + DAY + 5 * HOUR),
+                to_ms: Some(T0 + 3 * DAY),
+            },
+        ),
+    ] {
+        let mut rows = Vec::new();
+        let n = b.events.export(&q, &mut |e| {
+            rows.push(e);
+            Ok(())
+        });
+        t.add(format!("{tag} export {name} count"), n);
+        t.add(format!("{tag} export {name}"), rows);
+    }
+}
+
+/// Runs the whole suite against one store and returns every answer.
+pub fn conformance(b: &Backend) -> Transcript {
+    let mut t = Transcript::default();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+
+    // Keys.
+    let g0 = b.keys.generation().expect("generation");
+    let (p1, _w1) = b.keys.create_project("default").expect("project");
+    let (p2, w2) = b.keys.create_project("second").expect("project");
+    assert!(
+        b.keys.create_project("default").is_err(),
+        "duplicate project name"
+    );
+    let g1 = b.keys.generation().expect("generation");
+    assert!(g1 > g0, "the generation grows with every change");
+    t.add("projects", (p1.id, p2.id));
+    let admin = b.keys.create_admin().expect("admin");
+    t.add("admin ok", b.keys.check_admin(&admin).ok());
+    t.add("admin wrong", b.keys.check_admin("as_admin_nope").ok());
+    let extra = b.keys.create_write_key("second").expect("write key");
+    t.add("revoke write", b.keys.revoke(&extra).is_ok());
+    t.add("revoke unknown", b.keys.revoke("aw_nope").is_err());
+    b.keys
+        .set_privacy(
+            "second",
+            PrivacyMode::Allowlist(vec!["product_version".into()]),
+        )
+        .expect("privacy");
+    let keys: Vec<_> = b
+        .keys
+        .write_keys()
+        .expect("keys")
+        .into_iter()
+        .map(|k| (k.project.name, k.project.privacy, k.revoked, k.token == w2))
+        .collect();
+    t.add("write keys", keys);
+    let projects: Vec<_> = b
+        .keys
+        .projects()
+        .expect("projects")
+        .into_iter()
+        .map(|p| (p.id, p.name, p.privacy))
+        .collect();
+    t.add("project list", projects);
+    let admin2 = b.keys.create_admin().expect("admin");
+    t.add(
+        "admin keys",
+        b.keys
+            .admin_keys()
+            .expect("admins")
+            .iter()
+            .map(|a| (a.id, a.revoked))
+            .collect::<Vec<_>>(),
+    );
+    t.add("revoke admin", b.keys.revoke(&admin2).is_ok());
+    t.add("admin revoked", b.keys.check_admin(&admin2).ok());
+    t.add(
+        "admin keys after",
+        b.keys
+            .admin_keys()
+            .expect("admins")
+            .iter()
+            .map(|a| (a.id, a.revoked))
+            .collect::<Vec<_>>(),
+    );
+
+    // Events, each batch one request, concurrently within a batch pair.
+    for batch in batches() {
+        let inserted = rt.block_on(b.events.insert(batch)).expect("insert");
+        t.add(
+            "inserted stored+dups",
+            inserted.stored + inserted.duplicates,
+        );
+    }
+
+    let (from, to) = (T0, T0 + 9 * DAY);
+    questions(&mut t, b, "before", from, to);
+    t.add(
+        "sql",
+        b.insights.sql(
+            "SELECT 1 AS x",
+            SqlLimits {
+                max_rows: 10,
+                timeout: std::time::Duration::from_secs(5),
+            },
+        ),
+    );
+
+    // Erasure of one machine.
+    t.add("erase m-5", b.insights.erase_machine(1, "m-5"));
+    t.add("erase unknown", b.insights.erase_machine(1, "nobody"));
+    questions(&mut t, b, "erased", from, to);
+
+    // Retention: the cutoff is aligned down to a day (2024-03-01, a month boundary is
+    // crossed on the way).
+    t.add("purge", b.insights.purge_before(T0 + 4 * DAY + 13 * HOUR));
+    questions(&mut t, b, "purged", from, to);
+    t
+}
+
+/// Known numbers of the conformance data (checked on the embedded store).
+pub fn check_known(t: &Transcript) {
+    let exported = t.get("before export all count");
+    // 8 days: project 1 has START + FATAL + CLOUD + EXIT per machine-day, project 2 5/day;
+    // plus one new uuid from the resend batch.
+    assert!(exported.contains("Ok("), "{exported}");
+    assert!(t.get("erase m-5").contains("Ok("));
+    assert!(t.get("admin ok").contains("true"));
+    assert!(t.get("admin wrong").contains("false"));
+    assert!(t.get("admin revoked").contains("false"));
+    assert!(
+        t.get("before k-floor all product_version")
+            .contains("\"other\"")
+    );
+    assert!(
+        !t.get("before k-floor all product_version")
+            .contains("2.0-beta")
+    );
+    assert!(
+        !t.get("before breakdown all product_version None")
+            .contains("resent")
+    );
+}

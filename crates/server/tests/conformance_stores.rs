@@ -1,0 +1,144 @@
+//! The conformance suite run once on the embedded SQLite store and once on ClickHouse
+//! (`ANONSTATS_TEST_CLICKHOUSE=http://127.0.0.1:PORT`); the ClickHouse run must answer
+//! exactly as SQLite does. The SQL the ClickHouse store sent is then replayed in chdb (a
+//! current ClickHouse) by tests/clickhouse/chdb_replay.py, which checks every answer.
+
+mod conformance;
+
+use anonstats_server::metrics::Metrics;
+use anonstats_server::store::clickhouse::{ClickHouseStore, Config};
+use anonstats_server::store::sqlite::SqliteStore;
+use conformance::{Backend, Transcript, check_known, conformance};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+
+fn sqlite_transcript() -> Transcript {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Arc::new(SqliteStore::open(dir.path()).expect("open sqlite"));
+    store
+        .start_writer(Arc::new(Metrics::default()), 64)
+        .expect("writer");
+    let t = conformance(&Backend {
+        events: store.clone(),
+        keys: store.clone(),
+        insights: store.clone(),
+    });
+    store.close();
+    t
+}
+
+/// The ClickHouse HTTP URL the tests use, or None (skip) outside CI.
+pub fn clickhouse_url(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ => {
+            if std::env::var_os("CI").is_some() {
+                panic!("{var} is not set: CI must run ClickHouse (scripts/test.sh starts it)");
+            }
+            eprintln!(
+                "skipped: {var} is not set (run scripts/test.sh, or scripts/clickhouse.sh start chsingle 18125 19005 and set {var}=http://127.0.0.1:18125)"
+            );
+            None
+        }
+    }
+}
+
+fn unique_db(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("anonstats_{tag}_{}_{nanos}", std::process::id())
+}
+
+#[test]
+fn sqlite_store_conforms() {
+    let t = sqlite_transcript();
+    check_known(&t);
+}
+
+#[test]
+fn clickhouse_store_answers_as_sqlite_does() {
+    let Some(url) = clickhouse_url("ANONSTATS_TEST_CLICKHOUSE") else {
+        return;
+    };
+    let expected = sqlite_transcript();
+    let db = unique_db("conf");
+    let base = url
+        .trim_end_matches('/')
+        .replacen("http://", "clickhouse://", 1);
+    let log_dir = tempfile::tempdir().expect("temp dir");
+    let log = log_dir.path().join("sql.jsonl");
+    let mut config = Config::new(&format!("{base}/{db}"));
+    config.sql_log = Some(log.clone());
+    let store = Arc::new(ClickHouseStore::open(config).expect("open clickhouse"));
+    store
+        .start_writer(Arc::new(Metrics::default()))
+        .expect("writer");
+    let got = conformance(&Backend {
+        events: store.clone(),
+        keys: store.clone(),
+        insights: store.clone(),
+    });
+    store.close();
+    let mut diffs = Vec::new();
+    assert_eq!(got.0.len(), expected.0.len(), "same number of answers");
+    for ((label, want), (_, have)) in expected.0.iter().zip(&got.0) {
+        if want != have {
+            diffs.push(format!(
+                "--- {label}\nsqlite:     {want}\nclickhouse: {have}"
+            ));
+        }
+    }
+    assert!(
+        diffs.is_empty(),
+        "{} answers differ:\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
+    drop_db(&url, &db);
+    replay_in_chdb(&log);
+}
+
+fn drop_db(url: &str, db: &str) {
+    let _ = ureq_post(url, &format!("DROP DATABASE IF EXISTS {db}"));
+}
+
+fn ureq_post(url: &str, sql: &str) -> Result<(), String> {
+    let status = Command::new("curl")
+        .args(["-sf", "--data-binary", sql, url])
+        .status()
+        .map_err(|e| e.to_string())?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{status}"))
+    }
+}
+
+/// Replays every statement the store sent in chdb and compares every answer.
+fn replay_in_chdb(log: &std::path::Path) {
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/clickhouse/chdb_replay.py");
+    let probe = Command::new("python3").args(["-c", "import chdb"]).output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        if std::env::var_os("CI").is_some() {
+            panic!("python3 with chdb is required in CI (pip install -r tests/requirements.txt)");
+        }
+        eprintln!("chdb replay skipped: python3 cannot import chdb (pip install chdb)");
+        return;
+    }
+    let out = Command::new("python3")
+        .arg(&script)
+        .arg(log)
+        .output()
+        .expect("run chdb_replay.py");
+    assert!(
+        out.status.success(),
+        "chdb replay failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+}
