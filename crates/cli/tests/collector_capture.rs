@@ -443,10 +443,11 @@ fn cors_flags_health() {
         a.header("access-control-allow-origin"),
         Some("http://x.test")
     );
-    for path in ["/decide/?v=3", "/flags/?v=2", "/decide"] {
+    for path in ["/decide/?v=3", "/flags/?v=2", "/decide", "/array/aw_x/config"] {
         let a = request("POST", &c.url(path), &[], Some(b"{}"));
         assert_eq!(a.status, 200);
         assert_eq!(a.json()["featureFlags"], json!({}));
+        assert!(a.json()["supportedCompression"].as_array().unwrap().contains(&json!("gzip-js")));
     }
     let h = request("GET", &c.url("/healthz"), &[], None);
     assert_eq!((h.status, h.json()["status"].clone()), (200, json!("ok")));

@@ -152,7 +152,8 @@ fn decode(
     decode_at(&req, limits, now)
 }
 
-/// `/decide` and `/flags`: no feature flags, every compression we accept.
+/// `/decide`, `/flags` and posthog-js's remote config: no feature flags, nothing
+/// collected automatically, every compression we accept.
 pub async fn no_flags() -> Json<serde_json::Value> {
     Json(json!({
         "featureFlags": {},

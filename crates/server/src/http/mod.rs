@@ -60,6 +60,8 @@ pub fn router(state: AppState) -> Router {
             .route(path, capture.clone())
             .route(&format!("{path}/"), capture.clone());
     }
+    // posthog-js reads its remote config (compression, features) from here.
+    public = public.route("/array/{token}/config", flags.clone());
     for path in ["/decide", "/flags"] {
         public = public
             .route(path, flags.clone())
