@@ -30,7 +30,7 @@ export default async function data(view, ctx) {
         cell: (x) => (x.examples.length
           ? h('span.tags', x.examples.slice(0, 6).map((v) => h('button.tag.pick', {
             type: 'button', title: `Filter by ${x.name}=${v}`, onclick: () => addFilter(x.name, v),
-          }, v)))
+          }, v === '' ? h('em', '(empty)') : v)))
           : h('span.muted', { title: `no value of this property was seen on ${r.k} or more machines` }, 'none common enough to show')),
       },
     ], rows))

@@ -23,7 +23,7 @@ export default async function live(view, ctx) {
   const matches = (e) => filters.every(([k, v]) => String(e.properties?.[k] ?? '') === v)
 
   async function load() {
-    const r = await get('/api/v1/events/recent', new URLSearchParams({ project, limit: '100' }))
+    const r = await get('/api/v1/events/recent', new URLSearchParams({ project, limit: '50' }))
     if (!ctx.alive()) return
     const events = r.events.filter(matches)
     const fresh = seen.size ? new Set(events.filter((e) => !seen.has(e.uuid)).map((e) => e.uuid)) : new Set()

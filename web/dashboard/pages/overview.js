@@ -12,6 +12,8 @@ const EVENT_SERIES = [
   { label: 'CLOUD_*', event: 'CLOUD_BUILD_FAIL,CLOUD_UNAVAILABLE,CLOUD_CONNECT_FAIL', color: '#f59e0b' },
 ]
 
+const TOP_VERSIONS = 7
+
 const SYSTEMS = [
   ['host_os_name', 'Operating system'],
   ['system_kernel_version', 'Kernel'],
@@ -38,7 +40,7 @@ export default async function overview(view, ctx) {
   const activeQ = insight('active', apiParams({}, ctx.state))
   const trendQ = insight('trend', apiParams({}, ctx.state))
   const perEventQ = Promise.all(EVENT_SERIES.map((s) => insight('trend', apiParams({ event: s.event }, ctx.state))))
-  const versionsQ = insight('versions', apiParams({ interval: w.interval === 'hour' ? 'day' : w.interval, limit: 8 }, ctx.state))
+  const versionsQ = insight('versions', apiParams({ interval: w.interval === 'hour' ? 'day' : w.interval, limit: 20 }, ctx.state))
   const systemsQ = insight('systems', apiParams({ interval: false, limit: 8 }, ctx.state))
 
   const jobs = [
@@ -65,22 +67,26 @@ export default async function overview(view, ctx) {
     }),
     pVersions.run(async (p) => {
       const r = await versionsQ
-      const names = []
-      for (const b of r.series) for (const v of b.values) if (!names.includes(v.value)) names.push(v.value)
-      // Largest first, "other" last.
-      const weight = (n) => r.series.reduce((a, b) => a + (b.values.find((v) => v.value === n)?.machines || 0), 0)
-      names.sort((a, b) => (a === OTHER) - (b === OTHER) || weight(b) - weight(a))
-      if (!names.length) return p.empty('No product_version reported in this range.')
+      const weight = new Map()
+      for (const b of r.series) for (const v of b.values) weight.set(v.value, (weight.get(v.value) || 0) + v.machines)
+      if (!weight.size) return p.empty('No product_version reported in this range.')
+      // The most used versions by name, the rest (and the API's k-folded values) as "other".
+      const top = [...weight.keys()].filter((n) => n !== OTHER)
+        .sort((a, b) => weight.get(b) - weight.get(a)).slice(0, TOP_VERSIONS)
+      const shareOf = (b, n) => b.values.find((v) => v.value === n)?.share || 0
+      const rest = r.series.map((b) => b.values.filter((v) => !top.includes(v.value)).reduce((a, v) => a + v.share, 0))
       const last = [...r.series].reverse().find((b) => b.machines > 0)
-      const top = last?.values.slice().sort((a, b) => b.machines - a.machines)[0]
-      p.setTotal(top ? `${top.value}: ${pct(top.share)} now` : '', top?.value)
+      const now = last?.values.slice().sort((a, b) => b.machines - a.machines).find((v) => v.value !== OTHER)
+      p.setTotal(now ? `${now.value}: ${pct(now.share)} now` : '', now?.value)
       p.ready()
-      timeChart(p.body, r.series.map((b) => b.t), names.map((n, i) => ({
-        label: n === OTHER ? `other (< ${r.k} machines each)` : n,
-        color: n === OTHER ? OTHER_COLOR : PALETTE[i % PALETTE.length],
-        values: r.series.map((b) => b.values.find((v) => v.value === n)?.share || 0),
-      })), { stacked: true, percent: true, height: 240, interval: r.interval })
-      if (names.includes(OTHER)) p.body.append(h('p.note.other-note', `Grey: ${otherNote(r.k)}.`))
+      const series = top.map((n, i) => ({ label: n, color: PALETTE[i % PALETTE.length], values: r.series.map((b) => shareOf(b, n)) }))
+      if (rest.some((x) => x > 0)) {
+        series.push({ label: `other (${weight.size - top.length} more)`, color: OTHER_COLOR, values: rest })
+      }
+      timeChart(p.body, r.series.map((b) => b.t), series, { stacked: true, percent: true, height: 240, interval: r.interval })
+      if (rest.some((x) => x > 0)) {
+        p.body.append(h('p.note.other-note', `Grey: the less used versions, and ${otherNote(r.k)}.`))
+      }
     }),
   ]
 
