@@ -13,6 +13,7 @@ const skip = dashboardSkipReason() || false
 let collector
 let browser
 let page
+const pageErrors = []
 
 before(async () => {
   if (skip) return
@@ -20,7 +21,10 @@ before(async () => {
   browser = await launchBrowser()
   page = await browser.context.newPage()
   await page.setViewportSize({ width: 1440, height: 900 })
-  page.on('pageerror', (e) => { throw e })
+  page.on('pageerror', (e) => pageErrors.push(e.message))
+  page.on('console', (m) => {
+    if (m.type() === 'error' && /Content Security Policy|Refused to/.test(m.text())) pageErrors.push(m.text())
+  })
 })
 after(async () => {
   await browser?.close()
@@ -230,4 +234,8 @@ test('log-out ends the session', { skip }, async () => {
   assert.equal(await sessionCookie(), undefined)
   const status = await page.evaluate(() => fetch('/api/v1/projects').then((r) => r.status))
   assert.equal(status, 401)
+})
+
+test('no script error and no Content-Security-Policy violation on any page', { skip }, () => {
+  assert.deepEqual(pageErrors, [])
 })
