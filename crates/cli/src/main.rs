@@ -10,6 +10,7 @@ mod export;
 mod generate;
 mod keys;
 mod logging;
+mod migrate;
 mod serve;
 mod sql;
 
@@ -51,6 +52,8 @@ enum Command {
     Erase(erase::EraseArgs),
     /// Write realistic generated agent events into the store.
     Gen(generate::GenArgs),
+    /// Copy an embedded store (events, projects, keys) into ClickHouse.
+    Migrate(migrate::MigrateArgs),
 }
 
 fn main() -> ExitCode {
@@ -74,6 +77,7 @@ fn main() -> ExitCode {
         Command::Sql(args) => sql::run(args),
         Command::Erase(args) => erase::run(args),
         Command::Gen(args) => generate::run(args),
+        Command::Migrate(args) => migrate::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,7 +1,10 @@
-//! `anonstats serve`: the collector on the embedded store.
+//! `anonstats serve`: the collector on the embedded store, or on ClickHouse with
+//! `--store clickhouse://HOST:PORT/DATABASE`.
 
+use crate::migrate::ClickHouseArgs;
 use anonstats_server::metrics::Metrics;
 use anonstats_server::store::KeyStore;
+use anonstats_server::store::clickhouse::ClickHouseStore;
 use anonstats_server::store::sqlite::SqliteStore;
 use anonstats_server::{Backend, Settings};
 use anyhow::Context;
@@ -34,15 +37,90 @@ pub struct ServeArgs {
     /// Breakdown buckets seen on fewer distinct machines are folded into "other".
     #[arg(long, env = "ANONSTATS_K_ANONYMITY", default_value_t = 5)]
     pub k_anonymity: u64,
+    /// Where events, projects and keys live: the embedded SQLite store in --data-dir
+    /// (default, or `sqlite`), or `clickhouse://HOST:PORT/DATABASE` (ClickHouse's HTTP
+    /// interface; any number of collectors may share it).
+    #[arg(long, env = "ANONSTATS_STORE")]
+    pub store: Option<String>,
+    #[command(flatten)]
+    pub clickhouse: ClickHouseArgs,
+}
+
+/// The store a collector runs on.
+enum Store {
+    Sqlite(Arc<SqliteStore>),
+    ClickHouse(Arc<ClickHouseStore>),
+}
+
+impl Store {
+    fn open(args: &ServeArgs) -> anyhow::Result<Store> {
+        Ok(match args.store.as_deref() {
+            None | Some("sqlite") => {
+                Store::Sqlite(Arc::new(SqliteStore::open(&args.data_dir).with_context(
+                    || format!("cannot open the store in {}", args.data_dir.display()),
+                )?))
+            }
+            Some(url) => {
+                let mut config = args.clickhouse.config(url);
+                config.queue = args.queue;
+                Store::ClickHouse(Arc::new(
+                    ClickHouseStore::open(config)
+                        .with_context(|| format!("cannot open the ClickHouse store at {url}"))?,
+                ))
+            }
+        })
+    }
+
+    fn keys(&self) -> &dyn KeyStore {
+        match self {
+            Store::Sqlite(s) => s.as_ref(),
+            Store::ClickHouse(s) => s.as_ref(),
+        }
+    }
+
+    fn start(&self, metrics: Arc<Metrics>, queue: usize) -> anyhow::Result<()> {
+        match self {
+            Store::Sqlite(s) => s.start_writer(metrics, queue)?,
+            Store::ClickHouse(s) => s.start_writer(metrics)?,
+        }
+        Ok(())
+    }
+
+    fn backend(&self) -> Backend {
+        match self {
+            Store::Sqlite(s) => Backend {
+                events: s.clone(),
+                keys: s.clone(),
+                insights: s.clone(),
+            },
+            Store::ClickHouse(s) => Backend {
+                events: s.clone(),
+                keys: s.clone(),
+                insights: s.clone(),
+            },
+        }
+    }
+
+    fn close(&self) {
+        match self {
+            Store::Sqlite(s) => s.close(),
+            Store::ClickHouse(s) => s.close(),
+        }
+    }
+
+    /// Where the data is, for the log (never a password).
+    fn describe(&self, args: &ServeArgs) -> String {
+        match self {
+            Store::Sqlite(_) => args.data_dir.display().to_string(),
+            Store::ClickHouse(_) => args.store.clone().unwrap_or_default(),
+        }
+    }
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     crate::logging::init();
-    let store = Arc::new(
-        SqliteStore::open(&args.data_dir)
-            .with_context(|| format!("cannot open the store in {}", args.data_dir.display()))?,
-    );
-    first_start(&store)?;
+    let store = Store::open(&args)?;
+    first_start(store.keys())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -52,16 +130,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let shutdown = shutdown()?;
-        store.start_writer(metrics.clone(), args.queue)?;
+        store.start(metrics.clone(), args.queue)?;
         let addr = listener.local_addr()?;
         println!("listening on http://{addr}");
         std::io::stdout().flush()?;
-        tracing::info!(%addr, data_dir = %args.data_dir.display(), "collector started");
-        let backend = Backend {
-            events: store.clone(),
-            keys: store.clone(),
-            insights: store.clone(),
-        };
+        tracing::info!(%addr, store = %store.describe(&args), "collector started");
+        let backend = store.backend();
         let mut settings = Settings {
             retention_days: args.retention_days,
             ..Settings::default()
@@ -78,7 +152,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
 /// On the very first start, creates the default project and an admin token and shows
 /// both once.
-fn first_start(store: &SqliteStore) -> anyhow::Result<()> {
+fn first_start(store: &dyn KeyStore) -> anyhow::Result<()> {
     if !store.projects()?.is_empty() {
         return Ok(());
     }
