@@ -22,6 +22,21 @@ fi
 log "python packages (tests/requirements.txt)"
 python3 -m pip install -q --disable-pip-version-check -r tests/requirements.txt 2>&1 | grep -v "Running pip as the 'root' user" || true
 
+# --- ClickHouse (docs/SCALING.md): Debian's clickhouse-server, one server for the
+# conformance suite and the kill test, and the two-shard cluster `anonstats`. The tests
+# read the URLs below; without them they skip outside CI and fail in CI.
+log "ClickHouse (scripts/clickhouse.sh)"
+if scripts/clickhouse.sh install && scripts/clickhouse.sh start chsingle 18125 19005 --interserver-port 20005 \
+    && scripts/clickhouse.sh start-cluster; then
+  export ANONSTATS_TEST_CLICKHOUSE=http://127.0.0.1:18125
+  export ANONSTATS_TEST_CLICKHOUSE_CLUSTER=http://127.0.0.1:18123,http://127.0.0.1:18124
+elif [ -n "${CI:-}" ]; then
+  echo "ClickHouse could not be installed or started" >&2
+  exit 1
+else
+  echo "ClickHouse tests will be skipped: clickhouse-server could not be installed or started"
+fi
+
 log "cargo tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@"
