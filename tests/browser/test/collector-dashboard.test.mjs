@@ -5,7 +5,7 @@
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
-import { ANONSTATS_BIN, launchBrowser, screenshot } from '../lib.mjs'
+import { ANONSTATS_BIN, launchBrowser, screenshot, startCollector } from '../lib.mjs'
 import { startSeededCollector } from '../dashboard-data.mjs'
 import { dashboardSkipReason, waitReady, openRoute, logIn, panelInfo, kpiValue } from '../dashboard-helpers.mjs'
 
@@ -234,6 +234,28 @@ test('log-out ends the session', { skip }, async () => {
   assert.equal(await sessionCookie(), undefined)
   const status = await page.evaluate(() => fetch('/api/v1/projects').then((r) => r.status))
   assert.equal(status, 401)
+})
+
+test('an empty collector shows empty states, not errors', { skip }, async () => {
+  const empty = await startCollector()
+  try {
+    const admin = execFileSync(ANONSTATS_BIN, ['keys', 'create-admin', '--data-dir', empty.dataDir],
+      { encoding: 'utf8' }).trim().split('\n').pop().trim()
+    await logIn(page, empty.url, admin)
+    for (const id of ['p-active', 'p-events', 'p-versions', 'p-host_os_name']) {
+      assert.equal((await panelInfo(page, id)).state, 'empty', id)
+    }
+    assert.match(await page.textContent('#p-events'), /No events in this range/)
+    await openRoute(page, empty.url, '#/crashes')
+    assert.equal((await panelInfo(page, 'p-crash-sites')).state, 'empty')
+    await openRoute(page, empty.url, '#/live')
+    assert.match(await page.textContent('#p-live'), /No events yet/)
+    await openRoute(page, empty.url, '#/overview?project=nope')
+    assert.match(await page.textContent('#view'), /No project named/)
+    await screenshot(page, 'dashboard-empty')
+  } finally {
+    await empty.stop()
+  }
 })
 
 test('no script error and no Content-Security-Policy violation on any page', { skip }, () => {
