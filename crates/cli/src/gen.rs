@@ -130,7 +130,6 @@ pub fn run(args: GenArgs) -> anyhow::Result<ExitCode> {
     while !pending.is_empty() {
         wait(&mut pending)?;
     }
-    drop(wait);
     bar.finish_and_clear();
     store.close();
     let secs = begun.elapsed().as_secs_f64();

@@ -3,7 +3,6 @@
 
 use crate::export::open_existing;
 use anonstats_server::insights::{InsightStore, SqlLimits, SqlResult};
-use anyhow::Context;
 use serde_json::Value;
 use std::io::Write;
 use std::path::PathBuf;
@@ -51,7 +50,7 @@ pub fn run(args: SqlArgs) -> anyhow::Result<ExitCode> {
     };
     let result = store
         .sql(&args.query, limits)
-        .context("the query was not run")?;
+        .map_err(|e| explain(&args.query, &e.to_string()))?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     match args.format {
         Format::Table => write_table(&mut out, &result)?,
@@ -66,6 +65,49 @@ pub fn run(args: SqlArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The store's refusal, prefixed with what the statement would have done, and the
+/// time limit's message with the flag that raises it.
+fn explain(query: &str, message: &str) -> anyhow::Error {
+    if message.contains("limit and was stopped") {
+        return anyhow::anyhow!("{message} (or raise --timeout-secs)");
+    }
+    if !message.contains("refused") && !message.contains("would write") {
+        return anyhow::anyhow!("{message}");
+    }
+    let words: Vec<String> = query
+        .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+        .filter(|w| !w.is_empty())
+        .take(2)
+        .map(str::to_ascii_uppercase)
+        .collect();
+    let first = words.first().map(String::as_str).unwrap_or("");
+    let what = match first {
+        "INSERT" | "UPDATE" | "DELETE" | "REPLACE" | "UPSERT" => {
+            format!("{first} would change stored data")
+        }
+        "CREATE" | "DROP" | "ALTER" => format!("{first} would change the schema"),
+        "ATTACH" | "DETACH" => format!("{first} would open or close another database file"),
+        "PRAGMA" if query.contains('=') || query.contains('(') => format!(
+            "PRAGMA {} would change a setting",
+            words
+                .get(1)
+                .map(|w| w.to_ascii_lowercase())
+                .unwrap_or_default()
+        ),
+        "PRAGMA" => format!(
+            "PRAGMA {} is not one of the read-only pragmas",
+            words
+                .get(1)
+                .map(|w| w.to_ascii_lowercase())
+                .unwrap_or_default()
+        ),
+        "VACUUM" | "REINDEX" | "ANALYZE" | "BEGIN" | "COMMIT" | "ROLLBACK" | "SAVEPOINT"
+        | "RELEASE" => format!("{first} is not a query"),
+        _ => "the statement is not read-only".to_string(),
+    };
+    anyhow::anyhow!("{what}; {message}")
 }
 
 /// A cell as text: strings bare, NULL empty, numbers as JSON writes them.
