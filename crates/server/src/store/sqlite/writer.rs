@@ -17,7 +17,23 @@ pub(super) struct Job {
 /// never holds up the first waiters for long.
 const MAX_EVENTS_PER_COMMIT: usize = 50_000;
 
+/// Copy the write-ahead log into the database file once roughly this much event data
+/// was committed since the last copy (SQLite's own default is every 4 MB of log).
+const CHECKPOINT_AFTER_BYTES: usize = 16 << 20;
+
+/// Page cache of the writer connection (negative: KiB), so the tails of the table and
+/// its indexes stay in memory between commits.
+const WRITER_CACHE_KIB: i64 = 64 << 10;
+
 pub(super) fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, metrics: Arc<Metrics>) {
+    // SQLite's automatic checkpoint runs inside COMMIT, so every request of that group
+    // would wait for it; the writer checkpoints itself after answering instead.
+    for (pragma, value) in [("wal_autocheckpoint", 0), ("cache_size", -WRITER_CACHE_KIB)] {
+        if let Err(e) = conn.pragma_update(None, pragma, value) {
+            tracing::warn!(error = %e, pragma, "cannot tune the writer connection");
+        }
+    }
+    let mut since_checkpoint = 0usize;
     while let Some(first) = rx.blocking_recv() {
         let mut jobs = vec![first];
         let mut total = jobs[0].events.len();
@@ -30,8 +46,14 @@ pub(super) fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, metrics: Ar
                 Err(_) => break,
             }
         }
+        let bytes: usize = jobs
+            .iter()
+            .flat_map(|j| &j.events)
+            .map(|e| 64 + e.event.len() + e.distinct_id.len() + e.properties.len())
+            .sum();
         match commit(&mut conn, &jobs) {
             Ok(outcomes) => {
+                since_checkpoint += bytes;
                 metrics.commit(jobs.len(), total);
                 for (job, outcome) in jobs.into_iter().zip(outcomes) {
                     let _ = job.reply.send(Ok(outcome));
@@ -44,6 +66,20 @@ pub(super) fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, metrics: Ar
                 }
             }
         }
+        // Requests that arrive meanwhile queue up and go into the next, larger commit.
+        if since_checkpoint >= CHECKPOINT_AFTER_BYTES {
+            since_checkpoint = 0;
+            checkpoint(&conn);
+        }
+    }
+    checkpoint(&conn);
+}
+
+/// Copies committed pages from the log into the database file without waiting for readers.
+fn checkpoint(conn: &Connection) {
+    let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+    if let Err(e) = done {
+        tracing::warn!(error = %e, "checkpoint failed; the log keeps the data and the next one retries");
     }
 }
 
