@@ -90,18 +90,14 @@ pub fn apply(
         Some((_, c)) => *c += 1,
         None => dropped.push((name, 1)),
     };
-    for name in DENYLIST {
-        if props.remove(*name).is_some() {
+    // One pass over the event's properties, each looked up in the denylist.
+    props.retain(|k, _| {
+        if let Some(name) = denied(k) {
             note(name);
+            return false;
         }
-    }
-    if props
-        .keys()
-        .any(|k| DENY_PREFIXES.iter().any(|p| k.starts_with(p)))
-    {
-        props.retain(|k, _| !DENY_PREFIXES.iter().any(|p| k.starts_with(p)));
-        note("$geoip_*");
-    }
+        true
+    });
     for name in MASKED_PROPERTIES {
         if let Some(v) = props.get_mut(*name) {
             let known = v.as_str().is_some_and(|s| KNOWN_MASKS.contains(&s));
@@ -118,6 +114,19 @@ pub fn apply(
             note("allowlist");
         }
     }
+}
+
+/// The denylist entry (or prefix rule) that removes `key`, if any.
+fn denied(key: &str) -> Option<&'static str> {
+    static SET: std::sync::LazyLock<HashSet<&'static str>> =
+        std::sync::LazyLock::new(|| DENYLIST.iter().copied().collect());
+    if let Some(name) = SET.get(key) {
+        return Some(name);
+    }
+    DENY_PREFIXES
+        .iter()
+        .any(|p| key.starts_with(p))
+        .then_some("$geoip_*")
 }
 
 #[cfg(test)]

@@ -38,17 +38,7 @@ pub fn machine_hash(id: &str) -> u64 {
 
 impl MachineSet {
     pub fn insert(&mut self, hash: u64) {
-        match self {
-            MachineSet::Sparse(v) => {
-                if let Err(at) = v.binary_search(&hash) {
-                    v.insert(at, hash);
-                    if v.len() > SPARSE_MAX {
-                        self.densify();
-                    }
-                }
-            }
-            MachineSet::Dense(regs) => add_to_registers(regs, hash),
-        }
+        self.insert_changed(hash);
     }
 
     fn densify(&mut self) {
@@ -61,20 +51,45 @@ impl MachineSet {
         }
     }
 
-    pub fn merge(&mut self, other: &MachineSet) {
+    /// Adds `hash`; returns whether the set changed.
+    pub fn insert_changed(&mut self, hash: u64) -> bool {
+        match self {
+            MachineSet::Sparse(v) => match v.binary_search(&hash) {
+                Ok(_) => false,
+                Err(at) => {
+                    v.insert(at, hash);
+                    if v.len() > SPARSE_MAX {
+                        self.densify();
+                    }
+                    true
+                }
+            },
+            MachineSet::Dense(regs) => add_to_registers(regs, hash),
+        }
+    }
+
+    /// Adds every machine of `other`; returns whether the set changed.
+    pub fn merge(&mut self, other: &MachineSet) -> bool {
         match other {
             MachineSet::Sparse(hashes) => {
+                let mut changed = false;
                 for h in hashes {
-                    self.insert(*h);
+                    changed |= self.insert_changed(*h);
                 }
+                changed
             }
             MachineSet::Dense(theirs) => {
+                let mut changed = matches!(self, MachineSet::Sparse(_));
                 self.densify();
                 if let MachineSet::Dense(mine) = self {
                     for (a, b) in mine.iter_mut().zip(theirs.iter()) {
-                        *a = (*a).max(*b);
+                        if *b > *a {
+                            *a = *b;
+                            changed = true;
+                        }
                     }
                 }
+                changed
             }
         }
     }
@@ -124,13 +139,15 @@ impl MachineSet {
     }
 }
 
-fn add_to_registers(regs: &mut [u8; M], hash: u64) {
+fn add_to_registers(regs: &mut [u8; M], hash: u64) -> bool {
     let index = (hash >> (64 - P)) as usize;
     let rest = hash << P;
     let rank = (rest.leading_zeros().min(64 - P) + 1) as u8;
-    if regs[index] < rank {
+    let changed = regs[index] < rank;
+    if changed {
         regs[index] = rank;
     }
+    changed
 }
 
 fn estimate(regs: &[u8; M]) -> u64 {

@@ -185,7 +185,7 @@ impl InsightStore for SqliteStore {
             let b = bucket(over, "day * 86400");
             let sql = format!(
                 "SELECT {b} AS b, value, SUM(count), sketch_count(sketch_union(machines))
-                 FROM rollup_props WHERE {} GROUP BY b, value",
+                 FROM rollup_props_full WHERE {} GROUP BY b, value",
                 w.clause()
             );
             (sql, w, Source::Rollup)
@@ -245,7 +245,7 @@ impl InsightStore for SqliteStore {
                 w.push("day >= ? AND day < ?", days(scope));
                 w.events(&scope.events, "event");
                 let sql = format!(
-                    "SELECT {b} AS b, sketch_count(sketch_union(machines)) FROM rollup_props
+                    "SELECT {b} AS b, sketch_count(sketch_union(machines)) FROM rollup_prop_machines
                      WHERE {} GROUP BY b ORDER BY b",
                     w.clause()
                 );
@@ -303,7 +303,7 @@ impl InsightStore for SqliteStore {
             w.push("day >= ? AND day < ?", days(scope));
             let sql = format!(
                 "SELECT value, SUM(count), sketch_union(machines), MIN(first_ms), MAX(last_ms)
-                 FROM rollup_props WHERE {} GROUP BY value",
+                 FROM rollup_props_full WHERE {} GROUP BY value",
                 w.clause()
             );
             let mut stmt = conn.prepare(&sql)?;
@@ -360,7 +360,7 @@ impl InsightStore for SqliteStore {
         w.push("day >= ? AND day < ?", days(scope));
         w.events(&scope.events, "event");
         let sql = format!(
-            "SELECT prop, value, SUM(count) AS c, sketch_count(sketch_union(machines)) FROM rollup_props
+            "SELECT prop, value, SUM(count) AS c, sketch_count(sketch_union(machines)) FROM rollup_props_full
              WHERE {} AND prop != ? GROUP BY prop, value ORDER BY prop, c DESC, value",
             w.clause()
         );
@@ -433,6 +433,7 @@ impl InsightStore for SqliteStore {
             let n = tx.execute("DELETE FROM events WHERE ts_ms < ?1", [day * DAY_MS])?;
             tx.execute("DELETE FROM rollup_events WHERE hour < ?1", [day * 24])?;
             tx.execute("DELETE FROM rollup_props WHERE day < ?1", [day])?;
+            tx.execute("DELETE FROM rollup_prop_machines WHERE day < ?1", [day])?;
             tx.execute("DELETE FROM rollup_machines WHERE day < ?1", [day])?;
             tx.commit()?;
             Ok(n as u64)

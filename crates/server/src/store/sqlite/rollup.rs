@@ -1,14 +1,14 @@
 //! Rollups kept in the same transaction as the events they count, so that insights read
 //! days x buckets rows instead of raw events:
 //! - `rollup_events`: events per (project, event, hour);
-//! - `rollup_props`: events, distinct machines, first and last time per
-//!   (project, event, property, day, value);
+//! - `rollup_props`: events, first and last time per (project, property, day, event,
+//!   value), with the distinct machines in `rollup_prop_machines`;
 //! - `rollup_machines`: distinct machines per (project, event, day), event '' = any.
 
 use crate::rollup::dims;
 use crate::sketch::{MachineSet, machine_hash};
 use rusqlite::functions::{Aggregate, Context, FunctionFlags};
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
 
 pub const DAY_MS: i64 = 86_400_000;
@@ -22,12 +22,24 @@ struct PropAgg {
     last_ms: i64,
 }
 
+/// Per value, per property, per event: nested so that the hot path looks keys up by
+/// `&str` and allocates only for a key it has not seen in this transaction.
+type PropMaps = HashMap<String, HashMap<String, HashMap<String, PropAgg>>>;
+
 /// Rollup rows accumulated in memory for one transaction, written once at its end.
 #[derive(Default)]
 pub(super) struct Agg {
     events: HashMap<(i64, String, i64), i64>,
-    props: HashMap<(i64, String, String, i64, String), PropAgg>,
+    /// (project, day) -> event -> property -> value.
+    props: HashMap<(i64, i64), PropMaps>,
     machines: HashMap<(i64, String, i64), MachineSet>,
+}
+
+fn slot<'a, V: Default>(map: &'a mut HashMap<String, V>, key: &str) -> &'a mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_owned(), V::default());
+    }
+    map.get_mut(key).expect("the key was inserted above")
 }
 
 impl Agg {
@@ -51,15 +63,12 @@ impl Agg {
                 .or_default()
                 .insert(machine);
         }
+        let by_prop = slot(self.props.entry((project, day)).or_default(), event);
         for (prop, value) in dims {
-            let agg = self
-                .props
-                .entry((project, event.to_string(), prop.clone(), day, value.clone()))
-                .or_insert_with(|| PropAgg {
-                    first_ms: ts_ms,
-                    last_ms: ts_ms,
-                    ..PropAgg::default()
-                });
+            let agg = slot(slot(by_prop, prop), value);
+            if agg.count == 0 {
+                (agg.first_ms, agg.last_ms) = (ts_ms, ts_ms);
+            }
             agg.count += 1;
             agg.machines.insert(machine);
             agg.first_ms = agg.first_ms.min(ts_ms);
@@ -75,35 +84,75 @@ impl Agg {
         for ((project, event, hour), count) in &self.events {
             stmt.execute(params![project, event, hour, count])?;
         }
-        let mut stmt = conn.prepare_cached(
-            "INSERT INTO rollup_props (project_id, event, prop, day, value, count, machines, first_ms, last_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+        let mut counts = conn.prepare_cached(
+            "INSERT INTO rollup_props (project_id, prop, day, event, value, count, first_ms, last_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
              ON CONFLICT (project_id, prop, day, event, value) DO UPDATE SET
                count = count + excluded.count,
-               machines = sketch_merge(machines, excluded.machines),
                first_ms = min(first_ms, excluded.first_ms),
                last_ms = max(last_ms, excluded.last_ms)",
         )?;
-        for ((project, event, prop, day, value), a) in &self.props {
-            stmt.execute(params![
-                project,
-                event,
-                prop,
-                day,
-                value,
-                a.count,
-                a.machines.to_bytes(),
-                a.first_ms,
-                a.last_ms
-            ])?;
+        let mut sets = MachineSets::new(
+            conn,
+            "SELECT machines FROM rollup_prop_machines
+             WHERE project_id = ?1 AND prop = ?2 AND day = ?3 AND event = ?4 AND value = ?5",
+            "INSERT OR REPLACE INTO rollup_prop_machines (project_id, prop, day, event, value, machines)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for ((project, day), by_event) in &self.props {
+            for (event, by_prop) in by_event {
+                for (prop, by_value) in by_prop {
+                    for (value, a) in by_value {
+                        counts.execute(params![
+                            project, prop, day, event, value, a.count, a.first_ms, a.last_ms
+                        ])?;
+                        sets.add(params![project, prop, day, event, value], &a.machines)?;
+                    }
+                }
+            }
         }
-        let mut stmt = conn.prepare_cached(
-            "INSERT INTO rollup_machines (project_id, event, day, machines) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (project_id, event, day) DO UPDATE SET machines = sketch_merge(machines, excluded.machines)",
+        let mut sets = MachineSets::new(
+            conn,
+            "SELECT machines FROM rollup_machines WHERE project_id = ?1 AND event = ?2 AND day = ?3",
+            "INSERT OR REPLACE INTO rollup_machines (project_id, event, day, machines) VALUES (?1, ?2, ?3, ?4)",
         )?;
         for ((project, event, day), set) in &self.machines {
-            stmt.execute(params![project, event, day, set.to_bytes()])?;
+            sets.add(params![project, event, day], set)?;
         }
+        Ok(())
+    }
+}
+
+/// Merges sets into stored ones, writing a row only when its set gained a machine.
+struct MachineSets<'c> {
+    read: rusqlite::CachedStatement<'c>,
+    write: rusqlite::CachedStatement<'c>,
+}
+
+impl<'c> MachineSets<'c> {
+    fn new(conn: &'c Connection, read: &str, write: &str) -> rusqlite::Result<Self> {
+        Ok(MachineSets {
+            read: conn.prepare_cached(read)?,
+            write: conn.prepare_cached(write)?,
+        })
+    }
+
+    fn add(&mut self, key: &[&dyn rusqlite::ToSql], set: &MachineSet) -> rusqlite::Result<()> {
+        let stored: Option<Vec<u8>> = self.read.query_row(key, |r| r.get(0)).optional()?;
+        let merged = match stored {
+            None => set.clone(),
+            Some(bytes) => {
+                let mut s = MachineSet::from_bytes(&bytes);
+                if !s.merge(set) {
+                    return Ok(());
+                }
+                s
+            }
+        };
+        let blob = merged.to_bytes();
+        let mut values: Vec<&dyn rusqlite::ToSql> = key.to_vec();
+        values.push(&blob);
+        self.write.execute(values.as_slice())?;
         Ok(())
     }
 }
@@ -117,14 +166,12 @@ pub(super) fn rebuild_days(conn: &Connection, project: i64, days: &[i64]) -> rus
             "DELETE FROM rollup_events WHERE project_id = ?1 AND hour >= ?2 AND hour < ?3",
             params![project, day * 24, (day + 1) * 24],
         )?;
-        conn.execute(
-            "DELETE FROM rollup_props WHERE project_id = ?1 AND day = ?2",
-            params![project, day],
-        )?;
-        conn.execute(
-            "DELETE FROM rollup_machines WHERE project_id = ?1 AND day = ?2",
-            params![project, day],
-        )?;
+        for table in ["rollup_props", "rollup_prop_machines", "rollup_machines"] {
+            conn.execute(
+                &format!("DELETE FROM {table} WHERE project_id = ?1 AND day = ?2"),
+                params![project, day],
+            )?;
+        }
         let mut stmt = conn.prepare_cached(
             "SELECT event, distinct_id, ts_ms, properties FROM events
              WHERE project_id = ?1 AND ts_ms >= ?2 AND ts_ms < ?3",
@@ -147,15 +194,10 @@ pub(super) fn rebuild_days(conn: &Connection, project: i64, days: &[i64]) -> rus
     agg.flush(conn)
 }
 
-/// SQL functions over stored machine sets: `sketch_merge(a, b)`, `sketch_count(s)` and
-/// the aggregate `sketch_union(s)`.
+/// SQL functions over stored machine sets: `sketch_count(s)` and the aggregate
+/// `sketch_union(s)`.
 pub fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
     let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC;
-    conn.create_scalar_function("sketch_merge", 2, flags, |ctx| {
-        let mut a = blob_set(ctx, 0)?;
-        a.merge(&blob_set(ctx, 1)?);
-        Ok(a.to_bytes())
-    })?;
     conn.create_scalar_function("sketch_count", 1, flags, |ctx| {
         Ok(blob_set(ctx, 0)?.count() as i64)
     })?;

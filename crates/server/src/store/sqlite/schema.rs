@@ -55,17 +55,30 @@ CREATE TABLE rollup_events (
 ) WITHOUT ROWID;
 CREATE TABLE rollup_props (
     project_id  INTEGER NOT NULL,
-    event       TEXT NOT NULL,
     prop        TEXT NOT NULL,
     day         INTEGER NOT NULL,   -- Unix days (UTC)
+    event       TEXT NOT NULL,
     value       TEXT NOT NULL,
     count       INTEGER NOT NULL,
-    machines    BLOB NOT NULL,      -- a machine set (see sketch.rs)
     first_ms    INTEGER NOT NULL,
     last_ms     INTEGER NOT NULL,
     PRIMARY KEY (project_id, prop, day, event, value)
 ) WITHOUT ROWID;
 CREATE INDEX rollup_props_day ON rollup_props (project_id, day);
+-- Machine sets apart from the counts: a set is rewritten only when a new machine joins
+-- it, while counts change with every event.
+CREATE TABLE rollup_prop_machines (
+    project_id  INTEGER NOT NULL,
+    prop        TEXT NOT NULL,
+    day         INTEGER NOT NULL,
+    event       TEXT NOT NULL,
+    value       TEXT NOT NULL,
+    machines    BLOB NOT NULL,      -- a machine set (see sketch.rs)
+    PRIMARY KEY (project_id, prop, day, event, value)
+) WITHOUT ROWID;
+CREATE INDEX rollup_prop_machines_day ON rollup_prop_machines (project_id, day);
+CREATE VIEW rollup_props_full AS
+    SELECT * FROM rollup_props JOIN rollup_prop_machines USING (project_id, prop, day, event, value);
 CREATE TABLE rollup_machines (
     project_id  INTEGER NOT NULL,
     event       TEXT NOT NULL,      -- '' = any event
