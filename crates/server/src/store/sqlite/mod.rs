@@ -110,7 +110,19 @@ impl SqliteStore {
 }
 
 impl EventStore for SqliteStore {
-    fn insert(&self, events: Vec<NewEvent>) -> BoxFuture<'_, Result<Inserted, StoreError>> {
+    fn insert(&self, mut events: Vec<NewEvent>) -> BoxFuture<'_, Result<Inserted, StoreError>> {
+        let mut rollup = rollup::Agg::default();
+        for e in &mut events {
+            // The dims are counted and freed here, off the writer thread.
+            let dims = std::mem::take(&mut e.dims);
+            rollup.add(
+                e.project_id,
+                &e.event,
+                &e.distinct_id,
+                e.timestamp_ms,
+                &dims,
+            );
+        }
         let sender = self
             .writer
             .read()
@@ -121,7 +133,11 @@ impl EventStore for SqliteStore {
                 .ok_or_else(|| StoreError::Unavailable("the collector is shutting down".into()))?;
             let (reply, answer) = oneshot::channel();
             sender
-                .try_send(writer::Job { events, reply })
+                .try_send(writer::Job {
+                    events,
+                    rollup,
+                    reply,
+                })
                 .map_err(|e| match e {
                     mpsc::error::TrySendError::Full(_) => StoreError::Overloaded,
                     mpsc::error::TrySendError::Closed(_) => {

@@ -9,7 +9,8 @@ use crate::rollup::dims;
 use crate::sketch::{MachineSet, machine_hash};
 use rusqlite::functions::{Aggregate, Context, FunctionFlags};
 use rusqlite::{Connection, OptionalExtension, params};
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
+use std::collections::hash_map::Entry;
 
 pub const DAY_MS: i64 = 86_400_000;
 pub const HOUR_MS: i64 = 3_600_000;
@@ -23,10 +24,12 @@ struct PropAgg {
 }
 
 /// Per value, per property, per event: nested so that the hot path looks keys up by
-/// `&str` and allocates only for a key it has not seen in this transaction.
+/// `&str` and allocates only for a key it has not seen before. (FxHash: the keys are
+/// ours, not an attacker's choice of collisions worth a slower hash.)
 type PropMaps = HashMap<String, HashMap<String, HashMap<String, PropAgg>>>;
 
-/// Rollup rows accumulated in memory for one transaction, written once at its end.
+/// Rollup rows accumulated in memory: per request on the request's own task, then merged
+/// into one per transaction and written once at its end.
 #[derive(Default)]
 pub(super) struct Agg {
     events: HashMap<(i64, String, i64), i64>,
@@ -42,7 +45,51 @@ fn slot<'a, V: Default>(map: &'a mut HashMap<String, V>, key: &str) -> &'a mut V
     map.get_mut(key).expect("the key was inserted above")
 }
 
+impl PropAgg {
+    fn merge(&mut self, other: PropAgg) {
+        self.count += other.count;
+        self.machines.merge(&other.machines);
+        self.first_ms = self.first_ms.min(other.first_ms);
+        self.last_ms = self.last_ms.max(other.last_ms);
+    }
+}
+
 impl Agg {
+    fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// Adds everything `other` counted.
+    pub fn merge(&mut self, other: Agg) {
+        if self.is_empty() {
+            *self = other;
+            return;
+        }
+        for (k, n) in other.events {
+            *self.events.entry(k).or_default() += n;
+        }
+        for (k, set) in other.machines {
+            self.machines.entry(k).or_default().merge(&set);
+        }
+        for (k, by_event) in other.props {
+            let mine = self.props.entry(k).or_default();
+            for (event, by_prop) in by_event {
+                let mine = mine.entry(event).or_default();
+                for (prop, by_value) in by_prop {
+                    let mine = mine.entry(prop).or_default();
+                    for (value, agg) in by_value {
+                        match mine.entry(value) {
+                            Entry::Vacant(v) => {
+                                v.insert(agg);
+                            }
+                            Entry::Occupied(mut o) => o.get_mut().merge(agg),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     pub fn add(
         &mut self,
         project: i64,

@@ -10,6 +10,9 @@ use tokio::sync::{mpsc, oneshot};
 
 pub(super) struct Job {
     pub events: Vec<NewEvent>,
+    /// What the events add to the rollups, counted by the request's task so that the one
+    /// writer thread only merges.
+    pub rollup: Agg,
     pub reply: oneshot::Sender<Result<Inserted, StoreError>>,
 }
 
@@ -51,7 +54,7 @@ pub(super) fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, metrics: Ar
             .flat_map(|j| &j.events)
             .map(|e| 64 + e.event.len() + e.distinct_id.len() + e.properties.len())
             .sum();
-        match commit(&mut conn, &jobs) {
+        match commit(&mut conn, &mut jobs) {
             Ok(outcomes) => {
                 since_checkpoint += bytes;
                 metrics.commit(jobs.len(), total);
@@ -83,7 +86,7 @@ fn checkpoint(conn: &Connection) {
     }
 }
 
-fn commit(conn: &mut Connection, jobs: &[Job]) -> rusqlite::Result<Vec<Inserted>> {
+fn commit(conn: &mut Connection, jobs: &mut [Job]) -> rusqlite::Result<Vec<Inserted>> {
     let tx = conn.transaction()?;
     let mut outcomes = Vec::with_capacity(jobs.len());
     let mut rollups = Agg::default();
@@ -93,8 +96,9 @@ fn commit(conn: &mut Connection, jobs: &[Job]) -> rusqlite::Result<Vec<Inserted>
              (project_id, uuid, event, distinct_id, ts_ms, received_ms, properties)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
-        for job in jobs {
+        for job in jobs.iter_mut() {
             let mut out = Inserted::default();
+            let mut stored = Vec::new();
             for e in &job.events {
                 let n = insert.execute(params![
                     e.project_id,
@@ -107,15 +111,26 @@ fn commit(conn: &mut Connection, jobs: &[Job]) -> rusqlite::Result<Vec<Inserted>
                 ])?;
                 if n == 1 {
                     out.stored += 1;
+                    stored.push(e);
+                } else {
+                    out.duplicates += 1;
+                }
+            }
+            if out.duplicates == 0 {
+                rollups.merge(std::mem::take(&mut job.rollup));
+            } else {
+                // Rare: the request's rollup counted its duplicates too; count again
+                // from the stored events alone.
+                for e in stored {
+                    let props = serde_json::from_str(&e.properties).unwrap_or_default();
+                    let dims = crate::rollup::dims(&e.event, &props);
                     rollups.add(
                         e.project_id,
                         &e.event,
                         &e.distinct_id,
                         e.timestamp_ms,
-                        &e.dims,
+                        &dims,
                     );
-                } else {
-                    out.duplicates += 1;
                 }
             }
             outcomes.push(out);
