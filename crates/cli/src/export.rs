@@ -99,9 +99,9 @@ pub fn progress_bar(total: Option<u64>, unit: &str) -> ProgressBar {
         None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
     };
     let template = if total.is_some() {
-        format!("{{bar:40}} {{human_pos}}/{{human_len}} {unit} ({{per_sec}}, {{eta}} left)")
+        format!("{{bar:40}} {{human_pos}}/{{human_len}} {unit} ({{per_sec:0}}, {{eta}} left)")
     } else {
-        format!("{{spinner}} {{human_pos}} {unit} ({{per_sec}})")
+        format!("{{spinner}} {{human_pos}} {unit} ({{per_sec:0}})")
     };
     if let Ok(style) = ProgressStyle::with_template(&template) {
         bar.set_style(style);
