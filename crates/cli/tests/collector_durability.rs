@@ -28,10 +28,8 @@ fn concurrent_senders_then_kill_and_restart_keep_exactly_the_acknowledged_events
                         .collect();
                     let body = json!({"api_key": token, "batch": batch}).to_string();
                     let resp = agent.post(&url).header("content-type", "application/json").send(body.as_bytes());
-                    if let Ok(r) = resp {
-                        if r.status().as_u16() == 200 {
-                            acked.fetch_add(size, Ordering::SeqCst);
-                        }
+                    if resp.is_ok_and(|r| r.status().as_u16() == 200) {
+                        acked.fetch_add(size, Ordering::SeqCst);
                     }
                     sent += size;
                     batch_no += 1;
