@@ -2,10 +2,13 @@
 //! (one row per uuid), and distinct machines with `uniqExact(distinct_id)`, so counts are
 //! exact at any size. Property values come from the `dim_keys`/`dim_values` arrays written
 //! at ingest from the same [`crate::rollup::dims`] the embedded store's rollups use, so
-//! both stores bucket values alike.
+//! both stores bucket values alike. The most used properties also have a column of their
+//! own (`d_<name>`, see [`super::schema::INDEXED_DIMS`]); questions on them read that
+//! column instead of the arrays.
 
 use super::ClickHouseStore;
 use super::http::{Kind, lit, num};
+use super::schema::Layout;
 use super::writer::ts_seconds;
 use crate::insights::{
     CrashSite, Group, InsightStore, Interval, PropertySummary, Scope, Source, SqlLimits, SqlResult,
@@ -25,13 +28,36 @@ fn bucket(interval: Option<Interval>) -> &'static str {
     }
 }
 
-/// The value of property `p` in the dims arrays ('' when absent; test with `has`).
-fn dim(p: &str) -> String {
-    format!("dim_values[indexOf(dim_keys, {})]", lit(p))
+/// The value of property `p` ('' when absent; test with [`has_dim`]).
+fn dim(layout: &Layout, p: &str) -> String {
+    match layout.dim_column(p) {
+        Some(c) => format!("assumeNotNull({c})"),
+        None => format!("dim_values[indexOf(dim_keys, {})]", lit(p)),
+    }
+}
+
+/// Whether the event has property `p`.
+fn has_dim(layout: &Layout, p: &str) -> String {
+    match layout.dim_column(p) {
+        Some(c) => format!("isNotNull({c})"),
+        None => format!("has(dim_keys, {})", lit(p)),
+    }
+}
+
+/// Whether property `p` has value `v`.
+fn dim_is(layout: &Layout, p: &str, v: &str) -> String {
+    match layout.dim_column(p) {
+        Some(c) => format!("{c} = {}", lit(v)),
+        None => format!(
+            "arrayExists((fk, fv) -> fk = {} AND fv = {}, dim_keys, dim_values)",
+            lit(p),
+            lit(v)
+        ),
+    }
 }
 
 /// The WHERE clause of a scope over raw events.
-fn scope_where(scope: &Scope) -> String {
+fn scope_where(layout: &Layout, scope: &Scope) -> String {
     let mut w = vec![
         format!("project_id = {}", scope.project_id),
         format!(
@@ -46,11 +72,7 @@ fn scope_where(scope: &Scope) -> String {
         w.push(format!("event IN ({})", names.join(", ")));
     }
     for (p, v) in &scope.filters {
-        w.push(format!(
-            "arrayExists((fk, fv) -> fk = {} AND fv = {}, dim_keys, dim_values)",
-            lit(p),
-            lit(v)
-        ));
+        w.push(dim_is(layout, p, v));
     }
     w.join(" AND ")
 }
@@ -148,7 +170,7 @@ impl InsightStore for ClickHouseStore {
             "SELECT {} AS b, count() AS c FROM {} FINAL WHERE {} GROUP BY b ORDER BY b",
             bucket(Some(interval)),
             self.layout.events(),
-            scope_where(scope)
+            scope_where(&self.layout, scope)
         );
         Ok((self.series(&sql)?, Source::Events))
     }
@@ -161,12 +183,12 @@ impl InsightStore for ClickHouseStore {
     ) -> Result<(Vec<Group>, Source), StoreError> {
         let sql = format!(
             "SELECT {} AS b, {} AS v, count() AS c, uniqExact(distinct_id) AS m FROM {} FINAL \
-             WHERE {} AND has(dim_keys, {}) GROUP BY b, v ORDER BY b, v",
+             WHERE {} AND {} GROUP BY b, v ORDER BY b, v",
             bucket(over),
-            dim(property),
+            dim(&self.layout, property),
             self.layout.events(),
-            scope_where(scope),
-            lit(property)
+            scope_where(&self.layout, scope),
+            has_dim(&self.layout, property)
         );
         let rows: Vec<GroupRow> = self.primary.rows(Kind::Select, &sql)?;
         let groups = rows
@@ -190,7 +212,7 @@ impl InsightStore for ClickHouseStore {
             "SELECT {} AS b, uniqExact(distinct_id) AS c FROM {} FINAL WHERE {} GROUP BY b ORDER BY b",
             bucket(Some(interval)),
             self.layout.events(),
-            scope_where(scope)
+            scope_where(&self.layout, scope)
         );
         Ok((self.series(&sql)?, Source::Events))
     }
@@ -205,7 +227,7 @@ impl InsightStore for ClickHouseStore {
              max(ts_ms) AS last, groupUniqArray(crash_version) AS versions FROM {} FINAL \
              WHERE {} AND has(dim_keys, {}) GROUP BY site ORDER BY site",
             self.layout.events(),
-            scope_where(&fatal),
+            scope_where(&self.layout, &fatal),
             lit(FATAL_SITE)
         );
         let rows: Vec<SiteRow> = self.primary.rows(Kind::Select, &sql)?;
@@ -241,7 +263,7 @@ impl InsightStore for ClickHouseStore {
              ARRAY JOIN dim_keys AS k, dim_values AS v WHERE k != {} \
              GROUP BY k, v ORDER BY k, c DESC, v",
             self.layout.events(),
-            scope_where(&unfiltered),
+            scope_where(&self.layout, &unfiltered),
             lit(FATAL_SITE)
         );
         let rows: Vec<PropRow> = self.primary.rows(Kind::Select, &sql)?;
@@ -267,9 +289,14 @@ impl InsightStore for ClickHouseStore {
     }
 
     fn recent(&self, project_id: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        // The newest rows that survive deduplication, found with FINAL over the narrow
+        // key columns only; then their other columns, without FINAL, by (event, uuid, seq).
+        let events = self.layout.events();
         let sql = format!(
-            "SELECT {EVENT_SELECT} FROM {} FINAL WHERE project_id = {project_id} ORDER BY seq DESC LIMIT {limit}",
-            self.layout.events()
+            "SELECT {EVENT_SELECT} FROM (SELECT project_id, uuid, event, distinct_id, ts_ms, properties, seq \
+             FROM {events} PREWHERE project_id = {project_id} AND (event, uuid, seq) GLOBAL IN \
+             (SELECT event, uuid, seq FROM {events} FINAL WHERE project_id = {project_id} ORDER BY seq DESC LIMIT {limit}) \
+             ORDER BY seq DESC LIMIT 1 BY event, uuid LIMIT {limit}) ORDER BY seq DESC"
         );
         let rows: Vec<EventRow> = self.primary.rows(Kind::Select, &sql)?;
         rows.into_iter().map(EventRow::stored).collect()

@@ -8,6 +8,15 @@
 //! decreases with the insertion order, so the first copy wins, as in the embedded store.
 //! Reads use `FINAL`. Time ranges are pruned by the month partitions and by each part's
 //! min/max of `ts`; parts are written per insert batch, so they cover short time spans.
+//!
+//! The properties the dashboards break down and filter by most ([`INDEXED_DIMS`]) also get
+//! a column of their own, `MATERIALIZED` from the dims arrays (NULL when the event lacks
+//! the property): an insight on one of them reads that narrow column instead of the two
+//! arrays of every property, which is most of the cost of a breakdown. The columns are
+//! added to existing tables when the store opens; parts written before are computed from
+//! the arrays on read until a merge writes the column out. In cluster mode only the
+//! shards' local tables have them: 18.16's Distributed table would forward a
+//! `MATERIALIZED` column to the shards, which refuse it, so reads through it use the arrays.
 
 use super::http::{Client, Kind, lit};
 use crate::store::StoreError;
@@ -75,6 +84,71 @@ pub const EVENT_COLUMNS: &str = "
     crash_site String,
     crash_version String";
 
+/// Properties with a column of their own (`d_<name>`): the version, the systems insight's
+/// properties, the cloud error code and the release channel.
+pub const INDEXED_DIMS: &[&str] = &[
+    "product_version",
+    "host_os_name",
+    "host_os_id",
+    "system_kernel_name",
+    "system_kernel_version",
+    "system_architecture",
+    "system_virtualization",
+    "system_container",
+    "error_code",
+    "release_channel",
+];
+
+impl Layout {
+    /// The column of the read table that holds property `p`, when it has one.
+    pub fn dim_column(&self, p: &str) -> Option<String> {
+        (self.cluster.is_none() && INDEXED_DIMS.contains(&p)).then(|| format!("d_{p}"))
+    }
+}
+
+/// Column definitions of the indexed properties, in the order of [`INDEXED_DIMS`].
+fn dim_column_defs() -> Vec<(String, String)> {
+    INDEXED_DIMS
+        .iter()
+        .map(|p| {
+            let k = lit(p);
+            (
+                format!("d_{p}"),
+                format!(
+                    "Nullable(String) MATERIALIZED if(has(dim_keys, {k}), dim_values[indexOf(dim_keys, {k})], NULL)"
+                ),
+            )
+        })
+        .collect()
+}
+
+#[derive(Deserialize)]
+struct ColumnName {
+    name: String,
+}
+
+/// Adds the indexed-property columns `table` lacks (plain `ADD COLUMN`: 18.16 has no
+/// `IF NOT EXISTS` there).
+fn add_dim_columns(node: &Client, db: &str, table: &str) -> Result<(), StoreError> {
+    let have: Vec<ColumnName> = node.rows(
+        Kind::Select,
+        &format!(
+            "SELECT name FROM system.columns WHERE database = {} AND table = {}",
+            lit(db),
+            lit(table)
+        ),
+    )?;
+    for (name, def) in dim_column_defs() {
+        if !have.iter().any(|c| c.name == name) {
+            node.execute(
+                Kind::Ddl,
+                &format!("ALTER TABLE {db}.{table} ADD COLUMN {name} {def}"),
+            )?;
+        }
+    }
+    Ok(())
+}
+
 fn key_tables(db: &str) -> Vec<String> {
     vec![
         format!(
@@ -125,6 +199,8 @@ pub fn create(nodes: &[Client], layout: &Layout) -> Result<(), StoreError> {
                 ),
             )?;
         }
+        // After the Distributed table, which must not copy these columns.
+        add_dim_columns(node, db, layout.local_name())?;
         for sql in key_tables(db) {
             node.execute(Kind::Ddl, &sql)?;
         }
