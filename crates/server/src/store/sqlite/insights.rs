@@ -11,7 +11,7 @@ use crate::sketch::MachineSet;
 use crate::store::{StoreError, StoredEvent};
 use rusqlite::types::Value as Sql;
 use rusqlite::{Connection, params, params_from_iter};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
 
 /// SQL for the start (Unix seconds) of the bucket holding the Unix-seconds expression `s`.
@@ -110,6 +110,31 @@ fn raw_scope(scope: &Scope) -> Result<Where, StoreError> {
     Ok(w)
 }
 
+/// Runs `sql` and hands each row to `f`. Grouping machine sets here rather than with
+/// SQL's GROUP BY keeps their blobs out of SQLite's sorter, which copies every row it
+/// groups (4 KiB for a dense set) and spills to temporary files once past its cache.
+fn union_rows(
+    conn: &Connection,
+    sql: &str,
+    w: &Where,
+    mut f: impl FnMut(&rusqlite::Row<'_>) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let mut stmt = conn.prepare(sql)?;
+    let mut rows = stmt.query(params_from_iter(w.params.iter()))?;
+    while let Some(r) = rows.next()? {
+        f(r)?;
+    }
+    Ok(())
+}
+
+/// The machine set stored in column `i` of a row (empty when not a blob).
+fn set_at(r: &rusqlite::Row<'_>, i: usize) -> Result<MachineSet, StoreError> {
+    Ok(match r.get_ref(i)? {
+        rusqlite::types::ValueRef::Blob(b) => MachineSet::from_bytes(b),
+        _ => MachineSet::default(),
+    })
+}
+
 fn series(conn: &Connection, sql: &str, w: &Where) -> Result<Vec<(i64, u64)>, StoreError> {
     let mut stmt = conn.prepare(sql)?;
     let rows = stmt.query_map(params_from_iter(w.params.iter()), |r| {
@@ -184,11 +209,26 @@ impl InsightStore for SqliteStore {
             w.events(&scope.events, "event");
             let b = bucket(over, "day * 86400");
             let sql = format!(
-                "SELECT {b} AS b, value, SUM(count), sketch_count(sketch_union(machines))
-                 FROM rollup_props_full WHERE {} GROUP BY b, value",
+                "SELECT {b}, value, count, machines FROM rollup_props_full WHERE {}",
                 w.clause()
             );
-            (sql, w, Source::Rollup)
+            let mut groups: HashMap<(i64, String), (u64, MachineSet)> = HashMap::new();
+            union_rows(&conn, &sql, &w, |r| {
+                let entry = groups.entry((r.get(0)?, r.get(1)?)).or_default();
+                entry.0 += r.get::<_, i64>(2)? as u64;
+                entry.1.merge(&set_at(r, 3)?);
+                Ok(())
+            })?;
+            let groups = groups
+                .into_iter()
+                .map(|((b, value), (count, machines))| Group {
+                    bucket_ms: b * 1000,
+                    value,
+                    count,
+                    machines: machines.count(),
+                })
+                .collect();
+            return Ok((groups, Source::Rollup));
         } else {
             let w = raw_scope(scope)?;
             let text = prop_text(&json_path(property)?);
@@ -360,19 +400,25 @@ impl InsightStore for SqliteStore {
         w.push("day >= ? AND day < ?", days(scope));
         w.events(&scope.events, "event");
         let sql = format!(
-            "SELECT prop, value, SUM(count) AS c, sketch_count(sketch_union(machines)) FROM rollup_props_full
-             WHERE {} AND prop != ? GROUP BY prop, value ORDER BY prop, c DESC, value",
+            "SELECT prop, value, count, machines FROM rollup_props_full WHERE {} AND prop != ?",
             w.clause()
         );
         w.params.push(Sql::Text(FATAL_SITE.into()));
-        let mut stmt = conn.prepare(&sql)?;
-        let mut rows = stmt.query(params_from_iter(w.params.iter()))?;
+        let mut groups: HashMap<(String, String), (u64, MachineSet)> = HashMap::new();
+        union_rows(&conn, &sql, &w, |r| {
+            let entry = groups.entry((r.get(0)?, r.get(1)?)).or_default();
+            entry.0 += r.get::<_, i64>(2)? as u64;
+            entry.1.merge(&set_at(r, 3)?);
+            Ok(())
+        })?;
+        let mut groups: Vec<((String, String), (u64, MachineSet))> = groups.into_iter().collect();
+        // By property, then the most frequent values first.
+        groups.sort_by(|((pa, va), (ca, _)), ((pb, vb), (cb, _))| {
+            pa.cmp(pb).then(cb.cmp(ca)).then(va.cmp(vb))
+        });
         let mut out: Vec<PropertySummary> = Vec::new();
-        while let Some(r) = rows.next()? {
-            let name: String = r.get(0)?;
-            let value: String = r.get(1)?;
-            let count = r.get::<_, i64>(2)? as u64;
-            let machines = r.get::<_, i64>(3)? as u64;
+        for ((name, value), (count, machines)) in groups {
+            let machines = machines.count();
             if out.last().is_none_or(|p| p.name != name) {
                 out.push(PropertySummary {
                     name,
