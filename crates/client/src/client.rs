@@ -264,10 +264,11 @@ impl Client {
             started: start.timestamp.clone(),
         };
         if let Ok(Some(previous)) = status_file::begin(&self.inner.state_dir, &run) {
-            let pid = previous.pid.to_string();
+            // The unfinished run is named by its START's uuid; its pid would only add a
+            // value unique to one machine and run.
             let p = event::action_properties(
                 event::INCOMPLETE_SHUTDOWN,
-                Some(&pid),
+                None,
                 Some(&previous.start_uuid),
             );
             let ev = self.build_event(event::INCOMPLETE_SHUTDOWN, &id, p);

@@ -244,10 +244,6 @@ pub fn event_part(
             m.insert("error_code".into(), code.into());
             m
         }
-        "INCOMPLETE_SHUTDOWN" => {
-            let pid = rng.range(300, 4_000_000).to_string();
-            action_properties(name, Some(&pid), None)
-        }
         _ => action_properties(name, None, None),
     };
     m.insert("product_version".into(), version.into());
