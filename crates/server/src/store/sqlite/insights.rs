@@ -440,9 +440,11 @@ impl InsightStore for SqliteStore {
 
     fn recent(&self, project_id: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
         let conn = self.reader()?;
+        // `+project_id` keeps the planner on the table's own order (newest last) instead
+        // of an index on project_id that would sort every event of the project.
         let mut stmt = conn.prepare(
             "SELECT project_id, uuid, event, distinct_id, ts_ms, properties FROM events
-             WHERE project_id = ?1 ORDER BY seq DESC LIMIT ?2",
+             WHERE +project_id = ?1 ORDER BY seq DESC LIMIT ?2",
         )?;
         let rows = stmt.query_map(params![project_id, limit as i64], |r| {
             let uuid: Vec<u8> = r.get(1)?;
