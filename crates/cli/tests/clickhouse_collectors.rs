@@ -8,6 +8,7 @@
 
 mod common;
 
+use common::clickhouse::{ch, env_or_skip, unique_db};
 use common::{BIN, request};
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
@@ -17,39 +18,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-fn env_or_skip(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(v) if !v.is_empty() => Some(v),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("{var} is not set: CI must run ClickHouse (scripts/test.sh starts it)")
-        }
-        _ => {
-            eprintln!("skipped: {var} is not set (scripts/test.sh starts ClickHouse and sets it)");
-            None
-        }
-    }
-}
-
-fn unique_db(tag: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!("anonstats_{tag}_{}_{nanos}", std::process::id())
-}
-
-/// Runs one statement on a ClickHouse node and returns the answer's text.
-fn ch(url: &str, sql: &str) -> String {
-    let a = request(
-        "POST",
-        &format!("{url}/?output_format_json_quote_64bit_integers=0"),
-        &[],
-        Some(sql.as_bytes()),
-    );
-    assert_eq!(a.status, 200, "{sql}: {}", a.body);
-    a.body
-}
 
 /// A collector process on ClickHouse.
 struct ChCollector {

@@ -1,6 +1,8 @@
 //! Test harness: runs the real `anonstats` binary on 127.0.0.1 with a fresh data dir.
 #![allow(dead_code)]
 
+pub mod clickhouse;
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
