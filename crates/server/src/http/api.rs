@@ -5,7 +5,7 @@ use super::AppState;
 use super::admin::{Admin, SESSION_COOKIE, SESSION_TTL, session_id};
 use super::error::ApiError;
 use super::params::{Params, buckets};
-use crate::insights::{self, Group, Interval, Scope, SqlLimits};
+use crate::insights::{self, Group, InsightStore, Interval, Scope, Source, SqlLimits};
 use crate::store::StoreError;
 use anonstats_wire::format_rfc3339_ms;
 use axum::Json;
@@ -145,21 +145,35 @@ async fn projects(_: Admin, State(st): State<AppState>) -> Result<Json<Value>, A
     ))
 }
 
+/// The store's answer to a time-series question.
+type Series = Result<(Vec<(i64, u64)>, Source), StoreError>;
+
+/// A time-series insight: scope and interval from the query, the store's points, a point
+/// for every bucket of the range.
+async fn series_of(
+    st: &AppState,
+    q: Option<String>,
+    name: &str,
+    ask: fn(&dyn InsightStore, &Scope, Interval) -> Series,
+) -> Result<serde_json::Map<String, Value>, ApiError> {
+    let p = Params::parse(q.as_deref());
+    let interval = p.interval()?;
+    let scope = scope_of(st, &p, interval).await?;
+    let (store, s) = (st.insights.clone(), scope.clone());
+    let (points, source) = blocking(move || ask(store.as_ref(), &s, interval)).await?;
+    let answer = json!({"range": range(&scope), "interval": interval, "source": source,
+        "series": filled(&points, interval, &scope, name)});
+    Ok(answer.as_object().cloned().unwrap_or_default())
+}
+
 async fn trend(
     _: Admin,
     State(st): State<AppState>,
     RawQuery(q): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let p = Params::parse(q.as_deref());
-    let interval = p.interval()?;
-    let scope = scope_of(&st, &p, interval).await?;
-    let store = st.insights.clone();
-    let s = scope.clone();
-    let (points, source) = blocking(move || store.trend(&s, interval)).await?;
-    Ok(Json(
-        json!({"range": range(&scope), "interval": interval, "source": source,
-        "series": filled(&points, interval, &scope, "count")}),
-    ))
+    Ok(Json(Value::Object(
+        series_of(&st, q, "count", |s, scope, i| s.trend(scope, i)).await?,
+    )))
 }
 
 async fn breakdown(
@@ -189,16 +203,9 @@ async fn active(
     State(st): State<AppState>,
     RawQuery(q): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let p = Params::parse(q.as_deref());
-    let interval = p.interval()?;
-    let scope = scope_of(&st, &p, interval).await?;
-    let store = st.insights.clone();
-    let s = scope.clone();
-    let (points, source) = blocking(move || store.active(&s, interval)).await?;
-    Ok(Json(
-        json!({"range": range(&scope), "interval": interval, "source": source, "accuracy": ACCURACY,
-        "series": filled(&points, interval, &scope, "machines")}),
-    ))
+    let mut answer = series_of(&st, q, "machines", |s, scope, i| s.active(scope, i)).await?;
+    answer.insert("accuracy".into(), ACCURACY.into());
+    Ok(Json(Value::Object(answer)))
 }
 
 /// Shares of `property` values among the machines of each bucket, k-folded.
