@@ -99,6 +99,18 @@ fn days(scope: &Scope) -> [Sql; 2] {
     ]
 }
 
+/// The rollup rows of one property value over the scope's days and events.
+fn one_value(scope: &Scope, prop: &str, value: &str) -> Where {
+    let mut w = Where::new(scope.project_id);
+    w.push(
+        "prop = ? AND value = ?",
+        [Sql::Text(prop.to_string()), Sql::Text(value.to_string())],
+    );
+    w.push("day >= ? AND day < ?", days(scope));
+    w.events(&scope.events, "event");
+    w
+}
+
 fn raw_scope(scope: &Scope) -> Result<Where, StoreError> {
     let mut w = Where::new(scope.project_id);
     w.push(
@@ -169,13 +181,7 @@ impl InsightStore for SqliteStore {
                 Ok((series(&conn, &sql, &w)?, Source::Rollup))
             }
             ([(prop, value)], Interval::Day | Interval::Week | Interval::Month) => {
-                let mut w = Where::new(scope.project_id);
-                w.push(
-                    "prop = ? AND value = ?",
-                    [Sql::Text(prop.clone()), Sql::Text(value.clone())],
-                );
-                w.push("day >= ? AND day < ?", days(scope));
-                w.events(&scope.events, "event");
+                let w = one_value(scope, prop, value);
                 let b = bucket(Some(interval), "day * 86400");
                 let sql = format!(
                     "SELECT {b} AS b, SUM(count) FROM rollup_props WHERE {} GROUP BY b ORDER BY b",
@@ -277,13 +283,7 @@ impl InsightStore for SqliteStore {
                 Ok((series(&conn, &sql, &w)?, Source::Rollup))
             }
             ([(prop, value)], Interval::Day | Interval::Week | Interval::Month) => {
-                let mut w = Where::new(scope.project_id);
-                w.push(
-                    "prop = ? AND value = ?",
-                    [Sql::Text(prop.clone()), Sql::Text(value.clone())],
-                );
-                w.push("day >= ? AND day < ?", days(scope));
-                w.events(&scope.events, "event");
+                let w = one_value(scope, prop, value);
                 let sql = format!(
                     "SELECT {b} AS b, sketch_count(sketch_union(machines)) FROM rollup_prop_machines
                      WHERE {} GROUP BY b ORDER BY b",
