@@ -13,18 +13,35 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 
-fn sqlite_transcript() -> Transcript {
+/// The embedded store's transcript; with `compact`, its rollups are compacted after
+/// every write, so that answers come from compacted spans wherever they can.
+fn sqlite_transcript(compact: bool) -> Transcript {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Arc::new(SqliteStore::open(dir.path()).expect("open sqlite"));
     store
         .start_writer(Arc::new(Metrics::default()), 64)
         .expect("writer");
+    let compacted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let after_write: Option<Box<dyn Fn()>> = compact.then(|| {
+        let (store, compacted) = (store.clone(), compacted.clone());
+        Box::new(move || {
+            let n = store.compact().expect("compact");
+            compacted.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        }) as Box<dyn Fn()>
+    });
     let t = conformance(&Backend {
         events: store.clone(),
         keys: store.clone(),
         insights: store.clone(),
+        after_write,
     });
     store.close();
+    if compact {
+        assert!(
+            compacted.load(std::sync::atomic::Ordering::Relaxed) > 0,
+            "nothing was compacted"
+        );
+    }
     t
 }
 
@@ -54,8 +71,18 @@ fn unique_db(tag: &str) -> String {
 
 #[test]
 fn sqlite_store_conforms() {
-    let t = sqlite_transcript();
+    let t = sqlite_transcript(false);
     check_known(&t);
+}
+
+#[test]
+fn compacted_rollups_answer_as_day_rows_do() {
+    let days = sqlite_transcript(false);
+    let spans = sqlite_transcript(true);
+    assert_eq!(days.0.len(), spans.0.len());
+    for ((label, a), (_, b)) in days.0.iter().zip(&spans.0) {
+        assert_eq!(a, b, "{label}");
+    }
 }
 
 #[test]
@@ -63,7 +90,7 @@ fn clickhouse_store_answers_as_sqlite_does() {
     let Some(url) = clickhouse_url("ANONSTATS_TEST_CLICKHOUSE") else {
         return;
     };
-    let expected = sqlite_transcript();
+    let expected = sqlite_transcript(false);
     let db = unique_db("conf");
     let base = url
         .trim_end_matches('/')
@@ -80,6 +107,7 @@ fn clickhouse_store_answers_as_sqlite_does() {
         events: store.clone(),
         keys: store.clone(),
         insights: store.clone(),
+        after_write: None,
     });
     store.close();
     let mut diffs = Vec::new();

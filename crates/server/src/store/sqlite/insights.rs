@@ -3,12 +3,14 @@
 
 use super::SqliteStore;
 use super::rollup::{self, DAY_MS, HOUR_MS};
+use super::spans;
 use crate::insights::{
     CrashSite, Group, InsightStore, Interval, PropertySummary, Scope, Source, SqlLimits, SqlResult,
 };
 use crate::rollup::{FATAL_SITE, MAX_VALUE_LEN};
 use crate::sketch::MachineSet;
 use crate::store::{StoreError, StoredEvent};
+use chrono::Datelike;
 use rusqlite::types::Value as Sql;
 use rusqlite::{Connection, params, params_from_iter};
 use std::collections::{BTreeMap, HashMap};
@@ -92,11 +94,39 @@ impl Where {
     }
 }
 
+/// The bucket holding `day` (its first day; 0 without a time axis) and the first day of
+/// the next bucket, as [`bucket`] buckets in SQL.
+fn day_bucket(interval: Option<Interval>, day: i64) -> (i64, i64) {
+    match interval {
+        None => (0, i64::MAX),
+        Some(Interval::Hour | Interval::Day) => (day, day + 1),
+        Some(Interval::Week) => {
+            let start = spans::span_start(7, day);
+            (start, start + 7)
+        }
+        Some(Interval::Month) => {
+            let date = chrono::DateTime::from_timestamp(day * 86_400, 0)
+                .unwrap_or_default()
+                .date_naive();
+            let first = date.with_day(1).unwrap_or(date);
+            let next = first + chrono::Months::new(1);
+            let epoch = chrono::DateTime::UNIX_EPOCH.date_naive();
+            ((first - epoch).num_days(), (next - epoch).num_days())
+        }
+    }
+}
+
+/// The scope's range in Unix days, `[from, to)`.
+fn day_range(scope: &Scope) -> (i64, i64) {
+    (
+        scope.from_ms.div_euclid(DAY_MS),
+        scope.to_ms.div_euclid(DAY_MS),
+    )
+}
+
 fn days(scope: &Scope) -> [Sql; 2] {
-    [
-        Sql::Integer(scope.from_ms.div_euclid(DAY_MS)),
-        Sql::Integer(scope.to_ms.div_euclid(DAY_MS)),
-    ]
+    let (from, to) = day_range(scope);
+    [Sql::Integer(from), Sql::Integer(to)]
 }
 
 /// The rollup rows of one property value over the scope's days and events.
@@ -109,6 +139,38 @@ fn one_value(scope: &Scope, prop: &str, value: &str) -> Where {
     w.push("day >= ? AND day < ?", days(scope));
     w.events(&scope.events, "event");
     w
+}
+
+/// Hands `f` the rollup rows of `prop` (every property when `None`) over the days
+/// `[from, to)` and the scope's events; rows of one value are the caller's to add up.
+fn prop_rows(
+    conn: &Connection,
+    scope: &Scope,
+    prop: Option<&str>,
+    from: i64,
+    to: i64,
+    mut f: impl FnMut(spans::Row<'_>),
+) -> Result<(), StoreError> {
+    if scope.events.is_empty() {
+        return Ok(spans::visit(conn, scope.project_id, prop, from, to, f)?);
+    }
+    let mut w = Where::new(scope.project_id);
+    w.push(
+        "day >= ? AND day < ?",
+        [Sql::Integer(from), Sql::Integer(to)],
+    );
+    w.events(&scope.events, "event");
+    if let Some(p) = prop {
+        w.push("prop = ?", [Sql::Text(p.to_string())]);
+    }
+    let sql = format!(
+        "SELECT prop, value, count, first_ms, last_ms, machines FROM rollup_props_full WHERE {}",
+        w.clause()
+    );
+    union_rows(conn, &sql, &w, |r| {
+        f(spans::row(r)?);
+        Ok(())
+    })
 }
 
 fn raw_scope(scope: &Scope) -> Result<Where, StoreError> {
@@ -137,14 +199,6 @@ fn union_rows(
         f(r)?;
     }
     Ok(())
-}
-
-/// The machine set stored in column `i` of a row (empty when not a blob).
-fn set_at(r: &rusqlite::Row<'_>, i: usize) -> Result<MachineSet, StoreError> {
-    Ok(match r.get_ref(i)? {
-        rusqlite::types::ValueRef::Blob(b) => MachineSet::from_bytes(b),
-        _ => MachineSet::default(),
-    })
 }
 
 fn series(conn: &Connection, sql: &str, w: &Where) -> Result<Vec<(i64, u64)>, StoreError> {
@@ -209,22 +263,22 @@ impl InsightStore for SqliteStore {
     ) -> Result<(Vec<Group>, Source), StoreError> {
         let conn = self.reader()?;
         let (sql, w, source) = if scope.filters.is_empty() && over != Some(Interval::Hour) {
-            let mut w = Where::new(scope.project_id);
-            w.push("prop = ?", [Sql::Text(property.to_string())]);
-            w.push("day >= ? AND day < ?", days(scope));
-            w.events(&scope.events, "event");
-            let b = bucket(over, "day * 86400");
-            let sql = format!(
-                "SELECT {b}, value, count, machines FROM rollup_props_full WHERE {}",
-                w.clause()
-            );
             let mut groups: HashMap<(i64, String), (u64, MachineSet)> = HashMap::new();
-            union_rows(&conn, &sql, &w, |r| {
-                let entry = groups.entry((r.get(0)?, r.get(1)?)).or_default();
-                entry.0 += r.get::<_, i64>(2)? as u64;
-                entry.1.merge(&set_at(r, 3)?);
-                Ok(())
-            })?;
+            let mut add = |b: i64, value: &str, count: i64, machines: &MachineSet| {
+                let entry = groups.entry((b, value.to_string())).or_default();
+                entry.0 += count as u64;
+                entry.1.merge(machines);
+            };
+            let (from, to) = day_range(scope);
+            let mut d = from;
+            while d < to {
+                let (b, next) = day_bucket(over, d);
+                let end = next.min(to);
+                prop_rows(&conn, scope, Some(property), d, end, |r| {
+                    add(b * 86_400, r.value, r.count, &r.machines)
+                })?;
+                d = end;
+            }
             let groups = groups
                 .into_iter()
                 .map(|((b, value), (count, machines))| Group {
@@ -335,30 +389,15 @@ impl InsightStore for SqliteStore {
             entry.1.merge(&machines);
         };
         if scope.filters.is_empty() {
-            let mut w = Where::new(scope.project_id);
-            w.push(
-                "prop = ? AND event = 'FATAL'",
-                [Sql::Text(FATAL_SITE.into())],
-            );
-            w.push("day >= ? AND day < ?", days(scope));
-            let sql = format!(
-                "SELECT value, SUM(count), sketch_union(machines), MIN(first_ms), MAX(last_ms)
-                 FROM rollup_props_full WHERE {} GROUP BY value",
-                w.clause()
-            );
-            let mut stmt = conn.prepare(&sql)?;
-            let mut rows = stmt.query(params_from_iter(w.params.iter()))?;
-            while let Some(r) = rows.next()? {
-                let blob: Vec<u8> = r.get(2)?;
-                let value: String = r.get(0)?;
-                add(
-                    &value,
-                    r.get::<_, i64>(1)? as u64,
-                    MachineSet::from_bytes(&blob),
-                    r.get(3)?,
-                    r.get(4)?,
-                );
-            }
+            // Only FATAL events have a crash site, so every event's rows are FATAL's.
+            let any_event = Scope {
+                events: vec![],
+                ..scope.clone()
+            };
+            let (from, to) = day_range(scope);
+            prop_rows(&conn, &any_event, Some(FATAL_SITE), from, to, |r| {
+                add(r.value, r.count as u64, r.machines, r.first_ms, r.last_ms)
+            })?;
         } else {
             let fatal = Scope {
                 events: vec!["FATAL".into()],
@@ -396,20 +435,17 @@ impl InsightStore for SqliteStore {
 
     fn properties(&self, scope: &Scope, k: u64) -> Result<Vec<PropertySummary>, StoreError> {
         let conn = self.reader()?;
-        let mut w = Where::new(scope.project_id);
-        w.push("day >= ? AND day < ?", days(scope));
-        w.events(&scope.events, "event");
-        let sql = format!(
-            "SELECT prop, value, count, machines FROM rollup_props_full WHERE {} AND prop != ?",
-            w.clause()
-        );
-        w.params.push(Sql::Text(FATAL_SITE.into()));
         let mut groups: HashMap<(String, String), (u64, MachineSet)> = HashMap::new();
-        union_rows(&conn, &sql, &w, |r| {
-            let entry = groups.entry((r.get(0)?, r.get(1)?)).or_default();
-            entry.0 += r.get::<_, i64>(2)? as u64;
-            entry.1.merge(&set_at(r, 3)?);
-            Ok(())
+        let (from, to) = day_range(scope);
+        prop_rows(&conn, scope, None, from, to, |r| {
+            if r.prop == FATAL_SITE {
+                return;
+            }
+            let entry = groups
+                .entry((r.prop.to_string(), r.value.to_string()))
+                .or_default();
+            entry.0 += r.count as u64;
+            entry.1.merge(&r.machines);
         })?;
         let mut groups: Vec<((String, String), (u64, MachineSet))> = groups.into_iter().collect();
         // By property, then the most frequent values first.
@@ -483,6 +519,7 @@ impl InsightStore for SqliteStore {
             tx.execute("DELETE FROM rollup_props WHERE day < ?1", [day])?;
             tx.execute("DELETE FROM rollup_prop_machines WHERE day < ?1", [day])?;
             tx.execute("DELETE FROM rollup_machines WHERE day < ?1", [day])?;
+            super::spans::invalidate_before(&tx, day)?;
             tx.commit()?;
             Ok(n as u64)
         })

@@ -5,6 +5,7 @@ mod insights;
 mod keys;
 mod rollup;
 mod schema;
+mod spans;
 mod writer;
 
 use crate::metrics::Metrics;
@@ -28,7 +29,12 @@ pub struct SqliteStore {
     control: Mutex<Connection>,
     writer: RwLock<Option<mpsc::Sender<writer::Job>>>,
     writer_thread: Mutex<Option<JoinHandle<()>>>,
+    /// Dropping the sender stops the compactor.
+    compactor: Mutex<Option<(std::sync::mpsc::Sender<()>, JoinHandle<()>)>>,
 }
+
+/// How often the compactor looks for spans that ended since it last looked.
+const COMPACT_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl SqliteStore {
     /// Opens (creating when absent) the store in `data_dir`. Events can be inserted only
@@ -51,6 +57,7 @@ impl SqliteStore {
             control: Mutex::new(conn),
             writer: RwLock::new(None),
             writer_thread: Mutex::new(None),
+            compactor: Mutex::new(None),
         })
     }
 
@@ -70,11 +77,58 @@ impl SqliteStore {
             .map_err(|e| StoreError::Backend(format!("cannot start the writer thread: {e}")))?;
         *self.writer.write().unwrap_or_else(|p| p.into_inner()) = Some(tx);
         *self.writer_thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
+        self.start_compactor()
+    }
+
+    /// Starts the thread that compacts rollups of past days (see spans.rs) now and then.
+    fn start_compactor(&self) -> Result<(), StoreError> {
+        let mut conn = Connection::open(&self.path)?;
+        schema::configure(&conn)?;
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let handle = std::thread::Builder::new()
+            .name("anonstats-compactor".into())
+            .spawn(move || {
+                use std::sync::mpsc::RecvTimeoutError::Timeout;
+                let stop_asked = || {
+                    !matches!(
+                        stopped.try_recv(),
+                        Err(std::sync::mpsc::TryRecvError::Empty)
+                    )
+                };
+                loop {
+                    match spans::compact(&mut conn, spans::today(), &stop_asked) {
+                        Ok(0) => {}
+                        Ok(n) => tracing::debug!(spans = n, "compacted rollups"),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "compaction failed; it runs again later")
+                        }
+                    }
+                    if stopped.recv_timeout(COMPACT_EVERY) != Err(Timeout) {
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| StoreError::Backend(format!("cannot start the compactor thread: {e}")))?;
+        *self.compactor.lock().unwrap_or_else(|p| p.into_inner()) = Some((stop, handle));
         Ok(())
+    }
+
+    /// Compacts every rollup span that is due now, in this thread; returns how many.
+    pub fn compact(&self) -> Result<usize, StoreError> {
+        self.control(|c| Ok(spans::compact(c, spans::today(), &|| false)?))
     }
 
     /// Stops accepting inserts, lets the writer commit what is queued, and waits for it.
     pub fn close(&self) {
+        let compactor = self
+            .compactor
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some((stop, handle)) = compactor {
+            drop(stop);
+            let _ = handle.join();
+        }
         self.writer
             .write()
             .unwrap_or_else(|p| p.into_inner())

@@ -5,6 +5,7 @@
 //!   value), with the distinct machines in `rollup_prop_machines`;
 //! - `rollup_machines`: distinct machines per (project, event, day), event '' = any.
 
+use super::spans;
 use crate::rollup::dims;
 use crate::sketch::{MachineSet, machine_hash};
 use rusqlite::functions::{Aggregate, Context, FunctionFlags};
@@ -146,7 +147,11 @@ impl Agg {
             "INSERT OR REPLACE INTO rollup_prop_machines (project_id, prop, day, event, value, machines)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
+        let today = spans::today();
         for ((project, day), by_event) in &self.props {
+            if *day < today {
+                spans::invalidate(conn, *project, *day)?;
+            }
             for (event, by_prop) in by_event {
                 for (prop, by_value) in by_prop {
                     for (value, a) in by_value {
@@ -219,6 +224,7 @@ pub(super) fn rebuild_days(conn: &Connection, project: i64, days: &[i64]) -> rus
                 params![project, day],
             )?;
         }
+        spans::invalidate(conn, project, day)?;
         let mut stmt = conn.prepare_cached(
             "SELECT event, distinct_id, ts_ms, properties FROM events
              WHERE project_id = ?1 AND ts_ms >= ?2 AND ts_ms < ?3",

@@ -87,6 +87,28 @@ CREATE TABLE rollup_machines (
     PRIMARY KEY (project_id, event, day)
 ) WITHOUT ROWID;
 "#,
+    r#"
+-- rollup_props merged over every event and over spans of 1, 7 or 28 days (spans.rs).
+CREATE TABLE rollup_spans (
+    project_id  INTEGER NOT NULL,
+    span        INTEGER NOT NULL,   -- days
+    start       INTEGER NOT NULL,   -- first Unix day
+    prop        TEXT NOT NULL,
+    value       TEXT NOT NULL,
+    count       INTEGER NOT NULL,
+    first_ms    INTEGER NOT NULL,
+    last_ms     INTEGER NOT NULL,
+    machines    BLOB NOT NULL,
+    PRIMARY KEY (project_id, span, start, prop, value)
+) WITHOUT ROWID;
+-- The spans compacted so far; a span without events has no rows but may be done.
+CREATE TABLE rollup_spans_done (
+    project_id  INTEGER NOT NULL,
+    span        INTEGER NOT NULL,
+    start       INTEGER NOT NULL,
+    PRIMARY KEY (project_id, start, span)
+) WITHOUT ROWID;
+"#,
 ];
 
 /// Connection settings every connection uses: WAL so readers never block the writer,
