@@ -71,13 +71,20 @@ impl MachineSet {
     /// Adds every machine of `other`; returns whether the set changed.
     pub fn merge(&mut self, other: &MachineSet) -> bool {
         match other {
-            MachineSet::Sparse(hashes) => {
-                let mut changed = false;
-                for h in hashes {
-                    changed |= self.insert_changed(*h);
+            MachineSet::Sparse(hashes) => match self {
+                MachineSet::Sparse(mine) => {
+                    let before = mine.len();
+                    *mine = sorted_union(mine, hashes);
+                    let changed = mine.len() != before;
+                    if mine.len() > SPARSE_MAX {
+                        self.densify();
+                    }
+                    changed
                 }
-                changed
-            }
+                MachineSet::Dense(regs) => hashes
+                    .iter()
+                    .fold(false, |changed, h| add_to_registers(regs, *h) | changed),
+            },
             MachineSet::Dense(theirs) => {
                 let mut changed = matches!(self, MachineSet::Sparse(_));
                 self.densify();
@@ -139,6 +146,21 @@ impl MachineSet {
     }
 }
 
+/// The union of two sorted lists without duplicates, in one pass over both.
+fn sorted_union(a: &[u64], b: &[u64]) -> Vec<u64> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        let (x, y) = (a[i], b[j]);
+        out.push(x.min(y));
+        i += usize::from(x <= y);
+        j += usize::from(y <= x);
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    out
+}
+
 fn add_to_registers(regs: &mut [u8; M], hash: u64) -> bool {
     let index = (hash >> (64 - P)) as usize;
     let rest = hash << P;
@@ -185,6 +207,21 @@ mod tests {
         let mut t = set_of(200..400);
         t.merge(&s);
         assert_eq!(t.count(), 400);
+    }
+
+    #[test]
+    fn merges_equal_inserting_every_machine() {
+        // Unions that stay exact, that turn into a HyperLogLog, and of mixed kinds end
+        // where inserting each machine would, whichever side merges into the other.
+        for (a, b) in [(0..100, 50..300), (0..400, 300..700), (10..20, 0..2000)] {
+            let mut merged = set_of(a.clone());
+            assert!(merged.merge(&set_of(b.clone())));
+            let mut other = set_of(b.clone());
+            other.merge(&set_of(a.clone()));
+            assert_eq!(merged, other);
+            assert_eq!(merged, set_of(a.start.min(b.start)..a.end.max(b.end)));
+            assert!(!merged.clone().merge(&set_of(b)), "nothing new to add");
+        }
     }
 
     #[test]

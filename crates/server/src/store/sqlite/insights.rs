@@ -2,7 +2,7 @@
 //! otherwise (hourly machine counts, several property filters at once).
 
 use super::SqliteStore;
-use super::rollup::{self, DAY_MS, HOUR_MS};
+use super::rollup::{self, DAY_MS, HOUR_MS, slot};
 use super::spans;
 use crate::insights::{
     CrashSite, Group, InsightStore, Interval, PropertySummary, Scope, Source, SqlLimits, SqlResult,
@@ -13,7 +13,8 @@ use crate::store::{StoreError, StoredEvent};
 use chrono::Datelike;
 use rusqlite::types::Value as Sql;
 use rusqlite::{Connection, params, params_from_iter};
-use std::collections::{BTreeMap, HashMap};
+use rustc_hash::FxHashMap;
+use std::collections::BTreeMap;
 use uuid::Uuid;
 
 /// SQL for the start (Unix seconds) of the bucket holding the Unix-seconds expression `s`.
@@ -263,9 +264,10 @@ impl InsightStore for SqliteStore {
     ) -> Result<(Vec<Group>, Source), StoreError> {
         let conn = self.reader()?;
         let (sql, w, source) = if scope.filters.is_empty() && over != Some(Interval::Hour) {
-            let mut groups: HashMap<(i64, String), (u64, MachineSet)> = HashMap::new();
+            let mut groups: FxHashMap<i64, FxHashMap<String, (u64, MachineSet)>> =
+                FxHashMap::default();
             let mut add = |b: i64, value: &str, count: i64, machines: &MachineSet| {
-                let entry = groups.entry((b, value.to_string())).or_default();
+                let entry = slot(groups.entry(b).or_default(), value);
                 entry.0 += count as u64;
                 entry.1.merge(machines);
             };
@@ -275,17 +277,21 @@ impl InsightStore for SqliteStore {
                 let (b, next) = day_bucket(over, d);
                 let end = next.min(to);
                 prop_rows(&conn, scope, Some(property), d, end, |r| {
-                    add(b * 86_400, r.value, r.count, &r.machines)
+                    add(b, r.value, r.count, &r.machines)
                 })?;
                 d = end;
             }
             let groups = groups
                 .into_iter()
-                .map(|((b, value), (count, machines))| Group {
-                    bucket_ms: b * 1000,
-                    value,
-                    count,
-                    machines: machines.count(),
+                .flat_map(|(b, values)| {
+                    values
+                        .into_iter()
+                        .map(move |(value, (count, machines))| Group {
+                            bucket_ms: b * 86_400_000,
+                            value,
+                            count,
+                            machines: machines.count(),
+                        })
                 })
                 .collect();
             return Ok((groups, Source::Rollup));
@@ -435,19 +441,21 @@ impl InsightStore for SqliteStore {
 
     fn properties(&self, scope: &Scope, k: u64) -> Result<Vec<PropertySummary>, StoreError> {
         let conn = self.reader()?;
-        let mut groups: HashMap<(String, String), (u64, MachineSet)> = HashMap::new();
+        let mut by_prop: FxHashMap<String, FxHashMap<String, (u64, MachineSet)>> =
+            FxHashMap::default();
         let (from, to) = day_range(scope);
         prop_rows(&conn, scope, None, from, to, |r| {
             if r.prop == FATAL_SITE {
                 return;
             }
-            let entry = groups
-                .entry((r.prop.to_string(), r.value.to_string()))
-                .or_default();
+            let entry = slot(slot(&mut by_prop, r.prop), r.value);
             entry.0 += r.count as u64;
             entry.1.merge(&r.machines);
         })?;
-        let mut groups: Vec<((String, String), (u64, MachineSet))> = groups.into_iter().collect();
+        let mut groups: Vec<((String, String), (u64, MachineSet))> = by_prop
+            .into_iter()
+            .flat_map(|(p, values)| values.into_iter().map(move |(v, t)| ((p.clone(), v), t)))
+            .collect();
         // By property, then the most frequent values first.
         groups.sort_by(|((pa, va), (ca, _)), ((pb, vb), (cb, _))| {
             pa.cmp(pb).then(cb.cmp(ca)).then(va.cmp(vb))

@@ -39,7 +39,11 @@ pub(super) struct Agg {
     machines: HashMap<(i64, String, i64), MachineSet>,
 }
 
-fn slot<'a, V: Default>(map: &'a mut HashMap<String, V>, key: &str) -> &'a mut V {
+/// The entry of `key`, allocating the key only the first time it is seen.
+pub(super) fn slot<'a, V: Default, S: std::hash::BuildHasher>(
+    map: &'a mut std::collections::HashMap<String, V, S>,
+    key: &str,
+) -> &'a mut V {
     if !map.contains_key(key) {
         map.insert(key.to_owned(), V::default());
     }
