@@ -174,6 +174,7 @@ impl Builder {
                 token,
                 timeout: self.timeout,
                 spool: Spool::new(self.state_dir.join("spool"), self.spool_limits),
+                probe_root: self.probe_root.clone(),
             }));
         }
         Ok(Client::from_inner(Inner {

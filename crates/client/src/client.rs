@@ -2,16 +2,16 @@
 
 use crate::builder::Builder;
 use crate::consent::{Consent, Mode};
-use crate::dispatch::{Dispatcher, Job};
+use crate::dispatch::{self, Dispatcher, Job};
 use crate::event::{self, Event, FatalSite};
 use crate::status_file::{self, RunState, RunStatus};
-use crate::{Error, facts, local_log, machine_id};
+use crate::{Error, detach, facts, local_log, machine_id};
 use serde_json::{Map, Value};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What became of an event.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,7 +20,8 @@ pub enum Outcome {
     Off,
     /// Local mode: the event was appended to this log; nothing was sent.
     Logged(PathBuf),
-    /// Handed to the delivery thread; the host does not wait.
+    /// Handed to background delivery (the delivery thread, or a detached process after
+    /// [`Client::spool_action`]); the host does not wait.
     Queued,
     /// Delivered, in a batch of this many events.
     Delivered(usize),
@@ -74,11 +75,14 @@ impl fmt::Debug for Client {
 }
 
 /// Whether a caller waits for delivery, and whether the spool write is fsynced first.
+/// `Spool` only writes the event to the spool (fsynced for FATAL), without its system
+/// facts, which the delivering process adds.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Wait {
     No,
     Yes,
     Durable,
+    Spool,
 }
 
 impl Client {
@@ -121,25 +125,13 @@ impl Client {
 
     /// EXIT: closes the run and waits at most the timeout for delivery.
     pub fn exit(&self) -> Outcome {
-        if self.off() {
-            return Outcome::Off;
-        }
-        let _ = status_file::close(&self.inner.state_dir, RunState::Exited);
-        self.emit(
-            event::EXIT,
-            event::action_properties(event::EXIT, None, None),
-            Wait::Yes,
-        )
+        self.exit_with(Wait::Yes)
     }
 
     /// FATAL: closes the run, writes the event to the spool (fsynced), then sends it,
     /// waiting at most the timeout. See also [`fatal!`](crate::fatal!).
     pub fn fatal(&self, site: FatalSite) -> Outcome {
-        if self.off() {
-            return Outcome::Off;
-        }
-        let _ = status_file::close(&self.inner.state_dir, RunState::Fatal);
-        self.emit(event::FATAL, site.properties(), Wait::Durable)
+        self.fatal_with(site, Wait::Durable)
     }
 
     /// CLOUD_BUILD_FAIL, in the background; `detail` goes to `action_data`.
@@ -188,23 +180,47 @@ impl Client {
     /// the timeout. START, EXIT and FATAL keep the status file as their methods do; for
     /// FATAL, `PROCESS:THREAD` and `LINE@FILE:FUNCTION/ERRNO` are parsed into `fatal_*`.
     pub fn send_action(&self, action: &str, result: Option<&str>, data: Option<&str>) -> Outcome {
+        self.action_with(action, result, data, Wait::Yes)
+    }
+
+    /// Like [`Client::send_action`], but only writes the event to the spool and returns
+    /// ([`Outcome::Queued`]); [`Client::deliver_spool`] or
+    /// [`Client::deliver_spool_detached`] sends it. The system facts are read by the
+    /// delivering process, not here. Local mode logs the event as usual.
+    pub fn spool_action(&self, action: &str, result: Option<&str>, data: Option<&str>) -> Outcome {
+        self.action_with(action, result, data, Wait::Spool)
+    }
+
+    /// Deliver every spooled event now, oldest first, waiting at most the timeout in all
+    /// (for the spool lock, which another process may hold, and for the collector).
+    /// Delivered events leave the spool; the others stay for the next try.
+    pub fn deliver_spool(&self) -> Outcome {
         if self.off() {
             return Outcome::Off;
         }
-        if let Err(e) = valid_name(action) {
-            return Outcome::Dropped(e.to_string());
+        match &self.inner.dispatcher {
+            Some(d) => dispatch::deliver_spool(d.route(), Instant::now() + self.inner.timeout),
+            None => Outcome::Delivered(0),
         }
-        match action {
-            event::START => return self.start_with(Wait::Yes),
-            event::EXIT => return self.exit(),
-            event::FATAL => {
-                let site = FatalSite::from_reference(result.unwrap_or(""), data.unwrap_or(""));
-                return self.fatal(site);
-            }
-            _ => {}
+    }
+
+    /// Deliver the spool as [`Client::deliver_spool`] does, but in a detached process
+    /// (see [`detach::spawn`]), so that the caller returns at once ([`Outcome::Queued`]).
+    /// If another process is delivering the same spool, that one sends the events.
+    /// Where no detached process can be made (the caller has other threads, or fork
+    /// fails), it delivers in the foreground instead.
+    pub fn deliver_spool_detached(&self) -> Outcome {
+        let Some(d) = &self.inner.dispatcher else {
+            return self.deliver_spool();
+        };
+        let route = d.route();
+        if detach::spawn(|| {
+            dispatch::deliver_spool(route, Instant::now());
+        }) {
+            Outcome::Queued
+        } else {
+            self.deliver_spool()
         }
-        let (name, p) = action_event(action, result, data);
-        self.emit(&name, p, Wait::Yes)
     }
 
     /// The exact batch body [`Client::send_action`] would send for this action, without
@@ -221,7 +237,8 @@ impl Client {
             props = site.properties();
         }
         let id = machine_id::load(&self.inner.state_dir).unwrap_or_else(uuid::Uuid::new_v4);
-        let ev = self.build_event(&name, &id.to_string(), props).to_json();
+        let ev = self.build_event(&name, &id.to_string(), props, Wait::Yes);
+        let ev = ev.to_json();
         let token = self
             .inner
             .dispatcher
@@ -244,6 +261,54 @@ impl Client {
         self.inner.consent.mode == Mode::Off
     }
 
+    fn action_with(
+        &self,
+        action: &str,
+        result: Option<&str>,
+        data: Option<&str>,
+        wait: Wait,
+    ) -> Outcome {
+        if self.off() {
+            return Outcome::Off;
+        }
+        if let Err(e) = valid_name(action) {
+            return Outcome::Dropped(e.to_string());
+        }
+        match action {
+            event::START => return self.start_with(wait),
+            event::EXIT => return self.exit_with(wait),
+            event::FATAL => {
+                let site = FatalSite::from_reference(result.unwrap_or(""), data.unwrap_or(""));
+                let wait = if wait == Wait::Spool {
+                    Wait::Spool
+                } else {
+                    Wait::Durable
+                };
+                return self.fatal_with(site, wait);
+            }
+            _ => {}
+        }
+        let (name, p) = action_event(action, result, data);
+        self.emit(&name, p, wait)
+    }
+
+    fn exit_with(&self, wait: Wait) -> Outcome {
+        if self.off() {
+            return Outcome::Off;
+        }
+        let _ = status_file::close(&self.inner.state_dir, RunState::Exited);
+        let p = event::action_properties(event::EXIT, None, None);
+        self.emit(event::EXIT, p, wait)
+    }
+
+    fn fatal_with(&self, site: FatalSite, wait: Wait) -> Outcome {
+        if self.off() {
+            return Outcome::Off;
+        }
+        let _ = status_file::close(&self.inner.state_dir, RunState::Fatal);
+        self.emit(event::FATAL, site.properties(), wait)
+    }
+
     fn start_with(&self, wait: Wait) -> Outcome {
         if self.off() {
             return Outcome::Off;
@@ -256,6 +321,7 @@ impl Client {
             event::START,
             &id,
             event::action_properties(event::START, None, None),
+            wait,
         );
         let run = RunStatus {
             state: RunState::Running,
@@ -271,8 +337,13 @@ impl Client {
                 None,
                 Some(&previous.start_uuid),
             );
-            let ev = self.build_event(event::INCOMPLETE_SHUTDOWN, &id, p);
-            self.deliver(ev, Wait::No);
+            let ev = self.build_event(event::INCOMPLETE_SHUTDOWN, &id, p, wait);
+            let earlier = if wait == Wait::Spool {
+                Wait::Spool
+            } else {
+                Wait::No
+            };
+            self.deliver(ev, earlier);
         }
         self.deliver(start, wait)
     }
@@ -282,21 +353,37 @@ impl Client {
             return Outcome::Off;
         }
         match machine_id::load_or_create(&self.inner.state_dir) {
-            Ok(id) => self.deliver(self.build_event(name, &id.to_string(), props), wait),
+            Ok(id) => self.deliver(self.build_event(name, &id.to_string(), props, wait), wait),
             Err(e) => Outcome::Dropped(e.to_string()),
         }
     }
 
-    fn build_event(&self, name: &str, distinct_id: &str, props: Map<String, Value>) -> Event {
-        let base = self.inner.base.get_or_init(|| {
-            let mut m = facts::system_properties(&self.inner.probe_root);
-            m.extend(self.inner.product.clone());
-            m
-        });
-        let mut all = base.clone();
+    /// The event with the product's properties and, unless only spooled for a delivering
+    /// process to complete, the system facts.
+    fn build_event(
+        &self,
+        name: &str,
+        distinct_id: &str,
+        props: Map<String, Value>,
+        wait: Wait,
+    ) -> Event {
+        let later = wait == Wait::Spool && self.inner.dispatcher.is_some();
+        let mut all = if later {
+            self.inner.product.clone()
+        } else {
+            self.base().clone()
+        };
         all.extend(props);
         event::apply_masks(&mut all);
         Event::new(name, distinct_id, all)
+    }
+
+    fn base(&self) -> &Map<String, Value> {
+        self.inner.base.get_or_init(|| {
+            let mut m = facts::system_properties(&self.inner.probe_root);
+            m.extend(self.inner.product.clone());
+            m
+        })
     }
 
     fn deliver(&self, ev: Event, wait: Wait) -> Outcome {
@@ -308,6 +395,13 @@ impl Client {
             };
         };
         let spool = &dispatcher.route().spool;
+        if wait == Wait::Spool {
+            let durable = ev.name == event::FATAL;
+            return match spool.put(&ev.uuid.to_string(), &json, durable) {
+                Ok(_) => Outcome::Queued,
+                Err(e) => Outcome::Dropped(e.to_string()),
+            };
+        }
         let spooled = spool
             .put(&ev.uuid.to_string(), &json, wait == Wait::Durable)
             .ok();

@@ -6,8 +6,9 @@
 //! could not be delivered stay in (or are put into) the spool.
 
 use crate::Outcome;
-use crate::delivery::Transport;
+use crate::delivery::{DeliveryError, Transport};
 use crate::event::batch_body;
+use crate::facts;
 use crate::spool::Spool;
 use serde_json::Value;
 use std::collections::HashSet;
@@ -32,6 +33,8 @@ pub(crate) struct Route {
     pub token: String,
     pub timeout: Duration,
     pub spool: Spool,
+    /// Root the system facts are read from, for events spooled without them.
+    pub probe_root: PathBuf,
 }
 
 pub(crate) struct Dispatcher {
@@ -96,16 +99,17 @@ fn run(route: &Route, rx: Receiver<Job>) {
 
 fn deliver(route: &Route, jobs: Vec<Job>, include_spool: bool) {
     let deadline = Instant::now() + route.timeout;
-    let mut events = Vec::new();
-    let mut files = Vec::new();
-    let mut seen = HashSet::new();
-    if include_spool {
-        for s in route.spool.load() {
-            seen.insert(s.path.clone());
-            events.push(s.event);
-            files.push(s.path);
-        }
+    // Spooled events are sent and removed under the spool lock, so that a process delivering
+    // the same spool (`anonstats send`) never sends them too. Without the lock, only this
+    // round's own events go.
+    let lock = route.spool.lock_until(deadline);
+    let mut spooled = Vec::new();
+    if include_spool && lock.is_some() {
+        spooled = load_with_facts(route);
     }
+    let mut seen: HashSet<PathBuf> = spooled.iter().map(|s| s.path.clone()).collect();
+    let mut events: Vec<Value> = spooled.iter().map(|s| s.event.clone()).collect();
+    let mut files: Vec<PathBuf> = seen.iter().cloned().collect();
     for job in &jobs {
         match &job.spooled {
             Some(path) if seen.contains(path) => continue,
@@ -128,19 +132,123 @@ fn deliver(route: &Route, jobs: Vec<Job>, include_spool: bool) {
                 let uuid = job.event["uuid"].as_str().unwrap_or("");
                 let _ = route.spool.put(uuid, &job.event, false);
             }
-            Outcome::Spooled(format!(
-                "{} not delivered to {}: {e}; kept in {} for the next start",
-                plural(events.len()),
-                route.transport.url(),
-                route.spool.dir().display()
-            ))
+            keep_facts(route, &spooled);
+            Outcome::Spooled(not_delivered(route, events.len(), &e))
         }
     };
+    drop(lock);
     for job in jobs {
         if let Some(done) = job.done {
             let _ = done.try_send(outcome.clone());
         }
     }
+}
+
+/// A spooled event, and whether its system facts were added just now.
+struct Loaded {
+    path: PathBuf,
+    event: Value,
+    filled: bool,
+}
+
+/// The spool, oldest first, every event with its system facts (probed once, only when
+/// some event was spooled without them).
+fn load_with_facts(route: &Route) -> Vec<Loaded> {
+    let mut facts = None;
+    let mut out = Vec::new();
+    for s in route.spool.load() {
+        let mut event = s.event;
+        let mut filled = false;
+        if let Some(props) = event.get_mut("properties").and_then(Value::as_object_mut)
+            && !facts::present(props)
+        {
+            let facts = facts.get_or_insert_with(|| facts::system_properties(&route.probe_root));
+            facts::add_missing(props, facts);
+            filled = true;
+        }
+        out.push(Loaded {
+            path: s.path,
+            event,
+            filled,
+        });
+    }
+    out
+}
+
+/// After a failed delivery: keep the facts added to spooled events, so that they describe
+/// the system as it was when the event was made, not when it is finally delivered.
+fn keep_facts(route: &Route, spooled: &[Loaded]) {
+    for s in spooled.iter().filter(|s| s.filled) {
+        let _ = route.spool.rewrite(&s.path, &s.event);
+    }
+}
+
+fn not_delivered(route: &Route, n: usize, e: &DeliveryError) -> String {
+    format!(
+        "{} not delivered to {}: {e}; kept in {} for the next start",
+        plural(n),
+        route.transport.url(),
+        route.spool.dir().display()
+    )
+}
+
+/// At most this many rounds of [`deliver_spool`]: events spooled meanwhile by other
+/// processes are picked up, but a steady stream of them cannot keep one process busy.
+const MAX_ROUNDS: usize = 8;
+
+/// Deliver what waits in the spool, oldest first, in one batch per round, under the spool
+/// lock; delivered files are removed, the rest stays for the next try. When another process
+/// holds the lock past `lock_deadline`, this leaves the spool to it.
+///
+/// After each round the lock is released and the spool looked at again: an event spooled
+/// while the lock was held may belong to a process that found the lock taken and left.
+pub(crate) fn deliver_spool(route: &Route, lock_deadline: Instant) -> Outcome {
+    let deadline = Instant::now() + route.timeout;
+    let mut delivered = 0;
+    for round in 0..MAX_ROUNDS {
+        let lock_deadline = if round == 0 {
+            lock_deadline
+        } else {
+            Instant::now()
+        };
+        let Some(lock) = route.spool.lock_until(lock_deadline) else {
+            return busy(route, delivered);
+        };
+        let spooled = load_with_facts(route);
+        if spooled.is_empty() {
+            break;
+        }
+        let events: Vec<Value> = spooled.iter().map(|s| s.event.clone()).collect();
+        match route
+            .transport
+            .post(&batch_body(&route.token, &events), deadline)
+        {
+            Ok(()) => {
+                route.spool.remove(spooled.iter().map(|s| &s.path));
+                delivered += events.len();
+            }
+            Err(e) => {
+                keep_facts(route, &spooled);
+                return Outcome::Spooled(not_delivered(route, events.len(), &e));
+            }
+        }
+        drop(lock);
+        if route.spool.is_empty() {
+            break;
+        }
+    }
+    Outcome::Delivered(delivered)
+}
+
+/// The lock is held by another process, which delivers the spool.
+fn busy(route: &Route, delivered: usize) -> Outcome {
+    if delivered > 0 {
+        return Outcome::Delivered(delivered);
+    }
+    Outcome::Spooled(format!(
+        "another process is delivering the events in {}; they wait there until it has",
+        route.spool.dir().display()
+    ))
 }
 
 fn plural(n: usize) -> String {

@@ -28,6 +28,7 @@ mod builder;
 mod client;
 pub mod consent;
 pub mod delivery;
+pub mod detach;
 mod dispatch;
 mod error;
 pub mod event;

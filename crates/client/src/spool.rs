@@ -6,9 +6,10 @@
 
 use crate::{Error, fsutil};
 use serde_json::Value;
-use std::fs;
+use std::fs::{self, File, TryLockError};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Bounds of the spool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,6 +36,13 @@ pub struct Spooled {
     pub path: PathBuf,
     /// The event as it will be sent.
     pub event: Value,
+}
+
+/// The held delivery lock (an exclusive `flock` on the lock file); released on drop,
+/// and by the kernel if the process dies.
+#[derive(Debug)]
+pub struct SpoolLock {
+    _file: File,
 }
 
 /// The spool directory.
@@ -100,6 +108,56 @@ impl Spool {
             }
         }
         out
+    }
+
+    /// Rewrite a spooled event in place (atomically), e.g. once its system facts are added.
+    pub fn rewrite(&self, path: &Path, event: &Value) -> Result<(), Error> {
+        let bytes = serde_json::to_vec(event).unwrap_or_default();
+        fsutil::replace_file(path, &bytes, 0o600, false)
+    }
+
+    /// True when no event waits. Creates nothing.
+    pub fn is_empty(&self) -> bool {
+        self.files().is_empty()
+    }
+
+    /// The delivery lock: held while a process sends from the spool and removes what was
+    /// delivered, so that no event is sent by two processes. `None` when another process
+    /// holds it (or the lock file cannot be made).
+    pub fn try_lock(&self) -> Option<SpoolLock> {
+        fsutil::ensure_dir(&self.dir).ok()?;
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(self.lock_path())
+            .ok()?;
+        match file.try_lock() {
+            Ok(()) => Some(SpoolLock { _file: file }),
+            Err(TryLockError::WouldBlock | TryLockError::Error(_)) => None,
+        }
+    }
+
+    /// [`Spool::try_lock`], retried until `deadline`.
+    pub fn lock_until(&self, deadline: Instant) -> Option<SpoolLock> {
+        loop {
+            if let Some(lock) = self.try_lock() {
+                return Some(lock);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// The lock file, beside the spool directory (`spool.lock`), so that the directory
+    /// holds events only.
+    fn lock_path(&self) -> PathBuf {
+        let mut name = self.dir.file_name().unwrap_or_default().to_os_string();
+        name.push(".lock");
+        self.dir.with_file_name(name)
     }
 
     /// Remove delivered events.
@@ -217,6 +275,21 @@ mod tests {
             spool.put("big", &ev(0, 5000), false),
             Err(Error::TooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn lock_is_exclusive_and_not_an_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::new(dir.path().join("spool"), SpoolLimits::default());
+        let held = spool.try_lock().unwrap();
+        assert!(spool.try_lock().is_none());
+        let soon = Instant::now() + Duration::from_millis(30);
+        assert!(spool.lock_until(soon).is_none());
+        drop(held);
+        assert!(spool.try_lock().is_some());
+        assert!(spool.is_empty());
+        assert_eq!(fs::read_dir(spool.dir()).unwrap().count(), 0);
+        assert!(dir.path().join("spool.lock").exists());
     }
 
     #[test]
