@@ -57,6 +57,16 @@ pub struct SendArgs {
     pub timeout: f64,
 }
 
+#[derive(clap::Args)]
+pub struct SendCmd {
+    #[command(flatten)]
+    pub args: SendArgs,
+    /// Deliver before returning and report the result (without it, `send` writes the event
+    /// to the spool and a detached process delivers it).
+    #[arg(long)]
+    pub wait: bool,
+}
+
 fn client(args: &SendArgs) -> anyhow::Result<Client> {
     if !(args.timeout > 0.0 && args.timeout <= 60.0) {
         anyhow::bail!(
@@ -89,14 +99,20 @@ fn client(args: &SendArgs) -> anyhow::Result<Client> {
     Ok(b.build()?)
 }
 
-/// `anonstats send ACTION [ACTION_RESULT [ACTION_DATA]]`.
-pub fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
+/// `anonstats send ACTION [ACTION_RESULT [ACTION_DATA]]`: the event goes to the spool, and
+/// the spool is delivered by a detached process (with `--wait`, by this one).
+pub fn send(SendCmd { args, wait }: SendCmd) -> anyhow::Result<ExitCode> {
     let client = client(&args)?;
-    let outcome = client.send_action(
+    let spooled = client.spool_action(
         &args.action,
         args.action_result.as_deref(),
         args.action_data.as_deref(),
     );
+    let outcome = match spooled {
+        Outcome::Queued if wait => client.deliver_spool(),
+        Outcome::Queued => client.deliver_spool_detached(),
+        other => other,
+    };
     Ok(match outcome {
         Outcome::Off | Outcome::Logged(_) | Outcome::Delivered(_) | Outcome::Queued => {
             ExitCode::SUCCESS

@@ -31,7 +31,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Send one event (drop-in for the reference anonymous-statistics script).
-    Send(agent::SendArgs),
+    Send(agent::SendCmd),
     /// Print the exact JSON that `send` would send; sends nothing.
     Show(agent::SendArgs),
     /// Print whether statistics are on, local or off, and the rule that decided.

@@ -85,6 +85,7 @@ fn show_prints_what_send_sends_and_sends_nothing() {
 
     // The same property names as a real send.
     args[0] = "send".into();
+    args.insert(1, "--wait".into());
     let out = anonstats(&strs(&args), &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     let sent = &rec.events()[0]["properties"];

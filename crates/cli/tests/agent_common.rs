@@ -7,6 +7,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_anonstats");
 
@@ -172,4 +173,48 @@ pub fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+/// Events waiting in a spool directory (`*.json`; the lock file is not one).
+pub fn spooled(spool: &Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = files_under(spool)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Waits until no live process has `marker` (e.g. a test's state dir) in its command line:
+/// the detached deliveries that `send` left behind have ended. Panics after `limit`.
+pub fn wait_detached(marker: &Path, limit: Duration) {
+    let marker = marker.display().to_string();
+    let until = Instant::now() + limit;
+    while running_with(&marker) {
+        assert!(
+            Instant::now() < until,
+            "a detached delivery for {marker} still runs after {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// True while a process (not a zombie: those have an empty command line) mentions `marker`.
+fn running_with(marker: &str) -> bool {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    procs.flatten().any(|p| {
+        std::fs::read(p.path().join("cmdline"))
+            .is_ok_and(|c| String::from_utf8_lossy(&c).contains(marker))
+    })
+}
+
+/// Polls `f` until it returns true; panics with `what` after `limit`.
+pub fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let until = Instant::now() + limit;
+    while !f() {
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -1,5 +1,5 @@
-//! Opted out, `send` makes no network system call and writes no file, whichever of the
-//! four mechanisms opted out. Checked with `strace -f`.
+//! Opted out, `send` makes no network system call, writes no file and starts no process,
+//! whichever of the four mechanisms opted out. Checked with `strace -f`.
 
 mod agent_common;
 
@@ -7,8 +7,8 @@ use agent_common::*;
 use std::path::Path;
 use std::process::Command;
 
-/// Syscalls that would show a socket or a write to the file system.
-const TRACED: &str = "trace=%network,openat,open,creat,mkdir,mkdirat,rename,renameat,renameat2,link,linkat,unlink,unlinkat,symlink,symlinkat";
+/// Syscalls that would show a socket, a write to the file system or a new process.
+const TRACED: &str = "trace=%network,openat,open,creat,mkdir,mkdirat,rename,renameat,renameat2,link,linkat,unlink,unlinkat,symlink,symlinkat,fork,vfork,clone,clone3";
 
 /// Runs `send` under strace; returns the offending trace lines.
 fn traced_send(dir: &Path, endpoint: &str, env: &[(&str, &str)]) -> Vec<String> {
@@ -43,7 +43,8 @@ fn traced_send(dir: &Path, endpoint: &str, env: &[(&str, &str)]) -> Vec<String> 
             let changes = ["mkdir", "rename", "link(", "linkat(", "unlink", "symlink"]
                 .iter()
                 .any(|s| l.contains(s));
-            network || writes || changes
+            let processes = ["fork(", "clone(", "clone3("].iter().any(|s| l.contains(s));
+            network || writes || changes || processes
         })
         .map(String::from)
         .collect()
@@ -110,6 +111,13 @@ fn the_trace_does_see_a_send_when_on() {
     assert!(
         bad.iter().any(|l| l.contains("connect(")),
         "no connect seen:\n{}",
+        bad.join("\n")
+    );
+    // The delivery runs in a detached process, which `strace -f` follows too.
+    assert!(
+        bad.iter()
+            .any(|l| l.contains("clone(") || l.contains("fork(")),
+        "no detached process seen:\n{}",
         bad.join("\n")
     );
     assert_eq!(rec.events().len(), 1);
