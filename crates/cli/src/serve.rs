@@ -80,7 +80,10 @@ impl Store {
 
     fn start(&self, metrics: Arc<Metrics>, queue: usize) -> anyhow::Result<()> {
         match self {
-            Store::Sqlite(s) => s.start_writer(metrics, queue)?,
+            Store::Sqlite(s) => {
+                s.start_writer(metrics, queue)?;
+                s.start_compactor()?;
+            }
             Store::ClickHouse(s) => s.start_writer(metrics)?,
         }
         Ok(())

@@ -174,6 +174,25 @@ fn prop_rows(
     })
 }
 
+/// The (sequence number, day) of one machine's events stored after `after` and up to
+/// `upto`.
+fn machine_events(
+    conn: &Connection,
+    project: i64,
+    distinct_id: &str,
+    after: i64,
+    upto: i64,
+) -> Result<Vec<(i64, i64)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, ts_ms FROM events
+         WHERE seq > ?3 AND seq <= ?4 AND project_id = ?1 AND distinct_id = ?2",
+    )?;
+    let rows = stmt.query_map(params![project, distinct_id, after, upto], |r| {
+        Ok((r.get(0)?, r.get::<_, i64>(1)?.div_euclid(DAY_MS)))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 fn raw_scope(scope: &Scope) -> Result<Where, StoreError> {
     let mut w = Where::new(scope.project_id);
     w.push(
@@ -505,16 +524,33 @@ impl InsightStore for SqliteStore {
     }
 
     fn erase_machine(&self, project_id: i64, distinct_id: &str) -> Result<u64, StoreError> {
+        // No index leads from a machine to its events (it would slow every insert), so
+        // finding them scans the table: on a reader, while ingest goes on. Events stored
+        // after that scan are found again by sequence number under the write lock.
+        let reader = self.reader()?;
+        let scanned: i64 =
+            reader.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?;
+        let mut found = machine_events(&reader, project_id, distinct_id, 0, scanned)?;
         self.control(|conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let days: Vec<i64> = tx
-                .prepare("SELECT DISTINCT ts_ms / ?3 FROM events WHERE project_id = ?1 AND distinct_id = ?2")?
-                .query_map(params![project_id, distinct_id, DAY_MS], |r| r.get(0))?
-                .collect::<Result<_, _>>()?;
-            let n = tx.execute("DELETE FROM events WHERE project_id = ?1 AND distinct_id = ?2", params![project_id, distinct_id])?;
+            found.extend(machine_events(
+                &tx,
+                project_id,
+                distinct_id,
+                scanned,
+                i64::MAX,
+            )?);
+            let mut delete = tx.prepare_cached("DELETE FROM events WHERE seq = ?1")?;
+            for (seq, _) in &found {
+                delete.execute([seq])?;
+            }
+            let mut days: Vec<i64> = found.iter().map(|(_, day)| *day).collect();
+            days.sort_unstable();
+            days.dedup();
             rollup::rebuild_days(&tx, project_id, &days)?;
+            drop(delete);
             tx.commit()?;
-            Ok(n as u64)
+            Ok(found.len() as u64)
         })
     }
 

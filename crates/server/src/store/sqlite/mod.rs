@@ -70,18 +70,21 @@ impl SqliteStore {
         let conn = Connection::open(&self.path)?;
         schema::configure(&conn)?;
         rollup::register_functions(&conn)?;
+        let checkpoint_conn = Connection::open(&self.path)?;
+        schema::configure(&checkpoint_conn)?;
         let (tx, rx) = mpsc::channel(queue.max(1));
         let handle = std::thread::Builder::new()
             .name("anonstats-writer".into())
-            .spawn(move || writer::run(conn, rx, metrics))
+            .spawn(move || writer::run(conn, checkpoint_conn, rx, metrics))
             .map_err(|e| StoreError::Backend(format!("cannot start the writer thread: {e}")))?;
         *self.writer.write().unwrap_or_else(|p| p.into_inner()) = Some(tx);
         *self.writer_thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
-        self.start_compactor()
+        Ok(())
     }
 
     /// Starts the thread that compacts rollups of past days (see spans.rs) now and then.
-    fn start_compactor(&self) -> Result<(), StoreError> {
+    /// A bulk load of past days compacts once at its end instead ([`SqliteStore::compact`]).
+    pub fn start_compactor(&self) -> Result<(), StoreError> {
         let mut conn = Connection::open(&self.path)?;
         schema::configure(&conn)?;
         let (stop, stopped) = std::sync::mpsc::channel::<()>();

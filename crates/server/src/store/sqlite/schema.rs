@@ -109,6 +109,12 @@ CREATE TABLE rollup_spans_done (
     PRIMARY KEY (project_id, start, span)
 ) WITHOUT ROWID;
 "#,
+    // Every index on events is paid for by every insert; these two served only erasure
+    // (now a scan) and raw queries that the rollups answer instead.
+    r#"
+DROP INDEX events_machine;
+DROP INDEX events_event_time;
+"#,
 ];
 
 /// Connection settings every connection uses: WAL so readers never block the writer,

@@ -28,14 +28,57 @@ const CHECKPOINT_AFTER_BYTES: usize = 16 << 20;
 /// its indexes stay in memory between commits.
 const WRITER_CACHE_KIB: i64 = 64 << 10;
 
-pub(super) fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, metrics: Arc<Metrics>) {
+/// Copies the log into the database file on its own thread and connection, so that
+/// commits go on meanwhile.
+struct Checkpointer {
+    ask: std::sync::mpsc::SyncSender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Checkpointer {
+    fn start(conn: Connection) -> std::io::Result<Self> {
+        // One request may wait: asking again while one waits adds nothing.
+        let (ask, asked) = std::sync::mpsc::sync_channel::<()>(1);
+        let thread = std::thread::Builder::new()
+            .name("anonstats-checkpoint".into())
+            .spawn(move || {
+                while asked.recv().is_ok() {
+                    checkpoint(&conn);
+                }
+            })?;
+        Ok(Checkpointer { ask, thread })
+    }
+
+    fn ask(&self) {
+        let _ = self.ask.try_send(());
+    }
+
+    fn finish(self) {
+        drop(self.ask);
+        let _ = self.thread.join();
+    }
+}
+
+pub(super) fn run(
+    mut conn: Connection,
+    checkpoint_conn: Connection,
+    mut rx: mpsc::Receiver<Job>,
+    metrics: Arc<Metrics>,
+) {
     // SQLite's automatic checkpoint runs inside COMMIT, so every request of that group
-    // would wait for it; the writer checkpoints itself after answering instead.
+    // would wait for it; a thread of its own checkpoints instead.
     for (pragma, value) in [("wal_autocheckpoint", 0), ("cache_size", -WRITER_CACHE_KIB)] {
         if let Err(e) = conn.pragma_update(None, pragma, value) {
             tracing::warn!(error = %e, pragma, "cannot tune the writer connection");
         }
     }
+    let checkpointer = match Checkpointer::start(checkpoint_conn) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot start the checkpoint thread; the writer checkpoints itself");
+            None
+        }
+    };
     let mut since_checkpoint = 0usize;
     while let Some(first) = rx.blocking_recv() {
         let mut jobs = vec![first];
@@ -72,8 +115,14 @@ pub(super) fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, metrics: Ar
         // Requests that arrive meanwhile queue up and go into the next, larger commit.
         if since_checkpoint >= CHECKPOINT_AFTER_BYTES {
             since_checkpoint = 0;
-            checkpoint(&conn);
+            match &checkpointer {
+                Some(c) => c.ask(),
+                None => checkpoint(&conn),
+            }
         }
+    }
+    if let Some(c) = checkpointer {
+        c.finish();
     }
     checkpoint(&conn);
 }
