@@ -206,6 +206,7 @@ impl Client {
 
     /// Deliver the spool as [`Client::deliver_spool`] does, but in a detached process
     /// (see [`detach::spawn`]), so that the caller returns at once ([`Outcome::Queued`]).
+    /// Meant for a process that exits right after, as `anonstats send` does.
     /// If another process is delivering the same spool, that one sends the events.
     /// Where no detached process can be made (the caller has other threads, or fork
     /// fails), it delivers in the foreground instead.

@@ -1,16 +1,23 @@
 //! Work in a detached process: the caller returns at once, and the work outlives it.
 //!
 //! The standard library cannot fork a process or start a session, hence `libc`. A double
-//! fork is used: the intermediate child starts a new session and exits at once, and the
-//! caller reaps it, so no zombie is left whatever the caller does next; the grandchild
-//! belongs to no terminal (no SIGHUP, no Ctrl-C) and has its standard streams on
-//! `/dev/null`, so that a caller reading its output (`$(anonstats send ...)`) does not wait.
+//! fork is used: the intermediate child starts a new session and exits at once, so the
+//! grandchild is orphaned straight away (init reaps it) and belongs to no terminal (no
+//! SIGHUP, no Ctrl-C); its standard streams are on `/dev/null`, so that a caller reading
+//! its output (`$(anonstats send ...)`) does not wait.
+//!
+//! The caller does not wait for the intermediate child: on a busy machine that wait lasts
+//! until the scheduler runs it. This suits a process that exits right after, as `anonstats
+//! send` does: its exit hands the finished intermediate child to init, which reaps it. A
+//! long-running process should deliver with the client's delivery thread instead, or reap
+//! its children.
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-/// Run `work` in a detached process and return without waiting for it. Returns false, and
+/// Run `work` in a detached process and return without waiting for it (see the module
+/// documentation for what is left to the caller's exit). Returns false, and
 /// runs nothing, when the calling process has other threads (a fork copies only the calling
 /// thread, so locks held by the others would stay locked in the child) or a fork fails.
 pub fn spawn(work: impl FnOnce()) -> bool {
@@ -31,10 +38,7 @@ pub fn spawn(work: impl FnOnce()) -> bool {
                 libc::_exit(0)
             }
         }
-        child => {
-            reap(child);
-            true
-        }
+        _ => true,
     }
 }
 
@@ -70,17 +74,5 @@ fn close_inherited() {
     // before 5.9 lack it, and then nothing is closed.
     unsafe {
         libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
-    }
-}
-
-/// Wait for the intermediate child, which exits at once.
-fn reap(child: libc::pid_t) {
-    let mut status = 0;
-    loop {
-        // SAFETY: waits for our own child; `status` is a valid out-pointer.
-        let r = unsafe { libc::waitpid(child, &mut status, 0) };
-        if r != -1 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
-            return;
-        }
     }
 }
