@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Times `anonstats send` against the reference shell script, both posting to the same
-# local collector, and `anonstats send` opted out, with hyperfine.
+# Times `anonstats send` (which spools the event and leaves delivery to a detached process)
+# and `anonstats send --wait` (which delivers before returning) against the reference shell
+# script, all posting to the same local collector, and `anonstats send` opted out, with
+# hyperfine.
 #
 #   bench/agent-send/run.sh [PATH_TO_ANONSTATS]     (default: target/release/anonstats)
 #
@@ -39,6 +41,7 @@ cat "$WORK/out" > /dev/null &
 unset DISABLE_TELEMETRY DO_NOT_TRACK ANONSTATS_MODE
 export ENDPOINT TOKEN CONFIG_DIR="$WORK/etc" PRODUCT_VERSION=1.0.0
 mkdir -p "$WORK/etc-off" && touch "$WORK/etc-off/.opt-out-from-anonymous-statistics"
+SEND_WAIT="$BIN send --wait START --endpoint $ENDPOINT --token $TOKEN --product-name bench --product-version 1.0.0 --config-dir $WORK/etc --state-dir $WORK/state-wait"
 SEND="$BIN send START --endpoint $ENDPOINT --token $TOKEN --product-name bench --product-version 1.0.0 --config-dir $WORK/etc --state-dir $WORK/state"
 SEND_OFF="$BIN send START --endpoint $ENDPOINT --token $TOKEN --product-name bench --product-version 1.0.0 --config-dir $WORK/etc-off --state-dir $WORK/state-off"
 SCRIPT="$HERE/reference-anonymous-statistics.sh START"
@@ -46,9 +49,16 @@ SCRIPT="$HERE/reference-anonymous-statistics.sh START"
 hyperfine -N --warmup 20 --runs "${RUNS:-300}" \
   --export-markdown "$HERE/results.md" \
   -n "anonstats send" "$SEND" \
+  -n "anonstats send --wait" "$SEND_WAIT" \
   -n "reference script" "$SCRIPT" \
   -n "anonstats send (opted out)" "$SEND_OFF"
 
+# Detached deliveries may still be running: wait (at most 10 s) for the spool to empty.
+for _ in $(seq 100); do
+  [ -z "$(ls "$WORK/state/spool" 2> /dev/null)" ] && break
+  sleep 0.1
+done
+echo "events left in the spool: $(ls "$WORK/state/spool" "$WORK/state-wait/spool" 2> /dev/null | grep -c json)"
 stored=$("$BIN" export --data-dir "$DATA/data" --format ndjson | wc -l)
 echo "events stored by the collector: $stored"
 [ -z "$(ls -A "$WORK/state-off" 2> /dev/null)" ] && echo "opted out: state dir untouched"
