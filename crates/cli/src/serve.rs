@@ -34,6 +34,11 @@ pub struct ServeArgs {
     /// Purge events older than this many days (checked at start and hourly).
     #[arg(long, env = "ANONSTATS_RETENTION_DAYS")]
     pub retention_days: Option<u32>,
+    /// Longest time (milliseconds) a stored event waits before the embedded store's
+    /// rollups count it; insights never see it waiting. Longer waits fold more events at
+    /// once, which costs less per event.
+    #[arg(long, env = "ANONSTATS_ROLLUP_FOLD_MS", default_value_t = 1000)]
+    pub rollup_fold_ms: u64,
     /// Breakdown buckets seen on fewer distinct machines are folded into "other".
     #[arg(long, env = "ANONSTATS_K_ANONYMITY", default_value_t = 5)]
     pub k_anonymity: u64,
@@ -56,9 +61,11 @@ impl Store {
     fn open(args: &ServeArgs) -> anyhow::Result<Store> {
         Ok(match args.store.as_deref() {
             None | Some("sqlite") => {
-                Store::Sqlite(Arc::new(SqliteStore::open(&args.data_dir).with_context(
-                    || format!("cannot open the store in {}", args.data_dir.display()),
-                )?))
+                let store = SqliteStore::open(&args.data_dir).with_context(|| {
+                    format!("cannot open the store in {}", args.data_dir.display())
+                })?;
+                let fold_after = std::time::Duration::from_millis(args.rollup_fold_ms);
+                Store::Sqlite(Arc::new(store.with_fold_after(fold_after)))
             }
             Some(url) => {
                 let mut config = args.clickhouse.config(url);

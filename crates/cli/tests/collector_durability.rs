@@ -91,3 +91,65 @@ fn sigterm_finishes_requests_in_flight_and_loses_no_acknowledged_event() {
         "exactly the acknowledged events were committed"
     );
 }
+
+#[test]
+fn events_killed_before_the_rollups_counted_them_are_counted_at_the_next_start() {
+    // Rollups fold committed events in at most ten minutes: long enough that the kill
+    // below comes first.
+    let mut c = Collector::start_with(&["--rollup-fold-ms", "600000"]);
+    let versions = ["1.0", "1.1", "2.0"];
+    let mut expected: std::collections::BTreeMap<
+        String,
+        (u64, std::collections::BTreeSet<String>),
+    > = Default::default();
+    for b in 0..6 {
+        let batch: Vec<_> = (0..50)
+            .map(|i| {
+                let (machine, version) = (format!("m{}", (b * 50 + i) % 40), versions[i % 3]);
+                let e = expected.entry(version.to_string()).or_default();
+                e.0 += 1;
+                e.1.insert(machine.clone());
+                json!({"event": "START", "distinct_id": machine, "properties": {"product_version": version}})
+            })
+            .collect();
+        let a = common::post_json(
+            &c.url("/batch/"),
+            &json!({"api_key": c.write_token, "batch": batch}),
+        );
+        assert_eq!(a.status, 200, "{}", a.body);
+    }
+    c.kill();
+    let behind = c.cli(&[
+        "sql",
+        "--format",
+        "csv",
+        "SELECT (SELECT value FROM meta WHERE key = 'rollup_seq') || '/' || (SELECT MAX(seq) FROM events)",
+    ]);
+    assert!(
+        behind.trim_end().ends_with("0/300"),
+        "the rollups should not count the events yet: {behind}"
+    );
+    c.restart();
+    let got = common::admin_get(
+        &c,
+        "/api/v1/insights/breakdown?property=product_version&range=7",
+    );
+    let mut rows: Vec<(String, u64, u64)> = got["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| {
+            (
+                r["value"].as_str().unwrap_or_default().to_string(),
+                r["count"].as_u64().unwrap_or_default(),
+                r["machines"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect();
+    rows.sort();
+    let expected: Vec<(String, u64, u64)> = expected
+        .into_iter()
+        .map(|(v, (n, machines))| (v, n, machines.len() as u64))
+        .collect();
+    assert_eq!(rows, expected);
+}

@@ -95,6 +95,31 @@ impl Where {
     }
 }
 
+/// Whether a value was seen on at least k machines, found with as few machine sets
+/// decoded and merged as can be: one stored set that large settles it.
+#[derive(Default)]
+struct AtLeast {
+    proven: bool,
+    seen: MachineSet,
+}
+
+impl AtLeast {
+    fn add(&mut self, stored: &[u8], k: u64) {
+        if self.proven {
+            return;
+        }
+        if MachineSet::stored_count(stored) >= k {
+            self.proven = true;
+        } else {
+            self.seen.merge(&MachineSet::from_bytes(stored));
+            self.proven = self.seen.count() >= k;
+        }
+        if self.proven {
+            self.seen = MachineSet::default();
+        }
+    }
+}
+
 /// The bucket holding `day` (its first day; 0 without a time axis) and the first day of
 /// the next bucket, as [`bucket`] buckets in SQL.
 fn day_bucket(interval: Option<Interval>, day: i64) -> (i64, i64) {
@@ -235,7 +260,7 @@ impl InsightStore for SqliteStore {
         scope: &Scope,
         interval: Interval,
     ) -> Result<(Vec<(i64, u64)>, Source), StoreError> {
-        let conn = self.reader()?;
+        let conn = self.settled_reader()?;
         match (scope.filters.as_slice(), interval) {
             ([], _) => {
                 let mut w = Where::new(scope.project_id);
@@ -281,7 +306,7 @@ impl InsightStore for SqliteStore {
         property: &str,
         over: Option<Interval>,
     ) -> Result<(Vec<Group>, Source), StoreError> {
-        let conn = self.reader()?;
+        let conn = self.settled_reader()?;
         let (sql, w, source) = if scope.filters.is_empty() && over != Some(Interval::Hour) {
             let mut groups: FxHashMap<i64, FxHashMap<String, (u64, MachineSet)>> =
                 FxHashMap::default();
@@ -296,7 +321,7 @@ impl InsightStore for SqliteStore {
                 let (b, next) = day_bucket(over, d);
                 let end = next.min(to);
                 prop_rows(&conn, scope, Some(property), d, end, |r| {
-                    add(b, r.value, r.count, &r.machines)
+                    add(b, r.value, r.count, &r.machines())
                 })?;
                 d = end;
             }
@@ -343,7 +368,7 @@ impl InsightStore for SqliteStore {
         scope: &Scope,
         interval: Interval,
     ) -> Result<(Vec<(i64, u64)>, Source), StoreError> {
-        let conn = self.reader()?;
+        let conn = self.settled_reader()?;
         let b = bucket(Some(interval), "day * 86400");
         match (scope.filters.as_slice(), interval) {
             ([], Interval::Day | Interval::Week | Interval::Month) => {
@@ -383,7 +408,7 @@ impl InsightStore for SqliteStore {
     }
 
     fn crash_sites(&self, scope: &Scope) -> Result<Vec<CrashSite>, StoreError> {
-        let conn = self.reader()?;
+        let conn = self.settled_reader()?;
         let mut sites: BTreeMap<(String, String, String), (CrashSite, MachineSet)> =
             BTreeMap::new();
         let mut add = |site: &str, count: u64, machines: MachineSet, first: i64, last: i64| {
@@ -421,7 +446,7 @@ impl InsightStore for SqliteStore {
             };
             let (from, to) = day_range(scope);
             prop_rows(&conn, &any_event, Some(FATAL_SITE), from, to, |r| {
-                add(r.value, r.count as u64, r.machines, r.first_ms, r.last_ms)
+                add(r.value, r.count as u64, r.machines(), r.first_ms, r.last_ms)
             })?;
         } else {
             let fatal = Scope {
@@ -459,8 +484,8 @@ impl InsightStore for SqliteStore {
     }
 
     fn properties(&self, scope: &Scope, k: u64) -> Result<Vec<PropertySummary>, StoreError> {
-        let conn = self.reader()?;
-        let mut by_prop: FxHashMap<String, FxHashMap<String, (u64, MachineSet)>> =
+        let conn = self.settled_reader()?;
+        let mut by_prop: FxHashMap<String, FxHashMap<String, (u64, AtLeast)>> =
             FxHashMap::default();
         let (from, to) = day_range(scope);
         prop_rows(&conn, scope, None, from, to, |r| {
@@ -469,9 +494,9 @@ impl InsightStore for SqliteStore {
             }
             let entry = slot(slot(&mut by_prop, r.prop), r.value);
             entry.0 += r.count as u64;
-            entry.1.merge(&r.machines);
+            entry.1.add(r.machines, k);
         })?;
-        let mut groups: Vec<((String, String), (u64, MachineSet))> = by_prop
+        let mut groups: Vec<((String, String), (u64, AtLeast))> = by_prop
             .into_iter()
             .flat_map(|(p, values)| values.into_iter().map(move |(v, t)| ((p.clone(), v), t)))
             .collect();
@@ -481,7 +506,6 @@ impl InsightStore for SqliteStore {
         });
         let mut out: Vec<PropertySummary> = Vec::new();
         for ((name, value), (count, machines)) in groups {
-            let machines = machines.count();
             if out.last().is_none_or(|p| p.name != name) {
                 out.push(PropertySummary {
                     name,
@@ -493,7 +517,7 @@ impl InsightStore for SqliteStore {
             if let Some(p) = out.last_mut() {
                 p.distinct_values += 1;
                 p.events += count;
-                if machines >= k && p.examples.len() < 5 {
+                if machines.proven && p.examples.len() < 5 {
                     p.examples.push(value);
                 }
             }
@@ -570,6 +594,6 @@ impl InsightStore for SqliteStore {
     }
 
     fn sql(&self, sql: &str, limits: SqlLimits) -> Result<SqlResult, StoreError> {
-        super::adhoc::run(&mut self.reader()?, sql, limits)
+        super::adhoc::run(&mut self.settled_reader()?, sql, limits)
     }
 }

@@ -15,9 +15,11 @@ use crate::store::{
 };
 use rusqlite::{Connection, OpenFlags, params};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
 /// The database file's name inside the data dir.
@@ -27,11 +29,18 @@ pub struct SqliteStore {
     path: PathBuf,
     /// For keys and small reads; exports open their own connection.
     control: Mutex<Connection>,
-    writer: RwLock<Option<mpsc::Sender<writer::Job>>>,
+    writer: RwLock<Option<SyncSender<writer::Msg>>>,
+    /// Set while committed events wait for the writer to fold them into the rollups.
+    unfolded: Arc<AtomicBool>,
+    /// How long a committed event may wait to be folded into the rollups.
+    fold_after: std::time::Duration,
     writer_thread: Mutex<Option<JoinHandle<()>>>,
     /// Dropping the sender stops the compactor.
     compactor: Mutex<Option<(std::sync::mpsc::Sender<()>, JoinHandle<()>)>>,
 }
+
+/// How long committed events may wait to be folded into the rollups by default.
+pub const DEFAULT_FOLD_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How often the compactor looks for spans that ended since it last looked.
 const COMPACT_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
@@ -56,6 +65,8 @@ impl SqliteStore {
             path,
             control: Mutex::new(conn),
             writer: RwLock::new(None),
+            unfolded: Arc::new(AtomicBool::new(false)),
+            fold_after: DEFAULT_FOLD_AFTER,
             writer_thread: Mutex::new(None),
             compactor: Mutex::new(None),
         })
@@ -65,6 +76,36 @@ impl SqliteStore {
         &self.path
     }
 
+    /// How long committed events may wait before the rollups count them (set before
+    /// [`SqliteStore::start_writer`]; insights never see them waiting).
+    pub fn with_fold_after(mut self, fold_after: std::time::Duration) -> Self {
+        self.fold_after = fold_after;
+        self
+    }
+
+    /// Makes the rollups count every event committed so far, so that what is read next
+    /// agrees with the events. Cheap when nothing waits or no writer runs here.
+    pub fn settle(&self) -> Result<(), StoreError> {
+        if !self.unfolded.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let Some(sender) = self
+            .writer
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        else {
+            return Ok(());
+        };
+        let (reply, answer) = std::sync::mpsc::channel();
+        if sender.send(writer::Msg::Settle(reply)).is_err() {
+            return Ok(());
+        }
+        answer
+            .recv()
+            .map_err(|_| StoreError::Unavailable("the writer stopped before folding".into()))
+    }
+
     /// Starts the group-commit writer; `queue` bounds how many requests may wait.
     pub fn start_writer(&self, metrics: Arc<Metrics>, queue: usize) -> Result<(), StoreError> {
         let conn = Connection::open(&self.path)?;
@@ -72,10 +113,18 @@ impl SqliteStore {
         rollup::register_functions(&conn)?;
         let checkpoint_conn = Connection::open(&self.path)?;
         schema::configure(&checkpoint_conn)?;
-        let (tx, rx) = mpsc::channel(queue.max(1));
+        // Until the writer has looked, events from before a crash may wait to be folded.
+        self.unfolded.store(true, Ordering::SeqCst);
+        let (tx, rx) = std::sync::mpsc::sync_channel(queue.max(1));
+        let writer = writer::Writer {
+            conn,
+            metrics,
+            unfolded: self.unfolded.clone(),
+            fold_after: self.fold_after,
+        };
         let handle = std::thread::Builder::new()
             .name("anonstats-writer".into())
-            .spawn(move || writer::run(conn, checkpoint_conn, rx, metrics))
+            .spawn(move || writer.run(checkpoint_conn, rx))
             .map_err(|e| StoreError::Backend(format!("cannot start the writer thread: {e}")))?;
         *self.writer.write().unwrap_or_else(|p| p.into_inner()) = Some(tx);
         *self.writer_thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
@@ -157,6 +206,12 @@ impl SqliteStore {
         Ok(conn)
     }
 
+    /// A reader that sees every committed event in the rollups.
+    fn settled_reader(&self) -> Result<Connection, StoreError> {
+        self.settle()?;
+        self.reader()
+    }
+
     fn control<T>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
@@ -190,14 +245,14 @@ impl EventStore for SqliteStore {
                 .ok_or_else(|| StoreError::Unavailable("the collector is shutting down".into()))?;
             let (reply, answer) = oneshot::channel();
             sender
-                .try_send(writer::Job {
+                .try_send(writer::Msg::Insert(writer::Job {
                     events,
                     rollup,
                     reply,
-                })
+                }))
                 .map_err(|e| match e {
-                    mpsc::error::TrySendError::Full(_) => StoreError::Overloaded,
-                    mpsc::error::TrySendError::Closed(_) => {
+                    TrySendError::Full(_) => StoreError::Overloaded,
+                    TrySendError::Disconnected(_) => {
                         StoreError::Unavailable("the collector is shutting down".into())
                     }
                 })?;

@@ -213,9 +213,50 @@ impl<'c> MachineSets<'c> {
     }
 }
 
+/// The sequence number up to which the rollups count events (see writer.rs).
+pub(super) fn folded_upto(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT value FROM meta WHERE key = 'rollup_seq'", [], |r| {
+        r.get(0)
+    })
+}
+
+pub(super) fn set_folded_upto(conn: &Connection, seq: i64) -> rusqlite::Result<()> {
+    conn.execute("UPDATE meta SET value = ?1 WHERE key = 'rollup_seq'", [seq])?;
+    Ok(())
+}
+
+/// What the stored events matching `filter` (SQL over `events`) add to the rollups.
+pub(super) fn count_events(
+    conn: &Connection,
+    filter: &str,
+    params: impl rusqlite::Params,
+) -> rusqlite::Result<Agg> {
+    let mut agg = Agg::default();
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT project_id, event, distinct_id, ts_ms, properties FROM events WHERE {filter}"
+    ))?;
+    let mut rows = stmt.query(params)?;
+    while let Some(row) = rows.next()? {
+        let event: String = row.get(1)?;
+        let distinct_id: String = row.get(2)?;
+        let props: String = row.get(4)?;
+        let props = serde_json::from_str(&props).unwrap_or_default();
+        agg.add(
+            row.get(0)?,
+            &event,
+            &distinct_id,
+            row.get(3)?,
+            &dims(&event, &props),
+        );
+    }
+    Ok(agg)
+}
+
 /// Recomputes a project's rollups for whole days from its raw events, after events were
-/// removed from them.
+/// removed from them. Only events the rollups already counted are counted again; the
+/// writer folds in the ones after them.
 pub(super) fn rebuild_days(conn: &Connection, project: i64, days: &[i64]) -> rusqlite::Result<()> {
+    let folded = folded_upto(conn)?;
     let mut agg = Agg::default();
     for &day in days {
         conn.execute(
@@ -229,24 +270,11 @@ pub(super) fn rebuild_days(conn: &Connection, project: i64, days: &[i64]) -> rus
             )?;
         }
         spans::invalidate(conn, project, day)?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT event, distinct_id, ts_ms, properties FROM events
-             WHERE project_id = ?1 AND ts_ms >= ?2 AND ts_ms < ?3",
-        )?;
-        let mut rows = stmt.query(params![project, day * DAY_MS, (day + 1) * DAY_MS])?;
-        while let Some(row) = rows.next()? {
-            let event: String = row.get(0)?;
-            let distinct_id: String = row.get(1)?;
-            let props: String = row.get(3)?;
-            let props = serde_json::from_str(&props).unwrap_or_default();
-            agg.add(
-                project,
-                &event,
-                &distinct_id,
-                row.get(2)?,
-                &dims(&event, &props),
-            );
-        }
+        agg.merge(count_events(
+            conn,
+            "project_id = ?1 AND ts_ms >= ?2 AND ts_ms < ?3 AND seq <= ?4",
+            params![project, day * DAY_MS, (day + 1) * DAY_MS, folded],
+        )?);
     }
     agg.flush(conn)
 }

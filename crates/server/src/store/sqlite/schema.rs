@@ -115,6 +115,10 @@ CREATE TABLE rollup_spans_done (
 DROP INDEX events_machine;
 DROP INDEX events_event_time;
 "#,
+    // The sequence number up to which the rollups count events (writer.rs).
+    r#"
+INSERT INTO meta (key, value) SELECT 'rollup_seq', COALESCE(MAX(seq), 0) FROM events;
+"#,
 ];
 
 /// Connection settings every connection uses: WAL so readers never block the writer,

@@ -42,7 +42,14 @@ pub struct Row<'a> {
     pub count: i64,
     pub first_ms: i64,
     pub last_ms: i64,
-    pub machines: MachineSet,
+    /// The stored machine set, decoded on demand.
+    pub machines: &'a [u8],
+}
+
+impl Row<'_> {
+    pub fn machines(&self) -> MachineSet {
+        MachineSet::from_bytes(self.machines)
+    }
 }
 
 /// Where to read the days `[from, to)` from: compacted spans `(span, start)`, and runs
@@ -141,7 +148,7 @@ pub fn row<'r>(r: &'r rusqlite::Row<'_>) -> rusqlite::Result<Row<'r>> {
         count: r.get(2)?,
         first_ms: r.get(3)?,
         last_ms: r.get(4)?,
-        machines: MachineSet::from_bytes(r.get_ref(5)?.as_blob()?),
+        machines: r.get_ref(5)?.as_blob()?,
     })
 }
 
@@ -194,24 +201,24 @@ pub fn compact(
 }
 
 /// Every (project, day) before `today` that has rollup rows, found by seeking from one
-/// day to the next rather than reading the whole index.
+/// key to the next rather than reading the whole index.
 fn data_days(conn: &Connection, today: i64) -> rusqlite::Result<Vec<(i64, i64)>> {
-    let projects: Vec<i64> = conn
-        .prepare("SELECT id FROM projects")?
-        .query_map([], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    let mut next = conn.prepare_cached(
+    let mut next_project =
+        conn.prepare_cached("SELECT MIN(project_id) FROM rollup_props WHERE project_id > ?1")?;
+    let mut next_day = conn.prepare_cached(
         "SELECT MIN(day) FROM rollup_props WHERE project_id = ?1 AND day > ?2 AND day < ?3",
     )?;
     let mut out = Vec::new();
-    for project in projects {
+    let mut project = i64::MIN;
+    while let Some(p) = next_project.query_row([project], |r| r.get::<_, Option<i64>>(0))? {
         let mut day = i64::MIN;
         while let Some(d) =
-            next.query_row(params![project, day, today], |r| r.get::<_, Option<i64>>(0))?
+            next_day.query_row(params![p, day, today], |r| r.get::<_, Option<i64>>(0))?
         {
-            out.push((project, d));
+            out.push((p, d));
             day = d;
         }
+        project = p;
     }
     Ok(out)
 }
@@ -250,7 +257,7 @@ fn compact_one(
             e.0 += r.count;
             e.1 = e.1.min(r.first_ms);
             e.2 = e.2.max(r.last_ms);
-            e.3.merge(&r.machines);
+            e.3.merge(&r.machines());
         }
         let mut insert = tx.prepare_cached(
             "INSERT OR REPLACE INTO rollup_spans

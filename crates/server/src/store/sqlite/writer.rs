@@ -1,12 +1,23 @@
 //! Group commit: one thread owns the write connection, drains every queued request,
 //! inserts them in one transaction and answers each once the commit is on disk.
+//!
+//! What committed events add to the rollups is kept in memory and folded in at most
+//! `fold_after` later (sooner once [`FOLD_EVENTS`] events wait, and before any insight is
+//! read), in the transaction of a commit, with the sequence number the rollups count up
+//! to (`meta.rollup_seq`). Folding many commits at once writes each rollup row once
+//! instead of once per commit. The events past that mark are counted again from the
+//! table after a crash, and whenever another connection changed the database meanwhile
+//! (erasure, retention, compaction, keys), so the rollups always equal the events.
 
-use super::rollup::Agg;
+use super::rollup::{self, Agg};
 use crate::metrics::Metrics;
 use crate::store::{Inserted, NewEvent, StoreError};
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
 
 pub(super) struct Job {
     pub events: Vec<NewEvent>,
@@ -16,9 +27,18 @@ pub(super) struct Job {
     pub reply: oneshot::Sender<Result<Inserted, StoreError>>,
 }
 
+pub(super) enum Msg {
+    Insert(Job),
+    /// Fold everything committed into the rollups, then answer.
+    Settle(Sender<()>),
+}
+
 /// Stop draining once this many events are in one transaction, so that one commit
 /// never holds up the first waiters for long.
 const MAX_EVENTS_PER_COMMIT: usize = 50_000;
+
+/// Fold as soon as this many committed events wait, whatever their age.
+const FOLD_EVENTS: usize = 200_000;
 
 /// Copy the write-ahead log into the database file once roughly this much event data
 /// was committed since the last copy (SQLite's own default is every 4 MB of log).
@@ -59,74 +79,6 @@ impl Checkpointer {
     }
 }
 
-pub(super) fn run(
-    mut conn: Connection,
-    checkpoint_conn: Connection,
-    mut rx: mpsc::Receiver<Job>,
-    metrics: Arc<Metrics>,
-) {
-    // SQLite's automatic checkpoint runs inside COMMIT, so every request of that group
-    // would wait for it; a thread of its own checkpoints instead.
-    for (pragma, value) in [("wal_autocheckpoint", 0), ("cache_size", -WRITER_CACHE_KIB)] {
-        if let Err(e) = conn.pragma_update(None, pragma, value) {
-            tracing::warn!(error = %e, pragma, "cannot tune the writer connection");
-        }
-    }
-    let checkpointer = match Checkpointer::start(checkpoint_conn) {
-        Ok(c) => Some(c),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot start the checkpoint thread; the writer checkpoints itself");
-            None
-        }
-    };
-    let mut since_checkpoint = 0usize;
-    while let Some(first) = rx.blocking_recv() {
-        let mut jobs = vec![first];
-        let mut total = jobs[0].events.len();
-        while total < MAX_EVENTS_PER_COMMIT {
-            match rx.try_recv() {
-                Ok(job) => {
-                    total += job.events.len();
-                    jobs.push(job);
-                }
-                Err(_) => break,
-            }
-        }
-        let bytes: usize = jobs
-            .iter()
-            .flat_map(|j| &j.events)
-            .map(|e| 64 + e.event.len() + e.distinct_id.len() + e.properties.len())
-            .sum();
-        match commit(&mut conn, &mut jobs) {
-            Ok(outcomes) => {
-                since_checkpoint += bytes;
-                metrics.commit(jobs.len(), total);
-                for (job, outcome) in jobs.into_iter().zip(outcomes) {
-                    let _ = job.reply.send(Ok(outcome));
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "commit failed; the requests in it are answered with an error");
-                for job in jobs {
-                    let _ = job.reply.send(Err(StoreError::Unavailable(e.to_string())));
-                }
-            }
-        }
-        // Requests that arrive meanwhile queue up and go into the next, larger commit.
-        if since_checkpoint >= CHECKPOINT_AFTER_BYTES {
-            since_checkpoint = 0;
-            match &checkpointer {
-                Some(c) => c.ask(),
-                None => checkpoint(&conn),
-            }
-        }
-    }
-    if let Some(c) = checkpointer {
-        c.finish();
-    }
-    checkpoint(&conn);
-}
-
 /// Copies committed pages from the log into the database file without waiting for readers.
 fn checkpoint(conn: &Connection) {
     let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
@@ -135,58 +87,305 @@ fn checkpoint(conn: &Connection) {
     }
 }
 
-fn commit(conn: &mut Connection, jobs: &mut [Job]) -> rusqlite::Result<Vec<Inserted>> {
-    let tx = conn.transaction()?;
-    let mut outcomes = Vec::with_capacity(jobs.len());
-    let mut rollups = Agg::default();
-    {
-        let mut insert = tx.prepare_cached(
-            "INSERT OR IGNORE INTO events
-             (project_id, uuid, event, distinct_id, ts_ms, received_ms, properties)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?;
-        for job in jobs.iter_mut() {
-            let mut out = Inserted::default();
-            let mut stored = Vec::new();
-            for e in &job.events {
-                let n = insert.execute(params![
-                    e.project_id,
-                    e.uuid.as_bytes(),
-                    e.event,
-                    e.distinct_id,
-                    e.timestamp_ms,
-                    e.received_ms,
-                    e.properties
-                ])?;
-                if n == 1 {
-                    out.stored += 1;
-                    stored.push(e);
-                } else {
-                    out.duplicates += 1;
-                }
+pub(super) struct Writer {
+    pub conn: Connection,
+    pub metrics: Arc<Metrics>,
+    /// Set while committed events wait to be folded, so readers know to settle first.
+    pub unfolded: Arc<AtomicBool>,
+    pub fold_after: Duration,
+}
+
+/// The fold state: the rollups count events up to `folded`; `pending` holds what the
+/// events after it add, unless `recount` says to count them from the table instead.
+struct Fold {
+    folded: i64,
+    committed: i64,
+    /// The next event's sequence number. Given here rather than by SQLite, which would
+    /// reuse the numbers of deleted last rows, so numbers past `folded` are always new.
+    next_seq: i64,
+    pending: Agg,
+    pending_events: usize,
+    since: Option<Instant>,
+    recount: bool,
+    /// `PRAGMA data_version` when the last fold ran; it changes only when another
+    /// connection commits.
+    data_version: i64,
+}
+
+impl Writer {
+    pub fn run(mut self, checkpoint_conn: Connection, rx: Receiver<Msg>) {
+        // SQLite's automatic checkpoint runs inside COMMIT, so every request of that group
+        // would wait for it; a thread of its own checkpoints instead.
+        for (pragma, value) in [("wal_autocheckpoint", 0), ("cache_size", -WRITER_CACHE_KIB)] {
+            if let Err(e) = self.conn.pragma_update(None, pragma, value) {
+                tracing::warn!(error = %e, pragma, "cannot tune the writer connection");
             }
-            if out.duplicates == 0 {
-                rollups.merge(std::mem::take(&mut job.rollup));
+        }
+        let checkpointer = match Checkpointer::start(checkpoint_conn) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the checkpoint thread; the writer checkpoints itself");
+                None
+            }
+        };
+        let mut fold = match self.recover() {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the rollup mark; the writer stops");
+                return;
+            }
+        };
+        self.fold_alone(&mut fold);
+        let mut since_checkpoint = 0usize;
+        loop {
+            let msg = match fold.since {
+                Some(t) => match rx.recv_timeout(self.fold_after.saturating_sub(t.elapsed())) {
+                    Ok(m) => Some(m),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => break,
+                },
+                None => match rx.recv() {
+                    Ok(m) => Some(m),
+                    Err(_) => break,
+                },
+            };
+            let mut jobs = Vec::new();
+            let mut settles = Vec::new();
+            let mut total = 0;
+            let mut next = msg;
+            loop {
+                match next {
+                    Some(Msg::Insert(job)) => {
+                        total += job.events.len();
+                        jobs.push(job);
+                    }
+                    Some(Msg::Settle(reply)) => settles.push(reply),
+                    None => {}
+                }
+                if total >= MAX_EVENTS_PER_COMMIT || !settles.is_empty() {
+                    break;
+                }
+                next = match rx.try_recv() {
+                    Ok(m) => Some(m),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => break,
+                };
+            }
+            let due = !settles.is_empty()
+                || fold.pending_events + total >= FOLD_EVENTS
+                || fold.since.is_some_and(|t| t.elapsed() >= self.fold_after);
+            if jobs.is_empty() {
+                if due {
+                    self.fold_alone(&mut fold);
+                }
             } else {
-                // Rare: the request's rollup counted its duplicates too; count again
-                // from the stored events alone.
-                for e in stored {
-                    let props = serde_json::from_str(&e.properties).unwrap_or_default();
-                    let dims = crate::rollup::dims(&e.event, &props);
-                    rollups.add(
-                        e.project_id,
-                        &e.event,
-                        &e.distinct_id,
-                        e.timestamp_ms,
-                        &dims,
-                    );
+                since_checkpoint += self.insert(&mut fold, jobs, total, due);
+            }
+            for reply in settles {
+                let _ = reply.send(());
+            }
+            // Requests that arrive meanwhile queue up and go into the next, larger commit.
+            if since_checkpoint >= CHECKPOINT_AFTER_BYTES {
+                since_checkpoint = 0;
+                match &checkpointer {
+                    Some(c) => c.ask(),
+                    None => checkpoint(&self.conn),
                 }
             }
-            outcomes.push(out);
+        }
+        self.fold_alone(&mut fold);
+        if let Some(c) = checkpointer {
+            c.finish();
+        }
+        checkpoint(&self.conn);
+    }
+
+    /// Where the rollups stand: events stored past the mark (a crash before their fold)
+    /// are counted from the table at the first fold.
+    fn recover(&self) -> rusqlite::Result<Fold> {
+        let folded = rollup::folded_upto(&self.conn)?;
+        let committed: i64 =
+            self.conn
+                .query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?;
+        Ok(Fold {
+            folded,
+            committed,
+            next_seq: committed.max(folded) + 1,
+            pending: Agg::default(),
+            pending_events: 0,
+            since: None,
+            recount: committed > folded,
+            data_version: data_version(&self.conn)?,
+        })
+    }
+
+    /// Commits one group of requests, folding when `fold_now`, and answers each request;
+    /// returns roughly how many bytes of events it wrote.
+    fn insert(
+        &mut self,
+        fold: &mut Fold,
+        mut jobs: Vec<Job>,
+        total: usize,
+        fold_now: bool,
+    ) -> usize {
+        let bytes: usize = jobs
+            .iter()
+            .flat_map(|j| &j.events)
+            .map(|e| 64 + e.event.len() + e.distinct_id.len() + e.properties.len())
+            .sum();
+        let outcome = (|| {
+            let tx = self.conn.transaction()?;
+            let (outcomes, added) = insert_events(&tx, &mut jobs, &mut fold.next_seq)?;
+            fold.pending.merge(added);
+            let upto = fold.next_seq - 1;
+            let version = if fold_now {
+                Some(fold_into(&tx, fold, upto)?)
+            } else {
+                None
+            };
+            tx.commit()?;
+            Ok::<_, rusqlite::Error>((outcomes, version, upto))
+        })();
+        match outcome {
+            Ok((outcomes, version, upto)) => {
+                fold.committed = upto;
+                fold.pending_events += total;
+                fold.since.get_or_insert_with(Instant::now);
+                if let Some(v) = version {
+                    fold.done(v);
+                }
+                self.unfolded
+                    .store(fold.committed > fold.folded, Ordering::SeqCst);
+                self.metrics.commit(jobs.len(), total);
+                for (job, outcome) in jobs.into_iter().zip(outcomes) {
+                    let _ = job.reply.send(Ok(outcome));
+                }
+                bytes
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "commit failed; the requests in it are answered with an error");
+                // What was merged may count events that were not stored.
+                fold.recount = true;
+                for job in jobs {
+                    let _ = job.reply.send(Err(StoreError::Unavailable(e.to_string())));
+                }
+                0
+            }
         }
     }
-    // Duplicates were skipped above, so rollups count exactly the stored events.
-    rollups.flush(&tx)?;
-    tx.commit()?;
-    Ok(outcomes)
+
+    /// Folds what waits in a transaction of its own.
+    fn fold_alone(&mut self, fold: &mut Fold) {
+        if fold.committed <= fold.folded && !fold.recount {
+            fold.since = None;
+            self.unfolded.store(false, Ordering::SeqCst);
+            return;
+        }
+        let done = (|| {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let version = fold_into(&tx, fold, fold.committed)?;
+            tx.commit()?;
+            Ok::<_, rusqlite::Error>(version)
+        })();
+        match done {
+            Ok(v) => fold.done(v),
+            Err(e) => {
+                tracing::error!(error = %e, "folding into the rollups failed; it is retried");
+                fold.recount = true;
+            }
+        }
+        self.unfolded
+            .store(fold.committed > fold.folded, Ordering::SeqCst);
+    }
+}
+
+impl Fold {
+    /// After the commit that folded: everything up to `committed` is counted.
+    fn done(&mut self, data_version: i64) {
+        self.folded = self.committed;
+        self.pending_events = 0;
+        self.since = None;
+        self.recount = false;
+        self.data_version = data_version;
+    }
+}
+
+/// Writes what the events up to `upto` add into the rollups within `tx` and moves the
+/// mark there; returns the data version to compare with at the next fold. On error the
+/// pending rows are gone, and the caller recounts.
+fn fold_into(tx: &Transaction<'_>, fold: &mut Fold, upto: i64) -> rusqlite::Result<i64> {
+    let version = data_version(tx)?;
+    let pending = std::mem::take(&mut fold.pending);
+    let agg = if fold.recount || version != fold.data_version {
+        rollup::count_events(tx, "seq > ?1 AND seq <= ?2", params![fold.folded, upto])?
+    } else {
+        pending
+    };
+    agg.flush(tx)?;
+    rollup::set_folded_upto(tx, upto)?;
+    Ok(version)
+}
+
+fn data_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA data_version", [], |r| r.get(0))
+}
+
+/// Inserts the jobs' events numbered from `next_seq` on; returns each job's outcome and
+/// what the stored events add to the rollups.
+fn insert_events(
+    tx: &Transaction<'_>,
+    jobs: &mut [Job],
+    next_seq: &mut i64,
+) -> rusqlite::Result<(Vec<Inserted>, Agg)> {
+    let mut outcomes = Vec::with_capacity(jobs.len());
+    let mut rollups = Agg::default();
+    let mut insert = tx.prepare_cached(
+        "INSERT OR IGNORE INTO events
+         (seq, project_id, uuid, event, distinct_id, ts_ms, received_ms, properties)
+         VALUES (?8, ?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for job in jobs.iter_mut() {
+        let mut out = Inserted::default();
+        let mut stored = Vec::new();
+        for e in &job.events {
+            let n = insert.execute(params![
+                e.project_id,
+                e.uuid.as_bytes(),
+                e.event,
+                e.distinct_id,
+                e.timestamp_ms,
+                e.received_ms,
+                e.properties,
+                *next_seq
+            ])?;
+            if n == 1 {
+                out.stored += 1;
+                *next_seq += 1;
+                stored.push(e);
+            } else {
+                out.duplicates += 1;
+            }
+        }
+        if out.duplicates == 0 {
+            rollups.merge(std::mem::take(&mut job.rollup));
+        } else {
+            // Rare: the request's rollup counted its duplicates too; count again from
+            // the stored events alone.
+            for e in stored {
+                let props = serde_json::from_str(&e.properties).unwrap_or_default();
+                let dims = crate::rollup::dims(&e.event, &props);
+                rollups.add(
+                    e.project_id,
+                    &e.event,
+                    &e.distinct_id,
+                    e.timestamp_ms,
+                    &dims,
+                );
+            }
+        }
+        outcomes.push(out);
+    }
+    Ok((outcomes, rollups))
 }
