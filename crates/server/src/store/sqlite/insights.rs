@@ -95,31 +95,6 @@ impl Where {
     }
 }
 
-/// Whether a value was seen on at least k machines, found with as few machine sets
-/// decoded and merged as can be: one stored set that large settles it.
-#[derive(Default)]
-struct AtLeast {
-    proven: bool,
-    seen: MachineSet,
-}
-
-impl AtLeast {
-    fn add(&mut self, stored: &[u8], k: u64) {
-        if self.proven {
-            return;
-        }
-        if MachineSet::stored_count(stored) >= k {
-            self.proven = true;
-        } else {
-            self.seen.merge(&MachineSet::from_bytes(stored));
-            self.proven = self.seen.count() >= k;
-        }
-        if self.proven {
-            self.seen = MachineSet::default();
-        }
-    }
-}
-
 /// The bucket holding `day` (its first day; 0 without a time axis) and the first day of
 /// the next bucket, as [`bucket`] buckets in SQL.
 fn day_bucket(interval: Option<Interval>, day: i64) -> (i64, i64) {
@@ -167,18 +142,18 @@ fn one_value(scope: &Scope, prop: &str, value: &str) -> Where {
     w
 }
 
-/// Hands `f` the rollup rows of `prop` (every property when `None`) over the days
-/// `[from, to)` and the scope's events; rows of one value are the caller's to add up.
+/// Hands `f` the rollup rows `sel` asks for over the days `[from, to)` and the scope's
+/// events; rows of one value are the caller's to add up.
 fn prop_rows(
     conn: &Connection,
     scope: &Scope,
-    prop: Option<&str>,
+    sel: spans::Select<'_>,
     from: i64,
     to: i64,
     mut f: impl FnMut(spans::Row<'_>),
 ) -> Result<(), StoreError> {
     if scope.events.is_empty() {
-        return Ok(spans::visit(conn, scope.project_id, prop, from, to, f)?);
+        return Ok(spans::visit(conn, scope.project_id, sel, from, to, f)?);
     }
     let mut w = Where::new(scope.project_id);
     w.push(
@@ -186,13 +161,14 @@ fn prop_rows(
         [Sql::Integer(from), Sql::Integer(to)],
     );
     w.events(&scope.events, "event");
-    if let Some(p) = prop {
+    if let Some(p) = sel.prop {
         w.push("prop = ?", [Sql::Text(p.to_string())]);
     }
-    let sql = format!(
-        "SELECT prop, value, count, first_ms, last_ms, machines FROM rollup_props_full WHERE {}",
-        w.clause()
-    );
+    if let Some(v) = sel.value {
+        w.push("value = ?", [Sql::Text(v.to_string())]);
+    }
+    let (columns, table) = spans::day_columns(&sel);
+    let sql = format!("SELECT {columns} FROM {table} WHERE {}", w.clause());
     union_rows(conn, &sql, &w, |r| {
         f(spans::row(r)?);
         Ok(())
@@ -320,7 +296,12 @@ impl InsightStore for SqliteStore {
             while d < to {
                 let (b, next) = day_bucket(over, d);
                 let end = next.min(to);
-                prop_rows(&conn, scope, Some(property), d, end, |r| {
+                let sel = spans::Select {
+                    prop: Some(property),
+                    value: None,
+                    sets: true,
+                };
+                prop_rows(&conn, scope, sel, d, end, |r| {
                     add(b, r.value, r.count, &r.machines())
                 })?;
                 d = end;
@@ -445,7 +426,12 @@ impl InsightStore for SqliteStore {
                 ..scope.clone()
             };
             let (from, to) = day_range(scope);
-            prop_rows(&conn, &any_event, Some(FATAL_SITE), from, to, |r| {
+            let sel = spans::Select {
+                prop: Some(FATAL_SITE),
+                value: None,
+                sets: true,
+            };
+            prop_rows(&conn, &any_event, sel, from, to, |r| {
                 add(r.value, r.count as u64, r.machines(), r.first_ms, r.last_ms)
             })?;
         } else {
@@ -485,18 +471,20 @@ impl InsightStore for SqliteStore {
 
     fn properties(&self, scope: &Scope, k: u64) -> Result<Vec<PropertySummary>, StoreError> {
         let conn = self.settled_reader()?;
-        let mut by_prop: FxHashMap<String, FxHashMap<String, (u64, AtLeast)>> =
-            FxHashMap::default();
+        // Counts first, without machine sets: a value is seen on at least k machines
+        // when one row says so. Sets are read only for the values that may become
+        // examples and that no row settles.
+        let mut by_prop: FxHashMap<String, FxHashMap<String, (u64, bool)>> = FxHashMap::default();
         let (from, to) = day_range(scope);
-        prop_rows(&conn, scope, None, from, to, |r| {
+        prop_rows(&conn, scope, spans::Select::default(), from, to, |r| {
             if r.prop == FATAL_SITE {
                 return;
             }
             let entry = slot(slot(&mut by_prop, r.prop), r.value);
             entry.0 += r.count as u64;
-            entry.1.add(r.machines, k);
+            entry.1 |= r.machine_count.is_some_and(|n| n >= k);
         })?;
-        let mut groups: Vec<((String, String), (u64, AtLeast))> = by_prop
+        let mut groups: Vec<((String, String), (u64, bool))> = by_prop
             .into_iter()
             .flat_map(|(p, values)| values.into_iter().map(move |(v, t)| ((p.clone(), v), t)))
             .collect();
@@ -504,8 +492,31 @@ impl InsightStore for SqliteStore {
         groups.sort_by(|((pa, va), (ca, _)), ((pb, vb), (cb, _))| {
             pa.cmp(pb).then(cb.cmp(ca)).then(va.cmp(vb))
         });
+        let mut examples = 0;
+        for i in 0..groups.len() {
+            if i == 0 || groups[i].0.0 != groups[i - 1].0.0 {
+                examples = 0;
+            }
+            let ((prop, value), (_, proven)) = &mut groups[i];
+            if examples >= 5 {
+                continue;
+            }
+            if !*proven {
+                let mut seen = MachineSet::default();
+                let sel = spans::Select {
+                    prop: Some(prop),
+                    value: Some(value),
+                    sets: true,
+                };
+                prop_rows(&conn, scope, sel, from, to, |r| {
+                    seen.merge(&r.machines());
+                })?;
+                *proven = seen.count() >= k;
+            }
+            examples += usize::from(*proven);
+        }
         let mut out: Vec<PropertySummary> = Vec::new();
-        for ((name, value), (count, machines)) in groups {
+        for ((name, value), (count, proven)) in groups {
             if out.last().is_none_or(|p| p.name != name) {
                 out.push(PropertySummary {
                     name,
@@ -517,7 +528,7 @@ impl InsightStore for SqliteStore {
             if let Some(p) = out.last_mut() {
                 p.distinct_values += 1;
                 p.events += count;
-                if machines.proven && p.examples.len() < 5 {
+                if proven && p.examples.len() < 5 {
                     p.examples.push(value);
                 }
             }
@@ -594,6 +605,7 @@ impl InsightStore for SqliteStore {
     }
 
     fn sql(&self, sql: &str, limits: SqlLimits) -> Result<SqlResult, StoreError> {
-        super::adhoc::run(&mut self.settled_reader()?, sql, limits)
+        self.settle()?;
+        super::adhoc::run(&mut self.reader()?, sql, limits)
     }
 }

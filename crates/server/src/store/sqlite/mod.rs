@@ -35,8 +35,38 @@ pub struct SqliteStore {
     /// How long a committed event may wait to be folded into the rollups.
     fold_after: std::time::Duration,
     writer_thread: Mutex<Option<JoinHandle<()>>>,
+    /// Readers for insights, kept between questions.
+    readers: Mutex<Vec<Connection>>,
     /// Dropping the sender stops the compactor.
     compactor: Mutex<Option<(std::sync::mpsc::Sender<()>, JoinHandle<()>)>>,
+}
+
+/// Page cache of each pooled reader (KiB).
+const READER_CACHE_KIB: i64 = 64 << 10;
+
+/// Readers kept between questions.
+const READERS_KEPT: usize = 4;
+
+/// A pooled reader; goes back to the pool when dropped.
+struct PooledReader<'a> {
+    conn: Option<Connection>,
+    pool: &'a Mutex<Vec<Connection>>,
+}
+
+impl std::ops::Deref for PooledReader<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.conn.as_ref().expect("present until dropped")
+    }
+}
+
+impl Drop for PooledReader<'_> {
+    fn drop(&mut self) {
+        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        if pool.len() < READERS_KEPT {
+            pool.extend(self.conn.take());
+        }
+    }
 }
 
 /// How long committed events may wait to be folded into the rollups by default.
@@ -69,6 +99,7 @@ impl SqliteStore {
             fold_after: DEFAULT_FOLD_AFTER,
             writer_thread: Mutex::new(None),
             compactor: Mutex::new(None),
+            readers: Mutex::new(Vec::new()),
         })
     }
 
@@ -206,10 +237,23 @@ impl SqliteStore {
         Ok(conn)
     }
 
-    /// A reader that sees every committed event in the rollups.
-    fn settled_reader(&self) -> Result<Connection, StoreError> {
+    /// A reader for insights, which sees every committed event in the rollups. Readers
+    /// are kept for the next question so that their page caches stay warm.
+    fn settled_reader(&self) -> Result<PooledReader<'_>, StoreError> {
         self.settle()?;
-        self.reader()
+        let pooled = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => {
+                let c = self.reader()?;
+                c.pragma_update(None, "cache_size", -READER_CACHE_KIB)?;
+                c
+            }
+        };
+        Ok(PooledReader {
+            conn: Some(conn),
+            pool: &self.readers,
+        })
     }
 
     fn control<T>(

@@ -137,12 +137,14 @@ impl Agg {
             stmt.execute(params![project, event, hour, count])?;
         }
         let mut counts = conn.prepare_cached(
-            "INSERT INTO rollup_props (project_id, prop, day, event, value, count, first_ms, last_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+            "INSERT INTO rollup_props
+             (project_id, prop, day, event, value, count, first_ms, last_ms, machine_count)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
              ON CONFLICT (project_id, prop, day, event, value) DO UPDATE SET
                count = count + excluded.count,
                first_ms = min(first_ms, excluded.first_ms),
-               last_ms = max(last_ms, excluded.last_ms)",
+               last_ms = max(last_ms, excluded.last_ms),
+               machine_count = excluded.machine_count",
         )?;
         let mut sets = MachineSets::new(
             conn,
@@ -159,10 +161,19 @@ impl Agg {
             for (event, by_prop) in by_event {
                 for (prop, by_value) in by_prop {
                     for (value, a) in by_value {
+                        let machines =
+                            sets.add(params![project, prop, day, event, value], &a.machines)?;
                         counts.execute(params![
-                            project, prop, day, event, value, a.count, a.first_ms, a.last_ms
+                            project,
+                            prop,
+                            day,
+                            event,
+                            value,
+                            a.count,
+                            a.first_ms,
+                            a.last_ms,
+                            machines as i64
                         ])?;
-                        sets.add(params![project, prop, day, event, value], &a.machines)?;
                     }
                 }
             }
@@ -193,14 +204,15 @@ impl<'c> MachineSets<'c> {
         })
     }
 
-    fn add(&mut self, key: &[&dyn rusqlite::ToSql], set: &MachineSet) -> rusqlite::Result<()> {
+    /// Merges `set` into the stored one; returns the size of the result.
+    fn add(&mut self, key: &[&dyn rusqlite::ToSql], set: &MachineSet) -> rusqlite::Result<u64> {
         let stored: Option<Vec<u8>> = self.read.query_row(key, |r| r.get(0)).optional()?;
         let merged = match stored {
             None => set.clone(),
             Some(bytes) => {
                 let mut s = MachineSet::from_bytes(&bytes);
                 if !s.merge(set) {
-                    return Ok(());
+                    return Ok(s.count());
                 }
                 s
             }
@@ -209,7 +221,7 @@ impl<'c> MachineSets<'c> {
         let mut values: Vec<&dyn rusqlite::ToSql> = key.to_vec();
         values.push(&blob);
         self.write.execute(values.as_slice())?;
-        Ok(())
+        Ok(merged.count())
     }
 }
 

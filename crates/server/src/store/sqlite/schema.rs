@@ -98,6 +98,16 @@ CREATE TABLE rollup_spans (
     count       INTEGER NOT NULL,
     first_ms    INTEGER NOT NULL,
     last_ms     INTEGER NOT NULL,
+    machine_count INTEGER NOT NULL,
+    PRIMARY KEY (project_id, span, start, prop, value)
+) WITHOUT ROWID;
+-- The sets apart, so that questions about counts never read their pages.
+CREATE TABLE rollup_span_machines (
+    project_id  INTEGER NOT NULL,
+    span        INTEGER NOT NULL,
+    start       INTEGER NOT NULL,
+    prop        TEXT NOT NULL,
+    value       TEXT NOT NULL,
     machines    BLOB NOT NULL,
     PRIMARY KEY (project_id, span, start, prop, value)
 ) WITHOUT ROWID;
@@ -112,12 +122,19 @@ CREATE TABLE rollup_spans_done (
     // Every index on events is paid for by every insert; these two served only erasure
     // (now a scan) and raw queries that the rollups answer instead.
     r#"
-DROP INDEX events_machine;
-DROP INDEX events_event_time;
+DROP INDEX IF EXISTS events_machine;
+DROP INDEX IF EXISTS events_event_time;
 "#,
     // The sequence number up to which the rollups count events (writer.rs).
     r#"
-INSERT INTO meta (key, value) SELECT 'rollup_seq', COALESCE(MAX(seq), 0) FROM events;
+INSERT OR IGNORE INTO meta (key, value) SELECT 'rollup_seq', COALESCE(MAX(seq), 0) FROM events;
+"#,
+    // The size of each row's machine set beside its counts; NULL for rows written before.
+    r#"
+ALTER TABLE rollup_props ADD COLUMN machine_count INTEGER;
+DROP VIEW rollup_props_full;
+CREATE VIEW rollup_props_full AS
+    SELECT * FROM rollup_props JOIN rollup_prop_machines USING (project_id, prop, day, event, value);
 "#,
 ];
 

@@ -42,13 +42,18 @@ pub struct Row<'a> {
     pub count: i64,
     pub first_ms: i64,
     pub last_ms: i64,
-    /// The stored machine set, decoded on demand.
-    pub machines: &'a [u8],
+    /// The machine set's size, where it is stored beside the counts.
+    pub machine_count: Option<u64>,
+    /// The stored machine set, when selected.
+    pub stored_machines: Option<&'a [u8]>,
 }
 
 impl Row<'_> {
+    /// The machine set (empty when not selected).
     pub fn machines(&self) -> MachineSet {
-        MachineSet::from_bytes(self.machines)
+        self.stored_machines
+            .map(MachineSet::from_bytes)
+            .unwrap_or_default()
     }
 }
 
@@ -101,46 +106,154 @@ fn done_within(
     rows.collect()
 }
 
-/// Hands `f` the rollup rows of `prop` (every property when `None`) over the days
-/// `[from, to)` and every event. A property value may come in several rows (one per
-/// span or per event and day); the caller adds them up.
+/// Which rollup rows to read: of one property or all, of one value or all, and with
+/// their machine sets or without (then [`Row::machines`] is empty).
+#[derive(Clone, Copy, Default)]
+pub struct Select<'a> {
+    pub prop: Option<&'a str>,
+    pub value: Option<&'a str>,
+    pub sets: bool,
+}
+
+impl Select<'_> {
+    /// The WHERE clause's filters on `?4` (property) and `?5` (value), columns prefixed
+    /// by `table`. Absent filters keep their parameter so that every query binds alike.
+    pub fn filters(&self, table: &str) -> String {
+        let prop = match self.prop {
+            Some(_) => format!("AND {table}prop = ?4"),
+            None => "AND ?4 IS NULL".into(),
+        };
+        let value = match self.value {
+            Some(_) => format!("AND {table}value = ?5"),
+            None => "AND ?5 IS NULL".into(),
+        };
+        format!("{prop} {value}")
+    }
+}
+
+/// The columns [`row`] reads, from `rollup_props` or (with sets) `rollup_props_full`.
+pub fn day_columns(sel: &Select<'_>) -> (&'static str, &'static str) {
+    if sel.sets {
+        (
+            "prop, value, count, first_ms, last_ms, machine_count, machines",
+            "rollup_props_full",
+        )
+    } else {
+        (
+            "prop, value, count, first_ms, last_ms, machine_count, NULL",
+            "rollup_props",
+        )
+    }
+}
+
+/// Hands `f` the rollup rows `sel` asks for over the days `[from, to)` and every event.
+/// A property value may come in several rows (one per span or per event and day); the
+/// caller adds them up.
 pub fn visit(
     conn: &Connection,
     project: i64,
-    prop: Option<&str>,
+    sel: Select<'_>,
     from: i64,
     to: i64,
     mut f: impl FnMut(Row<'_>),
 ) -> rusqlite::Result<()> {
     let plan = plan(&done_within(conn, project, from, to)?, from, to);
-    let by_prop = if prop.is_some() {
-        "AND prop = ?4"
-    } else {
-        "AND ?4 IS NULL"
+    let filters = sel.filters("");
+    // With sets, each table is read in key order beside its sets' table, rather than
+    // looking every set up by its key.
+    let order = |key: &str| {
+        if sel.sets {
+            format!("ORDER BY {key}")
+        } else {
+            String::new()
+        }
     };
-    let mut spans = conn.prepare_cached(&format!(
-        "SELECT prop, value, count, first_ms, last_ms, machines FROM rollup_spans
-         WHERE project_id = ?1 AND span = ?2 AND start = ?3 {by_prop}"
+    let mut span_counts = conn.prepare_cached(&format!(
+        "SELECT prop, value, count, first_ms, last_ms, machine_count, NULL, 0, '' FROM rollup_spans
+         WHERE project_id = ?1 AND span = ?2 AND start = ?3 {filters} {}",
+        order("prop, value")
+    ))?;
+    let mut span_sets = conn.prepare_cached(&format!(
+        "SELECT prop, 0, '', value, machines FROM rollup_span_machines
+         WHERE project_id = ?1 AND span = ?2 AND start = ?3 {filters} ORDER BY prop, value"
     ))?;
     for (span, start) in plan.spans {
-        let mut rows = spans.query(params![project, span, start, prop])?;
-        while let Some(r) = rows.next()? {
-            f(row(r)?);
-        }
+        let key = params![project, span, start, sel.prop, sel.value];
+        let sets = if sel.sets {
+            Some(span_sets.query(key)?)
+        } else {
+            None
+        };
+        walk(span_counts.query(key)?, sets, &mut f)?;
     }
-    let mut days = conn.prepare_cached(&format!(
-        "SELECT prop, value, count, first_ms, last_ms, machines FROM rollup_props_full
-         WHERE project_id = ?1 AND day >= ?2 AND day < ?3 {by_prop}"
+    let mut day_counts = conn.prepare_cached(&format!(
+        "SELECT prop, value, count, first_ms, last_ms, machine_count, NULL, day, event FROM rollup_props
+         WHERE project_id = ?1 AND day >= ?2 AND day < ?3 {filters} {}",
+        order("prop, day, event, value")
+    ))?;
+    let mut day_sets = conn.prepare_cached(&format!(
+        "SELECT prop, day, event, value, machines FROM rollup_prop_machines
+         WHERE project_id = ?1 AND day >= ?2 AND day < ?3 {filters} ORDER BY prop, day, event, value"
     ))?;
     for (a, b) in plan.days {
-        let mut rows = days.query(params![project, a, b, prop])?;
-        while let Some(r) = rows.next()? {
-            f(row(r)?);
-        }
+        let key = params![project, a, b, sel.prop, sel.value];
+        let sets = if sel.sets {
+            Some(day_sets.query(key)?)
+        } else {
+            None
+        };
+        walk(day_counts.query(key)?, sets, &mut f)?;
     }
     Ok(())
 }
 
+/// Hands `f` each row of `counts` ([`row`]'s columns, then the key's day and event),
+/// with its set from `sets` (prop, day, event, value, machines) when given; both list
+/// the same keys in the same order.
+fn walk(
+    mut counts: rusqlite::Rows<'_>,
+    sets: Option<rusqlite::Rows<'_>>,
+    f: &mut impl FnMut(Row<'_>),
+) -> rusqlite::Result<()> {
+    type Key = (String, i64, String, String);
+    let Some(mut sets) = sets else {
+        while let Some(r) = counts.next()? {
+            f(row(r)?);
+        }
+        return Ok(());
+    };
+    let mut next_set = || -> rusqlite::Result<Option<(Key, Vec<u8>)>> {
+        Ok(match sets.next()? {
+            Some(s) => Some(((s.get(0)?, s.get(1)?, s.get(2)?, s.get(3)?), s.get(4)?)),
+            None => None,
+        })
+    };
+    fn at(k: &Key) -> (&str, i64, &str, &str) {
+        (&k.0, k.1, &k.2, &k.3)
+    }
+    let mut set = next_set()?;
+    while let Some(c) = counts.next()? {
+        let mut r = row(c)?;
+        let key = (
+            r.prop,
+            c.get::<_, i64>(7)?,
+            c.get_ref(8)?.as_str()?,
+            r.value,
+        );
+        while set.as_ref().is_some_and(|(k, _)| at(k) < key) {
+            set = next_set()?;
+        }
+        if let Some((k, blob)) = &set
+            && at(k) == key
+        {
+            r.stored_machines = Some(blob);
+        }
+        f(r);
+    }
+    Ok(())
+}
+
+/// A row of `prop, value, count, first_ms, last_ms, machine_count, machines`.
 pub fn row<'r>(r: &'r rusqlite::Row<'_>) -> rusqlite::Result<Row<'r>> {
     Ok(Row {
         prop: r.get_ref(0)?.as_str()?,
@@ -148,22 +261,28 @@ pub fn row<'r>(r: &'r rusqlite::Row<'_>) -> rusqlite::Result<Row<'r>> {
         count: r.get(2)?,
         first_ms: r.get(3)?,
         last_ms: r.get(4)?,
-        machines: r.get_ref(5)?.as_blob()?,
+        machine_count: r.get::<_, Option<i64>>(5)?.map(|n| n as u64),
+        stored_machines: match r.get_ref(6)? {
+            rusqlite::types::ValueRef::Blob(b) => Some(b),
+            _ => None,
+        },
     })
 }
 
 /// Removes the compacted spans that hold `day`, because its day rows changed.
 pub fn invalidate(conn: &Connection, project: i64, day: i64) -> rusqlite::Result<()> {
-    let mut rows = conn.prepare_cached(
-        "DELETE FROM rollup_spans WHERE project_id = ?1 AND span = ?2 AND start = ?3",
-    )?;
     let mut done = conn.prepare_cached(
         "DELETE FROM rollup_spans_done WHERE project_id = ?1 AND span = ?2 AND start = ?3",
     )?;
     for span in SPANS {
         let start = span_start(span, day);
         if done.execute(params![project, span, start])? > 0 {
-            rows.execute(params![project, span, start])?;
+            for table in ["rollup_spans", "rollup_span_machines"] {
+                conn.prepare_cached(&format!(
+                    "DELETE FROM {table} WHERE project_id = ?1 AND span = ?2 AND start = ?3"
+                ))?
+                .execute(params![project, span, start])?;
+            }
         }
     }
     Ok(())
@@ -172,8 +291,9 @@ pub fn invalidate(conn: &Connection, project: i64, day: i64) -> rusqlite::Result
 /// Removes every compacted span that starts before `day`, after the days before it were
 /// purged (the spans straddling `day` are compacted again from what is left).
 pub fn invalidate_before(conn: &Connection, day: i64) -> rusqlite::Result<()> {
-    conn.execute("DELETE FROM rollup_spans WHERE start < ?1", [day])?;
-    conn.execute("DELETE FROM rollup_spans_done WHERE start < ?1", [day])?;
+    for table in ["rollup_spans", "rollup_span_machines", "rollup_spans_done"] {
+        conn.execute(&format!("DELETE FROM {table} WHERE start < ?1"), [day])?;
+    }
     Ok(())
 }
 
@@ -244,8 +364,8 @@ fn compact_one(
     let mut merged: HashMap<(String, String), (i64, i64, i64, MachineSet)> = HashMap::default();
     {
         let mut stmt = tx.prepare_cached(
-            "SELECT prop, value, count, first_ms, last_ms, machines FROM rollup_props_full
-             WHERE project_id = ?1 AND day >= ?2 AND day < ?3",
+            "SELECT prop, value, count, first_ms, last_ms, machine_count, machines
+             FROM rollup_props_full WHERE project_id = ?1 AND day >= ?2 AND day < ?3",
         )?;
         let mut rows = stmt.query(params![project, start, start + span])?;
         while let Some(r) = rows.next()? {
@@ -259,21 +379,26 @@ fn compact_one(
             e.2 = e.2.max(r.last_ms);
             e.3.merge(&r.machines());
         }
-        let mut insert = tx.prepare_cached(
+        let mut counts = tx.prepare_cached(
             "INSERT OR REPLACE INTO rollup_spans
-             (project_id, span, start, prop, value, count, first_ms, last_ms, machines)
+             (project_id, span, start, prop, value, count, first_ms, last_ms, machine_count)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?;
+        let mut sets = tx.prepare_cached(
+            "INSERT OR REPLACE INTO rollup_span_machines (project_id, span, start, prop, value, machines)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
         for ((prop, value), (count, first, last, machines)) in &merged {
-            insert.execute(params![
+            let n = machines.count() as i64;
+            counts.execute(params![
+                project, span, start, prop, value, count, first, last, n
+            ])?;
+            sets.execute(params![
                 project,
                 span,
                 start,
                 prop,
                 value,
-                count,
-                first,
-                last,
                 machines.to_bytes()
             ])?;
         }
