@@ -303,9 +303,9 @@ fn assemble(
     name: &str,
     own: serde_json::Map<String, Value>,
     m: &Machine,
-) -> (String, Vec<(String, String)>) {
+) -> (String, rollup::Dims) {
     let mut dims = rollup::dims(name, &own);
-    dims.extend(m.dims.iter().cloned());
+    dims.extend(&m.dims);
     let own = Value::Object(own).to_string();
     let mut text = String::with_capacity(own.len() + m.json.len() + 1);
     text.push_str(&own[..own.len() - 1]);
@@ -346,8 +346,9 @@ mod tests {
                 "the privacy filter would change {}",
                 e.properties
             );
-            let mut want = rollup::dims(&e.event, &props);
-            let mut got = e.dims.clone();
+            let want = rollup::dims(&e.event, &props);
+            let mut want: Vec<(&str, &str)> = want.iter().collect();
+            let mut got: Vec<(&str, &str)> = e.dims.iter().collect();
             want.sort();
             got.sort();
             assert_eq!(got, want);

@@ -118,7 +118,8 @@ pub fn apply(
 
 /// The denylist entry (or prefix rule) that removes `key`, if any.
 fn denied(key: &str) -> Option<&'static str> {
-    static SET: std::sync::LazyLock<HashSet<&'static str>> =
+    // FxHash: a fixed set of our own names, looked up for every property of every event.
+    static SET: std::sync::LazyLock<rustc_hash::FxHashSet<&'static str>> =
         std::sync::LazyLock::new(|| DENYLIST.iter().copied().collect());
     if let Some(name) = SET.get(key) {
         return Some(name);

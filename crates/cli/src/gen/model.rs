@@ -6,6 +6,7 @@ use super::rng::Rng;
 use super::systems;
 use anonstats_client::event::{FatalSite, action_properties, apply_masks};
 use anonstats_server::privacy::{self, Policy};
+use anonstats_server::rollup::Dims;
 use serde_json::{Map, Value};
 
 pub const DAY_MS: i64 = 86_400_000;
@@ -20,7 +21,7 @@ pub struct Machine {
     /// Stable properties as JSON object members, without the braces.
     pub json: String,
     /// What the stable properties add to the rollups.
-    pub dims: Vec<(String, String)>,
+    pub dims: Dims,
     pub first_ms: i64,
     /// Exclusive.
     pub last_ms: i64,
@@ -203,7 +204,7 @@ impl Population {
 }
 
 /// The stable properties as stored (after the collector's privacy filter) and their dims.
-fn stable_part(mut props: Map<String, Value>) -> (String, Vec<(String, String)>) {
+fn stable_part(mut props: Map<String, Value>) -> (String, Dims) {
     apply_masks(&mut props);
     privacy::apply(&mut props, &Policy::default(), &mut Vec::new());
     let dims = anonstats_server::rollup::dims("", &props);

@@ -44,7 +44,7 @@ pub struct NewEvent {
     /// The filtered properties as a JSON object text.
     pub properties: String,
     /// What the event adds to the rollups ([`crate::rollup::dims`]).
-    pub dims: Vec<(String, String)>,
+    pub dims: crate::rollup::Dims,
 }
 
 /// An event as stored.

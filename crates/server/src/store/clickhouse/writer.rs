@@ -95,7 +95,7 @@ pub fn ts_seconds(ms: i64) -> i64 {
 pub fn encode(out: &mut Vec<u8>, e: &NewEvent, seq: u64) {
     let mut crash_site = String::new();
     let mut crash_version = String::new();
-    if let Some((_, site)) = e.dims.iter().find(|(k, _)| k == FATAL_SITE) {
+    if let Some(site) = e.dims.get(FATAL_SITE) {
         let parts: Vec<String> = serde_json::from_str(site).unwrap_or_default();
         if let [f, file, line, version] = parts.as_slice() {
             crash_site = serde_json::json!([f, file, line]).to_string();
@@ -113,8 +113,8 @@ pub fn encode(out: &mut Vec<u8>, e: &NewEvent, seq: u64) {
         seq,
         ver: version_of(seq),
         properties: &e.properties,
-        dim_keys: e.dims.iter().map(|(k, _)| k.as_str()).collect(),
-        dim_values: e.dims.iter().map(|(_, v)| v.as_str()).collect(),
+        dim_keys: e.dims.iter().map(|(k, _)| k).collect(),
+        dim_values: e.dims.iter().map(|(_, v)| v).collect(),
         crash_site,
         crash_version,
     };

@@ -450,7 +450,7 @@ impl InsightStore for SqliteStore {
                 let props: String = r.get(3)?;
                 let props = serde_json::from_str(&props).unwrap_or_default();
                 let dims = crate::rollup::dims("FATAL", &props);
-                let Some((_, site)) = dims.iter().find(|(k, _)| k == FATAL_SITE) else {
+                let Some(site) = dims.get(FATAL_SITE) else {
                     continue;
                 };
                 let mut m = MachineSet::default();

@@ -6,7 +6,7 @@
 //! - `rollup_machines`: distinct machines per (project, event, day), event '' = any.
 
 use super::spans;
-use crate::rollup::dims;
+use crate::rollup::{Dims, dims};
 use crate::sketch::{MachineSet, machine_hash};
 use rusqlite::functions::{Aggregate, Context, FunctionFlags};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -33,10 +33,12 @@ type PropMaps = HashMap<String, HashMap<String, HashMap<String, PropAgg>>>;
 /// into one per transaction and written once at its end.
 #[derive(Default)]
 pub(super) struct Agg {
-    events: HashMap<(i64, String, i64), i64>,
+    /// (project, hour) -> event.
+    events: HashMap<(i64, i64), HashMap<String, i64>>,
     /// (project, day) -> event -> property -> value.
     props: HashMap<(i64, i64), PropMaps>,
-    machines: HashMap<(i64, String, i64), MachineSet>,
+    /// (project, day) -> event ('' = any).
+    machines: HashMap<(i64, i64), HashMap<String, MachineSet>>,
 }
 
 /// The entry of `key`, allocating the key only the first time it is seen.
@@ -70,11 +72,24 @@ impl Agg {
             *self = other;
             return;
         }
-        for (k, n) in other.events {
-            *self.events.entry(k).or_default() += n;
+        for (k, by_event) in other.events {
+            let mine = self.events.entry(k).or_default();
+            for (event, n) in by_event {
+                *mine.entry(event).or_default() += n;
+            }
         }
-        for (k, set) in other.machines {
-            self.machines.entry(k).or_default().merge(&set);
+        for (k, by_event) in other.machines {
+            let mine = self.machines.entry(k).or_default();
+            for (event, set) in by_event {
+                match mine.entry(event) {
+                    Entry::Vacant(v) => {
+                        v.insert(set);
+                    }
+                    Entry::Occupied(mut o) => {
+                        o.get_mut().merge(&set);
+                    }
+                }
+            }
         }
         for (k, by_event) in other.props {
             let mine = self.props.entry(k).or_default();
@@ -95,28 +110,17 @@ impl Agg {
         }
     }
 
-    pub fn add(
-        &mut self,
-        project: i64,
-        event: &str,
-        distinct_id: &str,
-        ts_ms: i64,
-        dims: &[(String, String)],
-    ) {
+    pub fn add(&mut self, project: i64, event: &str, distinct_id: &str, ts_ms: i64, dims: &Dims) {
         let day = ts_ms.div_euclid(DAY_MS);
         let machine = machine_hash(distinct_id);
-        *self
-            .events
-            .entry((project, event.to_string(), ts_ms.div_euclid(HOUR_MS)))
-            .or_default() += 1;
+        let hour = ts_ms.div_euclid(HOUR_MS);
+        *slot(self.events.entry((project, hour)).or_default(), event) += 1;
+        let machines = self.machines.entry((project, day)).or_default();
         for scope in [event, ""] {
-            self.machines
-                .entry((project, scope.to_string(), day))
-                .or_default()
-                .insert(machine);
+            slot(machines, scope).insert(machine);
         }
         let by_prop = slot(self.props.entry((project, day)).or_default(), event);
-        for (prop, value) in dims {
+        for (prop, value) in dims.iter() {
             let agg = slot(slot(by_prop, prop), value);
             if agg.count == 0 {
                 (agg.first_ms, agg.last_ms) = (ts_ms, ts_ms);
@@ -133,8 +137,10 @@ impl Agg {
             "INSERT INTO rollup_events (project_id, event, hour, count) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (project_id, event, hour) DO UPDATE SET count = count + excluded.count",
         )?;
-        for ((project, event, hour), count) in &self.events {
-            stmt.execute(params![project, event, hour, count])?;
+        for ((project, hour), by_event) in &self.events {
+            for (event, count) in by_event {
+                stmt.execute(params![project, event, hour, count])?;
+            }
         }
         let mut counts = conn.prepare_cached(
             "INSERT INTO rollup_props
@@ -183,8 +189,10 @@ impl Agg {
             "SELECT machines FROM rollup_machines WHERE project_id = ?1 AND event = ?2 AND day = ?3",
             "INSERT OR REPLACE INTO rollup_machines (project_id, event, day, machines) VALUES (?1, ?2, ?3, ?4)",
         )?;
-        for ((project, event, day), set) in &self.machines {
-            sets.add(params![project, event, day], set)?;
+        for ((project, day), by_event) in &self.machines {
+            for (event, set) in by_event {
+                sets.add(params![project, event, day], set)?;
+            }
         }
         Ok(())
     }
