@@ -147,8 +147,13 @@ impl SqliteStore {
         // Until the writer has looked, events from before a crash may wait to be folded.
         self.unfolded.store(true, Ordering::SeqCst);
         let (tx, rx) = std::sync::mpsc::sync_channel(queue.max(1));
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        let syncer = writer::Syncer::start(wal.into())
+            .map_err(|e| StoreError::Backend(format!("cannot start the sync thread: {e}")))?;
         let writer = writer::Writer {
             conn,
+            syncer,
             metrics,
             unfolded: self.unfolded.clone(),
             fold_after: self.fold_after,
@@ -266,19 +271,7 @@ impl SqliteStore {
 }
 
 impl EventStore for SqliteStore {
-    fn insert(&self, mut events: Vec<NewEvent>) -> BoxFuture<'_, Result<Inserted, StoreError>> {
-        let mut rollup = rollup::Agg::default();
-        for e in &mut events {
-            // The dims are counted and freed here, off the writer thread.
-            let dims = std::mem::take(&mut e.dims);
-            rollup.add(
-                e.project_id,
-                &e.event,
-                &e.distinct_id,
-                e.timestamp_ms,
-                &dims,
-            );
-        }
+    fn insert(&self, events: Vec<NewEvent>) -> BoxFuture<'_, Result<Inserted, StoreError>> {
         let sender = self
             .writer
             .read()
@@ -289,11 +282,7 @@ impl EventStore for SqliteStore {
                 .ok_or_else(|| StoreError::Unavailable("the collector is shutting down".into()))?;
             let (reply, answer) = oneshot::channel();
             sender
-                .try_send(writer::Msg::Insert(writer::Job {
-                    events,
-                    rollup,
-                    reply,
-                }))
+                .try_send(writer::Msg::Insert(writer::Job { events, reply }))
                 .map_err(|e| match e {
                     TrySendError::Full(_) => StoreError::Overloaded,
                     TrySendError::Disconnected(_) => {

@@ -1,5 +1,6 @@
-//! Group commit: one thread owns the write connection, drains every queued request,
-//! inserts them in one transaction and answers each once the commit is on disk.
+//! Group commit: one thread owns the write connection, drains every queued request and
+//! inserts them in one transaction; a second thread answers each request once its commit
+//! is on disk, while the writer goes on with the next group.
 //!
 //! What committed events add to the rollups is kept in memory and folded in at most
 //! `fold_after` later (sooner once [`FOLD_EVENTS`] events wait, and before any insight is
@@ -21,9 +22,6 @@ use tokio::sync::oneshot;
 
 pub(super) struct Job {
     pub events: Vec<NewEvent>,
-    /// What the events add to the rollups, counted by the request's task so that the one
-    /// writer thread only merges.
-    pub rollup: Agg,
     pub reply: oneshot::Sender<Result<Inserted, StoreError>>,
 }
 
@@ -79,6 +77,75 @@ impl Checkpointer {
     }
 }
 
+type Answer = (oneshot::Sender<Result<Inserted, StoreError>>, Inserted);
+
+/// Makes commits durable on a thread of its own: the writer commits without waiting for
+/// the disk (`synchronous = NORMAL`) and goes on with the next group, while this thread
+/// flushes the write-ahead log with one `fdatasync` for every commit made before it
+/// began, and only then answers their requests.
+pub(super) struct Syncer {
+    send: Option<std::sync::mpsc::Sender<Vec<Answer>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Syncer {
+    pub fn start(wal: std::path::PathBuf) -> std::io::Result<Self> {
+        let (send, recv) = std::sync::mpsc::channel::<Vec<Answer>>();
+        let thread = std::thread::Builder::new()
+            .name("anonstats-sync".into())
+            .spawn(move || {
+                let mut log: Option<std::fs::File> = None;
+                while let Ok(first) = recv.recv() {
+                    let mut answers = first;
+                    while let Ok(more) = recv.try_recv() {
+                        answers.extend(more);
+                    }
+                    let synced = sync(&mut log, &wal);
+                    for (reply, outcome) in answers {
+                        let answer = match &synced {
+                            Ok(()) => Ok(outcome),
+                            Err(e) => Err(StoreError::Unavailable(format!(
+                                "cannot make the commit durable: {e}"
+                            ))),
+                        };
+                        let _ = reply.send(answer);
+                    }
+                }
+            })?;
+        Ok(Syncer {
+            send: Some(send),
+            thread: Some(thread),
+        })
+    }
+
+    /// Answers these requests once what is committed now is on disk.
+    fn answer(&self, answers: Vec<Answer>) {
+        if let Some(send) = &self.send {
+            let _ = send.send(answers);
+        }
+    }
+
+    /// Answers what waits and stops.
+    fn finish(&mut self) {
+        self.send.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn sync(log: &mut Option<std::fs::File>, path: &std::path::Path) -> std::io::Result<()> {
+    if log.is_none() {
+        *log = Some(std::fs::File::open(path)?);
+    }
+    let result = log.as_ref().map_or(Ok(()), |f| f.sync_data());
+    if result.is_err() {
+        // Open the log afresh next time.
+        *log = None;
+    }
+    result
+}
+
 /// Copies committed pages from the log into the database file without waiting for readers.
 fn checkpoint(conn: &Connection) {
     let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
@@ -89,6 +156,7 @@ fn checkpoint(conn: &Connection) {
 
 pub(super) struct Writer {
     pub conn: Connection,
+    pub syncer: Syncer,
     pub metrics: Arc<Metrics>,
     /// Set while committed events wait to be folded, so readers know to settle first.
     pub unfolded: Arc<AtomicBool>,
@@ -120,6 +188,11 @@ impl Writer {
             if let Err(e) = self.conn.pragma_update(None, pragma, value) {
                 tracing::warn!(error = %e, pragma, "cannot tune the writer connection");
             }
+        }
+        // The syncer makes each commit durable before it is answered.
+        if let Err(e) = self.conn.pragma_update(None, "synchronous", "NORMAL") {
+            tracing::error!(error = %e, "cannot hand syncing to the sync thread; the writer stops");
+            return;
         }
         let checkpointer = match Checkpointer::start(checkpoint_conn) {
             Ok(c) => Some(c),
@@ -194,6 +267,7 @@ impl Writer {
             }
         }
         self.fold_alone(&mut fold);
+        self.syncer.finish();
         if let Some(c) = checkpointer {
             c.finish();
         }
@@ -221,13 +295,7 @@ impl Writer {
 
     /// Commits one group of requests, folding when `fold_now`, and answers each request;
     /// returns roughly how many bytes of events it wrote.
-    fn insert(
-        &mut self,
-        fold: &mut Fold,
-        mut jobs: Vec<Job>,
-        total: usize,
-        fold_now: bool,
-    ) -> usize {
+    fn insert(&mut self, fold: &mut Fold, jobs: Vec<Job>, total: usize, fold_now: bool) -> usize {
         let bytes: usize = jobs
             .iter()
             .flat_map(|j| &j.events)
@@ -235,8 +303,7 @@ impl Writer {
             .sum();
         let outcome = (|| {
             let tx = self.conn.transaction()?;
-            let (outcomes, added) = insert_events(&tx, &mut jobs, &mut fold.next_seq)?;
-            fold.pending.merge(added);
+            let outcomes = insert_events(&tx, &jobs, &mut fold.next_seq, &mut fold.pending)?;
             let upto = fold.next_seq - 1;
             let version = if fold_now {
                 Some(fold_into(&tx, fold, upto)?)
@@ -257,9 +324,12 @@ impl Writer {
                 self.unfolded
                     .store(fold.committed > fold.folded, Ordering::SeqCst);
                 self.metrics.commit(jobs.len(), total);
-                for (job, outcome) in jobs.into_iter().zip(outcomes) {
-                    let _ = job.reply.send(Ok(outcome));
-                }
+                let answers = jobs
+                    .into_iter()
+                    .zip(outcomes)
+                    .map(|(job, outcome)| (job.reply, outcome))
+                    .collect();
+                self.syncer.answer(answers);
                 bytes
             }
             Err(e) => {
@@ -332,23 +402,22 @@ fn data_version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("PRAGMA data_version", [], |r| r.get(0))
 }
 
-/// Inserts the jobs' events numbered from `next_seq` on; returns each job's outcome and
-/// what the stored events add to the rollups.
+/// Inserts the jobs' events numbered from `next_seq` on, adding what each stored one
+/// adds to the rollups to `pending` (duplicates add nothing); returns each job's outcome.
 fn insert_events(
     tx: &Transaction<'_>,
-    jobs: &mut [Job],
+    jobs: &[Job],
     next_seq: &mut i64,
-) -> rusqlite::Result<(Vec<Inserted>, Agg)> {
+    pending: &mut Agg,
+) -> rusqlite::Result<Vec<Inserted>> {
     let mut outcomes = Vec::with_capacity(jobs.len());
-    let mut rollups = Agg::default();
     let mut insert = tx.prepare_cached(
         "INSERT OR IGNORE INTO events
          (seq, project_id, uuid, event, distinct_id, ts_ms, received_ms, properties)
          VALUES (?8, ?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
-    for job in jobs.iter_mut() {
+    for job in jobs {
         let mut out = Inserted::default();
-        let mut stored = Vec::new();
         for e in &job.events {
             let n = insert.execute(params![
                 e.project_id,
@@ -363,29 +432,18 @@ fn insert_events(
             if n == 1 {
                 out.stored += 1;
                 *next_seq += 1;
-                stored.push(e);
-            } else {
-                out.duplicates += 1;
-            }
-        }
-        if out.duplicates == 0 {
-            rollups.merge(std::mem::take(&mut job.rollup));
-        } else {
-            // Rare: the request's rollup counted its duplicates too; count again from
-            // the stored events alone.
-            for e in stored {
-                let props = serde_json::from_str(&e.properties).unwrap_or_default();
-                let dims = crate::rollup::dims(&e.event, &props);
-                rollups.add(
+                pending.add(
                     e.project_id,
                     &e.event,
                     &e.distinct_id,
                     e.timestamp_ms,
-                    &dims,
+                    &e.dims,
                 );
+            } else {
+                out.duplicates += 1;
             }
         }
         outcomes.push(out);
     }
-    Ok((outcomes, rollups))
+    Ok(outcomes)
 }
