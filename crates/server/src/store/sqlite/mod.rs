@@ -149,10 +149,12 @@ impl SqliteStore {
         let (tx, rx) = std::sync::mpsc::sync_channel(queue.max(1));
         let mut wal = self.path.clone().into_os_string();
         wal.push("-wal");
-        let syncer = writer::Syncer::start(wal.into())
+        let wal = std::path::PathBuf::from(wal);
+        let syncer = writer::Syncer::start(wal.clone())
             .map_err(|e| StoreError::Backend(format!("cannot start the sync thread: {e}")))?;
         let writer = writer::Writer {
             conn,
+            wal,
             syncer,
             metrics,
             unfolded: self.unfolded.clone(),

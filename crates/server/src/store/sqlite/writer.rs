@@ -42,6 +42,9 @@ const FOLD_EVENTS: usize = 200_000;
 /// was committed since the last copy (SQLite's own default is every 4 MB of log).
 const CHECKPOINT_AFTER_BYTES: usize = 16 << 20;
 
+/// Past this size the log is made to start over (and is cut back to it).
+const WAL_RESTART_BYTES: u64 = 64 << 20;
+
 /// Page cache of the writer connection (negative: KiB), so the tails of the table and
 /// its indexes stay in memory between commits.
 const WRITER_CACHE_KIB: i64 = 64 << 10;
@@ -54,14 +57,19 @@ struct Checkpointer {
 }
 
 impl Checkpointer {
-    fn start(conn: Connection) -> std::io::Result<Self> {
+    fn start(conn: Connection, wal: std::path::PathBuf) -> std::io::Result<Self> {
         // One request may wait: asking again while one waits adds nothing.
         let (ask, asked) = std::sync::mpsc::sync_channel::<()>(1);
         let thread = std::thread::Builder::new()
             .name("anonstats-checkpoint".into())
             .spawn(move || {
                 while asked.recv().is_ok() {
-                    checkpoint(&conn);
+                    // A passive checkpoint runs beside the writer, but the log starts over
+                    // only when one finishes with nothing new behind it, which never
+                    // happens under steady ingest; past a size, hold the writer briefly
+                    // so that the log starts over.
+                    let long = std::fs::metadata(&wal).is_ok_and(|m| m.len() > WAL_RESTART_BYTES);
+                    checkpoint(&conn, if long { "RESTART" } else { "PASSIVE" });
                 }
             })?;
         Ok(Checkpointer { ask, thread })
@@ -146,9 +154,10 @@ fn sync(log: &mut Option<std::fs::File>, path: &std::path::Path) -> std::io::Res
     result
 }
 
-/// Copies committed pages from the log into the database file without waiting for readers.
-fn checkpoint(conn: &Connection) {
-    let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+/// Copies committed pages from the log into the database file; `PASSIVE` without
+/// waiting for anyone, `RESTART` holding writers until the log can start over.
+fn checkpoint(conn: &Connection, mode: &str) {
+    let done = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(()));
     if let Err(e) = done {
         tracing::warn!(error = %e, "checkpoint failed; the log keeps the data and the next one retries");
     }
@@ -156,6 +165,8 @@ fn checkpoint(conn: &Connection) {
 
 pub(super) struct Writer {
     pub conn: Connection,
+    /// The write-ahead log's path.
+    pub wal: std::path::PathBuf,
     pub syncer: Syncer,
     pub metrics: Arc<Metrics>,
     /// Set while committed events wait to be folded, so readers know to settle first.
@@ -184,7 +195,11 @@ impl Writer {
     pub fn run(mut self, checkpoint_conn: Connection, rx: Receiver<Msg>) {
         // SQLite's automatic checkpoint runs inside COMMIT, so every request of that group
         // would wait for it; a thread of its own checkpoints instead.
-        for (pragma, value) in [("wal_autocheckpoint", 0), ("cache_size", -WRITER_CACHE_KIB)] {
+        for (pragma, value) in [
+            ("wal_autocheckpoint", 0),
+            ("cache_size", -WRITER_CACHE_KIB),
+            ("journal_size_limit", WAL_RESTART_BYTES as i64),
+        ] {
             if let Err(e) = self.conn.pragma_update(None, pragma, value) {
                 tracing::warn!(error = %e, pragma, "cannot tune the writer connection");
             }
@@ -194,7 +209,7 @@ impl Writer {
             tracing::error!(error = %e, "cannot hand syncing to the sync thread; the writer stops");
             return;
         }
-        let checkpointer = match Checkpointer::start(checkpoint_conn) {
+        let checkpointer = match Checkpointer::start(checkpoint_conn, self.wal.clone()) {
             Ok(c) => Some(c),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot start the checkpoint thread; the writer checkpoints itself");
@@ -262,7 +277,7 @@ impl Writer {
                 since_checkpoint = 0;
                 match &checkpointer {
                     Some(c) => c.ask(),
-                    None => checkpoint(&self.conn),
+                    None => checkpoint(&self.conn, "PASSIVE"),
                 }
             }
         }
@@ -271,7 +286,7 @@ impl Writer {
         if let Some(c) = checkpointer {
             c.finish();
         }
-        checkpoint(&self.conn);
+        checkpoint(&self.conn, "PASSIVE");
     }
 
     /// Where the rollups stand: events stored past the mark (a crash before their fold)
