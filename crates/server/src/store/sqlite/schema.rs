@@ -88,7 +88,7 @@ CREATE TABLE rollup_machines (
 ) WITHOUT ROWID;
 "#,
     r#"
--- rollup_props merged over every event and over spans of 1, 7 or 28 days (spans.rs).
+-- rollup_props merged over every event and over spans of 1 to 64 days (spans.rs).
 CREATE TABLE rollup_spans (
     project_id  INTEGER NOT NULL,
     span        INTEGER NOT NULL,   -- days

@@ -1,6 +1,7 @@
 //! Compacted property rollups: the per-day, per-event rows of `rollup_props` merged over
-//! every event and over aligned spans of 1, 7 and 28 days, so that a question about 90
-//! days reads a handful of spans instead of 90 days x events of rows.
+//! every event and over aligned spans of 1, 2, 4, ... 64 days, so that any range of days
+//! reads at most two spans of each length (a handful for 90 days) instead of 90 days x
+//! events of rows.
 //!
 //! Only spans that ended before today (UTC) are compacted, by a background pass; an event
 //! that arrives late for a compacted day removes the spans holding that day in its own
@@ -15,15 +16,14 @@ use rustc_hash::FxHashMap as HashMap;
 use std::collections::HashSet;
 
 /// Span lengths in days, longest first. Each divides the next, so spans nest.
-pub const SPANS: [i64; 3] = [28, 7, 1];
+pub const SPANS: [i64; 7] = [64, 32, 16, 8, 4, 2, 1];
 
-/// Spans start on Mondays (Unix day 4, 1970-01-05, was one), so that 7-day spans are
-/// the weeks that weekly series bucket by.
-const MONDAY: i64 = 4;
+/// The day spans are aligned to (any would do).
+const ORIGIN: i64 = 0;
 
 /// The first day of the `span`-day span holding `day`.
 pub fn span_start(span: i64, day: i64) -> i64 {
-    day - (day - MONDAY).rem_euclid(span)
+    day - (day - ORIGIN).rem_euclid(span)
 }
 
 /// The current UTC day.
@@ -416,28 +416,58 @@ mod tests {
     use super::*;
 
     #[test]
-    fn spans_start_on_mondays_and_nest() {
-        // 2024-01-01 was a Monday: Unix day 19723.
-        assert_eq!(span_start(7, 19723), 19723);
-        assert_eq!(span_start(7, 19729), 19723);
-        assert_eq!(span_start(7, 19730), 19730);
+    fn spans_are_aligned_and_nest() {
+        assert_eq!(span_start(8, 19720), 19720);
+        assert_eq!(span_start(8, 19727), 19720);
+        assert_eq!(span_start(8, 19728), 19728);
         assert_eq!(span_start(1, 19725), 19725);
-        assert_eq!((span_start(28, 19730) - MONDAY) % 28, 0);
-        assert_eq!((span_start(28, 19730) - span_start(7, 19730)) % 7, 0);
+        for day in 19700..19800 {
+            for pair in SPANS.windows(2) {
+                let (long, short) = (pair[0], pair[1]);
+                let start = span_start(short, day);
+                assert!(span_start(long, day) <= start, "spans nest");
+                assert_eq!(start % short, 0);
+            }
+        }
     }
 
     #[test]
     fn plans_use_the_longest_compacted_spans() {
-        let m = span_start(28, 19800);
-        let done: HashSet<(i64, i64)> =
-            [(28, m), (7, m + 28), (1, m + 35), (1, m - 1), (7, m + 42)].into();
-        // From the day before the 28-day span to the middle of the week after it.
-        let p = plan(&done, m - 2, m + 38);
-        assert_eq!(p.spans, vec![(1, m - 1), (28, m), (7, m + 28), (1, m + 35)]);
-        assert_eq!(p.days, vec![(m - 2, m - 1), (m + 36, m + 38)]);
+        let m = span_start(32, 19800);
+        let done: HashSet<(i64, i64)> = [
+            (32, m),
+            (4, m + 32),
+            (2, m + 36),
+            (1, m + 38),
+            (1, m - 1),
+            (8, m + 40),
+        ]
+        .into();
+        // From two days before the 32-day span to the middle of the 8 days after it.
+        let p = plan(&done, m - 2, m + 44);
+        assert_eq!(
+            p.spans,
+            vec![(1, m - 1), (32, m), (4, m + 32), (2, m + 36), (1, m + 38)]
+        );
+        assert_eq!(p.days, vec![(m - 2, m - 1), (m + 39, m + 44)]);
         // A span that does not fit in the range is not used.
-        let p = plan(&done, m + 42, m + 45);
+        let p = plan(&done, m + 40, m + 45);
         assert!(p.spans.is_empty());
-        assert_eq!(p.days, vec![(m + 42, m + 45)]);
+        assert_eq!(p.days, vec![(m + 40, m + 45)]);
+        // Any range takes at most two spans of each length.
+        let all: HashSet<(i64, i64)> = (19000..20000)
+            .flat_map(|d| SPANS.iter().map(move |&s| (s, span_start(s, d))))
+            .collect();
+        for from in 19100..19200 {
+            for len in [1, 7, 30, 90, 365] {
+                let p = plan(&all, from, from + len);
+                assert!(p.days.is_empty());
+                assert!(
+                    p.spans.len() <= 2 * SPANS.len(),
+                    "{from}+{len}: {:?}",
+                    p.spans
+                );
+            }
+        }
     }
 }
