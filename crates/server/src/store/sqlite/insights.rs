@@ -102,7 +102,8 @@ fn day_bucket(interval: Option<Interval>, day: i64) -> (i64, i64) {
         None => (0, i64::MAX),
         Some(Interval::Hour | Interval::Day) => (day, day + 1),
         Some(Interval::Week) => {
-            let start = spans::span_start(7, day);
+            // Weeks start on Monday; Unix day 4 (1970-01-05) was one.
+            let start = day - (day - 4).rem_euclid(7);
             (start, start + 7)
         }
         Some(Interval::Month) => {
@@ -607,5 +608,26 @@ impl InsightStore for SqliteStore {
     fn sql(&self, sql: &str, limits: SqlLimits) -> Result<SqlResult, StoreError> {
         self.settle()?;
         super::adhoc::run(&mut self.reader()?, sql, limits)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn day_buckets_equal_the_sql_buckets() {
+        let conn = Connection::open_in_memory().unwrap();
+        for interval in [Interval::Day, Interval::Week, Interval::Month] {
+            let sql = format!("SELECT {}", bucket(Some(interval), "?1 * 86400"));
+            for day in 19_700..19_800 {
+                let want: i64 = conn.query_row(&sql, [day], |r| r.get(0)).unwrap();
+                let (start, next) = day_bucket(Some(interval), day);
+                assert_eq!(start * 86_400, want, "{interval:?} of day {day}");
+                assert!(start <= day && day < next);
+                let after: i64 = conn.query_row(&sql, [next], |r| r.get(0)).unwrap();
+                assert_eq!(after, next * 86_400, "{interval:?} after day {day}");
+            }
+        }
     }
 }
