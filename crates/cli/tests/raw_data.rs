@@ -281,7 +281,7 @@ fn gen_writes_n_events_over_m_machines_with_rollups() {
     let j: Value = serde_json::from_str(&c.cli(&[
         "sql",
         "SELECT (SELECT sum(count) FROM rollup_events), (SELECT count(*) FROM events WHERE event = 'FATAL'),
-                (SELECT sum(count) FROM rollup_props WHERE prop = '$fatal_site')",
+                (SELECT sum(count) FROM rollup_props WHERE prop = '$fatal_site' AND event = 'FATAL')",
         "--format",
         "json",
     ]))

@@ -81,6 +81,15 @@ impl Where {
             );
         }
     }
+    /// The rows of the given events, or the rows kept for any event (event '') in the
+    /// rollups that keep one.
+    fn events_or_any(&mut self, events: &[String]) {
+        if events.is_empty() {
+            self.push("event = ''", []);
+        } else {
+            self.events(events, "event");
+        }
+    }
     fn raw_filters(&mut self, filters: &[(String, String)]) -> Result<(), StoreError> {
         for (prop, value) in filters {
             self.push(
@@ -139,7 +148,7 @@ fn one_value(scope: &Scope, prop: &str, value: &str) -> Where {
         [Sql::Text(prop.to_string()), Sql::Text(value.to_string())],
     );
     w.push("day >= ? AND day < ?", days(scope));
-    w.events(&scope.events, "event");
+    w.events_or_any(&scope.events);
     w
 }
 
@@ -356,11 +365,7 @@ impl InsightStore for SqliteStore {
             ([], Interval::Day | Interval::Week | Interval::Month) => {
                 let mut w = Where::new(scope.project_id);
                 w.push("day >= ? AND day < ?", days(scope));
-                if scope.events.is_empty() {
-                    w.push("event = ''", []);
-                } else {
-                    w.events(&scope.events, "event");
-                }
+                w.events_or_any(&scope.events);
                 let sql = format!(
                     "SELECT {b} AS b, sketch_count(sketch_union(machines)) FROM rollup_machines
                      WHERE {} GROUP BY b ORDER BY b",

@@ -164,7 +164,8 @@ impl Agg {
             if *day < today {
                 spans::invalidate(conn, *project, *day)?;
             }
-            for (event, by_prop) in by_event {
+            let any = any_event(by_event);
+            for (event, by_prop) in by_event.iter().chain([(&String::new(), &any)]) {
                 for (prop, by_value) in by_prop {
                     for (value, a) in by_value {
                         let machines =
@@ -196,6 +197,30 @@ impl Agg {
         }
         Ok(())
     }
+}
+
+/// One day's rows merged over every event: the rows kept as event '' (capture refuses
+/// empty event names), which questions about all events read instead of one per event.
+fn any_event(by_event: &PropMaps) -> HashMap<String, HashMap<String, PropAgg>> {
+    let mut any: HashMap<String, HashMap<String, PropAgg>> = HashMap::default();
+    for by_prop in by_event.values() {
+        for (prop, by_value) in by_prop {
+            let mine = slot(&mut any, prop);
+            for (value, agg) in by_value {
+                let entry = slot(mine, value);
+                if entry.count == 0 {
+                    (entry.first_ms, entry.last_ms) = (agg.first_ms, agg.last_ms);
+                }
+                entry.merge(PropAgg {
+                    count: agg.count,
+                    machines: agg.machines.clone(),
+                    first_ms: agg.first_ms,
+                    last_ms: agg.last_ms,
+                });
+            }
+        }
+    }
+    any
 }
 
 /// Merges sets into stored ones, writing a row only when its set gained a machine.

@@ -136,6 +136,19 @@ DROP VIEW rollup_props_full;
 CREATE VIEW rollup_props_full AS
     SELECT * FROM rollup_props JOIN rollup_prop_machines USING (project_id, prop, day, event, value);
 "#,
+    // Each day's property rows also merged over every event, as event '' (the name capture
+    // refuses), so that questions about all events read one row per value and day.
+    r#"
+INSERT INTO rollup_props (project_id, prop, day, event, value, count, first_ms, last_ms)
+    SELECT project_id, prop, day, '', value, SUM(count), MIN(first_ms), MAX(last_ms)
+    FROM rollup_props WHERE event != '' GROUP BY project_id, prop, day, value;
+INSERT INTO rollup_prop_machines (project_id, prop, day, event, value, machines)
+    SELECT project_id, prop, day, '', value, sketch_union(machines)
+    FROM rollup_prop_machines WHERE event != '' GROUP BY project_id, prop, day, value;
+DELETE FROM rollup_spans;
+DELETE FROM rollup_span_machines;
+DELETE FROM rollup_spans_done;
+"#,
 ];
 
 /// Connection settings every connection uses: WAL so readers never block the writer,

@@ -188,12 +188,13 @@ pub fn visit(
     }
     let mut day_counts = conn.prepare_cached(&format!(
         "SELECT prop, value, count, first_ms, last_ms, machine_count, NULL, day, event FROM rollup_props
-         WHERE project_id = ?1 AND day >= ?2 AND day < ?3 {filters} {}",
+         WHERE project_id = ?1 AND day >= ?2 AND day < ?3 AND event = '' {filters} {}",
         order("prop, day, event, value")
     ))?;
     let mut day_sets = conn.prepare_cached(&format!(
         "SELECT prop, day, event, value, machines FROM rollup_prop_machines
-         WHERE project_id = ?1 AND day >= ?2 AND day < ?3 {filters} ORDER BY prop, day, event, value"
+         WHERE project_id = ?1 AND day >= ?2 AND day < ?3 AND event = '' {filters}
+         ORDER BY prop, day, event, value"
     ))?;
     for (a, b) in plan.days {
         let key = params![project, a, b, sel.prop, sel.value];
@@ -365,7 +366,7 @@ fn compact_one(
     {
         let mut stmt = tx.prepare_cached(
             "SELECT prop, value, count, first_ms, last_ms, machine_count, machines
-             FROM rollup_props_full WHERE project_id = ?1 AND day >= ?2 AND day < ?3",
+             FROM rollup_props_full WHERE project_id = ?1 AND day >= ?2 AND day < ?3 AND event = ''",
         )?;
         let mut rows = stmt.query(params![project, start, start + span])?;
         while let Some(r) = rows.next()? {
