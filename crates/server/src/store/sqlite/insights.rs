@@ -185,6 +185,19 @@ fn prop_rows(
     })
 }
 
+/// Every project that has events, found by seeking from one id to the next.
+fn project_ids(conn: &Connection) -> rusqlite::Result<Vec<i64>> {
+    let mut next =
+        conn.prepare_cached("SELECT MIN(project_id) FROM events WHERE project_id > ?1")?;
+    let mut out = Vec::new();
+    let mut last = i64::MIN;
+    while let Some(p) = next.query_row([last], |r| r.get::<_, Option<i64>>(0))? {
+        out.push(p);
+        last = p;
+    }
+    Ok(out)
+}
+
 /// The (sequence number, day) of one machine's events stored after `after` and up to
 /// `upto`.
 fn machine_events(
@@ -599,12 +612,27 @@ impl InsightStore for SqliteStore {
         let day = cutoff_ms.div_euclid(DAY_MS);
         self.control(|conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let n = tx.execute("DELETE FROM events WHERE ts_ms < ?1", [day * DAY_MS])?;
-            tx.execute("DELETE FROM rollup_events WHERE hour < ?1", [day * 24])?;
-            tx.execute("DELETE FROM rollup_props WHERE day < ?1", [day])?;
-            tx.execute("DELETE FROM rollup_prop_machines WHERE day < ?1", [day])?;
-            tx.execute("DELETE FROM rollup_machines WHERE day < ?1", [day])?;
-            super::spans::invalidate_before(&tx, day)?;
+            // Project by project, so that every delete seeks its index rather than
+            // reading whole tables while it holds the write lock.
+            let mut n = 0;
+            for project in project_ids(&tx)? {
+                let at = |sql: &str, bound: i64| tx.execute(sql, params![project, bound]);
+                n += at(
+                    "DELETE FROM events WHERE project_id = ?1 AND ts_ms < ?2",
+                    day * DAY_MS,
+                )?;
+                at(
+                    "DELETE FROM rollup_events WHERE project_id = ?1 AND hour < ?2",
+                    day * 24,
+                )?;
+                for table in ["rollup_props", "rollup_prop_machines", "rollup_machines"] {
+                    at(
+                        &format!("DELETE FROM {table} WHERE project_id = ?1 AND day < ?2"),
+                        day,
+                    )?;
+                }
+                super::spans::invalidate_before(&tx, project, day)?;
+            }
             tx.commit()?;
             Ok(n as u64)
         })

@@ -289,12 +289,22 @@ pub fn invalidate(conn: &Connection, project: i64, day: i64) -> rusqlite::Result
     Ok(())
 }
 
-/// Removes every compacted span that starts before `day`, after the days before it were
-/// purged (the spans straddling `day` are compacted again from what is left).
-pub fn invalidate_before(conn: &Connection, day: i64) -> rusqlite::Result<()> {
-    for table in ["rollup_spans", "rollup_span_machines", "rollup_spans_done"] {
-        conn.execute(&format!("DELETE FROM {table} WHERE start < ?1"), [day])?;
+/// Removes every compacted span of `project` that starts before `day`, after the days
+/// before it were purged (the spans straddling `day` are compacted again from what is
+/// left).
+pub fn invalidate_before(conn: &Connection, project: i64, day: i64) -> rusqlite::Result<()> {
+    for table in ["rollup_spans", "rollup_span_machines"] {
+        let mut delete = conn.prepare_cached(&format!(
+            "DELETE FROM {table} WHERE project_id = ?1 AND span = ?2 AND start < ?3"
+        ))?;
+        for span in SPANS {
+            delete.execute(params![project, span, day])?;
+        }
     }
+    conn.execute(
+        "DELETE FROM rollup_spans_done WHERE project_id = ?1 AND start < ?2",
+        params![project, day],
+    )?;
     Ok(())
 }
 
