@@ -1,8 +1,9 @@
-//! Rollups kept in the same transaction as the events they count, so that insights read
-//! days x buckets rows instead of raw events:
+//! Rollups of the stored events (folded in by the writer, see writer.rs), so that
+//! insights read days x buckets rows instead of raw events:
 //! - `rollup_events`: events per (project, event, hour);
-//! - `rollup_props`: events, first and last time per (project, property, day, event,
-//!   value), with the distinct machines in `rollup_prop_machines`;
+//! - `rollup_props`: events, first and last time and set size per (project, property,
+//!   day, event, value), event '' = any, with the distinct machines in
+//!   `rollup_prop_machines`;
 //! - `rollup_machines`: distinct machines per (project, event, day), event '' = any.
 
 use super::spans;
@@ -11,7 +12,6 @@ use crate::sketch::{MachineSet, machine_hash};
 use rusqlite::functions::{Aggregate, Context, FunctionFlags};
 use rusqlite::{Connection, OptionalExtension, params};
 use rustc_hash::FxHashMap as HashMap;
-use std::collections::hash_map::Entry;
 
 pub const DAY_MS: i64 = 86_400_000;
 pub const HOUR_MS: i64 = 3_600_000;
@@ -29,8 +29,8 @@ struct PropAgg {
 /// ours, not an attacker's choice of collisions worth a slower hash.)
 type PropMaps = HashMap<String, HashMap<String, HashMap<String, PropAgg>>>;
 
-/// Rollup rows accumulated in memory: per request on the request's own task, then merged
-/// into one per transaction and written once at its end.
+/// Rollup rows accumulated in memory as events are committed, and written at once when
+/// the writer folds.
 #[derive(Default)]
 pub(super) struct Agg {
     /// (project, hour) -> event.
@@ -52,64 +52,7 @@ pub(super) fn slot<'a, V: Default, S: std::hash::BuildHasher>(
     map.get_mut(key).expect("the key was inserted above")
 }
 
-impl PropAgg {
-    fn merge(&mut self, other: PropAgg) {
-        self.count += other.count;
-        self.machines.merge(&other.machines);
-        self.first_ms = self.first_ms.min(other.first_ms);
-        self.last_ms = self.last_ms.max(other.last_ms);
-    }
-}
-
 impl Agg {
-    fn is_empty(&self) -> bool {
-        self.events.is_empty()
-    }
-
-    /// Adds everything `other` counted.
-    pub fn merge(&mut self, other: Agg) {
-        if self.is_empty() {
-            *self = other;
-            return;
-        }
-        for (k, by_event) in other.events {
-            let mine = self.events.entry(k).or_default();
-            for (event, n) in by_event {
-                *mine.entry(event).or_default() += n;
-            }
-        }
-        for (k, by_event) in other.machines {
-            let mine = self.machines.entry(k).or_default();
-            for (event, set) in by_event {
-                match mine.entry(event) {
-                    Entry::Vacant(v) => {
-                        v.insert(set);
-                    }
-                    Entry::Occupied(mut o) => {
-                        o.get_mut().merge(&set);
-                    }
-                }
-            }
-        }
-        for (k, by_event) in other.props {
-            let mine = self.props.entry(k).or_default();
-            for (event, by_prop) in by_event {
-                let mine = mine.entry(event).or_default();
-                for (prop, by_value) in by_prop {
-                    let mine = mine.entry(prop).or_default();
-                    for (value, agg) in by_value {
-                        match mine.entry(value) {
-                            Entry::Vacant(v) => {
-                                v.insert(agg);
-                            }
-                            Entry::Occupied(mut o) => o.get_mut().merge(agg),
-                        }
-                    }
-                }
-            }
-        }
-    }
-
     pub fn add(&mut self, project: i64, event: &str, distinct_id: &str, ts_ms: i64, dims: &Dims) {
         let day = ts_ms.div_euclid(DAY_MS);
         let machine = machine_hash(distinct_id);
@@ -211,12 +154,10 @@ fn any_event(by_event: &PropMaps) -> HashMap<String, HashMap<String, PropAgg>> {
                 if entry.count == 0 {
                     (entry.first_ms, entry.last_ms) = (agg.first_ms, agg.last_ms);
                 }
-                entry.merge(PropAgg {
-                    count: agg.count,
-                    machines: agg.machines.clone(),
-                    first_ms: agg.first_ms,
-                    last_ms: agg.last_ms,
-                });
+                entry.count += agg.count;
+                entry.machines.merge(&agg.machines);
+                entry.first_ms = entry.first_ms.min(agg.first_ms);
+                entry.last_ms = entry.last_ms.max(agg.last_ms);
             }
         }
     }
@@ -270,13 +211,14 @@ pub(super) fn set_folded_upto(conn: &Connection, seq: i64) -> rusqlite::Result<(
     Ok(())
 }
 
-/// What the stored events matching `filter` (SQL over `events`) add to the rollups.
+/// Adds to `agg` what the stored events matching `filter` (SQL over `events`) add to the
+/// rollups.
 pub(super) fn count_events(
     conn: &Connection,
     filter: &str,
     params: impl rusqlite::Params,
-) -> rusqlite::Result<Agg> {
-    let mut agg = Agg::default();
+    agg: &mut Agg,
+) -> rusqlite::Result<()> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT project_id, event, distinct_id, ts_ms, properties FROM events WHERE {filter}"
     ))?;
@@ -294,7 +236,7 @@ pub(super) fn count_events(
             &dims(&event, &props),
         );
     }
-    Ok(agg)
+    Ok(())
 }
 
 /// Recomputes a project's rollups for whole days from its raw events, after events were
@@ -315,11 +257,12 @@ pub(super) fn rebuild_days(conn: &Connection, project: i64, days: &[i64]) -> rus
             )?;
         }
         spans::invalidate(conn, project, day)?;
-        agg.merge(count_events(
+        count_events(
             conn,
             "project_id = ?1 AND ts_ms >= ?2 AND ts_ms < ?3 AND seq <= ?4",
             params![project, day * DAY_MS, (day + 1) * DAY_MS, folded],
-        )?);
+            &mut agg,
+        )?;
     }
     agg.flush(conn)
 }

@@ -404,7 +404,10 @@ fn fold_into(tx: &Transaction<'_>, fold: &mut Fold, upto: i64) -> rusqlite::Resu
     let version = data_version(tx)?;
     let pending = std::mem::take(&mut fold.pending);
     let agg = if fold.recount || version != fold.data_version {
-        rollup::count_events(tx, "seq > ?1 AND seq <= ?2", params![fold.folded, upto])?
+        let mut counted = Agg::default();
+        let range = params![fold.folded, upto];
+        rollup::count_events(tx, "seq > ?1 AND seq <= ?2", range, &mut counted)?;
+        counted
     } else {
         pending
     };
