@@ -2,155 +2,22 @@
 //! otherwise (hourly machine counts, several property filters at once).
 
 use super::SqliteStore;
-use super::rollup::{self, DAY_MS, HOUR_MS, slot};
+use super::query::{
+    Where, bucket, day_bucket, day_range, days, json_path, one_value, prop_text, raw_scope,
+};
+use super::rollup::{HOUR_MS, slot};
 use super::spans;
 use crate::insights::{
     CrashSite, Group, InsightStore, Interval, PropertySummary, Scope, Source, SqlLimits, SqlResult,
 };
-use crate::rollup::{FATAL_SITE, MAX_VALUE_LEN};
+use crate::rollup::FATAL_SITE;
 use crate::sketch::MachineSet;
 use crate::store::{StoreError, StoredEvent};
-use chrono::Datelike;
 use rusqlite::types::Value as Sql;
 use rusqlite::{Connection, params, params_from_iter};
 use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
 use uuid::Uuid;
-
-/// SQL for the start (Unix seconds) of the bucket holding the Unix-seconds expression `s`.
-fn bucket(interval: Option<Interval>, s: &str) -> String {
-    match interval {
-        None => "0".into(),
-        Some(Interval::Hour) => format!("(({s}) / 3600) * 3600"),
-        Some(Interval::Day) => format!("(({s}) / 86400) * 86400"),
-        // Weeks start on Monday; 1970-01-01 was a Thursday.
-        Some(Interval::Week) => format!("((({s}) / 86400) - ((({s}) / 86400) + 3) % 7) * 86400"),
-        Some(Interval::Month) => {
-            format!("CAST(strftime('%s', ({s}), 'unixepoch', 'start of month') AS INTEGER)")
-        }
-    }
-}
-
-/// SQL for a property's bucket text in the raw `properties` JSON, as
-/// [`crate::rollup::value_text`] computes it at ingest.
-fn prop_text(path: &str) -> String {
-    let v = format!("json_extract(properties, {path})");
-    format!(
-        "(CASE json_type(properties, {path})
-            WHEN 'text' THEN CASE WHEN length(CAST({v} AS BLOB)) <= {MAX_VALUE_LEN} THEN {v} END
-            WHEN 'integer' THEN CAST({v} AS TEXT)
-            WHEN 'real' THEN CAST({v} AS TEXT)
-            WHEN 'true' THEN 'true'
-            WHEN 'false' THEN 'false' END)"
-    )
-}
-
-/// The SQL string literal of a property's JSON path.
-fn json_path(property: &str) -> Result<String, StoreError> {
-    if property.contains('"') || property.is_empty() {
-        return Err(StoreError::Invalid(format!(
-            "property name {property:?} is not supported"
-        )));
-    }
-    Ok(format!("'$.\"{}\"'", property.replace('\'', "''")))
-}
-
-/// A WHERE clause under construction with its parameters.
-struct Where {
-    sql: Vec<String>,
-    params: Vec<Sql>,
-}
-
-impl Where {
-    fn new(project: i64) -> Self {
-        Where {
-            sql: vec!["project_id = ?".into()],
-            params: vec![Sql::Integer(project)],
-        }
-    }
-    fn push(&mut self, clause: &str, values: impl IntoIterator<Item = Sql>) {
-        self.sql.push(clause.into());
-        self.params.extend(values);
-    }
-    fn events(&mut self, events: &[String], column: &str) {
-        if !events.is_empty() {
-            let marks = vec!["?"; events.len()].join(", ");
-            self.push(
-                &format!("{column} IN ({marks})"),
-                events.iter().map(|e| Sql::Text(e.clone())),
-            );
-        }
-    }
-    /// The rows of the given events, or the rows kept for any event (event '') in the
-    /// rollups that keep one.
-    fn events_or_any(&mut self, events: &[String]) {
-        if events.is_empty() {
-            self.push("event = ''", []);
-        } else {
-            self.events(events, "event");
-        }
-    }
-    fn raw_filters(&mut self, filters: &[(String, String)]) -> Result<(), StoreError> {
-        for (prop, value) in filters {
-            self.push(
-                &format!("{} = ?", prop_text(&json_path(prop)?)),
-                [Sql::Text(value.clone())],
-            );
-        }
-        Ok(())
-    }
-    fn clause(&self) -> String {
-        self.sql.join(" AND ")
-    }
-}
-
-/// The bucket holding `day` (its first day; 0 without a time axis) and the first day of
-/// the next bucket, as [`bucket`] buckets in SQL.
-fn day_bucket(interval: Option<Interval>, day: i64) -> (i64, i64) {
-    match interval {
-        None => (0, i64::MAX),
-        Some(Interval::Hour | Interval::Day) => (day, day + 1),
-        Some(Interval::Week) => {
-            // Weeks start on Monday; Unix day 4 (1970-01-05) was one.
-            let start = day - (day - 4).rem_euclid(7);
-            (start, start + 7)
-        }
-        Some(Interval::Month) => {
-            let date = chrono::DateTime::from_timestamp(day * 86_400, 0)
-                .unwrap_or_default()
-                .date_naive();
-            let first = date.with_day(1).unwrap_or(date);
-            let next = first + chrono::Months::new(1);
-            let epoch = chrono::DateTime::UNIX_EPOCH.date_naive();
-            ((first - epoch).num_days(), (next - epoch).num_days())
-        }
-    }
-}
-
-/// The scope's range in Unix days, `[from, to)`.
-fn day_range(scope: &Scope) -> (i64, i64) {
-    (
-        scope.from_ms.div_euclid(DAY_MS),
-        scope.to_ms.div_euclid(DAY_MS),
-    )
-}
-
-fn days(scope: &Scope) -> [Sql; 2] {
-    let (from, to) = day_range(scope);
-    [Sql::Integer(from), Sql::Integer(to)]
-}
-
-/// The rollup rows of one property value over the scope's days and events.
-fn one_value(scope: &Scope, prop: &str, value: &str) -> Where {
-    let mut w = Where::new(scope.project_id);
-    w.push(
-        "prop = ? AND value = ?",
-        [Sql::Text(prop.to_string()), Sql::Text(value.to_string())],
-    );
-    w.push("day >= ? AND day < ?", days(scope));
-    w.events_or_any(&scope.events);
-    w
-}
 
 /// Hands `f` the rollup rows `sel` asks for over the days `[from, to)` and the scope's
 /// events; rows of one value are the caller's to add up.
@@ -183,49 +50,6 @@ fn prop_rows(
         f(spans::row(r)?);
         Ok(())
     })
-}
-
-/// Every project that has events, found by seeking from one id to the next.
-fn project_ids(conn: &Connection) -> rusqlite::Result<Vec<i64>> {
-    let mut next =
-        conn.prepare_cached("SELECT MIN(project_id) FROM events WHERE project_id > ?1")?;
-    let mut out = Vec::new();
-    let mut last = i64::MIN;
-    while let Some(p) = next.query_row([last], |r| r.get::<_, Option<i64>>(0))? {
-        out.push(p);
-        last = p;
-    }
-    Ok(out)
-}
-
-/// The (sequence number, day) of one machine's events stored after `after` and up to
-/// `upto`.
-fn machine_events(
-    conn: &Connection,
-    project: i64,
-    distinct_id: &str,
-    after: i64,
-    upto: i64,
-) -> Result<Vec<(i64, i64)>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT seq, ts_ms FROM events
-         WHERE seq > ?3 AND seq <= ?4 AND project_id = ?1 AND distinct_id = ?2",
-    )?;
-    let rows = stmt.query_map(params![project, distinct_id, after, upto], |r| {
-        Ok((r.get(0)?, r.get::<_, i64>(1)?.div_euclid(DAY_MS)))
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
-fn raw_scope(scope: &Scope) -> Result<Where, StoreError> {
-    let mut w = Where::new(scope.project_id);
-    w.push(
-        "ts_ms >= ? AND ts_ms < ?",
-        [Sql::Integer(scope.from_ms), Sql::Integer(scope.to_ms)],
-    );
-    w.events(&scope.events, "event");
-    w.raw_filters(&scope.filters)?;
-    Ok(w)
 }
 
 /// Runs `sql` and hands each row to `f`. Grouping machine sets here rather than with
@@ -578,89 +402,15 @@ impl InsightStore for SqliteStore {
     }
 
     fn erase_machine(&self, project_id: i64, distinct_id: &str) -> Result<u64, StoreError> {
-        // No index leads from a machine to its events (it would slow every insert), so
-        // finding them scans the table: on a reader, while ingest goes on. Events stored
-        // after that scan are found again by sequence number under the write lock.
-        let reader = self.reader()?;
-        let scanned: i64 =
-            reader.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?;
-        let mut found = machine_events(&reader, project_id, distinct_id, 0, scanned)?;
-        self.control(|conn| {
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            found.extend(machine_events(
-                &tx,
-                project_id,
-                distinct_id,
-                scanned,
-                i64::MAX,
-            )?);
-            let mut delete = tx.prepare_cached("DELETE FROM events WHERE seq = ?1")?;
-            for (seq, _) in &found {
-                delete.execute([seq])?;
-            }
-            let mut days: Vec<i64> = found.iter().map(|(_, day)| *day).collect();
-            days.sort_unstable();
-            days.dedup();
-            rollup::rebuild_days(&tx, project_id, &days)?;
-            drop(delete);
-            tx.commit()?;
-            Ok(found.len() as u64)
-        })
+        super::erasure::erase_machine(self, project_id, distinct_id)
     }
 
     fn purge_before(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
-        let day = cutoff_ms.div_euclid(DAY_MS);
-        self.control(|conn| {
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            // Project by project, so that every delete seeks its index rather than
-            // reading whole tables while it holds the write lock.
-            let mut n = 0;
-            for project in project_ids(&tx)? {
-                let at = |sql: &str, bound: i64| tx.execute(sql, params![project, bound]);
-                n += at(
-                    "DELETE FROM events WHERE project_id = ?1 AND ts_ms < ?2",
-                    day * DAY_MS,
-                )?;
-                at(
-                    "DELETE FROM rollup_events WHERE project_id = ?1 AND hour < ?2",
-                    day * 24,
-                )?;
-                for table in ["rollup_props", "rollup_prop_machines", "rollup_machines"] {
-                    at(
-                        &format!("DELETE FROM {table} WHERE project_id = ?1 AND day < ?2"),
-                        day,
-                    )?;
-                }
-                super::spans::invalidate_before(&tx, project, day)?;
-            }
-            tx.commit()?;
-            Ok(n as u64)
-        })
+        super::erasure::purge_before(self, cutoff_ms)
     }
 
     fn sql(&self, sql: &str, limits: SqlLimits) -> Result<SqlResult, StoreError> {
         self.settle()?;
         super::adhoc::run(&mut self.reader()?, sql, limits)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn day_buckets_equal_the_sql_buckets() {
-        let conn = Connection::open_in_memory().unwrap();
-        for interval in [Interval::Day, Interval::Week, Interval::Month] {
-            let sql = format!("SELECT {}", bucket(Some(interval), "?1 * 86400"));
-            for day in 19_700..19_800 {
-                let want: i64 = conn.query_row(&sql, [day], |r| r.get(0)).unwrap();
-                let (start, next) = day_bucket(Some(interval), day);
-                assert_eq!(start * 86_400, want, "{interval:?} of day {day}");
-                assert!(start <= day && day < next);
-                let after: i64 = conn.query_row(&sql, [next], |r| r.get(0)).unwrap();
-                assert_eq!(after, next * 86_400, "{interval:?} after day {day}");
-            }
-        }
     }
 }

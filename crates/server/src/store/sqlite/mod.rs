@@ -1,8 +1,10 @@
 //! The embedded store: one SQLite file in the data dir, in WAL mode, with full sync.
 
 mod adhoc;
+mod erasure;
 mod insights;
 mod keys;
+mod query;
 mod rollup;
 mod schema;
 mod spans;
