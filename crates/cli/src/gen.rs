@@ -337,8 +337,7 @@ mod tests {
         let mut names = std::collections::HashSet::new();
         for e in &events {
             names.insert(e.event.clone());
-            let mut props: serde_json::Map<String, Value> =
-                serde_json::from_str(&e.properties).unwrap();
+            let mut props = anonstats_wire::Properties::parse(&e.properties).unwrap();
             let before = props.clone();
             apply(&mut props, &Policy::default(), &mut Vec::new());
             assert_eq!(

@@ -222,7 +222,7 @@ fn read_batches(
             let uuid: Vec<u8> = r.get(2)?;
             let event: String = r.get(3)?;
             let properties: String = r.get(7)?;
-            let map = serde_json::from_str(&properties).unwrap_or_default();
+            let map = anonstats_wire::Properties::parse(&properties).unwrap_or_default();
             let e = NewEvent {
                 project_id: r.get(1)?,
                 uuid: Uuid::from_slice(&uuid).context("a stored uuid is not 16 bytes")?,

@@ -4,7 +4,7 @@
 //! location properties are forced to constant masks; a project may further restrict
 //! itself to an allowlist.
 
-use serde_json::{Map, Value};
+use anonstats_wire::Properties;
 use std::collections::HashSet;
 
 /// Properties dropped by default: addresses, free-form locations and device traits that
@@ -81,11 +81,7 @@ pub struct Policy {
 }
 
 /// Applies the filter in place; returns, per property, how many values it removed or masked.
-pub fn apply(
-    props: &mut Map<String, Value>,
-    policy: &Policy,
-    dropped: &mut Vec<(&'static str, u64)>,
-) {
+pub fn apply(props: &mut Properties, policy: &Policy, dropped: &mut Vec<(&'static str, u64)>) {
     let mut note = |name: &'static str| match dropped.iter_mut().find(|(n, _)| *n == name) {
         Some((_, c)) => *c += 1,
         None => dropped.push((name, 1)),
@@ -99,10 +95,10 @@ pub fn apply(
         true
     });
     for name in MASKED_PROPERTIES {
-        if let Some(v) = props.get_mut(*name) {
-            let known = v.as_str().is_some_and(|s| KNOWN_MASKS.contains(&s));
+        if let Some(v) = props.get(name) {
+            let known = v.as_str().is_some_and(|s| KNOWN_MASKS.contains(&&*s));
             if !known {
-                *v = Value::String(MASKED.to_string());
+                props.set_str(name, MASKED);
                 note(name);
             }
         }
@@ -133,22 +129,27 @@ fn denied(key: &str) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
+
+    fn props(v: Value) -> Properties {
+        Properties::from_map(v.as_object().unwrap())
+    }
+
+    fn value(p: Properties) -> Value {
+        serde_json::from_str(&p.into_json()).unwrap()
+    }
 
     #[test]
     fn drops_denylist_and_masks_locations() {
-        let mut props = json!({
+        let mut props = props(json!({
             "$ip": "203.0.113.9", "$geoip_city_name": "Athens", "hostname": "db1",
             "$current_url": "http://10.1.2.3:19999/#menu", "$host": "dashboard.anonstats.invalid",
             "product_version": "1.2.3"
-        })
-        .as_object()
-        .cloned()
-        .unwrap();
+        }));
         let mut dropped = Vec::new();
         apply(&mut props, &Policy::default(), &mut dropped);
         assert_eq!(
-            Value::Object(props),
+            value(props),
             json!({"$current_url": "masked", "$host": "dashboard.anonstats.invalid", "product_version": "1.2.3"})
         );
         assert!(dropped.contains(&("$ip", 1)) && dropped.contains(&("$geoip_*", 1)));
@@ -156,16 +157,13 @@ mod tests {
 
     #[test]
     fn allowlist_keeps_only_listed() {
-        let mut props = json!({"a": 1, "b": 2, "$ip": "x"})
-            .as_object()
-            .cloned()
-            .unwrap();
+        let mut props = props(json!({"a": 1, "b": 2, "$ip": "x"}));
         let policy = Policy {
             allowlist: Some(["a".to_string(), "$ip".to_string()].into()),
         };
         let mut dropped = Vec::new();
         apply(&mut props, &policy, &mut dropped);
-        assert_eq!(Value::Object(props), json!({"a": 1}));
+        assert_eq!(value(props), json!({"a": 1}));
         assert_eq!(dropped, vec![("$ip", 1), ("allowlist", 1)]);
     }
 }

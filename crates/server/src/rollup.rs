@@ -2,7 +2,9 @@
 //! plus the derived crash site of FATAL events. Shared by ingest and by rebuilds after
 //! erasure, so both count exactly alike.
 
+use anonstats_wire::Properties;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 
 /// Longest property value kept as a rollup bucket; longer values are free text, not a
 /// category, and are left to raw queries.
@@ -29,7 +31,7 @@ const PER_EVENT: &[&str] = &[
 
 /// The text a property value is bucketed under; `None` for values that are not
 /// categories (null, objects, arrays, long strings).
-pub fn value_text(v: &Value) -> Option<std::borrow::Cow<'_, str>> {
+pub fn value_text(v: &Value) -> Option<Cow<'_, str>> {
     match v {
         Value::String(s) if s.len() <= MAX_VALUE_LEN => Some(s.as_str().into()),
         Value::Number(n) => Some(n.to_string().into()),
@@ -85,32 +87,55 @@ impl Dims {
     }
 }
 
-/// The (property, value) pairs one event contributes.
-pub fn dims(event: &str, props: &Map<String, Value>) -> Dims {
-    let mut out = Dims::default();
-    for (k, v) in props {
-        if PER_EVENT.contains(&k.as_str()) {
-            continue;
-        }
-        if let Some(text) = value_text(v) {
-            out.push(k, &text);
+/// Properties as [`dims`] reads them: each key with its bucket text.
+pub trait Scalars {
+    fn each(&self, f: impl FnMut(&str, Option<Cow<'_, str>>));
+}
+
+impl Scalars for Map<String, Value> {
+    fn each(&self, mut f: impl FnMut(&str, Option<Cow<'_, str>>)) {
+        for (k, v) in self {
+            f(k, value_text(v));
         }
     }
-    if event == "FATAL" {
-        let text = |k: &str| {
-            props
-                .get(k)
-                .and_then(value_text)
-                .map(|t| t.into_owned())
-                .unwrap_or_default()
-        };
-        let site = serde_json::json!([
-            text("fatal_function"),
-            text("fatal_file"),
-            text("fatal_line"),
-            text("product_version")
-        ]);
-        out.push(FATAL_SITE, &site.to_string());
+}
+
+impl Scalars for Properties {
+    fn each(&self, mut f: impl FnMut(&str, Option<Cow<'_, str>>)) {
+        for (k, v) in self.iter() {
+            f(k, v.scalar().filter(|s| s.len() <= MAX_VALUE_LEN));
+        }
+    }
+}
+
+/// The (property, value) pairs one event contributes.
+pub fn dims(event: &str, props: &impl Scalars) -> Dims {
+    let mut out = Dims::default();
+    let fatal = event == "FATAL";
+    // function, file, line, product_version
+    let mut site: [String; 4] = Default::default();
+    props.each(|k, text| {
+        if fatal {
+            let slot = match k {
+                "fatal_function" => Some(0),
+                "fatal_file" => Some(1),
+                "fatal_line" => Some(2),
+                "product_version" => Some(3),
+                _ => None,
+            };
+            if let (Some(i), Some(t)) = (slot, &text) {
+                site[i] = t.to_string();
+            }
+        }
+        if PER_EVENT.contains(&k) {
+            return;
+        }
+        if let Some(text) = text {
+            out.push(k, &text);
+        }
+    });
+    if fatal {
+        out.push(FATAL_SITE, &serde_json::json!(site).to_string());
     }
     out
 }
@@ -125,6 +150,8 @@ mod tests {
         let props = json!({"product_version": "1.2", "n": 3, "ok": true, "obj": {}, "$insert_id": "x",
             "fatal_function": "f", "fatal_file": "a.rs", "fatal_line": 7, "long": "y".repeat(300)});
         let dims = dims("FATAL", props.as_object().unwrap());
+        let sent = Properties::parse(&props.to_string()).unwrap();
+        assert_eq!(super::dims("FATAL", &sent), dims);
         let mut d: Vec<(&str, &str)> = dims.iter().collect();
         d.sort();
         let names: Vec<&str> = d.iter().map(|(k, _)| *k).collect();

@@ -1,11 +1,13 @@
 //! From payload JSON to validated events and the request's one token.
 
+use crate::Properties;
 use crate::error::size;
 use crate::time::parse_timestamp_ms;
 use crate::{Limits, WireError};
 use serde::Deserialize;
+use serde_json::Value;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
+use std::borrow::Cow;
 use uuid::Uuid;
 
 /// One validated event, ready for the privacy filter and storage.
@@ -17,7 +19,7 @@ pub struct Event {
     pub distinct_id: String,
     /// When the event happened, Unix milliseconds, corrected for sender clock skew.
     pub timestamp_ms: i64,
-    pub properties: Map<String, Value>,
+    pub properties: Properties,
 }
 
 /// A decoded request: the project token and the events it carries.
@@ -156,30 +158,32 @@ fn parse_event(
         .map_err(|_| WireError::invalid(format!("event {i} is not a JSON object")))?;
     let at = Some(i);
 
-    let mut properties: Map<String, Value> = match ev.properties {
-        None => Map::new(),
-        Some(p) => match serde_json::from_str::<Value>(p.get()) {
-            Ok(Value::Object(m)) => m,
-            Ok(Value::Null) => Map::new(),
-            _ => {
-                return Err(WireError::invalid(format!(
-                    "event {i}: `properties` must be an object"
-                )));
-            }
-        },
+    let mut properties = match ev.properties.map(RawValue::get) {
+        None | Some("null") => Properties::default(),
+        Some(p) if p.starts_with('{') => Properties::parse(p).map_err(|e| {
+            WireError::invalid(format!("event {i}: `properties` is not valid JSON: {e}"))
+        })?,
+        Some(_) => {
+            return Err(WireError::invalid(format!(
+                "event {i}: `properties` must be an object"
+            )));
+        }
     };
 
     tokens.offer(opt_string(ev.api_key, "api_key", at)?)?;
     tokens.offer(opt_string(ev.token, "token", at)?)?;
     tokens.offer(opt_string(ev.dollar_token, "$token", at)?)?;
-    match properties.remove("token") {
-        Some(Value::String(t)) => tokens.offer(Some(t))?,
-        Some(Value::Null) | None => {}
-        Some(_) => {
-            return Err(WireError::invalid(format!(
-                "event {i}: `properties.token` must be a string"
-            )));
+    if let Some(t) = properties.get("token") {
+        match t.as_str() {
+            Some(t) => tokens.offer(Some(t.into_owned()))?,
+            None if t.is_null() => {}
+            None => {
+                return Err(WireError::invalid(format!(
+                    "event {i}: `properties.token` must be a string"
+                )));
+            }
         }
+        properties.remove("token");
     }
 
     let event = opt_string(ev.event, "event", at)?
@@ -191,11 +195,9 @@ fn parse_event(
         Some(d) => Some(d),
         None => match id_field(ev.dollar_distinct_id, i)? {
             Some(d) => Some(d),
-            None => match properties.get("distinct_id") {
-                Some(Value::String(s)) => Some(s.clone()),
-                Some(Value::Number(n)) => Some(n.to_string()),
-                _ => None,
-            },
+            None => properties
+                .get("distinct_id")
+                .and_then(|v| v.as_str().map(Cow::into_owned).or_else(|| v.as_number())),
         },
     }
     .filter(|d| !d.trim().is_empty())

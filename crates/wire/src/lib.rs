@@ -19,11 +19,13 @@ mod error;
 mod event;
 mod lz64;
 mod payload;
+mod props;
 mod time;
 
 pub use error::WireError;
 pub use event::{Decoded, Event};
 pub use payload::Request;
+pub use props::{PropValue, Properties};
 pub use time::{format_rfc3339_ms, parse_timestamp_ms};
 
 /// Size bounds applied while decoding.

@@ -7,6 +7,7 @@ use super::systems;
 use anonstats_client::event::{FatalSite, action_properties, apply_masks};
 use anonstats_server::privacy::{self, Policy};
 use anonstats_server::rollup::Dims;
+use anonstats_wire::Properties;
 use serde_json::{Map, Value};
 
 pub const DAY_MS: i64 = 86_400_000;
@@ -206,9 +207,10 @@ impl Population {
 /// The stable properties as stored (after the collector's privacy filter) and their dims.
 fn stable_part(mut props: Map<String, Value>) -> (String, Dims) {
     apply_masks(&mut props);
+    let mut props = Properties::from_map(&props);
     privacy::apply(&mut props, &Policy::default(), &mut Vec::new());
     let dims = anonstats_server::rollup::dims("", &props);
-    let text = Value::Object(props).to_string();
+    let text = props.into_json();
     let inner = text
         .strip_prefix('{')
         .and_then(|t| t.strip_suffix('}'))

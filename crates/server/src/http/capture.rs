@@ -87,7 +87,7 @@ async fn handle(
                 distinct_id: e.distinct_id,
                 timestamp_ms: e.timestamp_ms,
                 received_ms: now,
-                properties: serde_json::Value::Object(e.properties).to_string(),
+                properties: e.properties.into_json(),
             }
         })
         .collect();

@@ -291,7 +291,7 @@ impl InsightStore for SqliteStore {
             let mut rows = stmt.query(params_from_iter(w.params.iter()))?;
             while let Some(r) = rows.next()? {
                 let props: String = r.get(3)?;
-                let props = serde_json::from_str(&props).unwrap_or_default();
+                let props = anonstats_wire::Properties::parse(&props).unwrap_or_default();
                 let dims = crate::rollup::dims("FATAL", &props);
                 let Some(site) = dims.get(FATAL_SITE) else {
                     continue;

@@ -227,7 +227,7 @@ pub(super) fn count_events(
         let event: String = row.get(1)?;
         let distinct_id: String = row.get(2)?;
         let props: String = row.get(4)?;
-        let props = serde_json::from_str(&props).unwrap_or_default();
+        let props = anonstats_wire::Properties::parse(&props).unwrap_or_default();
         agg.add(
             row.get(0)?,
             &event,

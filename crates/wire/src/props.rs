@@ -1,0 +1,439 @@
+//! An event's properties as the sender wrote them. They are parsed once to find each key
+//! and value, kept as JSON text, and re-encoded only when something was removed or
+//! changed: building a map of values for every event, and writing it out again, cost
+//! more than everything else ingest does with an event.
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::fmt;
+
+/// A JSON object's entries, each key decoded and each value kept as its JSON text.
+///
+/// Keys are unique: when the sender repeats one, the last value wins, as it does for a
+/// JSON map.
+#[derive(Debug, Clone)]
+pub struct Properties {
+    /// The object's JSON text as sent.
+    text: String,
+    /// Decoded keys that were written with escapes, and values set after parsing.
+    spill: String,
+    entries: Vec<Entry>,
+    /// Whether `entries` no longer say exactly what `text` says.
+    edited: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    key: Span,
+    value: Span,
+}
+
+/// Where a piece of text lives: in the sent text or in the spill.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    start: u32,
+    end: u32,
+    spilled: bool,
+}
+
+/// One property value: its JSON text, valid and free of lone surrogates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PropValue<'a>(&'a str);
+
+impl<'a> PropValue<'a> {
+    /// The value's JSON text.
+    pub fn json(self) -> &'a str {
+        self.0
+    }
+
+    pub fn is_null(self) -> bool {
+        self.0 == "null"
+    }
+
+    /// The decoded string, when the value is a string.
+    pub fn as_str(self) -> Option<Cow<'a, str>> {
+        let inner = self.0.strip_prefix('"')?.strip_suffix('"')?;
+        if inner.contains('\\') {
+            serde_json::from_str::<String>(self.0).ok().map(Cow::Owned)
+        } else {
+            Some(Cow::Borrowed(inner))
+        }
+    }
+
+    /// The number as JSON writes it, when the value is a number.
+    pub fn as_number(self) -> Option<String> {
+        match self.0.as_bytes().first()? {
+            b'-' | b'0'..=b'9' => serde_json::from_str::<serde_json::Number>(self.0)
+                .ok()
+                .map(|n| n.to_string()),
+            _ => None,
+        }
+    }
+
+    /// The value as text when it is a scalar: a string's content, a number as JSON
+    /// writes it, `true` or `false`. `None` for null, objects and arrays.
+    pub fn scalar(self) -> Option<Cow<'a, str>> {
+        match self.0.as_bytes().first()? {
+            b'"' => self.as_str(),
+            b't' => Some(Cow::Borrowed("true")),
+            b'f' => Some(Cow::Borrowed("false")),
+            _ => self.as_number().map(Cow::Owned),
+        }
+    }
+}
+
+impl Default for Properties {
+    fn default() -> Self {
+        Properties {
+            text: "{}".to_string(),
+            spill: String::new(),
+            entries: Vec::new(),
+            edited: false,
+        }
+    }
+}
+
+impl PartialEq for Properties {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().all(|(k, v)| other.get(k) == Some(v))
+    }
+}
+
+impl Properties {
+    /// Parses a JSON object. The error says what is wrong with the text.
+    pub fn parse(text: &str) -> Result<Properties, String> {
+        let base = text.as_ptr() as usize;
+        let mut spill = String::new();
+        let found = {
+            let mut de = serde_json::Deserializer::from_str(text);
+            let found = de
+                .deserialize_map(EntriesVisitor {
+                    base,
+                    spill: &mut spill,
+                })
+                .map_err(|e| e.to_string())?;
+            de.end().map_err(|e| e.to_string())?;
+            found
+        };
+        let mut props = Properties {
+            text: text.to_string(),
+            spill,
+            entries: found.entries,
+            edited: found.spilled_keys,
+        };
+        for e in &props.entries {
+            validate(props.piece(e.value))?;
+        }
+        props.dedupe();
+        Ok(props)
+    }
+
+    /// Builds the properties of a JSON map.
+    pub fn from_map(map: &serde_json::Map<String, serde_json::Value>) -> Properties {
+        let text = serde_json::Value::Object(map.clone()).to_string();
+        Properties::parse(&text).expect("a serialized map is a valid JSON object")
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Each key and its value, in the order sent.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, PropValue<'_>)> {
+        self.entries
+            .iter()
+            .map(|e| (self.piece(e.key), PropValue(self.piece(e.value))))
+    }
+
+    pub fn get(&self, key: &str) -> Option<PropValue<'_>> {
+        self.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// Keeps only the entries `keep` says yes to.
+    pub fn retain(&mut self, mut keep: impl FnMut(&str, PropValue<'_>) -> bool) {
+        let before = self.entries.len();
+        let (text, spill) = (&self.text, &self.spill);
+        self.entries.retain(|e| {
+            let piece = |s: Span| {
+                let from = if s.spilled { spill } else { text };
+                &from[s.start as usize..s.end as usize]
+            };
+            keep(piece(e.key), PropValue(piece(e.value)))
+        });
+        self.edited |= self.entries.len() != before;
+    }
+
+    pub fn remove(&mut self, key: &str) {
+        self.retain(|k, _| k != key);
+    }
+
+    /// Sets an existing key's value to a string; does nothing when the key is absent.
+    pub fn set_str(&mut self, key: &str, value: &str) {
+        let Some(i) = self.iter().position(|(k, _)| k == key) else {
+            return;
+        };
+        let json = serde_json::to_string(value).expect("a string serializes");
+        self.entries[i].value = self.spill_text(&json);
+        self.edited = true;
+    }
+
+    /// The object's JSON text: the sender's own when nothing changed.
+    pub fn into_json(self) -> String {
+        if !self.edited {
+            return self.text;
+        }
+        let mut out = String::with_capacity(self.text.len() + self.spill.len());
+        out.push('{');
+        for (i, e) in self.entries.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let key = self.piece(e.key);
+            if e.key.spilled {
+                out.push_str(&serde_json::to_string(key).expect("a string serializes"));
+            } else {
+                // Keys found in the sent text had no escapes, so their text is the key.
+                out.push('"');
+                out.push_str(key);
+                out.push('"');
+            }
+            out.push(':');
+            out.push_str(self.piece(e.value));
+        }
+        out.push('}');
+        out
+    }
+
+    fn piece(&self, s: Span) -> &str {
+        let from = if s.spilled { &self.spill } else { &self.text };
+        &from[s.start as usize..s.end as usize]
+    }
+
+    fn spill_text(&mut self, text: &str) -> Span {
+        let start = self.spill.len() as u32;
+        self.spill.push_str(text);
+        Span {
+            start,
+            end: self.spill.len() as u32,
+            spilled: true,
+        }
+    }
+
+    /// Drops all but the last entry of a repeated key.
+    fn dedupe(&mut self) {
+        if self.entries.len() < 2 {
+            return;
+        }
+        let mut keys: Vec<&str> = self.iter().map(|(k, _)| k).collect();
+        keys.sort_unstable();
+        if keys.windows(2).all(|w| w[0] != w[1]) {
+            return;
+        }
+        let keys: Vec<String> = self.iter().map(|(k, _)| k.to_string()).collect();
+        let mut i = 0;
+        self.entries.retain(|_| {
+            let repeated_later = keys[i + 1..].contains(&keys[i]);
+            i += 1;
+            !repeated_later
+        });
+        self.edited = true;
+    }
+}
+
+/// Rejects what the JSON syntax allows but a JSON reader refuses: lone surrogate escapes
+/// and numbers out of range. Plain strings and literals, nearly every value, need no
+/// second look.
+fn validate(value: &str) -> Result<(), String> {
+    let plain = match value.as_bytes().first() {
+        Some(b'"') => !value.contains('\\'),
+        Some(b't' | b'f' | b'n') => true,
+        Some(b'-' | b'0'..=b'9') => value.len() <= 15 && !value.contains(['e', 'E']),
+        _ => false,
+    };
+    if plain {
+        return Ok(());
+    }
+    serde_json::from_str::<serde_json::Value>(value)
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+struct Found {
+    entries: Vec<Entry>,
+    spilled_keys: bool,
+}
+
+struct EntriesVisitor<'s> {
+    base: usize,
+    spill: &'s mut String,
+}
+
+/// A key as the parser hands it over: a slice of the text, or decoded when it had escapes.
+enum Key<'de> {
+    Borrowed(&'de str),
+    Decoded(String),
+}
+
+impl<'de> de::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key::Borrowed(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key::Decoded(v.to_string()))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+impl<'de> Visitor<'de> for EntriesVisitor<'_> {
+    type Value = Found;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Found, A::Error> {
+        let mut found = Found {
+            entries: Vec::with_capacity(map.size_hint().unwrap_or(32)),
+            spilled_keys: false,
+        };
+        let at = |s: &str| {
+            let start = (s.as_ptr() as usize - self.base) as u32;
+            Span {
+                start,
+                end: start + s.len() as u32,
+                spilled: false,
+            }
+        };
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            let value: &'de RawValue = map.next_value()?;
+            let key = match key {
+                Key::Borrowed(k) => at(k),
+                Key::Decoded(k) => {
+                    found.spilled_keys = true;
+                    let start = self.spill.len() as u32;
+                    self.spill.push_str(&k);
+                    Span {
+                        start,
+                        end: self.spill.len() as u32,
+                        spilled: true,
+                    }
+                }
+            };
+            found.entries.push(Entry {
+                key,
+                value: at(value.get()),
+            });
+        }
+        Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn round_trip(text: &str) -> Value {
+        serde_json::from_str(&Properties::parse(text).unwrap().into_json()).unwrap()
+    }
+
+    #[test]
+    fn unchanged_properties_keep_the_senders_text() {
+        let text = r#"{ "b": 1.50, "a": "x",  "n": null }"#;
+        let p = Properties::parse(text).unwrap();
+        assert_eq!(p.len(), 3);
+        assert_eq!(p.get("b").unwrap().json(), "1.50");
+        assert_eq!(p.into_json(), text);
+    }
+
+    #[test]
+    fn removing_and_setting_re_encode() {
+        let mut p = Properties::parse(r#"{"$ip":"1.2.3.4","a":[1,{"b":2}],"u":"x"}"#).unwrap();
+        p.remove("$ip");
+        p.set_str("u", "masked \"q\"");
+        assert_eq!(
+            p.clone().into_json(),
+            r#"{"a":[1,{"b":2}],"u":"masked \"q\""}"#
+        );
+        assert_eq!(p.get("u").unwrap().as_str().unwrap(), "masked \"q\"");
+        p.set_str("absent", "z");
+        assert!(!p.contains_key("absent"));
+    }
+
+    #[test]
+    fn escaped_keys_are_decoded_and_re_escaped() {
+        let p = Properties::parse(r#"{"\u0024ip":"1.2.3.4","tab\tkey":1}"#).unwrap();
+        assert!(p.contains_key("$ip"));
+        assert!(p.contains_key("tab\tkey"));
+        assert_eq!(
+            round_trip(r#"{"\u0024ip":"1.2.3.4","tab\tkey":1}"#),
+            json!({"$ip": "1.2.3.4", "tab\tkey": 1})
+        );
+    }
+
+    #[test]
+    fn a_repeated_key_keeps_its_last_value() {
+        let p = Properties::parse(r#"{"a":1,"b":2,"a":3}"#).unwrap();
+        assert_eq!(p.len(), 2);
+        assert_eq!(p.get("a").unwrap().json(), "3");
+        assert_eq!(p.into_json(), r#"{"b":2,"a":3}"#);
+    }
+
+    #[test]
+    fn scalars_read_as_a_json_map_would() {
+        let text = r#"{"s":"caf\u00e9","n":1.50,"i":-7,"e":1E2,"t":true,"f":false,"z":null,"o":{},"l":[]}"#;
+        let p = Properties::parse(text).unwrap();
+        let map: serde_json::Map<String, Value> = serde_json::from_str(text).unwrap();
+        for (k, v) in p.iter() {
+            let want = match &map[k] {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                Value::Bool(b) => Some(b.to_string()),
+                _ => None,
+            };
+            assert_eq!(v.scalar().map(Cow::into_owned), want, "{k}");
+        }
+    }
+
+    #[test]
+    fn what_a_json_reader_refuses_is_refused() {
+        for bad in [
+            r#"{"a":"\ud800"}"#,
+            r#"{"a":1e400}"#,
+            r#"{"a":[1e400]}"#,
+            r#"{"a":1,}"#,
+            r#"{"a":1} x"#,
+            r#"[1]"#,
+            r#"{"a":"#,
+        ] {
+            assert!(Properties::parse(bad).is_err(), "{bad}");
+        }
+        assert!(Properties::parse(r#"{"a":"\ud83d\ude00"}"#).is_ok());
+    }
+
+    #[test]
+    fn equality_ignores_order_and_spacing() {
+        let a = Properties::parse(r#"{"a":1,"b":"x"}"#).unwrap();
+        let b = Properties::parse(r#"{ "b":"x", "a":1 }"#).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(Properties::default().into_json(), "{}");
+    }
+}
