@@ -42,7 +42,7 @@ pub fn value_text(v: &Value) -> Option<Cow<'_, str>> {
 
 /// The (property, value) pairs of one event, kept in one buffer: an event has dozens of
 /// them, and two allocations per pair were a large share of what ingest costs.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Dims {
     text: String,
     /// Where each pair's property and value end in `text`.

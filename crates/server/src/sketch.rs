@@ -71,6 +71,10 @@ impl MachineSet {
     /// Adds every machine of `other`; returns whether the set changed.
     pub fn merge(&mut self, other: &MachineSet) -> bool {
         match other {
+            // A handful is quicker inserted than merged into a new vector.
+            MachineSet::Sparse(hashes) if hashes.len() <= 4 => hashes
+                .iter()
+                .fold(false, |changed, h| self.insert_changed(*h) | changed),
             MachineSet::Sparse(hashes) => match self {
                 MachineSet::Sparse(mine) => {
                     let before = mine.len();

@@ -24,10 +24,34 @@ struct PropAgg {
     last_ms: i64,
 }
 
+impl PropAgg {
+    fn add(&mut self, other: &PropAgg) {
+        if self.count == 0 {
+            (self.first_ms, self.last_ms) = (other.first_ms, other.last_ms);
+        }
+        self.count += other.count;
+        self.machines.merge(&other.machines);
+        self.first_ms = self.first_ms.min(other.first_ms);
+        self.last_ms = self.last_ms.max(other.last_ms);
+    }
+}
+
 /// Per value, per property, per event: nested so that the hot path looks keys up by
 /// `&str` and allocates only for a key it has not seen before. (FxHash: the keys are
 /// ours, not an attacker's choice of collisions worth a slower hash.)
 type PropMaps = HashMap<String, HashMap<String, HashMap<String, PropAgg>>>;
+
+/// Events alike in project, day, event name and every (property, value) pair, counted
+/// together: a machine sends the same properties again and again, so most events only
+/// add to a combination already seen, and each pair's rows are updated once per
+/// combination at the fold instead of once per event.
+struct Combo {
+    project: i64,
+    day: i64,
+    event: String,
+    dims: Dims,
+    agg: PropAgg,
+}
 
 /// Rollup rows accumulated in memory as events are committed, and written at once when
 /// the writer folds.
@@ -35,8 +59,8 @@ type PropMaps = HashMap<String, HashMap<String, HashMap<String, PropAgg>>>;
 pub(super) struct Agg {
     /// (project, hour) -> event.
     events: HashMap<(i64, i64), HashMap<String, i64>>,
-    /// (project, day) -> event -> property -> value.
-    props: HashMap<(i64, i64), PropMaps>,
+    /// By a hash of what makes them alike.
+    combos: HashMap<u64, Vec<Combo>>,
     /// (project, day) -> event ('' = any).
     machines: HashMap<(i64, i64), HashMap<String, MachineSet>>,
 }
@@ -53,7 +77,8 @@ pub(super) fn slot<'a, V: Default, S: std::hash::BuildHasher>(
 }
 
 impl Agg {
-    pub fn add(&mut self, project: i64, event: &str, distinct_id: &str, ts_ms: i64, dims: &Dims) {
+    pub fn add(&mut self, project: i64, event: &str, distinct_id: &str, ts_ms: i64, dims: Dims) {
+        use std::hash::{BuildHasher, Hash, Hasher};
         let day = ts_ms.div_euclid(DAY_MS);
         let machine = machine_hash(distinct_id);
         let hour = ts_ms.div_euclid(HOUR_MS);
@@ -62,17 +87,46 @@ impl Agg {
         for scope in [event, ""] {
             slot(machines, scope).insert(machine);
         }
-        let by_prop = slot(self.props.entry((project, day)).or_default(), event);
-        for (prop, value) in dims.iter() {
-            let agg = slot(slot(by_prop, prop), value);
-            if agg.count == 0 {
-                (agg.first_ms, agg.last_ms) = (ts_ms, ts_ms);
+        let mut h = rustc_hash::FxBuildHasher.build_hasher();
+        (project, day, event).hash(&mut h);
+        dims.hash(&mut h);
+        let alike = self.combos.entry(h.finish()).or_default();
+        let at = match alike.iter().position(|c| {
+            (c.project, c.day, c.event.as_str(), &c.dims) == (project, day, event, &dims)
+        }) {
+            Some(i) => i,
+            None => {
+                alike.push(Combo {
+                    project,
+                    day,
+                    event: event.to_string(),
+                    dims,
+                    agg: PropAgg {
+                        first_ms: ts_ms,
+                        last_ms: ts_ms,
+                        ..PropAgg::default()
+                    },
+                });
+                alike.len() - 1
             }
-            agg.count += 1;
-            agg.machines.insert(machine);
-            agg.first_ms = agg.first_ms.min(ts_ms);
-            agg.last_ms = agg.last_ms.max(ts_ms);
+        };
+        let agg = &mut alike[at].agg;
+        agg.count += 1;
+        agg.machines.insert(machine);
+        agg.first_ms = agg.first_ms.min(ts_ms);
+        agg.last_ms = agg.last_ms.max(ts_ms);
+    }
+
+    /// (project, day) -> event -> property -> value, from the combinations.
+    fn props(&self) -> HashMap<(i64, i64), PropMaps> {
+        let mut props: HashMap<(i64, i64), PropMaps> = HashMap::default();
+        for c in self.combos.values().flatten() {
+            let by_prop = slot(props.entry((c.project, c.day)).or_default(), &c.event);
+            for (prop, value) in c.dims.iter() {
+                slot(slot(by_prop, prop), value).add(&c.agg);
+            }
         }
+        props
     }
 
     pub fn flush(self, conn: &Connection) -> rusqlite::Result<()> {
@@ -103,7 +157,7 @@ impl Agg {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
         let today = spans::today();
-        for ((project, day), by_event) in &self.props {
+        for ((project, day), by_event) in &self.props() {
             if *day < today {
                 spans::invalidate(conn, *project, *day)?;
             }
@@ -150,14 +204,7 @@ fn any_event(by_event: &PropMaps) -> HashMap<String, HashMap<String, PropAgg>> {
         for (prop, by_value) in by_prop {
             let mine = slot(&mut any, prop);
             for (value, agg) in by_value {
-                let entry = slot(mine, value);
-                if entry.count == 0 {
-                    (entry.first_ms, entry.last_ms) = (agg.first_ms, agg.last_ms);
-                }
-                entry.count += agg.count;
-                entry.machines.merge(&agg.machines);
-                entry.first_ms = entry.first_ms.min(agg.first_ms);
-                entry.last_ms = entry.last_ms.max(agg.last_ms);
+                slot(mine, value).add(agg);
             }
         }
     }
@@ -233,7 +280,7 @@ pub(super) fn count_events(
             &event,
             &distinct_id,
             row.get(3)?,
-            &dims(&event, &props),
+            dims(&event, &props),
         );
     }
     Ok(())

@@ -310,7 +310,13 @@ impl Writer {
 
     /// Commits one group of requests, folding when `fold_now`, and answers each request;
     /// returns roughly how many bytes of events it wrote.
-    fn insert(&mut self, fold: &mut Fold, jobs: Vec<Job>, total: usize, fold_now: bool) -> usize {
+    fn insert(
+        &mut self,
+        fold: &mut Fold,
+        mut jobs: Vec<Job>,
+        total: usize,
+        fold_now: bool,
+    ) -> usize {
         let bytes: usize = jobs
             .iter()
             .flat_map(|j| &j.events)
@@ -318,7 +324,7 @@ impl Writer {
             .sum();
         let outcome = (|| {
             let tx = self.conn.transaction()?;
-            let outcomes = insert_events(&tx, &jobs, &mut fold.next_seq, &mut fold.pending)?;
+            let outcomes = insert_events(&tx, &mut jobs, &mut fold.next_seq, &mut fold.pending)?;
             let upto = fold.next_seq - 1;
             let version = if fold_now {
                 Some(fold_into(&tx, fold, upto)?)
@@ -424,7 +430,7 @@ fn data_version(conn: &Connection) -> rusqlite::Result<i64> {
 /// adds to the rollups to `pending` (duplicates add nothing); returns each job's outcome.
 fn insert_events(
     tx: &Transaction<'_>,
-    jobs: &[Job],
+    jobs: &mut [Job],
     next_seq: &mut i64,
     pending: &mut Agg,
 ) -> rusqlite::Result<Vec<Inserted>> {
@@ -436,7 +442,7 @@ fn insert_events(
     )?;
     for job in jobs {
         let mut out = Inserted::default();
-        for e in &job.events {
+        for e in &mut job.events {
             let n = insert.execute(params![
                 e.project_id,
                 e.uuid.as_bytes(),
@@ -455,7 +461,7 @@ fn insert_events(
                     &e.event,
                     &e.distinct_id,
                     e.timestamp_ms,
-                    &e.dims,
+                    std::mem::take(&mut e.dims),
                 );
             } else {
                 out.duplicates += 1;
