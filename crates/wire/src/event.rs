@@ -2,6 +2,7 @@
 
 use crate::Properties;
 use crate::error::size;
+use crate::props::PropsField;
 use crate::time::parse_timestamp_ms;
 use crate::{Limits, WireError};
 use serde::Deserialize;
@@ -32,20 +33,14 @@ pub struct Decoded {
 /// Longest accepted event name and distinct id, in characters.
 const MAX_NAME: usize = 200;
 
-#[derive(Deserialize)]
-struct Envelope<'a> {
-    #[serde(borrow)]
-    batch: Option<&'a RawValue>,
-    #[serde(borrow)]
-    api_key: Option<&'a RawValue>,
-    #[serde(borrow)]
-    token: Option<&'a RawValue>,
-    #[serde(borrow)]
-    sent_at: Option<&'a RawValue>,
-}
-
+/// An event's fields, or an envelope's: a body that is one object is read once, and is
+/// an envelope when it has a `batch`.
 #[derive(Deserialize)]
 struct RawEvent<'a> {
+    #[serde(borrow, default)]
+    batch: Batch<'a>,
+    #[serde(borrow)]
+    sent_at: Option<&'a RawValue>,
     #[serde(borrow)]
     event: Option<&'a RawValue>,
     #[serde(borrow)]
@@ -53,7 +48,7 @@ struct RawEvent<'a> {
     #[serde(borrow, rename = "$distinct_id")]
     dollar_distinct_id: Option<&'a RawValue>,
     #[serde(borrow)]
-    properties: Option<&'a RawValue>,
+    properties: Option<PropsField<'a>>,
     #[serde(borrow)]
     timestamp: Option<&'a RawValue>,
     #[serde(borrow)]
@@ -66,6 +61,59 @@ struct RawEvent<'a> {
     token: Option<&'a RawValue>,
     #[serde(borrow, rename = "$token")]
     dollar_token: Option<&'a RawValue>,
+}
+
+/// The envelope's `batch`, read in the same pass as the envelope.
+#[derive(Default)]
+enum Batch<'a> {
+    #[default]
+    Absent,
+    Events(Vec<&'a RawValue>),
+    Other,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Batch<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{Error, IgnoredAny, MapAccess, SeqAccess, Visitor};
+        struct Events<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for Events<'a> {
+            type Value = Batch<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an array of events")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Batch<'a>, A::Error> {
+                let mut events = Vec::with_capacity(seq.size_hint().unwrap_or(64));
+                while let Some(e) = seq.next_element::<&'a RawValue>()? {
+                    events.push(e);
+                }
+                Ok(Batch::Events(events))
+            }
+            // Anything else is read over, so that the error can name the field.
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Batch<'a>, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Batch::Other)
+            }
+            fn visit_unit<E: Error>(self) -> Result<Batch<'a>, E> {
+                Ok(Batch::Other)
+            }
+            fn visit_bool<E: Error>(self, _: bool) -> Result<Batch<'a>, E> {
+                Ok(Batch::Other)
+            }
+            fn visit_i64<E: Error>(self, _: i64) -> Result<Batch<'a>, E> {
+                Ok(Batch::Other)
+            }
+            fn visit_u64<E: Error>(self, _: u64) -> Result<Batch<'a>, E> {
+                Ok(Batch::Other)
+            }
+            fn visit_f64<E: Error>(self, _: f64) -> Result<Batch<'a>, E> {
+                Ok(Batch::Other)
+            }
+            fn visit_str<E: Error>(self, _: &str) -> Result<Batch<'a>, E> {
+                Ok(Batch::Other)
+            }
+        }
+        d.deserialize_any(Events(std::marker::PhantomData))
+    }
 }
 
 /// Collects the one token a request may carry, wherever the client put it.
@@ -96,22 +144,31 @@ pub(crate) fn parse(
         |e: serde_json::Error| WireError::invalid(format!("body is not valid JSON: {e}"));
     let mut tokens = TokenSlot::default();
     let mut sent_at_ms = sent_at_ms;
-    let raws: Vec<&RawValue> = match json.trim_start().as_bytes().first() {
-        Some(b'[') => serde_json::from_str(json).map_err(bad_json)?,
+    let events = match json.trim_start().as_bytes().first() {
+        Some(b'[') => {
+            let raws: Vec<&RawValue> = serde_json::from_str(json).map_err(bad_json)?;
+            each_event(raws, limits, &mut tokens, sent_at_ms, now_ms)?
+        }
         Some(b'{') => {
-            let env: Envelope = serde_json::from_str(json).map_err(bad_json)?;
-            match env.batch {
-                Some(batch) => {
-                    tokens.offer(opt_string(env.api_key, "api_key", None)?)?;
-                    tokens.offer(opt_string(env.token, "token", None)?)?;
-                    if let Some(s) = opt_string(env.sent_at, "sent_at", None)? {
+            let mut top: RawEvent = serde_json::from_str(json).map_err(bad_json)?;
+            match std::mem::take(&mut top.batch) {
+                Batch::Absent => {
+                    fits(0, json.trim().len(), limits)?;
+                    vec![event(0, top, &mut tokens, sent_at_ms, now_ms)?]
+                }
+                Batch::Other => {
+                    return Err(WireError::invalid(
+                        "`batch` must be an array of event objects",
+                    ));
+                }
+                Batch::Events(raws) => {
+                    tokens.offer(opt_string(top.api_key, "api_key", None)?)?;
+                    tokens.offer(opt_string(top.token, "token", None)?)?;
+                    if let Some(s) = opt_string(top.sent_at, "sent_at", None)? {
                         sent_at_ms = parse_timestamp_ms(&s).or(sent_at_ms);
                     }
-                    serde_json::from_str(batch.get()).map_err(|_| {
-                        WireError::invalid("`batch` must be an array of event objects")
-                    })?
+                    each_event(raws, limits, &mut tokens, sent_at_ms, now_ms)?
                 }
-                None => vec![serde_json::from_str(json).map_err(bad_json)?],
             }
         }
         _ => {
@@ -120,50 +177,57 @@ pub(crate) fn parse(
             ));
         }
     };
+    let token = tokens.0.ok_or(WireError::MissingToken)?;
+    Ok(Decoded { token, events })
+}
+
+fn each_event(
+    raws: Vec<&RawValue>,
+    limits: &Limits,
+    tokens: &mut TokenSlot,
+    sent_at_ms: Option<i64>,
+    now_ms: i64,
+) -> Result<Vec<Event>, WireError> {
     if raws.is_empty() {
         return Err(WireError::invalid("the batch holds no events"));
     }
     let mut events = Vec::with_capacity(raws.len());
     for (i, raw) in raws.into_iter().enumerate() {
-        events.push(parse_event(
-            i,
-            raw,
-            limits,
-            &mut tokens,
-            sent_at_ms,
-            now_ms,
-        )?);
+        let text = raw.get();
+        fits(i, text.len(), limits)?;
+        let ev: RawEvent = serde_json::from_str(text)
+            .map_err(|_| WireError::invalid(format!("event {i} is not a JSON object")))?;
+        events.push(event(i, ev, tokens, sent_at_ms, now_ms)?);
     }
-    let token = tokens.0.ok_or(WireError::MissingToken)?;
-    Ok(Decoded { token, events })
+    Ok(events)
 }
 
-fn parse_event(
+fn fits(i: usize, len: usize, limits: &Limits) -> Result<(), WireError> {
+    if len > limits.max_event {
+        return Err(WireError::TooLarge(format!(
+            "event {i} is {}; the limit per event is {}",
+            size(len),
+            size(limits.max_event)
+        )));
+    }
+    Ok(())
+}
+
+fn event(
     i: usize,
-    raw: &RawValue,
-    limits: &Limits,
+    mut ev: RawEvent,
     tokens: &mut TokenSlot,
     sent_at_ms: Option<i64>,
     now_ms: i64,
 ) -> Result<Event, WireError> {
-    let text = raw.get();
-    if text.len() > limits.max_event {
-        return Err(WireError::TooLarge(format!(
-            "event {i} is {}; the limit per event is {}",
-            size(text.len()),
-            size(limits.max_event)
-        )));
-    }
-    let ev: RawEvent = serde_json::from_str(text)
-        .map_err(|_| WireError::invalid(format!("event {i} is not a JSON object")))?;
     let at = Some(i);
 
-    let mut properties = match ev.properties.map(RawValue::get) {
-        None | Some("null") => Properties::default(),
-        Some(p) if p.starts_with('{') => Properties::parse(p).map_err(|e| {
+    let mut properties = match ev.properties.take() {
+        None | Some(PropsField::Null) => Properties::default(),
+        Some(PropsField::Object(entries)) => Properties::from_entries(entries).map_err(|e| {
             WireError::invalid(format!("event {i}: `properties` is not valid JSON: {e}"))
         })?,
-        Some(_) => {
+        Some(PropsField::Other) => {
             return Err(WireError::invalid(format!(
                 "event {i}: `properties` must be an object"
             )));

@@ -19,7 +19,7 @@ mod error;
 mod event;
 mod lz64;
 mod payload;
-mod props;
+pub(crate) mod props;
 mod time;
 
 pub use error::WireError;

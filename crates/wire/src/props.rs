@@ -1,8 +1,9 @@
-//! An event's properties as the sender wrote them. They are parsed once to find each key
-//! and value, kept as JSON text, and re-encoded only when something was removed or
-//! changed: building a map of values for every event, and writing it out again, cost
-//! more than everything else ingest does with an event.
+//! An event's properties with each value as the sender wrote it: found in the pass that
+//! reads the event, written out compactly once, and written again only when something
+//! was removed or changed. Building a map of values for every event, and serializing it
+//! again, cost more than everything else ingest does with an event.
 
+use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -103,30 +104,65 @@ impl PartialEq for Properties {
 impl Properties {
     /// Parses a JSON object. The error says what is wrong with the text.
     pub fn parse(text: &str) -> Result<Properties, String> {
-        let base = text.as_ptr() as usize;
-        let mut spill = String::new();
-        let found = {
-            let mut de = serde_json::Deserializer::from_str(text);
-            let found = de
-                .deserialize_map(EntriesVisitor {
-                    base,
-                    spill: &mut spill,
-                })
-                .map_err(|e| e.to_string())?;
-            de.end().map_err(|e| e.to_string())?;
-            found
-        };
-        let mut props = Properties {
-            text: text.to_string(),
-            spill,
-            entries: found.entries,
-            edited: found.spilled_keys,
-        };
-        for e in &props.entries {
-            validate(props.piece(e.value))?;
+        let mut de = serde_json::Deserializer::from_str(text);
+        let field = PropsField::deserialize(&mut de).map_err(|e| e.to_string())?;
+        de.end().map_err(|e| e.to_string())?;
+        match field {
+            PropsField::Object(entries) => Properties::from_entries(entries),
+            _ => Err("not a JSON object".to_string()),
         }
+    }
+
+    /// Keeps the entries of an object found while parsing a larger text, written
+    /// compactly; the values keep the sender's text.
+    pub(crate) fn from_entries(entries: Vec<(Key<'_>, &RawValue)>) -> Result<Properties, String> {
+        let size: usize = entries
+            .iter()
+            .map(|(k, v)| k.text().len() + v.get().len() + 4)
+            .sum();
+        let mut props = Properties {
+            text: String::with_capacity(size + 2),
+            spill: String::new(),
+            entries: Vec::with_capacity(entries.len()),
+            edited: false,
+        };
+        props.text.push('{');
+        for (i, (key, value)) in entries.into_iter().enumerate() {
+            let value = value.get();
+            validate(value)?;
+            if i > 0 {
+                props.text.push(',');
+            }
+            let key = match key {
+                Key::Borrowed(k) => {
+                    props.text.push('"');
+                    let span = props.push_text(k);
+                    props.text.push('"');
+                    span
+                }
+                Key::Decoded(k) => {
+                    let encoded = serde_json::to_string(&k).expect("a string serializes");
+                    props.text.push_str(&encoded);
+                    props.spill_text(&k)
+                }
+            };
+            props.text.push(':');
+            let value = props.push_text(value);
+            props.entries.push(Entry { key, value });
+        }
+        props.text.push('}');
         props.dedupe();
         Ok(props)
+    }
+
+    fn push_text(&mut self, piece: &str) -> Span {
+        let start = self.text.len() as u32;
+        self.text.push_str(piece);
+        Span {
+            start,
+            end: self.text.len() as u32,
+            spilled: false,
+        }
     }
 
     /// Builds the properties of a JSON map.
@@ -267,82 +303,102 @@ fn validate(value: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-struct Found {
-    entries: Vec<Entry>,
-    spilled_keys: bool,
-}
-
-struct EntriesVisitor<'s> {
-    base: usize,
-    spill: &'s mut String,
+/// An event's `properties` field as the parser meets it: an object's entries, borrowed
+/// from the text; null; or something that is not an object.
+pub(crate) enum PropsField<'a> {
+    Object(Vec<(Key<'a>, &'a RawValue)>),
+    Null,
+    Other,
 }
 
 /// A key as the parser hands it over: a slice of the text, or decoded when it had escapes.
-enum Key<'de> {
-    Borrowed(&'de str),
+pub(crate) enum Key<'a> {
+    Borrowed(&'a str),
     Decoded(String),
 }
 
-impl<'de> de::Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl<'de> Visitor<'de> for KeyVisitor {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string key")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key::Borrowed(v))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
-                Ok(Key::Decoded(v.to_string()))
-            }
+impl Key<'_> {
+    fn text(&self) -> &str {
+        match self {
+            Key::Borrowed(k) => k,
+            Key::Decoded(k) => k,
         }
-        d.deserialize_str(KeyVisitor)
     }
 }
 
-impl<'de> Visitor<'de> for EntriesVisitor<'_> {
-    type Value = Found;
+impl<'de: 'a, 'a> de::Deserialize<'de> for Key<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for KeyVisitor<'a> {
+            type Value = Key<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'a>, E> {
+                Ok(Key::Borrowed(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'a>, E> {
+                Ok(Key::Decoded(v.to_string()))
+            }
+        }
+        d.deserialize_str(KeyVisitor(std::marker::PhantomData))
+    }
+}
+
+impl<'de: 'a, 'a> de::Deserialize<'de> for PropsField<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(FieldVisitor(std::marker::PhantomData))
+    }
+}
+
+struct FieldVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> Visitor<'de> for FieldVisitor<'a> {
+    type Value = PropsField<'a>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON object")
+        f.write_str("a JSON value")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Found, A::Error> {
-        let mut found = Found {
-            entries: Vec::with_capacity(map.size_hint().unwrap_or(32)),
-            spilled_keys: false,
-        };
-        let at = |s: &str| {
-            let start = (s.as_ptr() as usize - self.base) as u32;
-            Span {
-                start,
-                end: start + s.len() as u32,
-                spilled: false,
-            }
-        };
-        while let Some(key) = map.next_key::<Key<'de>>()? {
-            let value: &'de RawValue = map.next_value()?;
-            let key = match key {
-                Key::Borrowed(k) => at(k),
-                Key::Decoded(k) => {
-                    found.spilled_keys = true;
-                    let start = self.spill.len() as u32;
-                    self.spill.push_str(&k);
-                    Span {
-                        start,
-                        end: self.spill.len() as u32,
-                        spilled: true,
-                    }
-                }
-            };
-            found.entries.push(Entry {
-                key,
-                value: at(value.get()),
-            });
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(32));
+        while let Some(key) = map.next_key::<Key<'a>>()? {
+            entries.push((key, map.next_value::<&'a RawValue>()?));
         }
-        Ok(found)
+        Ok(PropsField::Object(entries))
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+        Ok(PropsField::Other)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(PropsField::Null)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(PropsField::Null)
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(PropsField::Other)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(PropsField::Other)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(PropsField::Other)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(PropsField::Other)
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(PropsField::Other)
     }
 }
 
@@ -356,12 +412,11 @@ mod tests {
     }
 
     #[test]
-    fn unchanged_properties_keep_the_senders_text() {
-        let text = r#"{ "b": 1.50, "a": "x",  "n": null }"#;
-        let p = Properties::parse(text).unwrap();
+    fn values_keep_the_senders_text() {
+        let p = Properties::parse(r#"{ "b": 1.50, "a": "x",  "n": null }"#).unwrap();
         assert_eq!(p.len(), 3);
         assert_eq!(p.get("b").unwrap().json(), "1.50");
-        assert_eq!(p.into_json(), text);
+        assert_eq!(p.into_json(), r#"{"b":1.50,"a":"x","n":null}"#);
     }
 
     #[test]
