@@ -13,6 +13,20 @@ pub const MAX_VALUE_LEN: usize = 200;
 /// Derived property of FATAL events: `[function, file, line, product_version]` as JSON.
 pub const FATAL_SITE: &str = "$fatal_site";
 
+/// Properties also rolled up two at a time (store/sqlite/pairs.rs): the few a maintainer
+/// filters and breaks down by together, all of them a machine's system facts or its
+/// version, so that a breakdown under a filter does not read every event. Sorted.
+pub const PAIRED: &[&str] = &[
+    "host_os_id",
+    "host_os_name",
+    "product_version",
+    "system_architecture",
+    "system_container",
+    "system_kernel_name",
+    "system_kernel_version",
+    "system_virtualization",
+];
+
 /// Properties that are unique per event by nature; a rollup of them would be as large
 /// as the events.
 const PER_EVENT: &[&str] = &[

@@ -13,11 +13,30 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 
-/// The embedded store's transcript; with `compact`, its rollups are compacted after
-/// every write, so that answers come from compacted spans wherever they can.
-fn sqlite_transcript(compact: bool) -> Transcript {
+/// How the embedded store answers in a run of the suite.
+#[derive(Clone, Copy, PartialEq)]
+enum Rollups {
+    /// As it does by default.
+    Days,
+    /// With its rollups compacted after every write, so that answers come from
+    /// compacted spans wherever they can.
+    Compacted,
+    /// Without the pair rollups, so that what they would answer comes from raw events.
+    NoPairs,
+}
+
+fn sqlite_transcript(mode: Rollups) -> Transcript {
+    let compact = mode == Rollups::Compacted;
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Arc::new(SqliteStore::open(dir.path()).expect("open sqlite"));
+    if mode == Rollups::NoPairs {
+        let db = rusqlite::Connection::open(dir.path().join("anonstats.db")).expect("open db");
+        db.execute(
+            "UPDATE meta SET value = 1000000000 WHERE key = 'pairs_from_day'",
+            [],
+        )
+        .expect("pairs counted only from a day far ahead");
+    }
     store
         .start_writer(Arc::new(Metrics::default()), 64)
         .expect("writer");
@@ -71,16 +90,26 @@ fn unique_db(tag: &str) -> String {
 
 #[test]
 fn sqlite_store_conforms() {
-    let t = sqlite_transcript(false);
+    let t = sqlite_transcript(Rollups::Days);
     check_known(&t);
 }
 
 #[test]
 fn compacted_rollups_answer_as_day_rows_do() {
-    let days = sqlite_transcript(false);
-    let spans = sqlite_transcript(true);
+    let days = sqlite_transcript(Rollups::Days);
+    let spans = sqlite_transcript(Rollups::Compacted);
     assert_eq!(days.0.len(), spans.0.len());
     for ((label, a), (_, b)) in days.0.iter().zip(&spans.0) {
+        assert_eq!(a, b, "{label}");
+    }
+}
+
+#[test]
+fn pair_rollups_answer_as_raw_events_do() {
+    let pairs = sqlite_transcript(Rollups::Days);
+    let raw = sqlite_transcript(Rollups::NoPairs);
+    assert_eq!(pairs.0.len(), raw.0.len());
+    for ((label, a), (_, b)) in pairs.0.iter().zip(&raw.0) {
         assert_eq!(a, b, "{label}");
     }
 }
@@ -90,7 +119,7 @@ fn clickhouse_store_answers_as_sqlite_does() {
     let Some(url) = clickhouse_url("ANONSTATS_TEST_CLICKHOUSE") else {
         return;
     };
-    let expected = sqlite_transcript(false);
+    let expected = sqlite_transcript(Rollups::Days);
     let db = unique_db("conf");
     let base = url
         .trim_end_matches('/')

@@ -58,7 +58,7 @@ pub(super) fn purge_before(store: &SqliteStore, cutoff_ms: i64) -> Result<u64, S
                 "DELETE FROM rollup_events WHERE project_id = ?1 AND hour < ?2",
                 day * 24,
             )?;
-            for table in ["rollup_props", "rollup_prop_machines", "rollup_machines"] {
+            for table in super::rollup::ROLLUP_DAY_TABLES {
                 at(
                     &format!("DELETE FROM {table} WHERE project_id = ?1 AND day < ?2"),
                     day,

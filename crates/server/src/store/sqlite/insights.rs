@@ -5,8 +5,8 @@ use super::SqliteStore;
 use super::query::{
     Where, bucket, day_bucket, day_range, days, json_path, one_value, prop_text, raw_scope,
 };
-use super::rollup::{HOUR_MS, slot};
-use super::spans;
+use super::rollup::{DAY_MS, HOUR_MS, slot};
+use super::{pairs, spans};
 use crate::insights::{
     CrashSite, Group, InsightStore, Interval, PropertySummary, Scope, Source, SqlLimits, SqlResult,
 };
@@ -77,6 +77,24 @@ fn series(conn: &Connection, sql: &str, w: &Where) -> Result<Vec<(i64, u64)>, St
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// The scope's two filters, when the pair rollups answer for them per `interval`.
+fn two_paired<'s>(
+    conn: &Connection,
+    scope: &'s Scope,
+    interval: Interval,
+) -> Result<Option<((&'s str, &'s str), (&'s str, &'s str))>, StoreError> {
+    Ok(match scope.filters.as_slice() {
+        [(p1, v1), (p2, v2)]
+            if p1 != p2
+                && interval != Interval::Hour
+                && pairs::can_answer(conn, scope, &[p1, p2])? =>
+        {
+            Some(((p1, v1), (p2, v2)))
+        }
+        _ => None,
+    })
+}
+
 impl InsightStore for SqliteStore {
     fn trend(
         &self,
@@ -84,6 +102,21 @@ impl InsightStore for SqliteStore {
         interval: Interval,
     ) -> Result<(Vec<(i64, u64)>, Source), StoreError> {
         let conn = self.settled_reader()?;
+        if let Some((fixed, other)) = two_paired(&conn, scope, interval)? {
+            let mut by: BTreeMap<i64, u64> = BTreeMap::new();
+            pairs::visit(
+                &conn,
+                scope,
+                fixed,
+                other.0,
+                Some(other.1),
+                |day, _, n, _| {
+                    *by.entry(day_bucket(Some(interval), day).0).or_default() += n as u64;
+                },
+            )?;
+            let series = by.into_iter().map(|(b, n)| (b * DAY_MS, n)).collect();
+            return Ok((series, Source::Rollup));
+        }
         match (scope.filters.as_slice(), interval) {
             ([], _) => {
                 let mut w = Where::new(scope.project_id);
@@ -130,7 +163,13 @@ impl InsightStore for SqliteStore {
         over: Option<Interval>,
     ) -> Result<(Vec<Group>, Source), StoreError> {
         let conn = self.settled_reader()?;
-        let (sql, w, source) = if scope.filters.is_empty() && over != Some(Interval::Hour) {
+        let from_rollups = over != Some(Interval::Hour)
+            && match scope.filters.as_slice() {
+                [] => true,
+                [(prop, _)] => pairs::can_answer(&conn, scope, &[prop, property])?,
+                _ => false,
+            };
+        let (sql, w, source) = if from_rollups {
             let mut groups: FxHashMap<i64, FxHashMap<String, (u64, MachineSet)>> =
                 FxHashMap::default();
             let mut add = |b: i64, value: &str, count: i64, machines: &MachineSet| {
@@ -138,20 +177,33 @@ impl InsightStore for SqliteStore {
                 entry.0 += count as u64;
                 entry.1.merge(machines);
             };
-            let (from, to) = day_range(scope);
-            let mut d = from;
-            while d < to {
-                let (b, next) = day_bucket(over, d);
-                let end = next.min(to);
-                let sel = spans::Select {
-                    prop: Some(property),
-                    value: None,
-                    sets: true,
-                };
-                prop_rows(&conn, scope, sel, d, end, |r| {
-                    add(b, r.value, r.count, &r.machines())
-                })?;
-                d = end;
+            match scope.filters.as_slice() {
+                [(prop, value)] if prop != property => pairs::visit(
+                    &conn,
+                    scope,
+                    (prop, value),
+                    property,
+                    None,
+                    |day, v, n, m| add(day_bucket(over, day).0, v, n, &m),
+                )?,
+                // No filter, or one on the property itself.
+                filters => {
+                    let (from, to) = day_range(scope);
+                    let mut d = from;
+                    while d < to {
+                        let (b, next) = day_bucket(over, d);
+                        let end = next.min(to);
+                        let sel = spans::Select {
+                            prop: Some(property),
+                            value: filters.first().map(|(_, v)| v.as_str()),
+                            sets: true,
+                        };
+                        prop_rows(&conn, scope, sel, d, end, |r| {
+                            add(b, r.value, r.count, &r.machines())
+                        })?;
+                        d = end;
+                    }
+                }
             }
             let groups = groups
                 .into_iter()
@@ -197,6 +249,26 @@ impl InsightStore for SqliteStore {
         interval: Interval,
     ) -> Result<(Vec<(i64, u64)>, Source), StoreError> {
         let conn = self.settled_reader()?;
+        if let Some((fixed, other)) = two_paired(&conn, scope, interval)? {
+            let mut by: BTreeMap<i64, MachineSet> = BTreeMap::new();
+            pairs::visit(
+                &conn,
+                scope,
+                fixed,
+                other.0,
+                Some(other.1),
+                |day, _, _, m| {
+                    by.entry(day_bucket(Some(interval), day).0)
+                        .or_default()
+                        .merge(&m);
+                },
+            )?;
+            let series = by
+                .into_iter()
+                .map(|(b, m)| (b * DAY_MS, m.count()))
+                .collect();
+            return Ok((series, Source::Rollup));
+        }
         let b = bucket(Some(interval), "day * 86400");
         match (scope.filters.as_slice(), interval) {
             ([], Interval::Day | Interval::Week | Interval::Month) => {

@@ -4,6 +4,7 @@ mod adhoc;
 mod erasure;
 mod insights;
 mod keys;
+mod pairs;
 mod query;
 mod rollup;
 mod schema;

@@ -14,18 +14,26 @@ use rusqlite::{Connection, OptionalExtension, params};
 use rustc_hash::FxHashMap as HashMap;
 
 pub const DAY_MS: i64 = 86_400_000;
+
+/// The rollup tables keyed by day, whose rows erasure and retention remove by day.
+pub(super) const ROLLUP_DAY_TABLES: [&str; 4] = [
+    "rollup_props",
+    "rollup_prop_machines",
+    "rollup_machines",
+    "rollup_pairs",
+];
 pub const HOUR_MS: i64 = 3_600_000;
 
 #[derive(Default)]
-struct PropAgg {
-    count: i64,
-    machines: MachineSet,
+pub(super) struct PropAgg {
+    pub count: i64,
+    pub machines: MachineSet,
     first_ms: i64,
     last_ms: i64,
 }
 
 impl PropAgg {
-    fn add(&mut self, other: &PropAgg) {
+    pub fn add(&mut self, other: &PropAgg) {
         if self.count == 0 {
             (self.first_ms, self.last_ms) = (other.first_ms, other.last_ms);
         }
@@ -45,12 +53,12 @@ type PropMaps = HashMap<String, HashMap<String, HashMap<String, PropAgg>>>;
 /// together: a machine sends the same properties again and again, so most events only
 /// add to a combination already seen, and each pair's rows are updated once per
 /// combination at the fold instead of once per event.
-struct Combo {
-    project: i64,
-    day: i64,
-    event: String,
-    dims: Dims,
-    agg: PropAgg,
+pub(super) struct Combo {
+    pub project: i64,
+    pub day: i64,
+    pub event: String,
+    pub dims: Dims,
+    pub agg: PropAgg,
 }
 
 /// Rollup rows accumulated in memory as events are committed, and written at once when
@@ -182,6 +190,7 @@ impl Agg {
                 }
             }
         }
+        super::pairs::flush(conn, self.combos.values().flatten())?;
         let mut sets = MachineSets::new(
             conn,
             "SELECT machines FROM rollup_machines WHERE project_id = ?1 AND event = ?2 AND day = ?3",
@@ -297,7 +306,7 @@ pub(super) fn rebuild_days(conn: &Connection, project: i64, days: &[i64]) -> rus
             "DELETE FROM rollup_events WHERE project_id = ?1 AND hour >= ?2 AND hour < ?3",
             params![project, day * 24, (day + 1) * 24],
         )?;
-        for table in ["rollup_props", "rollup_prop_machines", "rollup_machines"] {
+        for table in ROLLUP_DAY_TABLES {
             conn.execute(
                 &format!("DELETE FROM {table} WHERE project_id = ?1 AND day = ?2"),
                 params![project, day],

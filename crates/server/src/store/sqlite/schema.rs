@@ -149,6 +149,26 @@ DELETE FROM rollup_spans;
 DELETE FROM rollup_span_machines;
 DELETE FROM rollup_spans_done;
 "#,
+    // Two properties' values at a time (pairs.rs), prop_a < prop_b; counted from the day
+    // after the newest event stored before this table existed.
+    r#"
+CREATE TABLE rollup_pairs (
+    project_id  INTEGER NOT NULL,
+    prop_a      TEXT NOT NULL,
+    value_a     TEXT NOT NULL,
+    prop_b      TEXT NOT NULL,
+    value_b     TEXT NOT NULL,
+    day         INTEGER NOT NULL,
+    event       TEXT NOT NULL,
+    count       INTEGER NOT NULL,
+    machines    BLOB NOT NULL,
+    PRIMARY KEY (project_id, prop_a, value_a, prop_b, value_b, day, event)
+) WITHOUT ROWID;
+CREATE INDEX rollup_pairs_b ON rollup_pairs (project_id, prop_a, prop_b, value_b, day);
+CREATE INDEX rollup_pairs_day ON rollup_pairs (project_id, day);
+INSERT OR REPLACE INTO meta (key, value)
+    SELECT 'pairs_from_day', COALESCE(MAX(ts_ms) / 86400000 + 1, -1000000000) FROM events;
+"#,
 ];
 
 /// Connection settings every connection uses: WAL so readers never block the writer,

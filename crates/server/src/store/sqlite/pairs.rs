@@ -1,0 +1,150 @@
+//! Rollups of two property values at a time, for the properties of
+//! [`crate::rollup::PAIRED`]: `rollup_pairs` holds events and distinct machines per
+//! (project, prop_a = value_a, prop_b = value_b, day, event), prop_a < prop_b. A
+//! breakdown under one filter, and a trend or machine count under two, read these rows
+//! instead of every raw event of the range.
+
+use super::query::{Where, day_range};
+use super::rollup::{Combo, PropAgg};
+use crate::insights::Scope;
+use crate::rollup::PAIRED;
+use crate::sketch::MachineSet;
+use crate::store::StoreError;
+use rusqlite::types::Value as Sql;
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+use rustc_hash::FxHashMap;
+
+/// Writes what the combinations add to the pair rows.
+pub(super) fn flush<'a>(
+    conn: &Connection,
+    combos: impl Iterator<Item = &'a Combo>,
+) -> rusqlite::Result<()> {
+    // (project, prop_a, value_a, prop_b, value_b, day, event)
+    type Key<'k> = (i64, &'k str, &'k str, &'k str, &'k str, i64, &'k str);
+    let mut rows: FxHashMap<Key<'a>, PropAgg> = FxHashMap::default();
+    let mut paired = Vec::with_capacity(PAIRED.len());
+    for c in combos {
+        paired.clear();
+        paired.extend(
+            c.dims
+                .iter()
+                .filter(|(prop, _)| PAIRED.binary_search(prop).is_ok()),
+        );
+        paired.sort_unstable();
+        for (i, (pa, va)) in paired.iter().enumerate() {
+            for (pb, vb) in &paired[i + 1..] {
+                let key = (c.project, *pa, *va, *pb, *vb, c.day, c.event.as_str());
+                rows.entry(key).or_default().add(&c.agg);
+            }
+        }
+    }
+    let mut read = conn.prepare_cached(
+        "SELECT count, machines FROM rollup_pairs WHERE project_id = ?1 AND prop_a = ?2
+         AND value_a = ?3 AND prop_b = ?4 AND value_b = ?5 AND day = ?6 AND event = ?7",
+    )?;
+    let mut write = conn.prepare_cached(
+        "INSERT OR REPLACE INTO rollup_pairs
+         (project_id, prop_a, value_a, prop_b, value_b, day, event, count, machines)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
+    for ((project, pa, va, pb, vb, day, event), mut agg) in rows {
+        let key = params![project, pa, va, pb, vb, day, event];
+        let stored: Option<(i64, Vec<u8>)> = read
+            .query_row(key, |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        if let Some((count, machines)) = stored {
+            agg.count += count;
+            agg.machines.merge(&MachineSet::from_bytes(&machines));
+        }
+        write.execute(params![
+            project,
+            pa,
+            va,
+            pb,
+            vb,
+            day,
+            event,
+            agg.count,
+            agg.machines.to_bytes()
+        ])?;
+    }
+    Ok(())
+}
+
+/// Whether the pair rows can answer for the scope with these properties: all of them
+/// paired, and the range within the days the rows count.
+pub(super) fn can_answer(
+    conn: &Connection,
+    scope: &Scope,
+    props: &[&str],
+) -> Result<bool, StoreError> {
+    if !props.iter().all(|p| PAIRED.contains(p)) {
+        return Ok(false);
+    }
+    let from: Option<i64> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'pairs_from_day'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(from.is_some_and(|from| day_range(scope).0 >= from))
+}
+
+/// Hands `f` the day, the value of `other`, the count and the machines of each row of
+/// the scope's days and events where `fixed` holds (and `other` has `other_value`, when
+/// given); rows of one value are the caller's to add up.
+pub(super) fn visit(
+    conn: &Connection,
+    scope: &Scope,
+    fixed: (&str, &str),
+    other: &str,
+    other_value: Option<&str>,
+    mut f: impl FnMut(i64, &str, i64, MachineSet),
+) -> Result<(), StoreError> {
+    let (fixed_prop, fixed_value) = fixed;
+    // Which side of the pair each property is on.
+    let (fixed_side, other_side) = if fixed_prop < other {
+        ("a", "b")
+    } else {
+        ("b", "a")
+    };
+    let mut w = Where::new(scope.project_id);
+    w.push(
+        &format!("prop_{fixed_side} = ? AND value_{fixed_side} = ? AND prop_{other_side} = ?"),
+        [
+            Sql::Text(fixed_prop.to_string()),
+            Sql::Text(fixed_value.to_string()),
+            Sql::Text(other.to_string()),
+        ],
+    );
+    if let Some(v) = other_value {
+        w.push(
+            &format!("value_{other_side} = ?"),
+            [Sql::Text(v.to_string())],
+        );
+    }
+    let (from, to) = day_range(scope);
+    w.push(
+        "day >= ? AND day < ?",
+        [Sql::Integer(from), Sql::Integer(to)],
+    );
+    w.events(&scope.events, "event");
+    let sql = format!(
+        "SELECT day, value_{other_side}, count, machines FROM rollup_pairs WHERE {}",
+        w.clause()
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let mut rows = stmt.query(params_from_iter(w.params.iter()))?;
+    while let Some(r) = rows.next()? {
+        let value: String = r.get(1)?;
+        let machines: Vec<u8> = r.get(3)?;
+        f(
+            r.get(0)?,
+            &value,
+            r.get(2)?,
+            MachineSet::from_bytes(&machines),
+        );
+    }
+    Ok(())
+}
