@@ -77,12 +77,15 @@ fn series(conn: &Connection, sql: &str, w: &Where) -> Result<Vec<(i64, u64)>, St
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// A property and its value.
+type Pin<'s> = (&'s str, &'s str);
+
 /// The scope's two filters, when the pair rollups answer for them per `interval`.
 fn two_paired<'s>(
     conn: &Connection,
     scope: &'s Scope,
     interval: Interval,
-) -> Result<Option<((&'s str, &'s str), (&'s str, &'s str))>, StoreError> {
+) -> Result<Option<(Pin<'s>, Pin<'s>)>, StoreError> {
     Ok(match scope.filters.as_slice() {
         [(p1, v1), (p2, v2)]
             if p1 != p2
