@@ -21,21 +21,23 @@ enum Rollups {
     /// With its rollups compacted after every write, so that answers come from
     /// compacted spans wherever they can.
     Compacted,
-    /// Without the pair rollups, so that what they would answer comes from raw events.
-    NoPairs,
+    /// Without the pair rollups and the machines per hour, so that what they would
+    /// answer comes from raw events.
+    RawFallbacks,
 }
 
 fn sqlite_transcript(mode: Rollups) -> Transcript {
     let compact = mode == Rollups::Compacted;
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Arc::new(SqliteStore::open(dir.path()).expect("open sqlite"));
-    if mode == Rollups::NoPairs {
+    if mode == Rollups::RawFallbacks {
         let db = rusqlite::Connection::open(dir.path().join("anonstats.db")).expect("open db");
         db.execute(
-            "UPDATE meta SET value = 1000000000 WHERE key = 'pairs_from_day'",
+            "UPDATE meta SET value = 1000000000000
+             WHERE key IN ('pairs_from_day', 'machine_hours_from')",
             [],
         )
-        .expect("pairs counted only from a day far ahead");
+        .expect("counted only from a time far ahead");
     }
     store
         .start_writer(Arc::new(Metrics::default()), 64)
@@ -105,9 +107,9 @@ fn compacted_rollups_answer_as_day_rows_do() {
 }
 
 #[test]
-fn pair_rollups_answer_as_raw_events_do() {
+fn pair_and_hourly_rollups_answer_as_raw_events_do() {
     let pairs = sqlite_transcript(Rollups::Days);
-    let raw = sqlite_transcript(Rollups::NoPairs);
+    let raw = sqlite_transcript(Rollups::RawFallbacks);
     assert_eq!(pairs.0.len(), raw.0.len());
     for ((label, a), (_, b)) in pairs.0.iter().zip(&raw.0) {
         assert_eq!(a, b, "{label}");

@@ -54,10 +54,12 @@ pub(super) fn purge_before(store: &SqliteStore, cutoff_ms: i64) -> Result<u64, S
                 "DELETE FROM events WHERE project_id = ?1 AND ts_ms < ?2",
                 day * DAY_MS,
             )?;
-            at(
-                "DELETE FROM rollup_events WHERE project_id = ?1 AND hour < ?2",
-                day * 24,
-            )?;
+            for table in super::rollup::ROLLUP_HOUR_TABLES {
+                at(
+                    &format!("DELETE FROM {table} WHERE project_id = ?1 AND hour < ?2"),
+                    day * 24,
+                )?;
+            }
             for table in super::rollup::ROLLUP_DAY_TABLES {
                 at(
                     &format!("DELETE FROM {table} WHERE project_id = ?1 AND day < ?2"),

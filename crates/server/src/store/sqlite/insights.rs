@@ -3,7 +3,7 @@
 
 use super::SqliteStore;
 use super::query::{
-    Where, bucket, day_bucket, day_range, days, json_path, one_value, prop_text, raw_scope,
+    Where, bucket, day_bucket, day_range, days, hours, json_path, one_value, prop_text, raw_scope,
 };
 use super::rollup::{DAY_MS, HOUR_MS, slot};
 use super::{pairs, spans};
@@ -123,13 +123,7 @@ impl InsightStore for SqliteStore {
         match (scope.filters.as_slice(), interval) {
             ([], _) => {
                 let mut w = Where::new(scope.project_id);
-                w.push(
-                    "hour >= ? AND hour < ?",
-                    [
-                        Sql::Integer(scope.from_ms.div_euclid(HOUR_MS)),
-                        Sql::Integer(scope.to_ms.div_euclid(HOUR_MS)),
-                    ],
-                );
+                w.push("hour >= ? AND hour < ?", hours(scope));
                 w.events(&scope.events, "event");
                 let b = bucket(Some(interval), "hour * 3600");
                 let sql = format!(
@@ -273,7 +267,20 @@ impl InsightStore for SqliteStore {
             return Ok((series, Source::Rollup));
         }
         let b = bucket(Some(interval), "day * 86400");
+        let hours_counted = super::rollup::meta(&conn, "machine_hours_from")?
+            .is_some_and(|from| scope.from_ms.div_euclid(HOUR_MS) >= from);
         match (scope.filters.as_slice(), interval) {
+            ([], Interval::Hour) if hours_counted => {
+                let mut w = Where::new(scope.project_id);
+                w.push("hour >= ? AND hour < ?", hours(scope));
+                w.events_or_any(&scope.events);
+                let sql = format!(
+                    "SELECT hour * 3600 AS b, sketch_count(sketch_union(machines))
+                     FROM rollup_machine_hours WHERE {} GROUP BY b ORDER BY b",
+                    w.clause()
+                );
+                Ok((series(&conn, &sql, &w)?, Source::Rollup))
+            }
             ([], Interval::Day | Interval::Week | Interval::Month) => {
                 let mut w = Where::new(scope.project_id);
                 w.push("day >= ? AND day < ?", days(scope));

@@ -81,13 +81,7 @@ pub(super) fn can_answer(
     if !props.iter().all(|p| PAIRED.contains(p)) {
         return Ok(false);
     }
-    let from: Option<i64> = conn
-        .query_row(
-            "SELECT value FROM meta WHERE key = 'pairs_from_day'",
-            [],
-            |r| r.get(0),
-        )
-        .optional()?;
+    let from = super::rollup::meta(conn, "pairs_from_day")?;
     Ok(from.is_some_and(|from| day_range(scope).0 >= from))
 }
 

@@ -1,7 +1,7 @@
 //! SQL for insights: time buckets, property paths, and WHERE clauses over the rollups
 //! and the raw events.
 
-use super::rollup::DAY_MS;
+use super::rollup::{DAY_MS, HOUR_MS};
 use crate::insights::{Interval, Scope};
 use crate::rollup::MAX_VALUE_LEN;
 use crate::store::StoreError;
@@ -129,6 +129,14 @@ pub(super) fn day_range(scope: &Scope) -> (i64, i64) {
 pub(super) fn days(scope: &Scope) -> [Sql; 2] {
     let (from, to) = day_range(scope);
     [Sql::Integer(from), Sql::Integer(to)]
+}
+
+/// The scope's range in Unix hours, `[from, to)`.
+pub(super) fn hours(scope: &Scope) -> [Sql; 2] {
+    [
+        Sql::Integer(scope.from_ms.div_euclid(HOUR_MS)),
+        Sql::Integer(scope.to_ms.div_euclid(HOUR_MS)),
+    ]
 }
 
 /// The rollup rows of one property value over the scope's days and events.

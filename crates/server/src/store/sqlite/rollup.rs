@@ -15,6 +15,9 @@ use rustc_hash::FxHashMap as HashMap;
 
 pub const DAY_MS: i64 = 86_400_000;
 
+/// The rollup tables keyed by hour, whose rows erasure and retention remove by hour.
+pub(super) const ROLLUP_HOUR_TABLES: [&str; 2] = ["rollup_events", "rollup_machine_hours"];
+
 /// The rollup tables keyed by day, whose rows erasure and retention remove by day.
 pub(super) const ROLLUP_DAY_TABLES: [&str; 4] = [
     "rollup_props",
@@ -71,6 +74,8 @@ pub(super) struct Agg {
     combos: HashMap<u64, Vec<Combo>>,
     /// (project, day) -> event ('' = any).
     machines: HashMap<(i64, i64), HashMap<String, MachineSet>>,
+    /// (project, hour) -> event ('' = any).
+    hour_machines: HashMap<(i64, i64), HashMap<String, MachineSet>>,
 }
 
 /// The entry of `key`, allocating the key only the first time it is seen.
@@ -91,9 +96,13 @@ impl Agg {
         let machine = machine_hash(distinct_id);
         let hour = ts_ms.div_euclid(HOUR_MS);
         *slot(self.events.entry((project, hour)).or_default(), event) += 1;
-        let machines = self.machines.entry((project, day)).or_default();
-        for scope in [event, ""] {
-            slot(machines, scope).insert(machine);
+        for machines in [
+            self.machines.entry((project, day)).or_default(),
+            self.hour_machines.entry((project, hour)).or_default(),
+        ] {
+            for scope in [event, ""] {
+                slot(machines, scope).insert(machine);
+            }
         }
         let mut h = rustc_hash::FxBuildHasher.build_hasher();
         (project, day, event).hash(&mut h);
@@ -191,14 +200,23 @@ impl Agg {
             }
         }
         super::pairs::flush(conn, self.combos.values().flatten())?;
-        let mut sets = MachineSets::new(
-            conn,
-            "SELECT machines FROM rollup_machines WHERE project_id = ?1 AND event = ?2 AND day = ?3",
-            "INSERT OR REPLACE INTO rollup_machines (project_id, event, day, machines) VALUES (?1, ?2, ?3, ?4)",
-        )?;
-        for ((project, day), by_event) in &self.machines {
-            for (event, set) in by_event {
-                sets.add(params![project, event, day], set)?;
+        for (table, time, by_time) in [
+            ("rollup_machines", "day", &self.machines),
+            ("rollup_machine_hours", "hour", &self.hour_machines),
+        ] {
+            let mut sets = MachineSets::new(
+                conn,
+                &format!(
+                    "SELECT machines FROM {table} WHERE project_id = ?1 AND event = ?2 AND {time} = ?3"
+                ),
+                &format!(
+                    "INSERT OR REPLACE INTO {table} (project_id, event, {time}, machines) VALUES (?1, ?2, ?3, ?4)"
+                ),
+            )?;
+            for ((project, t), by_event) in by_time {
+                for (event, set) in by_event {
+                    sets.add(params![project, event, t], set)?;
+                }
             }
         }
         Ok(())
@@ -255,6 +273,12 @@ impl<'c> MachineSets<'c> {
     }
 }
 
+/// A number kept in `meta`, when it is there.
+pub(super) fn meta(conn: &Connection, key: &str) -> rusqlite::Result<Option<i64>> {
+    conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+        .optional()
+}
+
 /// The sequence number up to which the rollups count events (see writer.rs).
 pub(super) fn folded_upto(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("SELECT value FROM meta WHERE key = 'rollup_seq'", [], |r| {
@@ -302,10 +326,12 @@ pub(super) fn rebuild_days(conn: &Connection, project: i64, days: &[i64]) -> rus
     let folded = folded_upto(conn)?;
     let mut agg = Agg::default();
     for &day in days {
-        conn.execute(
-            "DELETE FROM rollup_events WHERE project_id = ?1 AND hour >= ?2 AND hour < ?3",
-            params![project, day * 24, (day + 1) * 24],
-        )?;
+        for table in ROLLUP_HOUR_TABLES {
+            conn.execute(
+                &format!("DELETE FROM {table} WHERE project_id = ?1 AND hour >= ?2 AND hour < ?3"),
+                params![project, day * 24, (day + 1) * 24],
+            )?;
+        }
         for table in ROLLUP_DAY_TABLES {
             conn.execute(
                 &format!("DELETE FROM {table} WHERE project_id = ?1 AND day = ?2"),

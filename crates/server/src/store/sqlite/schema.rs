@@ -169,6 +169,19 @@ CREATE INDEX rollup_pairs_day ON rollup_pairs (project_id, day);
 INSERT OR REPLACE INTO meta (key, value)
     SELECT 'pairs_from_day', COALESCE(MAX(ts_ms) / 86400000 + 1, -1000000000) FROM events;
 "#,
+    // Distinct machines per hour; counted from the hour after the newest event stored
+    // before this table existed.
+    r#"
+CREATE TABLE rollup_machine_hours (
+    project_id  INTEGER NOT NULL,
+    event       TEXT NOT NULL,      -- '' = any event
+    hour        INTEGER NOT NULL,
+    machines    BLOB NOT NULL,
+    PRIMARY KEY (project_id, event, hour)
+) WITHOUT ROWID;
+INSERT OR REPLACE INTO meta (key, value)
+    SELECT 'machine_hours_from', COALESCE(MAX(ts_ms) / 3600000 + 1, -1000000000000) FROM events;
+"#,
 ];
 
 /// Connection settings every connection uses: WAL so readers never block the writer,
