@@ -217,7 +217,21 @@ def main():
                       dict(rng, property="host_os_name"), sql, p,
                       lambda a, rows: groups_check("breakdown", a["rows"], rows)))
 
-        for interval, b in (("day", day_b), ("week", week_b)):
+        # Under filters: from the pair rollups.
+        x86 = "json_extract_string(properties, '$.system_architecture') = 'x86_64'"
+        sql = (f"SELECT {day_b} b, count(*) FROM ev WHERE {where} AND {x86} "
+               f"AND json_extract_string(properties, '$.host_os_name') = 'Ubuntu' GROUP BY b")
+        cases.append(("trend_two_filters", "trend, day, filters host_os_name, architecture", "insights/trend",
+                      dict(rng, interval="day", filter=["host_os_name=Ubuntu", "system_architecture=x86_64"]),
+                      sql, p, check_trend("trend+2 filters")))
+        sql = (f"SELECT v, count(*), count(DISTINCT distinct_id) FROM "
+               f"(SELECT json_extract_string(properties, '$.host_os_name') v, distinct_id FROM ev "
+               f"WHERE {where} AND {x86}) GROUP BY v")
+        cases.append(("breakdown_filter", "breakdown of host_os_name, filter architecture",
+                      "insights/breakdown", dict(rng, property="host_os_name", filter="system_architecture=x86_64"),
+                      sql, p, lambda a, rows: groups_check("breakdown+filter", a["rows"], rows)))
+        hour_b = "(ts // 3600000) * 3600000"
+        for interval, b in (("hour", hour_b), ("day", day_b), ("week", week_b)):
             sql = f"SELECT {b} b, count(DISTINCT distinct_id) FROM ev WHERE {where} GROUP BY b"
             cases.append((f"active_{interval}", f"active machines, {interval}", "insights/active",
                           dict(rng, interval=interval), sql, p,
