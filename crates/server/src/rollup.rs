@@ -15,7 +15,9 @@ pub const FATAL_SITE: &str = "$fatal_site";
 
 /// Properties also rolled up two at a time (store/sqlite/pairs.rs): the few a maintainer
 /// filters and breaks down by together, all of them a machine's system facts or its
-/// version, so that a breakdown under a filter does not read every event. Sorted.
+/// version, so that a breakdown under a filter does not read every event. Each has tens
+/// of values at most: the kernel version, with thousands, would make as many pair rows
+/// as there are events. Sorted.
 pub const PAIRED: &[&str] = &[
     "host_os_id",
     "host_os_name",
@@ -23,7 +25,6 @@ pub const PAIRED: &[&str] = &[
     "system_architecture",
     "system_container",
     "system_kernel_name",
-    "system_kernel_version",
     "system_virtualization",
 ];
 

@@ -11,34 +11,112 @@ pub(super) fn erase_machine(
     project_id: i64,
     distinct_id: &str,
 ) -> Result<u64, StoreError> {
-    // No index leads from a machine to its events (it would slow every insert), so
-    // finding them scans the table: on a reader, while ingest goes on. Events stored
-    // after that scan are found again by sequence number under the write lock.
-    let reader = store.reader()?;
+    let plan = plan(store, project_id, distinct_id)?;
+    apply(store, plan)
+}
+
+/// What erasing a machine removes and what the rollups of its days become, worked out on
+/// a reader while ingest goes on: no index leads from a machine to its events (it would
+/// slow every insert), and recounting its days means reading every event of them.
+struct Plan {
+    project_id: i64,
+    distinct_id: String,
+    /// The machine's events up to `scanned`, as (sequence number, day).
+    found: Vec<(i64, i64)>,
+    scanned: i64,
+    /// The rollups of the days in `found`, without the machine, over the events up to
+    /// `counted`: the rollup mark when the plan was made.
+    recount: rollup::Agg,
+    counted: i64,
+    /// Erasures and retention passes before the plan; another one since spoils it.
+    generation: i64,
+}
+
+fn plan(store: &SqliteStore, project_id: i64, distinct_id: &str) -> Result<Plan, StoreError> {
+    let mut reader = store.reader()?;
+    // One read transaction: every number below is of the same snapshot.
+    let tx = reader.transaction()?;
     let scanned: i64 =
-        reader.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?;
-    let mut found = machine_events(&reader, project_id, distinct_id, 0, scanned)?;
+        tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?;
+    let counted = rollup::folded_upto(&tx)?;
+    let generation = rollup::meta(&tx, GENERATION)?.unwrap_or(0);
+    let found = machine_events(&tx, project_id, distinct_id, 0, scanned)?;
+    let mut recount = rollup::Agg::default();
+    for day in days_of(&found) {
+        rollup::count_events(
+            &tx,
+            "project_id = ?1 AND ts_ms >= ?2 AND ts_ms < ?3 AND seq <= ?4 AND distinct_id != ?5",
+            params![
+                project_id,
+                day * DAY_MS,
+                (day + 1) * DAY_MS,
+                counted,
+                distinct_id
+            ],
+            &mut recount,
+        )?;
+    }
+    Ok(Plan {
+        project_id,
+        distinct_id: distinct_id.to_string(),
+        found,
+        scanned,
+        recount,
+        counted,
+        generation,
+    })
+}
+
+/// Removes the machine's events and puts the planned rollups in place of its days', under
+/// the write lock: only what was stored or folded since the plan is read there.
+fn apply(store: &SqliteStore, plan: Plan) -> Result<u64, StoreError> {
     store.control(|conn| {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let (project, planned) = (plan.project_id, days_of(&plan.found));
+        let mut found = plan.found;
         found.extend(machine_events(
             &tx,
-            project_id,
-            distinct_id,
-            scanned,
+            project,
+            &plan.distinct_id,
+            plan.scanned,
             i64::MAX,
         )?);
         let mut delete = tx.prepare_cached("DELETE FROM events WHERE seq = ?1")?;
         for (seq, _) in &found {
             delete.execute([seq])?;
         }
-        let mut days: Vec<i64> = found.iter().map(|(_, day)| *day).collect();
-        days.sort_unstable();
-        days.dedup();
-        rollup::rebuild_days(&tx, project_id, &days)?;
         drop(delete);
+        let days = days_of(&found);
+        if rollup::meta(&tx, GENERATION)?.unwrap_or(0) == plan.generation {
+            rollup::replace_days(&tx, project, &planned, plan.recount, plan.counted)?;
+            let later: Vec<i64> = days.into_iter().filter(|d| !planned.contains(d)).collect();
+            rollup::rebuild_days(&tx, project, &later)?;
+        } else {
+            rollup::rebuild_days(&tx, project, &days)?;
+        }
+        bump_generation(&tx)?;
         tx.commit()?;
         Ok(found.len() as u64)
     })
+}
+
+/// Counts erasures and retention passes, so that a plan made before one is not applied.
+const GENERATION: &str = "erasure_generation";
+
+fn bump_generation(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, 1)
+         ON CONFLICT (key) DO UPDATE SET value = value + 1",
+        [GENERATION],
+    )?;
+    Ok(())
+}
+
+fn days_of(found: &[(i64, i64)]) -> Vec<i64> {
+    let mut days: Vec<i64> = found.iter().map(|(_, day)| *day).collect();
+    days.sort_unstable();
+    days.dedup();
+    days
 }
 
 pub(super) fn purge_before(store: &SqliteStore, cutoff_ms: i64) -> Result<u64, StoreError> {
@@ -68,6 +146,7 @@ pub(super) fn purge_before(store: &SqliteStore, cutoff_ms: i64) -> Result<u64, S
             }
             super::spans::invalidate_before(&tx, project, day)?;
         }
+        bump_generation(&tx)?;
         tx.commit()?;
         Ok(n as u64)
     })
@@ -103,4 +182,127 @@ fn machine_events(
         Ok((r.get(0)?, r.get::<_, i64>(1)?.div_euclid(DAY_MS)))
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::store::{EventStore, NewEvent};
+    use std::sync::Arc;
+
+    fn event(machine: usize, day: i64, n: i64) -> NewEvent {
+        let props = serde_json::json!({
+            "product_version": format!("1.{}", (machine + n as usize) % 3),
+            "host_os_name": if machine.is_multiple_of(2) { "debian" } else { "ubuntu" },
+            "system_architecture": "x86_64",
+        });
+        let props = props.as_object().expect("an object");
+        NewEvent {
+            project_id: 1,
+            uuid: uuid::Uuid::new_v4(),
+            event: ["START", "EXIT"][n as usize % 2].to_string(),
+            distinct_id: format!("m{machine}"),
+            timestamp_ms: 20_000 * DAY_MS + day * DAY_MS + n * 3_600_000,
+            received_ms: 0,
+            properties: serde_json::Value::Object(props.clone()).to_string(),
+            dims: crate::rollup::dims("START", props),
+        }
+    }
+
+    fn insert(store: &SqliteStore, events: Vec<NewEvent>) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        rt.block_on(store.insert(events)).expect("insert");
+    }
+
+    fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(dir.path())
+            .expect("open")
+            .with_fold_after(std::time::Duration::from_secs(3600));
+        store
+            .start_writer(Arc::new(Metrics::default()), 64)
+            .expect("writer");
+        let events = (0..10)
+            .flat_map(|m| (0..4).flat_map(move |d| (0..3).map(move |n| event(m, d, n))))
+            .collect();
+        insert(&store, events);
+        store.settle().expect("settle");
+        (dir, store)
+    }
+
+    /// Every rollup row, sorted.
+    fn rollups(store: &SqliteStore) -> Vec<String> {
+        let conn = store.reader().expect("reader");
+        let mut out = Vec::new();
+        for table in rollup::ROLLUP_DAY_TABLES
+            .iter()
+            .chain(&rollup::ROLLUP_HOUR_TABLES)
+        {
+            let mut stmt = conn
+                .prepare(&format!("SELECT * FROM {table}"))
+                .expect("select");
+            let n = stmt.column_count();
+            let mut rows = stmt.query([]).expect("query");
+            while let Some(r) = rows.next().expect("row") {
+                let values: Vec<rusqlite::types::Value> =
+                    (0..n).map(|i| r.get(i).expect("value")).collect();
+                out.push(format!("{table} {values:?}"));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// The rollups after erasure equal a recount of every day from the events left.
+    fn assert_recounted(store: &SqliteStore) {
+        store.settle().expect("settle");
+        let got = rollups(store);
+        store
+            .control(|conn| {
+                let tx = conn.transaction()?;
+                rollup::rebuild_days(&tx, 1, &(20_000..20_006).collect::<Vec<_>>())?;
+                tx.commit()?;
+                Ok(())
+            })
+            .expect("rebuild");
+        assert_eq!(got, rollups(store));
+    }
+
+    #[test]
+    fn a_plan_takes_in_what_is_stored_and_folded_after_it() {
+        let (_dir, store) = store();
+        let plan = plan(&store, 1, "m1").expect("plan");
+        assert_eq!(plan.found.len(), 12);
+        // Folded after the plan: the erased machine on a planned day and on a new one,
+        // others on planned days; then more that wait to be folded.
+        insert(&store, vec![event(1, 1, 5), event(1, 5, 0), event(2, 1, 6)]);
+        store.settle().expect("settle");
+        insert(&store, vec![event(3, 2, 7), event(1, 2, 8)]);
+        assert_eq!(apply(&store, plan).expect("apply"), 15);
+        let left: i64 = store
+            .reader()
+            .expect("reader")
+            .query_row(
+                "SELECT COUNT(*) FROM events WHERE distinct_id = 'm1'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("count");
+        assert_eq!(left, 0);
+        assert_recounted(&store);
+        store.close();
+    }
+
+    #[test]
+    fn a_plan_made_before_another_erasure_is_recounted() {
+        let (_dir, store) = store();
+        let plan = plan(&store, 1, "m1").expect("plan");
+        erase_machine(&store, 1, "m2").expect("erase");
+        assert_eq!(apply(&store, plan).expect("apply"), 12);
+        assert_recounted(&store);
+        store.close();
+    }
 }

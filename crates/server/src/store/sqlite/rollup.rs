@@ -323,8 +323,20 @@ pub(super) fn count_events(
 /// removed from them. Only events the rollups already counted are counted again; the
 /// writer folds in the ones after them.
 pub(super) fn rebuild_days(conn: &Connection, project: i64, days: &[i64]) -> rusqlite::Result<()> {
+    replace_days(conn, project, days, Agg::default(), 0)
+}
+
+/// Puts `counted` (what the days' events up to sequence number `upto` add) plus what the
+/// events after it, up to the rollup mark, add in place of a project's rollups of `days`.
+pub(super) fn replace_days(
+    conn: &Connection,
+    project: i64,
+    days: &[i64],
+    counted: Agg,
+    upto: i64,
+) -> rusqlite::Result<()> {
     let folded = folded_upto(conn)?;
-    let mut agg = Agg::default();
+    let mut agg = counted;
     for &day in days {
         for table in ROLLUP_HOUR_TABLES {
             conn.execute(
@@ -341,8 +353,8 @@ pub(super) fn rebuild_days(conn: &Connection, project: i64, days: &[i64]) -> rus
         spans::invalidate(conn, project, day)?;
         count_events(
             conn,
-            "project_id = ?1 AND ts_ms >= ?2 AND ts_ms < ?3 AND seq <= ?4",
-            params![project, day * DAY_MS, (day + 1) * DAY_MS, folded],
+            "project_id = ?1 AND ts_ms >= ?2 AND ts_ms < ?3 AND seq > ?4 AND seq <= ?5",
+            params![project, day * DAY_MS, (day + 1) * DAY_MS, upto, folded],
             &mut agg,
         )?;
     }
