@@ -38,6 +38,13 @@ struct Span {
     spilled: bool,
 }
 
+impl Span {
+    fn of<'t>(self, text: &'t str, spill: &'t str) -> &'t str {
+        let from = if self.spilled { spill } else { text };
+        &from[self.start as usize..self.end as usize]
+    }
+}
+
 /// One property value: its JSON text, valid and free of lone surrogates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PropValue<'a>(&'a str);
@@ -136,33 +143,23 @@ impl Properties {
             let key = match key {
                 Key::Borrowed(k) => {
                     props.text.push('"');
-                    let span = props.push_text(k);
+                    let span = props.push(k, false);
                     props.text.push('"');
                     span
                 }
                 Key::Decoded(k) => {
                     let encoded = serde_json::to_string(&k).expect("a string serializes");
                     props.text.push_str(&encoded);
-                    props.spill_text(&k)
+                    props.push(&k, true)
                 }
             };
             props.text.push(':');
-            let value = props.push_text(value);
+            let value = props.push(value, false);
             props.entries.push(Entry { key, value });
         }
         props.text.push('}');
         props.dedupe();
         Ok(props)
-    }
-
-    fn push_text(&mut self, piece: &str) -> Span {
-        let start = self.text.len() as u32;
-        self.text.push_str(piece);
-        Span {
-            start,
-            end: self.text.len() as u32,
-            spilled: false,
-        }
     }
 
     /// Builds the properties of a JSON map.
@@ -198,13 +195,8 @@ impl Properties {
     pub fn retain(&mut self, mut keep: impl FnMut(&str, PropValue<'_>) -> bool) {
         let before = self.entries.len();
         let (text, spill) = (&self.text, &self.spill);
-        self.entries.retain(|e| {
-            let piece = |s: Span| {
-                let from = if s.spilled { spill } else { text };
-                &from[s.start as usize..s.end as usize]
-            };
-            keep(piece(e.key), PropValue(piece(e.value)))
-        });
+        self.entries
+            .retain(|e| keep(e.key.of(text, spill), PropValue(e.value.of(text, spill))));
         self.edited |= self.entries.len() != before;
     }
 
@@ -218,7 +210,7 @@ impl Properties {
             return;
         };
         let json = serde_json::to_string(value).expect("a string serializes");
-        self.entries[i].value = self.spill_text(&json);
+        self.entries[i].value = self.push(&json, true);
         self.edited = true;
     }
 
@@ -250,17 +242,22 @@ impl Properties {
     }
 
     fn piece(&self, s: Span) -> &str {
-        let from = if s.spilled { &self.spill } else { &self.text };
-        &from[s.start as usize..s.end as usize]
+        s.of(&self.text, &self.spill)
     }
 
-    fn spill_text(&mut self, text: &str) -> Span {
-        let start = self.spill.len() as u32;
-        self.spill.push_str(text);
+    /// Appends `piece` to the text, or to the spill.
+    fn push(&mut self, piece: &str, spilled: bool) -> Span {
+        let to = if spilled {
+            &mut self.spill
+        } else {
+            &mut self.text
+        };
+        let start = to.len() as u32;
+        to.push_str(piece);
         Span {
             start,
-            end: self.spill.len() as u32,
-            spilled: true,
+            end: to.len() as u32,
+            spilled,
         }
     }
 

@@ -77,25 +77,31 @@ fn series(conn: &Connection, sql: &str, w: &Where) -> Result<Vec<(i64, u64)>, St
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// A property and its value.
-type Pin<'s> = (&'s str, &'s str);
+/// Events and machines per bucket start (Unix ms).
+type Buckets = BTreeMap<i64, (u64, MachineSet)>;
 
-/// The scope's two filters, when the pair rollups answer for them per `interval`.
-fn two_paired<'s>(
+/// The scope's events and machines per bucket of `interval` where its two filters hold,
+/// when the pair rollups answer for them.
+fn two_filters(
     conn: &Connection,
-    scope: &'s Scope,
+    scope: &Scope,
     interval: Interval,
-) -> Result<Option<(Pin<'s>, Pin<'s>)>, StoreError> {
-    Ok(match scope.filters.as_slice() {
-        [(p1, v1), (p2, v2)]
-            if p1 != p2
-                && interval != Interval::Hour
-                && pairs::can_answer(conn, scope, &[p1, p2])? =>
-        {
-            Some(((p1, v1), (p2, v2)))
-        }
-        _ => None,
-    })
+) -> Result<Option<Buckets>, StoreError> {
+    let [(p1, v1), (p2, v2)] = scope.filters.as_slice() else {
+        return Ok(None);
+    };
+    if p1 == p2 || interval == Interval::Hour || !pairs::can_answer(conn, scope, &[p1, p2])? {
+        return Ok(None);
+    }
+    let mut by = Buckets::new();
+    pairs::visit(conn, scope, (p1, v1), p2, Some(v2), |day, _, n, m| {
+        let b = by
+            .entry(day_bucket(Some(interval), day).0 * DAY_MS)
+            .or_default();
+        b.0 += n as u64;
+        b.1.merge(&m);
+    })?;
+    Ok(Some(by))
 }
 
 impl InsightStore for SqliteStore {
@@ -105,19 +111,8 @@ impl InsightStore for SqliteStore {
         interval: Interval,
     ) -> Result<(Vec<(i64, u64)>, Source), StoreError> {
         let conn = self.settled_reader()?;
-        if let Some((fixed, other)) = two_paired(&conn, scope, interval)? {
-            let mut by: BTreeMap<i64, u64> = BTreeMap::new();
-            pairs::visit(
-                &conn,
-                scope,
-                fixed,
-                other.0,
-                Some(other.1),
-                |day, _, n, _| {
-                    *by.entry(day_bucket(Some(interval), day).0).or_default() += n as u64;
-                },
-            )?;
-            let series = by.into_iter().map(|(b, n)| (b * DAY_MS, n)).collect();
+        if let Some(by) = two_filters(&conn, scope, interval)? {
+            let series = by.into_iter().map(|(b, (n, _))| (b, n)).collect();
             return Ok((series, Source::Rollup));
         }
         match (scope.filters.as_slice(), interval) {
@@ -246,24 +241,8 @@ impl InsightStore for SqliteStore {
         interval: Interval,
     ) -> Result<(Vec<(i64, u64)>, Source), StoreError> {
         let conn = self.settled_reader()?;
-        if let Some((fixed, other)) = two_paired(&conn, scope, interval)? {
-            let mut by: BTreeMap<i64, MachineSet> = BTreeMap::new();
-            pairs::visit(
-                &conn,
-                scope,
-                fixed,
-                other.0,
-                Some(other.1),
-                |day, _, _, m| {
-                    by.entry(day_bucket(Some(interval), day).0)
-                        .or_default()
-                        .merge(&m);
-                },
-            )?;
-            let series = by
-                .into_iter()
-                .map(|(b, m)| (b * DAY_MS, m.count()))
-                .collect();
+        if let Some(by) = two_filters(&conn, scope, interval)? {
+            let series = by.into_iter().map(|(b, (_, m))| (b, m.count())).collect();
             return Ok((series, Source::Rollup));
         }
         let b = bucket(Some(interval), "day * 86400");
