@@ -253,8 +253,14 @@ impl InsightStore for SqliteStore {
                 let mut w = Where::new(scope.project_id);
                 w.push("hour >= ? AND hour < ?", hours(scope));
                 w.events_or_any(&scope.events);
+                // One row per hour unless several events are asked for.
+                let machines = if scope.events.len() > 1 {
+                    "sketch_count(sketch_union(machines))"
+                } else {
+                    "MAX(machine_count)"
+                };
                 let sql = format!(
-                    "SELECT hour * 3600 AS b, sketch_count(sketch_union(machines))
+                    "SELECT hour * 3600 AS b, {machines}
                      FROM rollup_machine_hours WHERE {} GROUP BY b ORDER BY b",
                     w.clause()
                 );

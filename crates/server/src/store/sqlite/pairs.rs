@@ -1,6 +1,7 @@
 //! Rollups of two property values at a time, for the properties of
 //! [`crate::rollup::PAIRED`]: `rollup_pairs` holds events and distinct machines per
-//! (project, prop_a = value_a, prop_b = value_b, day, event), prop_a < prop_b. A
+//! (project, prop_a = value_a, prop_b = value_b, day, event), prop_a < prop_b, with event
+//! '' for any event. A
 //! breakdown under one filter, and a trend or machine count under two, read these rows
 //! instead of every raw event of the range.
 
@@ -33,8 +34,11 @@ pub(super) fn flush<'a>(
         paired.sort_unstable();
         for (i, (pa, va)) in paired.iter().enumerate() {
             for (pb, vb) in &paired[i + 1..] {
-                let key = (c.project, *pa, *va, *pb, *vb, c.day, c.event.as_str());
-                rows.entry(key).or_default().add(&c.agg);
+                // Each event's row, and the row of any event ('').
+                for event in [c.event.as_str(), ""] {
+                    let key = (c.project, *pa, *va, *pb, *vb, c.day, event);
+                    rows.entry(key).or_default().add(&c.agg);
+                }
             }
         }
     }
@@ -123,7 +127,7 @@ pub(super) fn visit(
         "day >= ? AND day < ?",
         [Sql::Integer(from), Sql::Integer(to)],
     );
-    w.events(&scope.events, "event");
+    w.events_or_any(&scope.events);
     let sql = format!(
         "SELECT day, value_{other_side}, count, machines FROM rollup_pairs WHERE {}",
         w.clause()

@@ -200,9 +200,16 @@ impl Agg {
             }
         }
         super::pairs::flush(conn, self.combos.values().flatten())?;
-        for (table, time, by_time) in [
-            ("rollup_machines", "day", &self.machines),
-            ("rollup_machine_hours", "hour", &self.hour_machines),
+        // Hours keep each set's size beside it: an hourly series reads one set per hour.
+        for (table, time, columns, values, by_time) in [
+            ("rollup_machines", "day", "", "", &self.machines),
+            (
+                "rollup_machine_hours",
+                "hour",
+                ", machine_count",
+                ", sketch_count(?4)",
+                &self.hour_machines,
+            ),
         ] {
             let mut sets = MachineSets::new(
                 conn,
@@ -210,7 +217,8 @@ impl Agg {
                     "SELECT machines FROM {table} WHERE project_id = ?1 AND event = ?2 AND {time} = ?3"
                 ),
                 &format!(
-                    "INSERT OR REPLACE INTO {table} (project_id, event, {time}, machines) VALUES (?1, ?2, ?3, ?4)"
+                    "INSERT OR REPLACE INTO {table} (project_id, event, {time}, machines{columns})
+                     VALUES (?1, ?2, ?3, ?4{values})"
                 ),
             )?;
             for ((project, t), by_event) in by_time {

@@ -159,7 +159,7 @@ CREATE TABLE rollup_pairs (
     prop_b      TEXT NOT NULL,
     value_b     TEXT NOT NULL,
     day         INTEGER NOT NULL,
-    event       TEXT NOT NULL,
+    event       TEXT NOT NULL,      -- '' = any event
     count       INTEGER NOT NULL,
     machines    BLOB NOT NULL,
     PRIMARY KEY (project_id, prop_a, value_a, prop_b, value_b, day, event)
@@ -177,6 +177,7 @@ CREATE TABLE rollup_machine_hours (
     event       TEXT NOT NULL,      -- '' = any event
     hour        INTEGER NOT NULL,
     machines    BLOB NOT NULL,
+    machine_count INTEGER NOT NULL,
     PRIMARY KEY (project_id, event, hour)
 ) WITHOUT ROWID;
 INSERT OR REPLACE INTO meta (key, value)
