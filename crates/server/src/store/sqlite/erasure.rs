@@ -72,6 +72,7 @@ fn plan(store: &SqliteStore, project_id: i64, distinct_id: &str) -> Result<Plan,
 fn apply(store: &SqliteStore, plan: Plan) -> Result<u64, StoreError> {
     store.control(|conn| {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let locked = std::time::Instant::now();
         let (project, planned) = (plan.project_id, days_of(&plan.found));
         let mut found = plan.found;
         found.extend(machine_events(
@@ -89,13 +90,23 @@ fn apply(store: &SqliteStore, plan: Plan) -> Result<u64, StoreError> {
         let days = days_of(&found);
         if rollup::meta(&tx, GENERATION)?.unwrap_or(0) == plan.generation {
             rollup::replace_days(&tx, project, &planned, plan.recount, plan.counted)?;
-            let later: Vec<i64> = days.into_iter().filter(|d| !planned.contains(d)).collect();
+            let later: Vec<i64> = days
+                .iter()
+                .copied()
+                .filter(|d| !planned.contains(d))
+                .collect();
             rollup::rebuild_days(&tx, project, &later)?;
         } else {
             rollup::rebuild_days(&tx, project, &days)?;
         }
         bump_generation(&tx)?;
         tx.commit()?;
+        tracing::info!(
+            events = found.len(),
+            days = days.len(),
+            write_lock_ms = locked.elapsed().as_millis() as u64,
+            "erased a machine's events"
+        );
         Ok(found.len() as u64)
     })
 }
