@@ -17,6 +17,16 @@ export async function waitReady(page, name, timeout = 30_000) {
   await page.waitForSelector(`#view[data-page="${name}"][data-ready="true"]`, { timeout })
 }
 
+/**
+ * Runs `action`, which makes the page render again, and waits until the new view is
+ * ready: the old one may still say it is ready while the route change is under way.
+ */
+export async function rerender(page, name, action) {
+  await page.$eval('#view', (v) => { v.dataset.old = 'true' })
+  await action()
+  await page.waitForSelector(`#view[data-page="${name}"][data-ready="true"]:not([data-old])`, { timeout: 30_000 })
+}
+
 /** Navigates to a hash route and waits until it is rendered; returns the milliseconds. */
 export async function openRoute(page, base, hash, name = hash.replace(/^#\/?/, '').split('?')[0]) {
   const t0 = Date.now()

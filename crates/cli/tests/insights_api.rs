@@ -252,6 +252,33 @@ fn insights_have_the_known_answers_and_equal_sql_over_raw_events() {
     let s = admin_get(&c, &format!("/api/v1/insights/systems?{RANGE}"));
     assert_eq!(s["properties"]["system_architecture"][0]["machines"], 10);
     assert_eq!(s["properties"]["system_architecture"][0]["share"], 1.0);
+    let one = admin_get(
+        &c,
+        &format!("/api/v1/insights/systems?property=system_architecture&{RANGE}"),
+    );
+    let names: Vec<&String> = one["properties"].as_object().unwrap().keys().collect();
+    assert_eq!(names, ["system_architecture"]);
+    assert_eq!(
+        one["properties"]["system_architecture"],
+        s["properties"]["system_architecture"]
+    );
+    let auth = format!("Bearer {}", c.admin_token);
+    let bad = request(
+        "GET",
+        &c.url(&format!(
+            "/api/v1/insights/systems?property=hostname&{RANGE}"
+        )),
+        &[("authorization", &auth)],
+        None,
+    );
+    assert_eq!(bad.status, 400);
+    assert!(
+        bad.json()["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("\"hostname\" is not a system property")),
+        "{}",
+        bad.body
+    );
 
     // Crash sites: the rare one is seen on one machine and folds.
     let cr = admin_get(&c, &format!("/api/v1/insights/crashes?{RANGE}"));

@@ -89,20 +89,31 @@ impl MachineSet {
                     .iter()
                     .fold(false, |changed, h| add_to_registers(regs, *h) | changed),
             },
-            MachineSet::Dense(theirs) => {
-                let mut changed = matches!(self, MachineSet::Sparse(_));
-                self.densify();
-                if let MachineSet::Dense(mine) = self {
-                    for (a, b) in mine.iter_mut().zip(theirs.iter()) {
-                        if *b > *a {
-                            *a = *b;
-                            changed = true;
-                        }
-                    }
+            MachineSet::Dense(theirs) => self.merge_registers(&theirs[..]),
+        }
+    }
+
+    /// [`MachineSet::merge`] with a set as [`MachineSet::to_bytes`] wrote it: a dense one
+    /// is merged from the bytes, without a copy of its registers first.
+    pub fn merge_bytes(&mut self, bytes: &[u8]) -> bool {
+        match bytes.split_first() {
+            Some((1, regs)) if regs.len() == M => self.merge_registers(regs),
+            _ => self.merge(&MachineSet::from_bytes(bytes)),
+        }
+    }
+
+    fn merge_registers(&mut self, theirs: &[u8]) -> bool {
+        let mut changed = matches!(self, MachineSet::Sparse(_));
+        self.densify();
+        if let MachineSet::Dense(mine) = self {
+            for (a, b) in mine.iter_mut().zip(theirs) {
+                if *b > *a {
+                    *a = *b;
+                    changed = true;
                 }
-                changed
             }
         }
+        changed
     }
 
     /// The number of distinct machines: exact while sparse, estimated once dense.

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
 import { ANONSTATS_BIN, launchBrowser, screenshot, startCollector } from '../lib.mjs'
 import { startSeededCollector } from '../dashboard-data.mjs'
-import { dashboardSkipReason, waitReady, openRoute, logIn, panelInfo, kpiValue } from '../dashboard-helpers.mjs'
+import { dashboardSkipReason, waitReady, openRoute, logIn, panelInfo, kpiValue, rerender } from '../dashboard-helpers.mjs'
 
 const skip = dashboardSkipReason() || false
 let collector
@@ -101,9 +101,8 @@ test('overview: every panel renders charts and bars from the data', { skip }, as
 test('a filter changes the numbers, is kept in the URL and can be removed', { skip }, async () => {
   const before_ = Number(await kpiValue(page, 'kpi-events'))
   const activeBefore = (await panelInfo(page, 'p-active')).total
-  await page.click('#p-host_os_name .bar[data-value="Debian GNU/Linux"]')
-  await page.waitForFunction(() => location.hash.includes('filter=host_os_name'))
-  await waitReady(page, 'overview')
+  await rerender(page, 'overview', () => page.click('#p-host_os_name .bar[data-value="Debian GNU/Linux"]'))
+  assert.match(page.url(), /filter=host_os_name/)
   const after_ = Number(await kpiValue(page, 'kpi-events'))
   assert.ok(after_ > 0 && after_ < before_, `events ${after_} < ${before_} with the filter`)
   assert.ok((await panelInfo(page, 'p-active')).total < activeBefore)
@@ -121,31 +120,26 @@ test('a filter changes the numbers, is kept in the URL and can be removed', { sk
   await shared.close()
 
   // The typed form of a filter works too; removing the chips restores the totals.
-  await page.click('.chip-x')
-  await waitReady(page, 'overview')
+  await rerender(page, 'overview', () => page.click('.chip-x'))
   assert.equal(Number(await kpiValue(page, 'kpi-events')), before_)
   await page.fill('#filter-input', 'system_architecture=aarch64')
-  await page.click('#filter-add')
-  await page.waitForFunction(() => location.hash.includes('filter=system_architecture'))
-  await waitReady(page, 'overview')
+  await rerender(page, 'overview', () => page.click('#filter-add'))
+  assert.match(page.url(), /filter=system_architecture/)
   const arm = Number(await kpiValue(page, 'kpi-events'))
   assert.ok(arm > 0 && arm < before_)
-  await page.click('.chip-x')
-  await waitReady(page, 'overview')
+  await rerender(page, 'overview', () => page.click('.chip-x'))
 })
 
 test('date range presets change the range', { skip }, async () => {
   await openRoute(page, collector.url, '#/overview?range=30')
   const month = Number(await kpiValue(page, 'kpi-events'))
-  await page.click('.seg[data-range="7"]')
-  await page.waitForFunction(() => location.hash.includes('range=7'))
-  await waitReady(page, 'overview')
+  await rerender(page, 'overview', () => page.click('.seg[data-range="7"]'))
+  assert.match(page.url(), /range=7/)
   const week = Number(await kpiValue(page, 'kpi-events'))
   assert.ok(week > 0 && week < month, `7 days ${week} < 30 days ${month}`)
   assert.ok((await panelInfo(page, 'p-events')).points <= 8)
-  await page.click('.seg[data-range="custom"]')
+  await rerender(page, 'overview', () => page.click('.seg[data-range="custom"]'))
   await page.waitForSelector('#from')
-  await waitReady(page, 'overview')
   assert.match(page.url(), /range=custom&from=\d{4}-\d\d-\d\d&to=\d{4}-\d\d-\d\d/)
   assert.equal(Number(await kpiValue(page, 'kpi-events')), week)
 })
@@ -161,9 +155,8 @@ test('crashes: the top list, then one crash site with its breakdowns', { skip },
   assert.match(first, /\d/)
   await screenshot(page, 'dashboard-crashes')
 
-  await page.click('#p-crash-sites tbody tr:first-child')
-  await page.waitForFunction(() => location.hash.includes('function='))
-  await waitReady(page, 'crashes')
+  await rerender(page, 'crashes', () => page.click('#p-crash-sites tbody tr:first-child'))
+  assert.match(page.url(), /function=/)
   assert.match(page.url(), /function=.+&file=.+&line=\d+/)
   const site = await panelInfo(page, 'p-site-trend')
   assert.equal(site.state, 'ready')

@@ -41,7 +41,8 @@ export default async function overview(view, ctx) {
   const trendQ = insight('trend', apiParams({}, ctx.state))
   const perEventQ = Promise.all(EVENT_SERIES.map((s) => insight('trend', apiParams({ event: s.event }, ctx.state))))
   const versionsQ = insight('versions', apiParams({ interval: w.interval === 'hour' ? 'day' : w.interval, limit: 20 }, ctx.state))
-  const systemsQ = insight('systems', apiParams({ interval: false, limit: 8 }, ctx.state))
+  // One request per panel: each is drawn as soon as its own answer is in.
+  const systemsQ = SYSTEMS.map(([prop]) => insight('systems', apiParams({ interval: false, limit: 8, property: prop }, ctx.state)))
 
   const jobs = [
     pActive.run(async (p) => {
@@ -92,7 +93,8 @@ export default async function overview(view, ctx) {
 
   const kpiJob = (async () => {
     try {
-      const [a, t, per, sys] = await Promise.all([activeQ, trendQ, perEventQ, systemsQ])
+      const osQ = systemsQ[SYSTEMS.findIndex(([prop]) => prop === 'host_os_name')]
+      const [a, t, per, sys] = await Promise.all([activeQ, trendQ, perEventQ, osQ])
       const act = a.series.map((x) => x.machines)
       const lastActive = [...act].reverse().find((v) => v > 0) ?? 0
       const events = total(t.series.map((x) => x.count))
@@ -113,15 +115,13 @@ export default async function overview(view, ctx) {
     }
   })()
 
-  const sysJob = systemsQ.then((r) => {
-    for (const [prop, p] of pSystems) {
-      const rows = r.properties[prop] || []
-      const machines = rows.reduce((a, x) => a + x.machines, 0)
-      p.setTotal(`${num(machines)} machines`, machines)
-      if (!rows.length) { p.empty(`No machine reported ${prop} in this range.`); continue }
-      p.ready(bars(rows, { k: r.k, onPick: (v) => addFilter(prop, v) }))
-    }
-  }, (e) => { for (const [, p] of pSystems) p.error(e) })
+  const sysJobs = pSystems.map(([prop, p], i) => systemsQ[i].then((r) => {
+    const rows = r.properties[prop] || []
+    const machines = rows.reduce((a, x) => a + x.machines, 0)
+    p.setTotal(`${num(machines)} machines`, machines)
+    if (!rows.length) return p.empty(`No machine reported ${prop} in this range.`)
+    p.ready(bars(rows, { k: r.k, onPick: (v) => addFilter(prop, v) }))
+  }, (e) => p.error(e)))
 
-  await Promise.allSettled([...jobs, kpiJob, sysJob])
+  await Promise.allSettled([...jobs, kpiJob, ...sysJobs])
 }

@@ -267,12 +267,25 @@ async fn systems(
 ) -> Result<Json<Value>, ApiError> {
     let p = Params::parse(q.as_deref());
     let limit = p.limit(10)?;
+    // `property` picks some of them, so that each can be asked for on its own.
+    let wanted: Vec<&str> = p.all("property").collect();
+    if let Some(bad) = wanted.iter().find(|w| !SYSTEM_PROPERTIES.contains(w)) {
+        return Err(ApiError::BadRequest(format!(
+            "`property` {bad:?} is not a system property; use one of {}",
+            SYSTEM_PROPERTIES.join(", ")
+        )));
+    }
+    let props: Vec<&'static str> = SYSTEM_PROPERTIES
+        .iter()
+        .copied()
+        .filter(|p| wanted.is_empty() || wanted.contains(p))
+        .collect();
     let scope = scope_of(&st, &p, Interval::Day).await?;
     let (store, s) = (st.insights.clone(), scope.clone());
     let all = blocking(move || {
-        SYSTEM_PROPERTIES
-            .iter()
-            .map(|prop| Ok((*prop, store.breakdown(&s, prop, None)?.0)))
+        props
+            .into_iter()
+            .map(|prop| Ok((prop, store.breakdown(&s, prop, None)?.0)))
             .collect::<Result<Vec<_>, _>>()
     })
     .await?;

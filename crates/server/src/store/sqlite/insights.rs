@@ -99,7 +99,7 @@ fn two_filters(
             .entry(day_bucket(Some(interval), day).0 * DAY_MS)
             .or_default();
         b.0 += n as u64;
-        b.1.merge(&m);
+        b.1.merge_bytes(m);
     })?;
     Ok(Some(by))
 }
@@ -164,10 +164,11 @@ impl InsightStore for SqliteStore {
         let (sql, w, source) = if from_rollups {
             let mut groups: FxHashMap<i64, FxHashMap<String, (u64, MachineSet)>> =
                 FxHashMap::default();
-            let mut add = |b: i64, value: &str, count: i64, machines: &MachineSet| {
+            // Sets as stored: a dense one is merged without decoding it first.
+            let mut add = |b: i64, value: &str, count: i64, machines: &[u8]| {
                 let entry = slot(groups.entry(b).or_default(), value);
                 entry.0 += count as u64;
-                entry.1.merge(machines);
+                entry.1.merge_bytes(machines);
             };
             match scope.filters.as_slice() {
                 [(prop, value)] if prop != property => pairs::visit(
@@ -176,7 +177,7 @@ impl InsightStore for SqliteStore {
                     (prop, value),
                     property,
                     None,
-                    |day, v, n, m| add(day_bucket(over, day).0, v, n, &m),
+                    |day, v, n, m| add(day_bucket(over, day).0, v, n, m),
                 )?,
                 // No filter, or one on the property itself.
                 filters => {
@@ -191,7 +192,7 @@ impl InsightStore for SqliteStore {
                             sets: true,
                         };
                         prop_rows(&conn, scope, sel, d, end, |r| {
-                            add(b, r.value, r.count, &r.machines())
+                            add(b, r.value, r.count, r.stored_machines.unwrap_or_default())
                         })?;
                         d = end;
                     }

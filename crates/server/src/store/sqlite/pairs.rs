@@ -89,8 +89,8 @@ pub(super) fn can_answer(
     Ok(from.is_some_and(|from| day_range(scope).0 >= from))
 }
 
-/// Hands `f` the day, the value of `other`, the count and the machines of each row of
-/// the scope's days and events where `fixed` holds (and `other` has `other_value`, when
+/// Hands `f` the day, the value of `other`, the count and the machine set (as stored) of
+/// each row of the scope's days and events where `fixed` holds (and `other` has `other_value`, when
 /// given); rows of one value are the caller's to add up.
 pub(super) fn visit(
     conn: &Connection,
@@ -98,7 +98,7 @@ pub(super) fn visit(
     fixed: (&str, &str),
     other: &str,
     other_value: Option<&str>,
-    mut f: impl FnMut(i64, &str, i64, MachineSet),
+    mut f: impl FnMut(i64, &str, i64, &[u8]),
 ) -> Result<(), StoreError> {
     let (fixed_prop, fixed_value) = fixed;
     // Which side of the pair each property is on.
@@ -135,14 +135,12 @@ pub(super) fn visit(
     let mut stmt = conn.prepare(&sql)?;
     let mut rows = stmt.query(params_from_iter(w.params.iter()))?;
     while let Some(r) = rows.next()? {
-        let value: String = r.get(1)?;
-        let machines: Vec<u8> = r.get(3)?;
-        f(
-            r.get(0)?,
-            &value,
-            r.get(2)?,
-            MachineSet::from_bytes(&machines),
-        );
+        let (day, count) = (r.get(0)?, r.get(2)?);
+        let (value, machines) = (r.get_ref(1)?, r.get_ref(3)?);
+        let (Ok(value), Ok(machines)) = (value.as_str(), machines.as_blob()) else {
+            continue;
+        };
+        f(day, value, count, machines);
     }
     Ok(())
 }
