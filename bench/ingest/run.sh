@@ -3,7 +3,7 @@
 # commit) against a bare axum handler, on this machine, in one run.
 #
 #   bench/ingest/run.sh            # 10 s per scenario after 2 s of warm-up
-#   DURATION=20 CONNECTIONS=128 bench/ingest/run.sh
+#   DURATION=20 CONNECTIONS=128 MACHINES=100000 bench/ingest/run.sh
 #
 # Prints a markdown table. Exits non-zero when any request failed or when the number of
 # events the collector stored differs from the number it acknowledged.
@@ -17,6 +17,8 @@ CONNECTIONS=${CONNECTIONS:-64}
 # same for every target.
 CLIENT_THREADS=${CLIENT_THREADS:-1}
 BATCH=${BATCH:-100}
+# Distinct machines the events come from.
+MACHINES=${MACHINES:-1000}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 BIN=$CARGO_TARGET_DIR/release
 
@@ -68,7 +70,7 @@ scenario() {
     local pid=$1 url=$2 batch=$3 before after line
     before=$(cpu_of "$pid")
     line=$("$BIN/loadgen" --url "$url" --token "$token" --batch "$batch" \
-        --connections "$CONNECTIONS" --threads "$CLIENT_THREADS" \
+        --connections "$CONNECTIONS" --threads "$CLIENT_THREADS" --machines "$MACHINES" \
         --duration "$DURATION" --warmup "$WARMUP")
     after=$(cpu_of "$pid")
     echo "$line server_cpu_pct=$(awk -v a="$after" -v b="$before" -v d="$DURATION" -v w="$WARMUP" \
@@ -100,7 +102,7 @@ row() {
 echo
 echo "$(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n1); load average before: $load"
 echo "fdatasync of a 4 KiB append in the data dir's file system: p50 $(field fsync_p50_ms "$fsync") ms, p99 $(field fsync_p99_ms "$fsync") ms"
-echo "${CONNECTIONS} connections, ${CLIENT_THREADS} client thread(s), ${DURATION} s measured after ${WARMUP} s warm-up"
+echo "${CONNECTIONS} connections, ${CLIENT_THREADS} client thread(s), ${MACHINES} machines, ${DURATION} s measured after ${WARMUP} s warm-up"
 echo
 echo "| scenario | requests | requests/s | events/s | p50 ms | p99 ms | errors | server CPU | client CPU |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"

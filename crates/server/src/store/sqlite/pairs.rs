@@ -22,22 +22,31 @@ pub(super) fn flush<'a>(
 ) -> rusqlite::Result<()> {
     // (project, prop_a, value_a, prop_b, value_b, day, event)
     type Key<'k> = (i64, &'k str, &'k str, &'k str, &'k str, i64, &'k str);
-    let mut rows: FxHashMap<Key<'a>, PropAgg> = FxHashMap::default();
-    let mut paired = Vec::with_capacity(PAIRED.len());
+    // (project, day, event, the paired (property, value)s, sorted)
+    type Tuple<'k> = (i64, i64, &'k str, Vec<(&'k str, &'k str)>);
+    // Combinations differ in many more properties than the paired ones: gathered by
+    // their paired values first, each tuple of them is split into pairs once.
+    let mut tuples: FxHashMap<Tuple<'a>, PropAgg> = FxHashMap::default();
     for c in combos {
-        paired.clear();
-        paired.extend(
-            c.dims
-                .iter()
-                .filter(|(prop, _)| PAIRED.binary_search(prop).is_ok()),
-        );
+        let mut paired: Vec<(&str, &str)> = c
+            .dims
+            .iter()
+            .filter(|(prop, _)| PAIRED.binary_search(prop).is_ok())
+            .collect();
         paired.sort_unstable();
+        tuples
+            .entry((c.project, c.day, c.event.as_str(), paired))
+            .or_default()
+            .add(&c.agg);
+    }
+    let mut rows: FxHashMap<Key<'a>, PropAgg> = FxHashMap::default();
+    for ((project, day, event, paired), agg) in &tuples {
         for (i, (pa, va)) in paired.iter().enumerate() {
             for (pb, vb) in &paired[i + 1..] {
                 // Each event's row, and the row of any event ('').
-                for event in [c.event.as_str(), ""] {
-                    let key = (c.project, *pa, *va, *pb, *vb, c.day, event);
-                    rows.entry(key).or_default().add(&c.agg);
+                for event in [*event, ""] {
+                    let key = (*project, *pa, *va, *pb, *vb, *day, event);
+                    rows.entry(key).or_default().add(agg);
                 }
             }
         }
