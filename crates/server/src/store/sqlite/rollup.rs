@@ -14,6 +14,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use rustc_hash::FxHashMap as HashMap;
 
 pub const DAY_MS: i64 = 86_400_000;
+pub const HOUR_MS: i64 = 3_600_000;
 
 /// The rollup tables keyed by hour, whose rows erasure and retention remove by hour.
 pub(super) const ROLLUP_HOUR_TABLES: [&str; 2] = ["rollup_events", "rollup_machine_hours"];
@@ -25,7 +26,6 @@ pub(super) const ROLLUP_DAY_TABLES: [&str; 4] = [
     "rollup_machines",
     "rollup_pairs",
 ];
-pub const HOUR_MS: i64 = 3_600_000;
 
 #[derive(Default)]
 pub(super) struct PropAgg {
@@ -118,16 +118,15 @@ impl Agg {
                     day,
                     event: event.to_string(),
                     dims,
-                    agg: PropAgg {
-                        first_ms: ts_ms,
-                        last_ms: ts_ms,
-                        ..PropAgg::default()
-                    },
+                    agg: PropAgg::default(),
                 });
                 alike.len() - 1
             }
         };
         let agg = &mut alike[at].agg;
+        if agg.count == 0 {
+            (agg.first_ms, agg.last_ms) = (ts_ms, ts_ms);
+        }
         agg.count += 1;
         agg.machines.insert(machine);
         agg.first_ms = agg.first_ms.min(ts_ms);
