@@ -94,10 +94,9 @@ fn two_filters(
         return Ok(None);
     }
     let mut by = Buckets::new();
-    pairs::visit(conn, scope, (p1, v1), p2, Some(v2), |day, _, n, m| {
-        let b = by
-            .entry(day_bucket(Some(interval), day).0 * DAY_MS)
-            .or_default();
+    let over = Some(interval);
+    pairs::visit(conn, scope, over, (p1, v1), p2, Some(v2), |day, _, n, m| {
+        let b = by.entry(day_bucket(over, day).0 * DAY_MS).or_default();
         b.0 += n as u64;
         b.1.merge_bytes(m);
     })?;
@@ -174,6 +173,7 @@ impl InsightStore for SqliteStore {
                 [(prop, value)] if prop != property => pairs::visit(
                     &conn,
                     scope,
+                    over,
                     (prop, value),
                     property,
                     None,

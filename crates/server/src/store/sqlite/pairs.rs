@@ -1,13 +1,14 @@
 //! Rollups of two property values at a time, for the properties of
 //! [`crate::rollup::PAIRED`]: `rollup_pairs` holds events and distinct machines per
 //! (project, prop_a = value_a, prop_b = value_b, day, event), prop_a < prop_b, with event
-//! '' for any event. A
-//! breakdown under one filter, and a trend or machine count under two, read these rows
-//! instead of every raw event of the range.
+//! '' for any event; `rollup_pair_spans` merges the any-event rows over the spans of days
+//! that spans.rs compacts. A breakdown under one filter, and a trend or machine count
+//! under two, read these rows instead of every raw event of the range.
 
-use super::query::{Where, day_range};
+use super::query::{Where, day_bucket, day_range};
 use super::rollup::{Combo, PropAgg};
-use crate::insights::Scope;
+use super::spans;
+use crate::insights::{Interval, Scope};
 use crate::rollup::PAIRED;
 use crate::sketch::MachineSet;
 use crate::store::StoreError;
@@ -98,12 +99,15 @@ pub(super) fn can_answer(
     Ok(from.is_some_and(|from| day_range(scope).0 >= from))
 }
 
-/// Hands `f` the day, the value of `other`, the count and the machine set (as stored) of
-/// each row of the scope's days and events where `fixed` holds (and `other` has `other_value`, when
-/// given); rows of one value are the caller's to add up.
+/// Hands `f` the first day, the value of `other`, the count and the machine set (as
+/// stored) of each row of the scope's days and events where `fixed` holds (and `other`
+/// has `other_value`, when given); rows of one value are the caller's to add up. A row
+/// covers one day, or for any event a compacted span of days that lies within one
+/// bucket of `over`.
 pub(super) fn visit(
     conn: &Connection,
     scope: &Scope,
+    over: Option<Interval>,
     fixed: (&str, &str),
     other: &str,
     other_value: Option<&str>,
@@ -131,25 +135,127 @@ pub(super) fn visit(
             [Sql::Text(v.to_string())],
         );
     }
+    // Runs `sql` with the parameters of `w` and then `last`; the rows' first column is
+    // their first day.
+    let mut read = |sql: &str, w: &Where, last: [i64; 2]| -> Result<(), StoreError> {
+        let mut stmt = conn.prepare_cached(sql)?;
+        let params = w.params.iter().cloned().chain(last.map(Sql::Integer));
+        let mut rows = stmt.query(params_from_iter(params))?;
+        while let Some(r) = rows.next()? {
+            let day = r.get(0)?;
+            let (value, count, machines) = (r.get_ref(1)?, r.get(2)?, r.get_ref(3)?);
+            let (Ok(value), Ok(machines)) = (value.as_str(), machines.as_blob()) else {
+                continue;
+            };
+            f(day, value, count, machines);
+        }
+        Ok(())
+    };
     let (from, to) = day_range(scope);
-    w.push(
-        "day >= ? AND day < ?",
-        [Sql::Integer(from), Sql::Integer(to)],
-    );
+    let mut days = Vec::new();
+    if scope.events.is_empty() && !matches!(over, Some(Interval::Hour | Interval::Day)) {
+        let done = spans::done_within(conn, scope.project_id, from, to)?;
+        let sql = format!(
+            "SELECT start, value_{other_side}, count, machines FROM rollup_pair_spans
+             WHERE {} AND span = ? AND start = ?",
+            w.clause()
+        );
+        let mut d = from;
+        while d < to {
+            let end = day_bucket(over, d).1.min(to);
+            let plan = spans::plan(&done, d, end);
+            for (span, start) in plan.spans {
+                if span < MIN_SPAN {
+                    days.push((start, start + span));
+                } else {
+                    read(&sql, &w, [span, start])?;
+                }
+            }
+            days.extend(plan.days);
+            d = end;
+        }
+    } else {
+        days.push((from, to));
+    }
     w.events_or_any(&scope.events);
     let sql = format!(
-        "SELECT day, value_{other_side}, count, machines FROM rollup_pairs WHERE {}",
+        "SELECT day, value_{other_side}, count, machines FROM rollup_pairs
+         WHERE {} AND day >= ? AND day < ?",
         w.clause()
     );
-    let mut stmt = conn.prepare(&sql)?;
-    let mut rows = stmt.query(params_from_iter(w.params.iter()))?;
-    while let Some(r) = rows.next()? {
-        let (day, count) = (r.get(0)?, r.get(2)?);
-        let (value, machines) = (r.get_ref(1)?, r.get_ref(3)?);
-        let (Ok(value), Ok(machines)) = (value.as_str(), machines.as_blob()) else {
+    for (a, b) in days {
+        read(&sql, &w, [a, b])?;
+    }
+    Ok(())
+}
+
+/// The shortest span the pair rows are compacted over; single days are read from the day
+/// rows themselves.
+const MIN_SPAN: i64 = 2;
+
+/// Merges the any-event pair rows of the `span` days from `start` into that span's rows,
+/// from the shorter spans compacted already and the day rows where there are none.
+pub(super) fn compact_span(
+    conn: &Connection,
+    project: i64,
+    span: i64,
+    start: i64,
+) -> rusqlite::Result<()> {
+    if span < MIN_SPAN {
+        return Ok(());
+    }
+    type Key = (String, String, String, String);
+    let mut merged: FxHashMap<Key, (i64, MachineSet)> = FxHashMap::default();
+    let mut add = |rows: &mut rusqlite::Rows<'_>| -> rusqlite::Result<()> {
+        while let Some(r) = rows.next()? {
+            let key = (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+            let e = merged.entry(key).or_default();
+            e.0 += r.get::<_, i64>(4)?;
+            e.1.merge_bytes(r.get_ref(5)?.as_blob()?);
+        }
+        Ok(())
+    };
+    let columns = "prop_a, value_a, prop_b, value_b, count, machines";
+    let plan = spans::plan(
+        &spans::done_within(conn, project, start, start + span)?,
+        start,
+        start + span,
+    );
+    let mut days = plan.days;
+    for (s, st) in plan.spans {
+        if s < MIN_SPAN {
+            days.push((st, st + s));
             continue;
-        };
-        f(day, value, count, machines);
+        }
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {columns} FROM rollup_pair_spans WHERE project_id = ?1 AND span = ?2 AND start = ?3"
+        ))?;
+        add(&mut stmt.query(params![project, s, st])?)?;
+    }
+    for (a, b) in days {
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {columns} FROM rollup_pairs
+             WHERE project_id = ?1 AND day >= ?2 AND day < ?3 AND event = ''"
+        ))?;
+        add(&mut stmt.query(params![project, a, b])?)?;
+    }
+    let mut write = conn.prepare_cached(
+        "INSERT OR REPLACE INTO rollup_pair_spans
+         (project_id, span, start, prop_a, value_a, prop_b, value_b, count, machines)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
+    for ((pa, va, pb, vb), (count, machines)) in merged {
+        write.execute(params![
+            project,
+            span,
+            start,
+            pa,
+            va,
+            pb,
+            vb,
+            count,
+            machines.to_bytes()
+        ])?;
     }
     Ok(())
 }

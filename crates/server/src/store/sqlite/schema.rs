@@ -183,6 +183,26 @@ CREATE TABLE rollup_machine_hours (
 INSERT OR REPLACE INTO meta (key, value)
     SELECT 'machine_hours_from', COALESCE(MAX(ts_ms) / 3600000 + 1, -1000000000000) FROM events;
 "#,
+    // The any-event pair rows merged over spans of 2 to 64 days, compacted with the
+    // property spans (spans.rs); those are compacted again so that both cover the same spans.
+    r#"
+CREATE TABLE rollup_pair_spans (
+    project_id  INTEGER NOT NULL,
+    span        INTEGER NOT NULL,   -- days
+    start       INTEGER NOT NULL,   -- first Unix day
+    prop_a      TEXT NOT NULL,
+    value_a     TEXT NOT NULL,
+    prop_b      TEXT NOT NULL,
+    value_b     TEXT NOT NULL,
+    count       INTEGER NOT NULL,
+    machines    BLOB NOT NULL,
+    PRIMARY KEY (project_id, span, start, prop_a, value_a, prop_b, value_b)
+) WITHOUT ROWID;
+CREATE INDEX rollup_pair_spans_b ON rollup_pair_spans (project_id, span, start, prop_a, prop_b, value_b);
+DELETE FROM rollup_spans;
+DELETE FROM rollup_span_machines;
+DELETE FROM rollup_spans_done;
+"#,
 ];
 
 /// Connection settings every connection uses: WAL so readers never block the writer,

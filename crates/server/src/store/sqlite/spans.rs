@@ -92,7 +92,7 @@ pub fn plan(done: &HashSet<(i64, i64)>, from: i64, to: i64) -> Plan {
 }
 
 /// The compacted spans of a project that lie within `[from, to)`.
-fn done_within(
+pub(super) fn done_within(
     conn: &Connection,
     project: i64,
     from: i64,
@@ -270,6 +270,9 @@ pub fn row<'r>(r: &'r rusqlite::Row<'_>) -> rusqlite::Result<Row<'r>> {
     })
 }
 
+/// The tables of compacted spans, besides `rollup_spans_done`.
+const SPAN_TABLES: [&str; 3] = ["rollup_spans", "rollup_span_machines", "rollup_pair_spans"];
+
 /// Removes the compacted spans that hold `day`, because its day rows changed.
 pub fn invalidate(conn: &Connection, project: i64, day: i64) -> rusqlite::Result<()> {
     let mut done = conn.prepare_cached(
@@ -278,7 +281,7 @@ pub fn invalidate(conn: &Connection, project: i64, day: i64) -> rusqlite::Result
     for span in SPANS {
         let start = span_start(span, day);
         if done.execute(params![project, span, start])? > 0 {
-            for table in ["rollup_spans", "rollup_span_machines"] {
+            for table in SPAN_TABLES {
                 conn.prepare_cached(&format!(
                     "DELETE FROM {table} WHERE project_id = ?1 AND span = ?2 AND start = ?3"
                 ))?
@@ -293,7 +296,7 @@ pub fn invalidate(conn: &Connection, project: i64, day: i64) -> rusqlite::Result
 /// before it were purged (the spans straddling `day` are compacted again from what is
 /// left).
 pub fn invalidate_before(conn: &Connection, project: i64, day: i64) -> rusqlite::Result<()> {
-    for table in ["rollup_spans", "rollup_span_machines"] {
+    for table in SPAN_TABLES {
         let mut delete = conn.prepare_cached(&format!(
             "DELETE FROM {table} WHERE project_id = ?1 AND span = ?2 AND start < ?3"
         ))?;
@@ -310,20 +313,26 @@ pub fn invalidate_before(conn: &Connection, project: i64, day: i64) -> rusqlite:
 
 /// Compacts every span that ended before `today` and is not compacted yet; returns how
 /// many it compacted. Each span is one short transaction, so ingest waits for at most one.
+/// Shorter spans come first, so that each longer one merges the two it is made of.
 /// `stop` is asked between spans.
 pub fn compact(
     conn: &mut Connection,
     today: i64,
     stop: &dyn Fn() -> bool,
 ) -> rusqlite::Result<usize> {
+    let days = data_days(conn, today)?;
     let mut built = 0;
-    for (project, day) in data_days(conn, today)? {
-        for span in SPANS.iter().rev() {
+    for span in SPANS.iter().rev() {
+        let starts: std::collections::BTreeSet<(i64, i64)> = days
+            .iter()
+            .map(|&(project, day)| (project, span_start(*span, day)))
+            .filter(|&(_, start)| start + span <= today)
+            .collect();
+        for (project, start) in starts {
             if stop() {
                 return Ok(built);
             }
-            let start = span_start(*span, day);
-            if start + span <= today && compact_one(conn, project, *span, start)? {
+            if compact_one(conn, project, *span, start)? {
                 built += 1;
             }
         }
@@ -374,13 +383,12 @@ fn compact_one(
     }
     let mut merged: HashMap<(String, String), (i64, i64, i64, MachineSet)> = HashMap::default();
     {
-        let mut stmt = tx.prepare_cached(
-            "SELECT prop, value, count, first_ms, last_ms, machine_count, machines
-             FROM rollup_props_full WHERE project_id = ?1 AND day >= ?2 AND day < ?3 AND event = ''",
-        )?;
-        let mut rows = stmt.query(params![project, start, start + span])?;
-        while let Some(r) = rows.next()? {
-            let r = row(r)?;
+        // From the shorter spans already compacted, and the day rows where there are none.
+        let sel = Select {
+            sets: true,
+            ..Select::default()
+        };
+        visit(&tx, project, sel, start, start + span, |r| {
             let key = (r.prop.to_owned(), r.value.to_owned());
             let e = merged
                 .entry(key)
@@ -388,8 +396,8 @@ fn compact_one(
             e.0 += r.count;
             e.1 = e.1.min(r.first_ms);
             e.2 = e.2.max(r.last_ms);
-            e.3.merge(&r.machines());
-        }
+            e.3.merge_bytes(r.stored_machines.unwrap_or_default());
+        })?;
         let mut counts = tx.prepare_cached(
             "INSERT OR REPLACE INTO rollup_spans
              (project_id, span, start, prop, value, count, first_ms, last_ms, machine_count)
@@ -414,6 +422,7 @@ fn compact_one(
             ])?;
         }
     }
+    super::pairs::compact_span(&tx, project, span, start)?;
     tx.execute(
         "INSERT INTO rollup_spans_done (project_id, span, start) VALUES (?1, ?2, ?3)",
         params![project, span, start],
