@@ -16,8 +16,7 @@ pub const FATAL_SITE: &str = "$fatal_site";
 /// Properties also rolled up two at a time (store/sqlite/pairs.rs): the few a maintainer
 /// filters and breaks down by together, all of them a machine's system facts or its
 /// version, so that a breakdown under a filter does not read every event. Each has tens
-/// of values at most: the kernel version, with thousands, would make as many pair rows
-/// as there are events. Sorted.
+/// of values at most. Sorted.
 pub const PAIRED: &[&str] = &[
     "host_os_id",
     "host_os_name",
@@ -27,6 +26,11 @@ pub const PAIRED: &[&str] = &[
     "system_kernel_name",
     "system_virtualization",
 ];
+
+/// Properties paired with each of [`PAIRED`] for any event only: the kernel version has
+/// thousands of values, and its pairs for each event as well would make about as many
+/// rows as there are events.
+pub const PAIRED_ANY_EVENT: &[&str] = &["system_kernel_version"];
 
 /// Properties that are unique per event by nature; a rollup of them would be as large
 /// as the events.

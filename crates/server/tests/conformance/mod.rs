@@ -89,9 +89,16 @@ pub fn batches() -> Vec<Vec<NewEvent>> {
                 versions[(m % 3) as usize]
             };
             let ts = T0 + day * DAY + (m % 24) * HOUR + m * 1000 + 7;
+            // Some machines move to a newer kernel halfway.
+            let kernel = if m % 5 == 3 && day >= 4 {
+                "6.8.0".to_string()
+            } else {
+                format!("6.1.0-{}", m % 7)
+            };
             let base = json!({
                 "product_version": version,
                 "host_os_name": oses[(m % 3) as usize],
+                "system_kernel_version": kernel,
                 "system_cpu_logical_cpu_count": (m % 4) * 2 + 2,
                 "host_is_k8s_node": m % 5 == 0,
                 "long": "x".repeat(if m == 7 { 300 } else { 10 }),
@@ -193,6 +200,17 @@ fn questions(t: &mut Transcript, b: &Backend, tag: &str, from: i64, to: i64) {
         ],
         ..all.clone()
     };
+    let kernel = Scope {
+        filters: vec![("system_kernel_version".into(), "6.8.0".into())],
+        ..all.clone()
+    };
+    let kernel_and_version = Scope {
+        filters: vec![
+            ("system_kernel_version".into(), "6.1.0-3".into()),
+            ("product_version".into(), "1.1".into()),
+        ],
+        ..all.clone()
+    };
     let num = Scope {
         filters: vec![("system_cpu_logical_cpu_count".into(), "4".into())],
         ..starts.clone()
@@ -204,6 +222,8 @@ fn questions(t: &mut Transcript, b: &Backend, tag: &str, from: i64, to: i64) {
         ("exits_fatal", &exits_fatal),
         ("v11", &v11),
         ("two", &two),
+        ("kernel", &kernel),
+        ("kernel_and_version", &kernel_and_version),
         ("num", &num),
     ] {
         for iv in [
@@ -231,6 +251,7 @@ fn questions(t: &mut Transcript, b: &Backend, tag: &str, from: i64, to: i64) {
             for prop in [
                 "product_version",
                 "host_os_name",
+                "system_kernel_version",
                 "host_is_k8s_node",
                 "long",
                 "screen",

@@ -90,7 +90,7 @@ fn two_filters(
     let [(p1, v1), (p2, v2)] = scope.filters.as_slice() else {
         return Ok(None);
     };
-    if p1 == p2 || interval == Interval::Hour || !pairs::can_answer(conn, scope, &[p1, p2])? {
+    if p1 == p2 || interval == Interval::Hour || !pairs::can_answer(conn, scope, [p1, p2])? {
         return Ok(None);
     }
     let mut by = Buckets::new();
@@ -157,7 +157,7 @@ impl InsightStore for SqliteStore {
         let from_rollups = over != Some(Interval::Hour)
             && match scope.filters.as_slice() {
                 [] => true,
-                [(prop, _)] => pairs::can_answer(&conn, scope, &[prop, property])?,
+                [(prop, _)] => pairs::can_answer(&conn, scope, [prop, property])?,
                 _ => false,
             };
         let (sql, w, source) = if from_rollups {

@@ -1,7 +1,8 @@
 //! Rollups of two property values at a time, for the properties of
-//! [`crate::rollup::PAIRED`]: `rollup_pairs` holds events and distinct machines per
-//! (project, prop_a = value_a, prop_b = value_b, day, event), prop_a < prop_b, with event
-//! '' for any event; `rollup_pair_spans` merges the any-event rows over the spans of days
+//! [`crate::rollup::PAIRED`] (and, for any event, each of them with one of
+//! [`crate::rollup::PAIRED_ANY_EVENT`]): `rollup_pairs` holds events and distinct machines
+//! per (project, prop_a = value_a, prop_b = value_b, day, event), prop_a < prop_b, with
+//! event '' for any event; `rollup_pair_spans` merges the any-event rows over the spans of days
 //! that spans.rs compacts. A breakdown under one filter, and a trend or machine count
 //! under two, read these rows instead of every raw event of the range.
 
@@ -9,7 +10,7 @@ use super::query::{Where, day_bucket, day_range};
 use super::rollup::{Combo, PropAgg};
 use super::spans;
 use crate::insights::{Interval, Scope};
-use crate::rollup::PAIRED;
+use crate::rollup::{PAIRED, PAIRED_ANY_EVENT};
 use crate::sketch::MachineSet;
 use crate::store::StoreError;
 use rusqlite::types::Value as Sql;
@@ -32,7 +33,7 @@ pub(super) fn flush<'a>(
         let mut paired: Vec<(&str, &str)> = c
             .dims
             .iter()
-            .filter(|(prop, _)| PAIRED.binary_search(prop).is_ok())
+            .filter(|(prop, _)| PAIRED.binary_search(prop).is_ok() || any_event_only(prop))
             .collect();
         paired.sort_unstable();
         tuples
@@ -45,7 +46,12 @@ pub(super) fn flush<'a>(
         for (i, (pa, va)) in paired.iter().enumerate() {
             for (pb, vb) in &paired[i + 1..] {
                 // Each event's row, and the row of any event ('').
-                for event in [*event, ""] {
+                let events = match (any_event_only(pa), any_event_only(pb)) {
+                    (false, false) => &[*event, ""][..],
+                    (true, true) => &[],
+                    _ => &[""],
+                };
+                for &event in events {
                     let key = (*project, *pa, *va, *pb, *vb, *day, event);
                     rows.entry(key).or_default().add(agg);
                 }
@@ -85,17 +91,26 @@ pub(super) fn flush<'a>(
     Ok(())
 }
 
-/// Whether the pair rows can answer for the scope with these properties: all of them
-/// paired, and the range within the days the rows count.
+fn any_event_only(prop: &str) -> bool {
+    PAIRED_ANY_EVENT.contains(&prop)
+}
+
+/// Whether the pair rows can answer for the scope with these two properties: both
+/// paired (one of them, for any event, may be paired for any event only), and the range
+/// within the days the rows count.
 pub(super) fn can_answer(
     conn: &Connection,
     scope: &Scope,
-    props: &[&str],
+    props: [&str; 2],
 ) -> Result<bool, StoreError> {
-    if !props.iter().all(|p| PAIRED.contains(p)) {
-        return Ok(false);
-    }
-    let from = super::rollup::meta(conn, "pairs_from_day")?;
+    let from = match props.map(|p| (PAIRED.contains(&p), any_event_only(p))) {
+        [(true, _), (true, _)] => "pairs_from_day",
+        [(true, _), (_, true)] | [(_, true), (true, _)] if scope.events.is_empty() => {
+            "any_event_pairs_from_day"
+        }
+        _ => return Ok(false),
+    };
+    let from = super::rollup::meta(conn, from)?;
     Ok(from.is_some_and(|from| day_range(scope).0 >= from))
 }
 

@@ -185,6 +185,8 @@ INSERT OR REPLACE INTO meta (key, value)
 "#,
     // The any-event pair rows merged over spans of 2 to 64 days, compacted with the
     // property spans (spans.rs); those are compacted again so that both cover the same spans.
+    // Pairs for any event only (the kernel version's) are counted from the day after the
+    // newest event stored before.
     r#"
 CREATE TABLE rollup_pair_spans (
     project_id  INTEGER NOT NULL,
@@ -202,6 +204,8 @@ CREATE INDEX rollup_pair_spans_b ON rollup_pair_spans (project_id, span, start, 
 DELETE FROM rollup_spans;
 DELETE FROM rollup_span_machines;
 DELETE FROM rollup_spans_done;
+INSERT OR REPLACE INTO meta (key, value)
+    SELECT 'any_event_pairs_from_day', COALESCE(MAX(ts_ms) / 86400000 + 1, -1000000000) FROM events;
 "#,
 ];
 
