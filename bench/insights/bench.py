@@ -231,6 +231,13 @@ def main():
         cases.append(("breakdown_filter", "breakdown of host_os_name, filter architecture",
                       "insights/breakdown", dict(rng, property="host_os_name", filter="system_architecture=x86_64"),
                       sql, p, lambda a, rows: groups_check("breakdown+filter", a["rows"], rows)))
+        sql = (f"SELECT v, count(*), count(DISTINCT distinct_id) FROM "
+               f"(SELECT json_extract_string(properties, '$.system_kernel_version') v, distinct_id FROM ev "
+               f"WHERE {where} AND {x86}) GROUP BY v")
+        cases.append(("breakdown_kernel_filter", "breakdown of system_kernel_version, filter architecture",
+                      "insights/breakdown",
+                      dict(rng, property="system_kernel_version", filter="system_architecture=x86_64"),
+                      sql, p, lambda a, rows: groups_check("breakdown kernel+filter", a["rows"], rows)))
         hour_b = "(ts // 3600000) * 3600000"
         for interval, b in (("hour", hour_b), ("day", day_b), ("week", week_b)):
             sql = f"SELECT {b} b, count(DISTINCT distinct_id) FROM ev WHERE {where} GROUP BY b"

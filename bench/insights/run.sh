@@ -68,7 +68,7 @@ du -sh "$DATA"
 sql() { "$BIN" sql --data-dir "$DATA" --timeout-secs 600 --max-rows 100000 "$@"; }
 sql "SELECT name, SUM(pgsize) AS bytes, COUNT(*) AS pages FROM dbstat GROUP BY name ORDER BY bytes DESC" \
   || echo "(dbstat not available)"
-for t in events rollup_events rollup_props rollup_prop_machines rollup_machines rollup_pairs rollup_machine_hours; do
+for t in events rollup_events rollup_props rollup_prop_machines rollup_machines rollup_pairs rollup_pair_spans rollup_machine_hours; do
   printf '%s rows: ' "$t"
   sql --format csv "SELECT COUNT(*) FROM $t" | tail -1
 done

@@ -28,6 +28,8 @@ struct Plan {
     /// `counted`: the rollup mark when the plan was made.
     recount: rollup::Agg,
     counted: i64,
+    /// What the machine's events in `found` add to the rollups: the rows to replace.
+    touched: rollup::Agg,
     /// Erasures and retention passes before the plan; another one since spoils it.
     generation: i64,
 }
@@ -41,6 +43,8 @@ fn plan(store: &SqliteStore, project_id: i64, distinct_id: &str) -> Result<Plan,
     let counted = rollup::folded_upto(&tx)?;
     let generation = rollup::meta(&tx, GENERATION)?.unwrap_or(0);
     let found = machine_events(&tx, project_id, distinct_id, 0, scanned)?;
+    let mut touched = rollup::Agg::default();
+    count_found(&tx, &found, &mut touched)?;
     let mut recount = rollup::Agg::default();
     for day in days_of(&found) {
         rollup::count_events(
@@ -63,25 +67,41 @@ fn plan(store: &SqliteStore, project_id: i64, distinct_id: &str) -> Result<Plan,
         scanned,
         recount,
         counted,
+        touched,
         generation,
     })
 }
 
-/// Removes the machine's events and puts the planned rollups in place of its days', under
-/// the write lock: only what was stored or folded since the plan is read there.
+/// Adds what the found events add to the rollups to `agg`.
+fn count_found(
+    conn: &Connection,
+    found: &[(i64, i64)],
+    agg: &mut rollup::Agg,
+) -> rusqlite::Result<()> {
+    for (seq, _) in found {
+        rollup::count_events(conn, "seq = ?1", [seq], agg)?;
+    }
+    Ok(())
+}
+
+/// Removes the machine's events and puts the planned rows in place of the rollup rows they
+/// added to, under the write lock: only what was stored or folded since the plan is read
+/// there, and only the rows the machine added to are written.
 fn apply(store: &SqliteStore, plan: Plan) -> Result<u64, StoreError> {
     store.control(|conn| {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let locked = std::time::Instant::now();
         let (project, planned) = (plan.project_id, days_of(&plan.found));
         let mut found = plan.found;
-        found.extend(machine_events(
-            &tx,
-            project,
-            &plan.distinct_id,
-            plan.scanned,
-            i64::MAX,
-        )?);
+        let since = machine_events(&tx, project, &plan.distinct_id, plan.scanned, i64::MAX)?;
+        let mut touched = plan.touched;
+        let on_planned: Vec<_> = since
+            .iter()
+            .copied()
+            .filter(|(_, day)| planned.binary_search(day).is_ok())
+            .collect();
+        count_found(&tx, &on_planned, &mut touched)?;
+        found.extend(since);
         let mut delete = tx.prepare_cached("DELETE FROM events WHERE seq = ?1")?;
         for (seq, _) in &found {
             delete.execute([seq])?;
@@ -89,7 +109,7 @@ fn apply(store: &SqliteStore, plan: Plan) -> Result<u64, StoreError> {
         drop(delete);
         let days = days_of(&found);
         if rollup::meta(&tx, GENERATION)?.unwrap_or(0) == plan.generation {
-            rollup::replace_days(&tx, project, &planned, plan.recount, plan.counted)?;
+            rollup::replace_touched(&tx, project, &planned, plan.recount, plan.counted, &touched)?;
             let later: Vec<i64> = days
                 .iter()
                 .copied()
@@ -205,6 +225,8 @@ mod tests {
     fn event(machine: usize, day: i64, n: i64) -> NewEvent {
         let props = serde_json::json!({
             "product_version": format!("1.{}", (machine + n as usize) % 3),
+            // Rows of this machine alone, which its erasure removes.
+            "system_kernel_version": format!("6.{machine}"),
             "host_os_name": if machine.is_multiple_of(2) { "debian" } else { "ubuntu" },
             "system_architecture": "x86_64",
         });

@@ -17,13 +17,11 @@ use rusqlite::types::Value as Sql;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use rustc_hash::FxHashMap;
 
-/// Writes what the combinations add to the pair rows.
-pub(super) fn flush<'a>(
-    conn: &Connection,
-    combos: impl Iterator<Item = &'a Combo>,
-) -> rusqlite::Result<()> {
-    // (project, prop_a, value_a, prop_b, value_b, day, event)
-    type Key<'k> = (i64, &'k str, &'k str, &'k str, &'k str, i64, &'k str);
+/// (project, prop_a, value_a, prop_b, value_b, day, event)
+type Key<'k> = (i64, &'k str, &'k str, &'k str, &'k str, i64, &'k str);
+
+/// The pair rows the combinations add up to.
+fn rows<'a>(combos: impl Iterator<Item = &'a Combo>) -> FxHashMap<Key<'a>, PropAgg> {
     // (project, day, event, the paired (property, value)s, sorted)
     type Tuple<'k> = (i64, i64, &'k str, Vec<(&'k str, &'k str)>);
     // Combinations differ in many more properties than the paired ones: gathered by
@@ -58,16 +56,24 @@ pub(super) fn flush<'a>(
             }
         }
     }
+    rows
+}
+
+const WRITE: &str = "INSERT OR REPLACE INTO rollup_pairs
+    (project_id, prop_a, value_a, prop_b, value_b, day, event, count, machines)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+
+/// Writes what the combinations add to the pair rows.
+pub(super) fn flush<'a>(
+    conn: &Connection,
+    combos: impl Iterator<Item = &'a Combo>,
+) -> rusqlite::Result<()> {
     let mut read = conn.prepare_cached(
         "SELECT count, machines FROM rollup_pairs WHERE project_id = ?1 AND prop_a = ?2
          AND value_a = ?3 AND prop_b = ?4 AND value_b = ?5 AND day = ?6 AND event = ?7",
     )?;
-    let mut write = conn.prepare_cached(
-        "INSERT OR REPLACE INTO rollup_pairs
-         (project_id, prop_a, value_a, prop_b, value_b, day, event, count, machines)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )?;
-    for ((project, pa, va, pb, vb, day, event), mut agg) in rows {
+    let mut write = conn.prepare_cached(WRITE)?;
+    for ((project, pa, va, pb, vb, day, event), mut agg) in rows(combos) {
         let key = params![project, pa, va, pb, vb, day, event];
         let stored: Option<(i64, Vec<u8>)> = read
             .query_row(key, |r| Ok((r.get(0)?, r.get(1)?)))
@@ -87,6 +93,39 @@ pub(super) fn flush<'a>(
             agg.count,
             agg.machines.to_bytes()
         ])?;
+    }
+    Ok(())
+}
+
+/// Puts the rows `counted` adds up to in place of the stored ones that `touched` adds
+/// to, and removes those that `counted` has none for.
+pub(super) fn replace<'a>(
+    conn: &Connection,
+    counted: impl Iterator<Item = &'a Combo>,
+    touched: impl Iterator<Item = &'a Combo>,
+) -> rusqlite::Result<()> {
+    let counted = rows(counted);
+    let mut write = conn.prepare_cached(WRITE)?;
+    let mut delete = conn.prepare_cached(
+        "DELETE FROM rollup_pairs WHERE project_id = ?1 AND prop_a = ?2 AND value_a = ?3
+         AND prop_b = ?4 AND value_b = ?5 AND day = ?6 AND event = ?7",
+    )?;
+    for key in rows(touched).into_keys() {
+        let (project, pa, va, pb, vb, day, event) = key;
+        match counted.get(&key) {
+            Some(agg) => write.execute(params![
+                project,
+                pa,
+                va,
+                pb,
+                vb,
+                day,
+                event,
+                agg.count,
+                agg.machines.to_bytes()
+            ])?,
+            None => delete.execute(params![project, pa, va, pb, vb, day, event])?,
+        };
     }
     Ok(())
 }

@@ -145,6 +145,122 @@ impl Agg {
         props
     }
 
+    /// Writes the rows of `self` in place of the stored rows that `touched` adds to, and
+    /// removes those of them that `self` has none for.
+    pub fn replace(self, conn: &Connection, touched: &Agg) -> rusqlite::Result<()> {
+        let mut put = conn.prepare_cached(
+            "INSERT OR REPLACE INTO rollup_events (project_id, event, hour, count)
+             VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        let mut delete = conn.prepare_cached(
+            "DELETE FROM rollup_events WHERE project_id = ?1 AND event = ?2 AND hour = ?3",
+        )?;
+        for (key @ (project, hour), by_event) in &touched.events {
+            for event in by_event.keys() {
+                match self.events.get(key).and_then(|m| m.get(event)) {
+                    Some(n) => put.execute(params![project, event, hour, n])?,
+                    None => delete.execute(params![project, event, hour])?,
+                };
+            }
+        }
+        for (table, time, columns, values, mine, theirs) in [
+            (
+                "rollup_machines",
+                "day",
+                "",
+                "",
+                &self.machines,
+                &touched.machines,
+            ),
+            (
+                "rollup_machine_hours",
+                "hour",
+                ", machine_count",
+                ", sketch_count(?4)",
+                &self.hour_machines,
+                &touched.hour_machines,
+            ),
+        ] {
+            let mut put = conn.prepare_cached(&format!(
+                "INSERT OR REPLACE INTO {table} (project_id, event, {time}, machines{columns})
+                 VALUES (?1, ?2, ?3, ?4{values})"
+            ))?;
+            let mut delete = conn.prepare_cached(&format!(
+                "DELETE FROM {table} WHERE project_id = ?1 AND event = ?2 AND {time} = ?3"
+            ))?;
+            for (key @ (project, t), by_event) in theirs {
+                for event in by_event.keys() {
+                    match mine.get(key).and_then(|m| m.get(event)) {
+                        Some(set) => put.execute(params![project, event, t, set.to_bytes()])?,
+                        None => delete.execute(params![project, event, t])?,
+                    };
+                }
+            }
+        }
+        let mut counts = conn.prepare_cached(
+            "INSERT OR REPLACE INTO rollup_props
+             (project_id, prop, day, event, value, count, first_ms, last_ms, machine_count)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?;
+        let mut sets = conn.prepare_cached(
+            "INSERT OR REPLACE INTO rollup_prop_machines (project_id, prop, day, event, value, machines)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        let delete = |table: &str| {
+            conn.prepare_cached(&format!(
+                "DELETE FROM {table} WHERE project_id = ?1 AND prop = ?2 AND day = ?3
+                 AND event = ?4 AND value = ?5"
+            ))
+        };
+        let mut deletes = [delete("rollup_props")?, delete("rollup_prop_machines")?];
+        let mine = self.props();
+        for (key @ (project, day), by_event) in &touched.props() {
+            let mine_events = mine.get(key);
+            let mine_any = mine_events.map(any_event);
+            for (event, by_prop) in by_event
+                .iter()
+                .chain([(&String::new(), &any_event(by_event))])
+            {
+                let mine = match event.as_str() {
+                    "" => mine_any.as_ref(),
+                    _ => mine_events.and_then(|m| m.get(event)),
+                };
+                for (prop, by_value) in by_prop {
+                    for value in by_value.keys() {
+                        let key = params![project, prop, day, event, value];
+                        match mine.and_then(|m| m.get(prop)).and_then(|m| m.get(value)) {
+                            Some(a) => {
+                                let n = a.machines.count() as i64;
+                                counts.execute(params![
+                                    project, prop, day, event, value, a.count, a.first_ms,
+                                    a.last_ms, n
+                                ])?;
+                                sets.execute(params![
+                                    project,
+                                    prop,
+                                    day,
+                                    event,
+                                    value,
+                                    a.machines.to_bytes()
+                                ])?;
+                            }
+                            None => {
+                                for delete in &mut deletes {
+                                    delete.execute(key)?;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        super::pairs::replace(
+            conn,
+            self.combos.values().flatten(),
+            touched.combos.values().flatten(),
+        )
+    }
+
     pub fn flush(self, conn: &Connection) -> rusqlite::Result<()> {
         let mut stmt = conn.prepare_cached(
             "INSERT INTO rollup_events (project_id, event, hour, count) VALUES (?1, ?2, ?3, ?4)
@@ -306,11 +422,25 @@ pub(super) fn count_events(
     params: impl rusqlite::Params,
     agg: &mut Agg,
 ) -> rusqlite::Result<()> {
+    count_events_at(conn, filter, params, &|_| true, agg)
+}
+
+/// [`count_events`] of the events whose time (Unix ms) `at` also keeps.
+fn count_events_at(
+    conn: &Connection,
+    filter: &str,
+    params: impl rusqlite::Params,
+    at: &dyn Fn(i64) -> bool,
+    agg: &mut Agg,
+) -> rusqlite::Result<()> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT project_id, event, distinct_id, ts_ms, properties FROM events WHERE {filter}"
     ))?;
     let mut rows = stmt.query(params)?;
     while let Some(row) = rows.next()? {
+        if !at(row.get(3)?) {
+            continue;
+        }
         let event: String = row.get(1)?;
         let distinct_id: String = row.get(2)?;
         let props: String = row.get(4)?;
@@ -326,24 +456,41 @@ pub(super) fn count_events(
     Ok(())
 }
 
-/// Recomputes a project's rollups for whole days from its raw events, after events were
-/// removed from them. Only events the rollups already counted are counted again; the
-/// writer folds in the ones after them.
-pub(super) fn rebuild_days(conn: &Connection, project: i64, days: &[i64]) -> rusqlite::Result<()> {
-    replace_days(conn, project, days, Agg::default(), 0)
-}
-
-/// Puts `counted` (what the days' events up to sequence number `upto` add) plus what the
-/// events after it, up to the rollup mark, add in place of a project's rollups of `days`.
-pub(super) fn replace_days(
+/// Puts what `counted` (the events of `days` up to sequence number `upto`, without the
+/// removed ones) plus the events after it up to the rollup mark add in place of the
+/// rollup rows that `touched` (what the removed events added) adds to; of those, the rows
+/// no other event adds to are removed. Every other row of the days stays as it is.
+pub(super) fn replace_touched(
     conn: &Connection,
     project: i64,
     days: &[i64],
     counted: Agg,
     upto: i64,
+    touched: &Agg,
 ) -> rusqlite::Result<()> {
     let folded = folded_upto(conn)?;
+    let on: std::collections::HashSet<i64> = days.iter().copied().collect();
     let mut agg = counted;
+    // By sequence number: the few events since `upto`, not every event of the days.
+    count_events_at(
+        conn,
+        "seq > ?1 AND seq <= ?2 AND +project_id = ?3",
+        params![upto, folded, project],
+        &|ts| on.contains(&ts.div_euclid(DAY_MS)),
+        &mut agg,
+    )?;
+    for &day in days {
+        spans::invalidate(conn, project, day)?;
+    }
+    agg.replace(conn, touched)
+}
+
+/// Recomputes a project's rollups for whole days from its raw events, after events were
+/// removed from them. Only events the rollups already counted are counted again; the
+/// writer folds in the ones after them.
+pub(super) fn rebuild_days(conn: &Connection, project: i64, days: &[i64]) -> rusqlite::Result<()> {
+    let folded = folded_upto(conn)?;
+    let mut agg = Agg::default();
     for &day in days {
         for table in ROLLUP_HOUR_TABLES {
             conn.execute(
@@ -360,8 +507,8 @@ pub(super) fn replace_days(
         spans::invalidate(conn, project, day)?;
         count_events(
             conn,
-            "project_id = ?1 AND ts_ms >= ?2 AND ts_ms < ?3 AND seq > ?4 AND seq <= ?5",
-            params![project, day * DAY_MS, (day + 1) * DAY_MS, upto, folded],
+            "project_id = ?1 AND ts_ms >= ?2 AND ts_ms < ?3 AND seq <= ?4",
+            params![project, day * DAY_MS, (day + 1) * DAY_MS, folded],
             &mut agg,
         )?;
     }

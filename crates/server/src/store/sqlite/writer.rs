@@ -417,8 +417,14 @@ fn fold_into(tx: &Transaction<'_>, fold: &mut Fold, upto: i64) -> rusqlite::Resu
     } else {
         pending
     };
+    let started = std::time::Instant::now();
     agg.flush(tx)?;
     rollup::set_folded_upto(tx, upto)?;
+    tracing::debug!(
+        upto,
+        ms = started.elapsed().as_secs_f64() * 1000.0,
+        "folded into the rollups"
+    );
     Ok(version)
 }
 
