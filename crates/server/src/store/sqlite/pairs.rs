@@ -191,9 +191,13 @@ pub(super) fn visit(
     }
     // Runs `sql` with the parameters of `w` and then `last`; the rows' first column is
     // their first day.
-    let mut read = |sql: &str, w: &Where, last: [i64; 2]| -> Result<(), StoreError> {
+    let mut read = |sql: &str, w: &Where, last: &[i64]| -> Result<(), StoreError> {
         let mut stmt = conn.prepare_cached(sql)?;
-        let params = w.params.iter().cloned().chain(last.map(Sql::Integer));
+        let params = w
+            .params
+            .iter()
+            .cloned()
+            .chain(last.iter().map(|&n| Sql::Integer(n)));
         let mut rows = stmt.query(params_from_iter(params))?;
         while let Some(r) = rows.next()? {
             let day = r.get(0)?;
@@ -222,7 +226,7 @@ pub(super) fn visit(
                 if span < MIN_SPAN {
                     days.push((start, start + span));
                 } else {
-                    read(&sql, &w, [span, start])?;
+                    read(&sql, &w, &[span, start])?;
                 }
             }
             days.extend(plan.days);
@@ -231,14 +235,15 @@ pub(super) fn visit(
     } else {
         days.push((from, to));
     }
+    // Day by day: the rows are keyed by day first, then by values.
     w.events_or_any(&scope.events);
     let sql = format!(
         "SELECT day, value_{other_side}, count, machines FROM rollup_pairs
-         WHERE {} AND day >= ? AND day < ?",
+         WHERE {} AND day = ?",
         w.clause()
     );
-    for (a, b) in days {
-        read(&sql, &w, [a, b])?;
+    for day in days.into_iter().flat_map(|(a, b)| a..b) {
+        read(&sql, &w, &[day])?;
     }
     Ok(())
 }

@@ -183,11 +183,30 @@ CREATE TABLE rollup_machine_hours (
 INSERT OR REPLACE INTO meta (key, value)
     SELECT 'machine_hours_from', COALESCE(MAX(ts_ms) / 3600000 + 1, -1000000000000) FROM events;
 "#,
-    // The any-event pair rows merged over spans of 2 to 64 days, compacted with the
-    // property spans (spans.rs); those are compacted again so that both cover the same spans.
-    // Pairs for any event only (the kernel version's) are counted from the day after the
-    // newest event stored before.
+    // The pair rows keyed by day first, so that a fold writes into the few pages of its
+    // days rather than into every value's range of the table. The any-event pair rows
+    // merged over spans of 2 to 64 days, compacted with the property spans (spans.rs);
+    // those are compacted again so that both cover the same spans. Pairs for any event
+    // only (the kernel version's) are counted from the day after the newest event.
     r#"
+CREATE TABLE rollup_pairs_by_day (
+    project_id  INTEGER NOT NULL,
+    day         INTEGER NOT NULL,
+    prop_a      TEXT NOT NULL,
+    value_a     TEXT NOT NULL,
+    prop_b      TEXT NOT NULL,
+    value_b     TEXT NOT NULL,
+    event       TEXT NOT NULL,      -- '' = any event
+    count       INTEGER NOT NULL,
+    machines    BLOB NOT NULL,
+    PRIMARY KEY (project_id, day, prop_a, value_a, prop_b, value_b, event)
+) WITHOUT ROWID;
+INSERT INTO rollup_pairs_by_day
+    SELECT project_id, day, prop_a, value_a, prop_b, value_b, event, count, machines
+    FROM rollup_pairs;
+DROP TABLE rollup_pairs;
+ALTER TABLE rollup_pairs_by_day RENAME TO rollup_pairs;
+CREATE INDEX rollup_pairs_b ON rollup_pairs (project_id, day, prop_a, prop_b, value_b);
 CREATE TABLE rollup_pair_spans (
     project_id  INTEGER NOT NULL,
     span        INTEGER NOT NULL,   -- days
