@@ -46,6 +46,21 @@ pub(super) fn json_path(property: &str) -> Result<String, StoreError> {
     Ok(format!("'$.\"{}\"'", property.replace('\'', "''")))
 }
 
+/// The events the partial index `events_rare` holds: few among the others, and asked
+/// about on their own (crash sites, cloud failures), so that raw questions about them
+/// read only their rows of the range.
+pub(super) const RARE_EVENTS: [&str; 4] = [
+    "CLOUD_BUILD_FAIL",
+    "CLOUD_CONNECT_FAIL",
+    "CLOUD_UNAVAILABLE",
+    "FATAL",
+];
+
+/// The index's condition as schema.rs declares it: SQLite uses a partial index only for a
+/// query that repeats its condition.
+const RARE_EVENTS_TERM: &str =
+    "event IN ('CLOUD_BUILD_FAIL', 'CLOUD_CONNECT_FAIL', 'CLOUD_UNAVAILABLE', 'FATAL')";
+
 /// A WHERE clause under construction with its parameters.
 pub(super) struct Where {
     sql: Vec<String>,
@@ -158,6 +173,14 @@ pub(super) fn raw_scope(scope: &Scope) -> Result<Where, StoreError> {
         [Sql::Integer(scope.from_ms), Sql::Integer(scope.to_ms)],
     );
     w.events(&scope.events, "event");
+    if !scope.events.is_empty()
+        && scope
+            .events
+            .iter()
+            .all(|e| RARE_EVENTS.contains(&e.as_str()))
+    {
+        w.push(RARE_EVENTS_TERM, []);
+    }
     w.raw_filters(&scope.filters)?;
     Ok(w)
 }
@@ -166,6 +189,45 @@ pub(super) fn raw_scope(scope: &Scope) -> Result<Where, StoreError> {
 mod tests {
     use super::*;
     use rusqlite::Connection;
+
+    #[test]
+    fn raw_questions_about_rare_events_read_their_index() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::rollup::register_functions(&conn).unwrap();
+        super::super::schema::migrate(&mut conn).unwrap();
+        let term = RARE_EVENTS.map(|e| format!("'{e}'")).join(", ");
+        assert_eq!(RARE_EVENTS_TERM, format!("event IN ({term})"));
+        let plan = |events: &[&str]| {
+            let scope = Scope {
+                project_id: 1,
+                from_ms: 0,
+                to_ms: 1,
+                events: events.iter().map(|e| e.to_string()).collect(),
+                filters: vec![("product_version".into(), "1.0".into())],
+            };
+            let w = raw_scope(&scope).unwrap();
+            let sql = format!(
+                "EXPLAIN QUERY PLAN SELECT * FROM events WHERE {}",
+                w.clause()
+            );
+            let mut stmt = conn.prepare(&sql).unwrap();
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(w.params.iter()), |r| {
+                    r.get::<_, String>(3)
+                })
+                .unwrap();
+            rows.map(|r| r.unwrap()).collect::<Vec<_>>().join("; ")
+        };
+        assert!(
+            plan(&["FATAL"]).contains("events_rare"),
+            "{}",
+            plan(&["FATAL"])
+        );
+        let cloud = crate::http::api::CLOUD_EVENTS;
+        assert!(plan(cloud).contains("events_rare"), "{}", plan(cloud));
+        assert!(!plan(&["START"]).contains("events_rare"));
+        assert!(!plan(&["FATAL", "START"]).contains("events_rare"));
+    }
 
     #[test]
     fn day_buckets_equal_the_sql_buckets() {

@@ -225,6 +225,9 @@ DELETE FROM rollup_span_machines;
 DELETE FROM rollup_spans_done;
 INSERT OR REPLACE INTO meta (key, value)
     SELECT 'any_event_pairs_from_day', COALESCE(MAX(ts_ms) / 86400000 + 1, -1000000000) FROM events;
+-- The few events asked about on their own (query.rs, RARE_EVENTS).
+CREATE INDEX events_rare ON events (project_id, ts_ms)
+    WHERE event IN ('CLOUD_BUILD_FAIL', 'CLOUD_CONNECT_FAIL', 'CLOUD_UNAVAILABLE', 'FATAL');
 "#,
 ];
 

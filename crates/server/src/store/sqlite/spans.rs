@@ -1,7 +1,7 @@
 //! Compacted property rollups: the per-day, per-event rows of `rollup_props` merged over
 //! every event and over aligned spans of 1, 2, 4, ... 64 days, so that any range of days
 //! reads at most two spans of each length (a handful for 90 days) instead of 90 days x
-//! events of rows.
+//! events of rows. The any-event pair rows are compacted with them (pairs.rs).
 //!
 //! Only spans that ended before today (UTC) are compacted, by a background pass; an event
 //! that arrives late for a compacted day removes the spans holding that day in its own
