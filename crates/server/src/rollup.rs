@@ -14,10 +14,12 @@ pub const MAX_VALUE_LEN: usize = 200;
 pub const FATAL_SITE: &str = "$fatal_site";
 
 /// Properties also rolled up two at a time (store/sqlite/pairs.rs): the few a maintainer
-/// filters and breaks down by together, all of them a machine's system facts or its
-/// version, so that a breakdown under a filter does not read every event. Each has tens
-/// of values at most. Sorted.
+/// filters and breaks down by together, a machine's system facts and its version, and
+/// the crash site and error code of the few events that carry them, so that a breakdown
+/// under a filter does not read every event. Each has tens of values at most. Sorted.
 pub const PAIRED: &[&str] = &[
+    FATAL_SITE,
+    "error_code",
     "host_os_id",
     "host_os_name",
     "product_version",
@@ -162,6 +164,12 @@ pub fn dims(event: &str, props: &impl Scalars) -> Dims {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paired_properties_are_sorted_and_apart() {
+        assert!(PAIRED.is_sorted(), "binary searches rely on the order");
+        assert!(PAIRED_ANY_EVENT.iter().all(|p| !PAIRED.contains(p)));
+    }
     use serde_json::json;
 
     #[test]

@@ -34,7 +34,7 @@ fn sqlite_transcript(mode: Rollups) -> Transcript {
         let db = rusqlite::Connection::open(dir.path().join("anonstats.db")).expect("open db");
         db.execute(
             "UPDATE meta SET value = 1000000000000
-             WHERE key IN ('pairs_from_day', 'any_event_pairs_from_day', 'machine_hours_from')",
+             WHERE key IN ('pairs_from_day', 'all_pairs_from_day', 'machine_hours_from')",
             [],
         )
         .expect("counted only from a time far ahead");

@@ -281,14 +281,23 @@ async fn systems(
         .filter(|p| wanted.is_empty() || wanted.contains(p))
         .collect();
     let scope = scope_of(&st, &p, Interval::Day).await?;
-    let (store, s) = (st.insights.clone(), scope.clone());
-    let all = blocking(move || {
-        props
-            .into_iter()
-            .map(|prop| Ok((prop, store.breakdown(&s, prop, None)?.0)))
-            .collect::<Result<Vec<_>, _>>()
-    })
-    .await?;
+    // One blocking task per property, so that they run side by side.
+    let tasks: Vec<_> = props
+        .into_iter()
+        .map(|prop| {
+            let (store, s) = (st.insights.clone(), scope.clone());
+            tokio::spawn(blocking(move || {
+                Ok((prop, store.breakdown(&s, prop, None)?.0))
+            }))
+        })
+        .collect();
+    let mut all = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        all.push(
+            task.await
+                .map_err(|e| ApiError::Store(StoreError::Backend(e.to_string())))??,
+        );
+    }
     let mut out = serde_json::Map::new();
     for (prop, groups) in all {
         let total: u64 = groups.iter().map(|g| g.machines).sum();

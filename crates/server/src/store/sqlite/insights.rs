@@ -95,10 +95,10 @@ fn two_filters(
     }
     let mut by = Buckets::new();
     let over = Some(interval);
-    pairs::visit(conn, scope, over, (p1, v1), p2, Some(v2), |day, _, n, m| {
-        let b = by.entry(day_bucket(over, day).0 * DAY_MS).or_default();
-        b.0 += n as u64;
-        b.1.merge_bytes(m);
+    pairs::visit(conn, scope, over, (p1, v1), p2, Some(v2), |r| {
+        let b = by.entry(day_bucket(over, r.day).0 * DAY_MS).or_default();
+        b.0 += r.count as u64;
+        b.1.merge_bytes(r.machines);
     })?;
     Ok(Some(by))
 }
@@ -170,15 +170,11 @@ impl InsightStore for SqliteStore {
                 entry.1.merge_bytes(machines);
             };
             match scope.filters.as_slice() {
-                [(prop, value)] if prop != property => pairs::visit(
-                    &conn,
-                    scope,
-                    over,
-                    (prop, value),
-                    property,
-                    None,
-                    |day, v, n, m| add(day_bucket(over, day).0, v, n, m),
-                )?,
+                [(prop, value)] if prop != property => {
+                    pairs::visit(&conn, scope, over, (prop, value), property, None, |r| {
+                        add(day_bucket(over, r.day).0, r.value, r.count, r.machines)
+                    })?
+                }
                 // No filter, or one on the property itself.
                 filters => {
                     let (from, to) = day_range(scope);
@@ -330,12 +326,34 @@ impl InsightStore for SqliteStore {
             }
             entry.1.merge(&machines);
         };
-        if scope.filters.is_empty() {
-            // Only FATAL events have a crash site, so every event's rows are FATAL's.
-            let any_event = Scope {
-                events: vec![],
-                ..scope.clone()
-            };
+        // Only FATAL events have a crash site, so every event's rows are FATAL's.
+        let any_event = Scope {
+            events: vec![],
+            ..scope.clone()
+        };
+        let one_paired = match scope.filters.as_slice() {
+            [(prop, value)]
+                if prop != FATAL_SITE
+                    && pairs::can_answer(&conn, &any_event, [prop, FATAL_SITE])? =>
+            {
+                Some((prop, value))
+            }
+            _ => None,
+        };
+        if let Some((prop, value)) = one_paired {
+            pairs::visit(
+                &conn,
+                &any_event,
+                None,
+                (prop, value),
+                FATAL_SITE,
+                None,
+                |r| {
+                    let machines = MachineSet::from_bytes(r.machines);
+                    add(r.value, r.count as u64, machines, r.first_ms, r.last_ms)
+                },
+            )?;
+        } else if scope.filters.is_empty() {
             let (from, to) = day_range(scope);
             let sel = spans::Select {
                 prop: Some(FATAL_SITE),

@@ -11,7 +11,6 @@ use super::rollup::{Combo, PropAgg};
 use super::spans;
 use crate::insights::{Interval, Scope};
 use crate::rollup::{PAIRED, PAIRED_ANY_EVENT};
-use crate::sketch::MachineSet;
 use crate::store::StoreError;
 use rusqlite::types::Value as Sql;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
@@ -59,9 +58,30 @@ fn rows<'a>(combos: impl Iterator<Item = &'a Combo>) -> FxHashMap<Key<'a>, PropA
     rows
 }
 
-const WRITE: &str = "INSERT OR REPLACE INTO rollup_pairs
-    (project_id, prop_a, value_a, prop_b, value_b, day, event, count, machines)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+/// Writes one pair row: `key` (as [`Key`]) and then its count, first and last time and
+/// machine set.
+fn write(conn: &Connection, key: Key<'_>, agg: &PropAgg) -> rusqlite::Result<()> {
+    let (project, pa, va, pb, vb, day, event) = key;
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO rollup_pairs
+         (project_id, prop_a, value_a, prop_b, value_b, day, event, count, first_ms, last_ms, machines)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?
+    .execute(params![
+        project,
+        pa,
+        va,
+        pb,
+        vb,
+        day,
+        event,
+        agg.count,
+        agg.first_ms,
+        agg.last_ms,
+        agg.machines.to_bytes()
+    ])?;
+    Ok(())
+}
 
 /// Writes what the combinations add to the pair rows.
 pub(super) fn flush<'a>(
@@ -69,30 +89,28 @@ pub(super) fn flush<'a>(
     combos: impl Iterator<Item = &'a Combo>,
 ) -> rusqlite::Result<()> {
     let mut read = conn.prepare_cached(
-        "SELECT count, machines FROM rollup_pairs WHERE project_id = ?1 AND prop_a = ?2
-         AND value_a = ?3 AND prop_b = ?4 AND value_b = ?5 AND day = ?6 AND event = ?7",
+        "SELECT count, first_ms, last_ms, machines FROM rollup_pairs WHERE project_id = ?1
+         AND prop_a = ?2 AND value_a = ?3 AND prop_b = ?4 AND value_b = ?5 AND day = ?6
+         AND event = ?7",
     )?;
-    let mut write = conn.prepare_cached(WRITE)?;
-    for ((project, pa, va, pb, vb, day, event), mut agg) in rows(combos) {
-        let key = params![project, pa, va, pb, vb, day, event];
-        let stored: Option<(i64, Vec<u8>)> = read
-            .query_row(key, |r| Ok((r.get(0)?, r.get(1)?)))
+    for (key, mut agg) in rows(combos) {
+        let (project, pa, va, pb, vb, day, event) = key;
+        let stored = read
+            .query_row(params![project, pa, va, pb, vb, day, event], |r| {
+                let mut stored = PropAgg {
+                    count: r.get(0)?,
+                    first_ms: r.get(1)?,
+                    last_ms: r.get(2)?,
+                    ..PropAgg::default()
+                };
+                stored.machines.merge_bytes(r.get_ref(3)?.as_blob()?);
+                Ok(stored)
+            })
             .optional()?;
-        if let Some((count, machines)) = stored {
-            agg.count += count;
-            agg.machines.merge(&MachineSet::from_bytes(&machines));
+        if let Some(stored) = stored {
+            agg.add(&stored);
         }
-        write.execute(params![
-            project,
-            pa,
-            va,
-            pb,
-            vb,
-            day,
-            event,
-            agg.count,
-            agg.machines.to_bytes()
-        ])?;
+        write(conn, key, &agg)?;
     }
     Ok(())
 }
@@ -105,27 +123,18 @@ pub(super) fn replace<'a>(
     touched: impl Iterator<Item = &'a Combo>,
 ) -> rusqlite::Result<()> {
     let counted = rows(counted);
-    let mut write = conn.prepare_cached(WRITE)?;
     let mut delete = conn.prepare_cached(
         "DELETE FROM rollup_pairs WHERE project_id = ?1 AND prop_a = ?2 AND value_a = ?3
          AND prop_b = ?4 AND value_b = ?5 AND day = ?6 AND event = ?7",
     )?;
     for key in rows(touched).into_keys() {
-        let (project, pa, va, pb, vb, day, event) = key;
         match counted.get(&key) {
-            Some(agg) => write.execute(params![
-                project,
-                pa,
-                va,
-                pb,
-                vb,
-                day,
-                event,
-                agg.count,
-                agg.machines.to_bytes()
-            ])?,
-            None => delete.execute(params![project, pa, va, pb, vb, day, event])?,
-        };
+            Some(agg) => write(conn, key, agg)?,
+            None => {
+                let (project, pa, va, pb, vb, day, event) = key;
+                delete.execute(params![project, pa, va, pb, vb, day, event])?;
+            }
+        }
     }
     Ok(())
 }
@@ -133,6 +142,18 @@ pub(super) fn replace<'a>(
 fn any_event_only(prop: &str) -> bool {
     PAIRED_ANY_EVENT.contains(&prop)
 }
+
+/// The properties paired since the pair rows exist (schema version 8), counted from the
+/// day in `meta.pairs_from_day`; the others from `meta.all_pairs_from_day`.
+const FIRST_PAIRED: [&str; 7] = [
+    "host_os_id",
+    "host_os_name",
+    "product_version",
+    "system_architecture",
+    "system_container",
+    "system_kernel_name",
+    "system_virtualization",
+];
 
 /// Whether the pair rows can answer for the scope with these two properties: both
 /// paired (one of them, for any event, may be paired for any event only), and the range
@@ -142,19 +163,37 @@ pub(super) fn can_answer(
     scope: &Scope,
     props: [&str; 2],
 ) -> Result<bool, StoreError> {
-    let from = match props.map(|p| (PAIRED.contains(&p), any_event_only(p))) {
-        [(true, _), (true, _)] => "pairs_from_day",
-        [(true, _), (_, true)] | [(_, true), (true, _)] if scope.events.is_empty() => {
-            "any_event_pairs_from_day"
-        }
-        _ => return Ok(false),
+    let paired = match props.map(|p| (PAIRED.contains(&p), any_event_only(p))) {
+        [(true, _), (true, _)] => true,
+        [(true, _), (_, true)] | [(_, true), (true, _)] => scope.events.is_empty(),
+        _ => false,
+    };
+    if !paired {
+        return Ok(false);
+    }
+    let from = if props.iter().all(|p| FIRST_PAIRED.contains(p)) {
+        "pairs_from_day"
+    } else {
+        "all_pairs_from_day"
     };
     let from = super::rollup::meta(conn, from)?;
     Ok(from.is_some_and(|from| day_range(scope).0 >= from))
 }
 
-/// Hands `f` the first day, the value of `other`, the count and the machine set (as
-/// stored) of each row of the scope's days and events where `fixed` holds (and `other`
+/// A pair row as [`visit`] hands it over.
+pub(super) struct Row<'a> {
+    /// The first day it covers.
+    pub day: i64,
+    /// The value of the property that is not fixed.
+    pub value: &'a str,
+    pub count: i64,
+    pub first_ms: i64,
+    pub last_ms: i64,
+    /// The machine set as stored.
+    pub machines: &'a [u8],
+}
+
+/// Hands `f` each row of the scope's days and events where `fixed` holds (and `other`
 /// has `other_value`, when given); rows of one value are the caller's to add up. A row
 /// covers one day, or for any event a compacted span of days that lies within one
 /// bucket of `over`.
@@ -165,7 +204,7 @@ pub(super) fn visit(
     fixed: (&str, &str),
     other: &str,
     other_value: Option<&str>,
-    mut f: impl FnMut(i64, &str, i64, &[u8]),
+    mut f: impl FnMut(Row<'_>),
 ) -> Result<(), StoreError> {
     let (fixed_prop, fixed_value) = fixed;
     // Which side of the pair each property is on.
@@ -200,12 +239,18 @@ pub(super) fn visit(
             .chain(last.iter().map(|&n| Sql::Integer(n)));
         let mut rows = stmt.query(params_from_iter(params))?;
         while let Some(r) = rows.next()? {
-            let day = r.get(0)?;
-            let (value, count, machines) = (r.get_ref(1)?, r.get(2)?, r.get_ref(3)?);
+            let (value, machines) = (r.get_ref(1)?, r.get_ref(5)?);
             let (Ok(value), Ok(machines)) = (value.as_str(), machines.as_blob()) else {
                 continue;
             };
-            f(day, value, count, machines);
+            f(Row {
+                day: r.get(0)?,
+                value,
+                count: r.get(2)?,
+                first_ms: r.get(3)?,
+                last_ms: r.get(4)?,
+                machines,
+            });
         }
         Ok(())
     };
@@ -214,7 +259,7 @@ pub(super) fn visit(
     if scope.events.is_empty() && !matches!(over, Some(Interval::Hour | Interval::Day)) {
         let done = spans::done_within(conn, scope.project_id, from, to)?;
         let sql = format!(
-            "SELECT start, value_{other_side}, count, machines FROM rollup_pair_spans
+            "SELECT start, value_{other_side}, count, first_ms, last_ms, machines FROM rollup_pair_spans
              WHERE {} AND span = ? AND start = ?",
             w.clause()
         );
@@ -238,7 +283,7 @@ pub(super) fn visit(
     // Day by day: the rows are keyed by day first, then by values.
     w.events_or_any(&scope.events);
     let sql = format!(
-        "SELECT day, value_{other_side}, count, machines FROM rollup_pairs
+        "SELECT day, value_{other_side}, count, first_ms, last_ms, machines FROM rollup_pairs
          WHERE {} AND day = ?",
         w.clause()
     );
@@ -263,18 +308,23 @@ pub(super) fn compact_span(
     if span < MIN_SPAN {
         return Ok(());
     }
-    type Key = (String, String, String, String);
-    let mut merged: FxHashMap<Key, (i64, MachineSet)> = FxHashMap::default();
+    type Values = (String, String, String, String);
+    let mut merged: FxHashMap<Values, PropAgg> = FxHashMap::default();
     let mut add = |rows: &mut rusqlite::Rows<'_>| -> rusqlite::Result<()> {
         while let Some(r) = rows.next()? {
-            let key = (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
-            let e = merged.entry(key).or_default();
-            e.0 += r.get::<_, i64>(4)?;
-            e.1.merge_bytes(r.get_ref(5)?.as_blob()?);
+            let mut row = PropAgg {
+                count: r.get(4)?,
+                first_ms: r.get(5)?,
+                last_ms: r.get(6)?,
+                ..PropAgg::default()
+            };
+            row.machines.merge_bytes(r.get_ref(7)?.as_blob()?);
+            let values = (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+            merged.entry(values).or_default().add(&row);
         }
         Ok(())
     };
-    let columns = "prop_a, value_a, prop_b, value_b, count, machines";
+    let columns = "prop_a, value_a, prop_b, value_b, count, first_ms, last_ms, machines";
     let plan = spans::plan(
         &spans::done_within(conn, project, start, start + span)?,
         start,
@@ -300,10 +350,11 @@ pub(super) fn compact_span(
     }
     let mut write = conn.prepare_cached(
         "INSERT OR REPLACE INTO rollup_pair_spans
-         (project_id, span, start, prop_a, value_a, prop_b, value_b, count, machines)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+         (project_id, span, start, prop_a, value_a, prop_b, value_b, count, first_ms, last_ms,
+          machines)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?;
-    for ((pa, va, pb, vb), (count, machines)) in merged {
+    for ((pa, va, pb, vb), agg) in merged {
         write.execute(params![
             project,
             span,
@@ -312,8 +363,10 @@ pub(super) fn compact_span(
             va,
             pb,
             vb,
-            count,
-            machines.to_bytes()
+            agg.count,
+            agg.first_ms,
+            agg.last_ms,
+            agg.machines.to_bytes()
         ])?;
     }
     Ok(())

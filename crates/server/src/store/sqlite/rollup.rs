@@ -31,8 +31,8 @@ pub(super) const ROLLUP_DAY_TABLES: [&str; 4] = [
 pub(super) struct PropAgg {
     pub count: i64,
     pub machines: MachineSet,
-    first_ms: i64,
-    last_ms: i64,
+    pub first_ms: i64,
+    pub last_ms: i64,
 }
 
 impl PropAgg {

@@ -184,10 +184,11 @@ INSERT OR REPLACE INTO meta (key, value)
     SELECT 'machine_hours_from', COALESCE(MAX(ts_ms) / 3600000 + 1, -1000000000000) FROM events;
 "#,
     // The pair rows keyed by day first, so that a fold writes into the few pages of its
-    // days rather than into every value's range of the table. The any-event pair rows
-    // merged over spans of 2 to 64 days, compacted with the property spans (spans.rs);
-    // those are compacted again so that both cover the same spans. Pairs for any event
-    // only (the kernel version's) are counted from the day after the newest event.
+    // days rather than into every value's range of the table, with their first and last
+    // time (in rows written before, the bounds of their day). The any-event pair rows merged over spans of 2
+    // to 64 days, compacted with the property spans (spans.rs); those are compacted again
+    // so that both cover the same spans. The pairs added here (the kernel version's, the
+    // crash site's and the error code's) are counted from the day after the newest event.
     r#"
 CREATE TABLE rollup_pairs_by_day (
     project_id  INTEGER NOT NULL,
@@ -198,11 +199,14 @@ CREATE TABLE rollup_pairs_by_day (
     value_b     TEXT NOT NULL,
     event       TEXT NOT NULL,      -- '' = any event
     count       INTEGER NOT NULL,
+    first_ms    INTEGER NOT NULL,
+    last_ms     INTEGER NOT NULL,
     machines    BLOB NOT NULL,
     PRIMARY KEY (project_id, day, prop_a, value_a, prop_b, value_b, event)
 ) WITHOUT ROWID;
 INSERT INTO rollup_pairs_by_day
-    SELECT project_id, day, prop_a, value_a, prop_b, value_b, event, count, machines
+    SELECT project_id, day, prop_a, value_a, prop_b, value_b, event, count,
+        day * 86400000, day * 86400000 + 86399999, machines
     FROM rollup_pairs;
 DROP TABLE rollup_pairs;
 ALTER TABLE rollup_pairs_by_day RENAME TO rollup_pairs;
@@ -216,6 +220,8 @@ CREATE TABLE rollup_pair_spans (
     prop_b      TEXT NOT NULL,
     value_b     TEXT NOT NULL,
     count       INTEGER NOT NULL,
+    first_ms    INTEGER NOT NULL,
+    last_ms     INTEGER NOT NULL,
     machines    BLOB NOT NULL,
     PRIMARY KEY (project_id, span, start, prop_a, value_a, prop_b, value_b)
 ) WITHOUT ROWID;
@@ -224,7 +230,7 @@ DELETE FROM rollup_spans;
 DELETE FROM rollup_span_machines;
 DELETE FROM rollup_spans_done;
 INSERT OR REPLACE INTO meta (key, value)
-    SELECT 'any_event_pairs_from_day', COALESCE(MAX(ts_ms) / 86400000 + 1, -1000000000) FROM events;
+    SELECT 'all_pairs_from_day', COALESCE(MAX(ts_ms) / 86400000 + 1, -1000000000) FROM events;
 -- The few events asked about on their own (query.rs, RARE_EVENTS).
 CREATE INDEX events_rare ON events (project_id, ts_ms)
     WHERE event IN ('CLOUD_BUILD_FAIL', 'CLOUD_CONNECT_FAIL', 'CLOUD_UNAVAILABLE', 'FATAL');
