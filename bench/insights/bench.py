@@ -298,6 +298,10 @@ def main():
                 checker.count(f"crashes [{days}d] {key} versions", sorted(s["versions"]), sorted(r[7]))
             checker.count(f"crashes [{days}d] total", sum(s["count"] for s in a["sites"]), sum(r[3] for r in rows))
         cases.append(("crashes", "crash sites", "insights/crashes", rng, sql, p, check_crashes))
+        cases.append(("crashes_filter", "crash sites, filter architecture", "insights/crashes",
+                      dict(rng, filter="system_architecture=x86_64"),
+                      sql.replace("AND event = 'FATAL')", f"AND event = 'FATAL' AND {x86})"), p,
+                      check_crashes))
 
         sql = (f"SELECT b, event, json_extract_string(properties, '$.error_code') code, count(*), "
                f"count(DISTINCT distinct_id) FROM (SELECT {day_b} b, event, properties, distinct_id FROM ev "
@@ -317,6 +321,10 @@ def main():
                              [(r[2], r[3], r[4]) for r in rows if r[0] == ms and r[1] is None])
         cases.append(("cloud", "cloud (3 trends + error codes by day)", "insights/cloud",
                       dict(rng, interval="day"), sql, p, check_cloud))
+        cases.append(("cloud_filter", "cloud, filter architecture", "insights/cloud",
+                      dict(rng, interval="day", filter="system_architecture=x86_64"),
+                      sql.replace("'CLOUD_CONNECT_FAIL'))", f"'CLOUD_CONNECT_FAIL') AND {x86})"), p,
+                      check_cloud))
 
         # properties: every property's number of distinct values and of events. DuckDB
         # must first learn the keys (a scan of json_keys), then extract them all.
