@@ -93,6 +93,33 @@ impl MachineSet {
         }
     }
 
+    /// The union of many sets: their exact hashes sorted together once, rather than each
+    /// set merged into a growing one.
+    pub fn union<'a>(sets: impl IntoIterator<Item = &'a MachineSet>) -> MachineSet {
+        let mut hashes = Vec::new();
+        let mut dense: Option<MachineSet> = None;
+        for set in sets {
+            match set {
+                MachineSet::Sparse(v) => hashes.extend_from_slice(v),
+                MachineSet::Dense(_) => {
+                    dense.get_or_insert_with(MachineSet::default).merge(set);
+                }
+            }
+        }
+        hashes.sort_unstable();
+        hashes.dedup();
+        let mut out = MachineSet::Sparse(hashes);
+        if let MachineSet::Sparse(v) = &out
+            && v.len() > SPARSE_MAX
+        {
+            out.densify();
+        }
+        if let Some(d) = dense {
+            out.merge(&d);
+        }
+        out
+    }
+
     /// [`MachineSet::merge`] with a set as [`MachineSet::to_bytes`] wrote it: a dense one
     /// is merged from the bytes, without a copy of its registers first.
     pub fn merge_bytes(&mut self, bytes: &[u8]) -> bool {
@@ -208,6 +235,29 @@ fn estimate(regs: &[u8; M]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_union_equals_merging_one_by_one() {
+        let set = |from: u64, n: u64| {
+            let mut s = MachineSet::default();
+            for i in from..from + n {
+                s.insert(machine_hash(&format!("m{i}")));
+            }
+            s
+        };
+        // Overlapping exact sets that stay exact, that turn dense together, and a dense one.
+        for sets in [
+            vec![set(0, 3), set(2, 40), set(30, 100)],
+            vec![set(0, 300), set(200, 300), set(450, 10)],
+            vec![set(0, 5), set(0, 2000), set(1990, 20)],
+        ] {
+            let mut one_by_one = MachineSet::default();
+            for s in &sets {
+                one_by_one.merge(s);
+            }
+            assert_eq!(MachineSet::union(&sets), one_by_one);
+        }
+    }
 
     fn set_of(range: std::ops::Range<u32>) -> MachineSet {
         let mut s = MachineSet::default();

@@ -13,7 +13,7 @@ use crate::insights::{Interval, Scope};
 use crate::rollup::{PAIRED, PAIRED_ANY_EVENT};
 use crate::store::StoreError;
 use rusqlite::types::Value as Sql;
-use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+use rusqlite::{Connection, params, params_from_iter};
 use rustc_hash::FxHashMap;
 
 /// (project, prop_a, value_a, prop_b, value_b, day, event)
@@ -25,7 +25,7 @@ fn rows<'a>(combos: impl Iterator<Item = &'a Combo>) -> FxHashMap<Key<'a>, PropA
     type Tuple<'k> = (i64, i64, &'k str, Vec<(&'k str, &'k str)>);
     // Combinations differ in many more properties than the paired ones: gathered by
     // their paired values first, each tuple of them is split into pairs once.
-    let mut tuples: FxHashMap<Tuple<'a>, PropAgg> = FxHashMap::default();
+    let mut tuples: FxHashMap<Tuple<'a>, Vec<&'a PropAgg>> = FxHashMap::default();
     for c in combos {
         let mut paired: Vec<(&str, &str)> = c
             .dims
@@ -36,9 +36,15 @@ fn rows<'a>(combos: impl Iterator<Item = &'a Combo>) -> FxHashMap<Key<'a>, PropA
         tuples
             .entry((c.project, c.day, c.event.as_str(), paired))
             .or_default()
-            .add(&c.agg);
+            .push(&c.agg);
     }
-    let mut rows: FxHashMap<Key<'a>, PropAgg> = FxHashMap::default();
+    // Each set is summed from its parts at once: adding them one by one into sorted sets
+    // of hundreds of machines moved most of each set on every insert.
+    let tuples: Vec<(Tuple<'a>, PropAgg)> = tuples
+        .into_iter()
+        .map(|(tuple, parts)| (tuple, PropAgg::sum(&parts)))
+        .collect();
+    let mut rows: FxHashMap<Key<'a>, Vec<&PropAgg>> = FxHashMap::default();
     for ((project, day, event, paired), agg) in &tuples {
         for (i, (pa, va)) in paired.iter().enumerate() {
             for (pb, vb) in &paired[i + 1..] {
@@ -50,12 +56,14 @@ fn rows<'a>(combos: impl Iterator<Item = &'a Combo>) -> FxHashMap<Key<'a>, PropA
                 };
                 for &event in events {
                     let key = (*project, *pa, *va, *pb, *vb, *day, event);
-                    rows.entry(key).or_default().add(agg);
+                    rows.entry(key).or_default().push(agg);
                 }
             }
         }
     }
-    rows
+    rows.into_iter()
+        .map(|(key, parts)| (key, PropAgg::sum(&parts)))
+        .collect()
 }
 
 /// Writes one pair row: `key` (as [`Key`]) and then its count, first and last time and
@@ -88,29 +96,31 @@ pub(super) fn flush<'a>(
     conn: &Connection,
     combos: impl Iterator<Item = &'a Combo>,
 ) -> rusqlite::Result<()> {
-    let mut read = conn.prepare_cached(
-        "SELECT count, first_ms, last_ms, machines FROM rollup_pairs WHERE project_id = ?1
-         AND prop_a = ?2 AND value_a = ?3 AND prop_b = ?4 AND value_b = ?5 AND day = ?6
-         AND event = ?7",
+    // Added to a stored row in place: one statement, and its index entry stays.
+    let mut upsert = conn.prepare_cached(
+        "INSERT INTO rollup_pairs
+         (project_id, prop_a, value_a, prop_b, value_b, day, event, count, first_ms, last_ms, machines)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+         ON CONFLICT (project_id, day, prop_a, value_a, prop_b, value_b, event) DO UPDATE SET
+           count = count + excluded.count,
+           first_ms = min(first_ms, excluded.first_ms),
+           last_ms = max(last_ms, excluded.last_ms),
+           machines = sketch_merge(machines, excluded.machines)",
     )?;
-    for (key, mut agg) in rows(combos) {
-        let (project, pa, va, pb, vb, day, event) = key;
-        let stored = read
-            .query_row(params![project, pa, va, pb, vb, day, event], |r| {
-                let mut stored = PropAgg {
-                    count: r.get(0)?,
-                    first_ms: r.get(1)?,
-                    last_ms: r.get(2)?,
-                    ..PropAgg::default()
-                };
-                stored.machines.merge_bytes(r.get_ref(3)?.as_blob()?);
-                Ok(stored)
-            })
-            .optional()?;
-        if let Some(stored) = stored {
-            agg.add(&stored);
-        }
-        write(conn, key, &agg)?;
+    for ((project, pa, va, pb, vb, day, event), agg) in rows(combos) {
+        upsert.execute(params![
+            project,
+            pa,
+            va,
+            pb,
+            vb,
+            day,
+            event,
+            agg.count,
+            agg.first_ms,
+            agg.last_ms,
+            agg.machines.to_bytes()
+        ])?;
     }
     Ok(())
 }

@@ -36,6 +36,16 @@ pub(super) struct PropAgg {
 }
 
 impl PropAgg {
+    /// The sum of many, with one union of their sets.
+    pub fn sum(parts: &[&PropAgg]) -> PropAgg {
+        PropAgg {
+            count: parts.iter().map(|p| p.count).sum(),
+            machines: MachineSet::union(parts.iter().map(|p| &p.machines)),
+            first_ms: parts.iter().map(|p| p.first_ms).min().unwrap_or_default(),
+            last_ms: parts.iter().map(|p| p.last_ms).max().unwrap_or_default(),
+        }
+    }
+
     pub fn add(&mut self, other: &PropAgg) {
         if self.count == 0 {
             (self.first_ms, self.last_ms) = (other.first_ms, other.last_ms);
@@ -515,14 +525,21 @@ pub(super) fn rebuild_days(conn: &Connection, project: i64, days: &[i64]) -> rus
     agg.flush(conn)
 }
 
-/// SQL functions over stored machine sets: `sketch_count(s)` and the aggregate
-/// `sketch_union(s)`.
+/// SQL functions over stored machine sets: `sketch_count(s)`, `sketch_merge(a, b)` and
+/// the aggregate `sketch_union(s)`.
 pub fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
     let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC;
     conn.create_scalar_function("sketch_count", 1, flags, |ctx| {
         Ok(blob_set(ctx, 0)?.count() as i64)
     })?;
     conn.create_aggregate_function("sketch_union", 1, flags, Union)?;
+    conn.create_scalar_function("sketch_merge", 2, flags, |ctx| {
+        let mut set = blob_set(ctx, 0)?;
+        if let Some(other) = ctx.get_raw(1).as_blob_or_null()? {
+            set.merge_bytes(other);
+        }
+        Ok(set.to_bytes())
+    })?;
     Ok(())
 }
 
