@@ -25,7 +25,8 @@ struct Plan {
     found: Vec<(i64, i64)>,
     scanned: i64,
     /// The rollups of the days in `found`, without the machine, over the events up to
-    /// `counted`: the rollup mark when the plan was made.
+    /// `counted`: the rollup mark when the plan was made; of each event only the
+    /// (property, value)s the machine had that day, the rows it touched.
     recount: rollup::Agg,
     counted: i64,
     /// What the machine's events in `found` add to the rollups: the rows to replace.
@@ -45,9 +46,10 @@ fn plan(store: &SqliteStore, project_id: i64, distinct_id: &str) -> Result<Plan,
     let found = machine_events(&tx, project_id, distinct_id, 0, scanned)?;
     let mut touched = rollup::Agg::default();
     count_found(&tx, &found, &mut touched)?;
+    let only = rollup::Values::of(&touched);
     let mut recount = rollup::Agg::default();
     for day in days_of(&found) {
-        rollup::count_events(
+        rollup::count_events_at(
             &tx,
             "project_id = ?1 AND ts_ms >= ?2 AND ts_ms < ?3 AND seq <= ?4 AND distinct_id != ?5",
             params![
@@ -57,6 +59,8 @@ fn plan(store: &SqliteStore, project_id: i64, distinct_id: &str) -> Result<Plan,
                 counted,
                 distinct_id
             ],
+            &|_| true,
+            Some(&only),
             &mut recount,
         )?;
     }
@@ -100,6 +104,10 @@ fn apply(store: &SqliteStore, plan: Plan) -> Result<u64, StoreError> {
             .copied()
             .filter(|(_, day)| planned.binary_search(day).is_ok())
             .collect();
+        // The recount kept only the values the machine had when planned.
+        let mut later = rollup::Agg::default();
+        count_found(&tx, &on_planned, &mut later)?;
+        let same_values = rollup::Values::of(&touched).cover(&later);
         count_found(&tx, &on_planned, &mut touched)?;
         found.extend(since);
         let mut delete = tx.prepare_cached("DELETE FROM events WHERE seq = ?1")?;
@@ -108,7 +116,7 @@ fn apply(store: &SqliteStore, plan: Plan) -> Result<u64, StoreError> {
         }
         drop(delete);
         let days = days_of(&found);
-        if rollup::meta(&tx, GENERATION)?.unwrap_or(0) == plan.generation {
+        if same_values && rollup::meta(&tx, GENERATION)?.unwrap_or(0) == plan.generation {
             rollup::replace_touched(&tx, project, &planned, plan.recount, plan.counted, &touched)?;
             let later: Vec<i64> = days
                 .iter()
@@ -325,6 +333,30 @@ mod tests {
             )
             .expect("count");
         assert_eq!(left, 0);
+        assert_recounted(&store);
+        store.close();
+    }
+
+    #[test]
+    fn a_value_first_seen_after_the_plan_is_counted_in_full() {
+        let (_dir, store) = store();
+        // Another machine with a version the erased one does not have yet; after the
+        // plan, the erased machine with it on the same day.
+        let mut other = event(4, 2, 1);
+        let mut new = event(1, 2, 0);
+        for e in [&mut other, &mut new] {
+            let mut props: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(&e.properties).expect("json");
+            props.insert("product_version".into(), "9.9".into());
+            e.properties = serde_json::Value::Object(props.clone()).to_string();
+            e.dims = crate::rollup::dims("START", &props);
+        }
+        insert(&store, vec![other]);
+        store.settle().expect("settle");
+        let plan = plan(&store, 1, "m1").expect("plan");
+        insert(&store, vec![new]);
+        store.settle().expect("settle");
+        assert_eq!(apply(&store, plan).expect("apply"), 13);
         assert_recounted(&store);
         store.close();
     }

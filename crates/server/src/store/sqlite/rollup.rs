@@ -432,15 +432,50 @@ pub(super) fn count_events(
     params: impl rusqlite::Params,
     agg: &mut Agg,
 ) -> rusqlite::Result<()> {
-    count_events_at(conn, filter, params, &|_| true, agg)
+    count_events_at(conn, filter, params, &|_| true, None, agg)
 }
 
-/// [`count_events`] of the events whose time (Unix ms) `at` also keeps.
-fn count_events_at(
+/// The (property, value)s each day's events of an [`Agg`] have.
+#[derive(Default)]
+pub(super) struct Values(HashMap<i64, HashMap<String, std::collections::HashSet<String>>>);
+
+impl Values {
+    pub fn of(agg: &Agg) -> Values {
+        let mut values = Values::default();
+        for c in agg.combos.values().flatten() {
+            let day = values.0.entry(c.day).or_default();
+            for (prop, value) in c.dims.iter() {
+                slot(day, prop).insert(value.to_owned());
+            }
+        }
+        values
+    }
+
+    /// Whether every (property, value) of every day of `agg` is among these.
+    pub fn cover(&self, agg: &Agg) -> bool {
+        agg.combos
+            .values()
+            .flatten()
+            .all(|c| c.dims.iter().all(|(p, v)| self.has(c.day, p, v)))
+    }
+
+    fn has(&self, day: i64, prop: &str, value: &str) -> bool {
+        self.0
+            .get(&day)
+            .and_then(|d| d.get(prop))
+            .is_some_and(|v| v.contains(value))
+    }
+}
+
+/// [`count_events`] of the events whose time (Unix ms) `at` also keeps; with `only`, of
+/// each event only the (property, value)s among those, so that only the rows they add
+/// to are counted.
+pub(super) fn count_events_at(
     conn: &Connection,
     filter: &str,
     params: impl rusqlite::Params,
     at: &dyn Fn(i64) -> bool,
+    only: Option<&Values>,
     agg: &mut Agg,
 ) -> rusqlite::Result<()> {
     let mut stmt = conn.prepare_cached(&format!(
@@ -455,21 +490,26 @@ fn count_events_at(
         let distinct_id: String = row.get(2)?;
         let props: String = row.get(4)?;
         let props = anonstats_wire::Properties::parse(&props).unwrap_or_default();
-        agg.add(
-            row.get(0)?,
-            &event,
-            &distinct_id,
-            row.get(3)?,
-            dims(&event, &props),
-        );
+        let ts: i64 = row.get(3)?;
+        let mut dims = dims(&event, &props);
+        if let Some(only) = only {
+            let day = ts.div_euclid(DAY_MS);
+            let mut kept = Dims::default();
+            for (p, v) in dims.iter().filter(|(p, v)| only.has(day, p, v)) {
+                kept.push(p, v);
+            }
+            dims = kept;
+        }
+        agg.add(row.get(0)?, &event, &distinct_id, ts, dims);
     }
     Ok(())
 }
 
 /// Puts what `counted` (the events of `days` up to sequence number `upto`, without the
-/// removed ones) plus the events after it up to the rollup mark add in place of the
-/// rollup rows that `touched` (what the removed events added) adds to; of those, the rows
-/// no other event adds to are removed. Every other row of the days stays as it is.
+/// removed ones, counted with only the (property, value)s of `touched`) plus what the
+/// events after it up to the rollup mark add in place of the rollup rows that `touched`
+/// (what the removed events added) adds to; of those, the rows no other event adds to
+/// are removed. Every other row of the days stays as it is.
 pub(super) fn replace_touched(
     conn: &Connection,
     project: i64,
@@ -478,6 +518,7 @@ pub(super) fn replace_touched(
     upto: i64,
     touched: &Agg,
 ) -> rusqlite::Result<()> {
+    let only = Values::of(touched);
     let folded = folded_upto(conn)?;
     let on: std::collections::HashSet<i64> = days.iter().copied().collect();
     let mut agg = counted;
@@ -487,6 +528,7 @@ pub(super) fn replace_touched(
         "seq > ?1 AND seq <= ?2 AND +project_id = ?3",
         params![upto, folded, project],
         &|ts| on.contains(&ts.div_euclid(DAY_MS)),
+        Some(&only),
         &mut agg,
     )?;
     for &day in days {
