@@ -307,19 +307,21 @@ pub(super) fn visit(
 /// rows themselves.
 const MIN_SPAN: i64 = 2;
 
-/// Merges the any-event pair rows of the `span` days from `start` into that span's rows,
+/// A span's pair rows by (prop_a, value_a, prop_b, value_b).
+pub(super) type SpanRows = FxHashMap<(String, String, String, String), PropAgg>;
+
+/// The any-event pair rows of the `span` days from `start` merged as `plan` reads them:
 /// from the shorter spans compacted already and the day rows where there are none.
-pub(super) fn compact_span(
+pub(super) fn merge_span(
     conn: &Connection,
     project: i64,
     span: i64,
-    start: i64,
-) -> rusqlite::Result<()> {
+    plan: &spans::Plan,
+) -> rusqlite::Result<SpanRows> {
+    let mut merged = SpanRows::default();
     if span < MIN_SPAN {
-        return Ok(());
+        return Ok(merged);
     }
-    type Values = (String, String, String, String);
-    let mut merged: FxHashMap<Values, PropAgg> = FxHashMap::default();
     let mut add = |rows: &mut rusqlite::Rows<'_>| -> rusqlite::Result<()> {
         while let Some(r) = rows.next()? {
             let mut row = PropAgg {
@@ -335,13 +337,8 @@ pub(super) fn compact_span(
         Ok(())
     };
     let columns = "prop_a, value_a, prop_b, value_b, count, first_ms, last_ms, machines";
-    let plan = spans::plan(
-        &spans::done_within(conn, project, start, start + span)?,
-        start,
-        start + span,
-    );
-    let mut days = plan.days;
-    for (s, st) in plan.spans {
+    let mut days = plan.days.clone();
+    for &(s, st) in &plan.spans {
         if s < MIN_SPAN {
             days.push((st, st + s));
             continue;
@@ -358,6 +355,17 @@ pub(super) fn compact_span(
         ))?;
         add(&mut stmt.query(params![project, a, b])?)?;
     }
+    Ok(merged)
+}
+
+/// Writes a span's merged pair rows.
+pub(super) fn write_span(
+    conn: &Connection,
+    project: i64,
+    span: i64,
+    start: i64,
+    merged: SpanRows,
+) -> rusqlite::Result<()> {
     let mut write = conn.prepare_cached(
         "INSERT OR REPLACE INTO rollup_pair_spans
          (project_id, span, start, prop_a, value_a, prop_b, value_b, count, first_ms, last_ms,

@@ -273,6 +273,23 @@ pub fn row<'r>(r: &'r rusqlite::Row<'_>) -> rusqlite::Result<Row<'r>> {
 /// The tables of compacted spans, besides `rollup_spans_done`.
 const SPAN_TABLES: [&str; 3] = ["rollup_spans", "rollup_span_machines", "rollup_pair_spans"];
 
+/// How many times compacted spans were removed: a span merged from others is written
+/// only if none was removed meanwhile.
+const INVALIDATIONS: &str = "spans_invalidated";
+
+fn invalidations(conn: &Connection) -> rusqlite::Result<i64> {
+    Ok(super::rollup::meta(conn, INVALIDATIONS)?.unwrap_or(0))
+}
+
+fn count_invalidation(conn: &Connection) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO meta (key, value) VALUES (?1, 1)
+         ON CONFLICT (key) DO UPDATE SET value = value + 1",
+    )?
+    .execute([INVALIDATIONS])?;
+    Ok(())
+}
+
 /// Removes the compacted spans that hold `day`, because its day rows changed.
 pub fn invalidate(conn: &Connection, project: i64, day: i64) -> rusqlite::Result<()> {
     let mut done = conn.prepare_cached(
@@ -281,6 +298,7 @@ pub fn invalidate(conn: &Connection, project: i64, day: i64) -> rusqlite::Result
     for span in SPANS {
         let start = span_start(span, day);
         if done.execute(params![project, span, start])? > 0 {
+            count_invalidation(conn)?;
             for table in SPAN_TABLES {
                 conn.prepare_cached(&format!(
                     "DELETE FROM {table} WHERE project_id = ?1 AND span = ?2 AND start = ?3"
@@ -308,7 +326,7 @@ pub fn invalidate_before(conn: &Connection, project: i64, day: i64) -> rusqlite:
         "DELETE FROM rollup_spans_done WHERE project_id = ?1 AND start < ?2",
         params![project, day],
     )?;
-    Ok(())
+    count_invalidation(conn)
 }
 
 /// Compacts every span that ended before `today` and is not compacted yet; returns how
@@ -363,72 +381,113 @@ fn data_days(conn: &Connection, today: i64) -> rusqlite::Result<Vec<(i64, i64)>>
     Ok(out)
 }
 
-/// Compacts one span unless it already is; returns whether it did.
+/// Compacts one span unless it already is; returns whether it did. The rows are merged on
+/// a snapshot first, so that ingest goes on meanwhile, and written under the write lock
+/// unless a late event for one of the days removed a span they were merged from.
 fn compact_one(
     conn: &mut Connection,
     project: i64,
     span: i64,
     start: i64,
 ) -> rusqlite::Result<bool> {
+    let (merged, seen) = {
+        let tx = conn.transaction()?;
+        if is_done(&tx, project, span, start)? {
+            return Ok(false);
+        }
+        (merge(&tx, project, span, start)?, invalidations(&tx)?)
+    };
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let done = tx
-        .query_row(
-            "SELECT 1 FROM rollup_spans_done WHERE project_id = ?1 AND span = ?2 AND start = ?3",
-            params![project, span, start],
-            |_| Ok(()),
-        )
-        .optional()?;
-    if done.is_some() {
+    if is_done(&tx, project, span, start)? {
         return Ok(false);
     }
-    let mut merged: HashMap<(String, String), (i64, i64, i64, MachineSet)> = HashMap::default();
-    {
-        // From the shorter spans already compacted, and the day rows where there are none.
-        let sel = Select {
-            sets: true,
-            ..Select::default()
-        };
-        visit(&tx, project, sel, start, start + span, |r| {
-            let key = (r.prop.to_owned(), r.value.to_owned());
-            let e = merged
-                .entry(key)
-                .or_insert_with(|| (0, i64::MAX, i64::MIN, MachineSet::default()));
-            e.0 += r.count;
-            e.1 = e.1.min(r.first_ms);
-            e.2 = e.2.max(r.last_ms);
-            e.3.merge_bytes(r.stored_machines.unwrap_or_default());
-        })?;
-        let mut counts = tx.prepare_cached(
-            "INSERT OR REPLACE INTO rollup_spans
-             (project_id, span, start, prop, value, count, first_ms, last_ms, machine_count)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        )?;
-        let mut sets = tx.prepare_cached(
-            "INSERT OR REPLACE INTO rollup_span_machines (project_id, span, start, prop, value, machines)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?;
-        for ((prop, value), (count, first, last, machines)) in &merged {
-            let n = machines.count() as i64;
-            counts.execute(params![
-                project, span, start, prop, value, count, first, last, n
-            ])?;
-            sets.execute(params![
-                project,
-                span,
-                start,
-                prop,
-                value,
-                machines.to_bytes()
-            ])?;
-        }
+    // Day rows are read again only if they could have changed since.
+    let merged = if merged.days_read || invalidations(&tx)? != seen {
+        merge(&tx, project, span, start)?
+    } else {
+        merged
+    };
+    let mut counts = tx.prepare_cached(
+        "INSERT OR REPLACE INTO rollup_spans
+         (project_id, span, start, prop, value, count, first_ms, last_ms, machine_count)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
+    let mut sets = tx.prepare_cached(
+        "INSERT OR REPLACE INTO rollup_span_machines (project_id, span, start, prop, value, machines)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for ((prop, value), (count, first, last, machines)) in &merged.props {
+        let n = machines.count() as i64;
+        counts.execute(params![
+            project, span, start, prop, value, count, first, last, n
+        ])?;
+        sets.execute(params![
+            project,
+            span,
+            start,
+            prop,
+            value,
+            machines.to_bytes()
+        ])?;
     }
-    super::pairs::compact_span(&tx, project, span, start)?;
+    drop((counts, sets));
+    super::pairs::write_span(&tx, project, span, start, merged.pairs)?;
     tx.execute(
         "INSERT INTO rollup_spans_done (project_id, span, start) VALUES (?1, ?2, ?3)",
         params![project, span, start],
     )?;
     tx.commit()?;
     Ok(true)
+}
+
+fn is_done(conn: &Connection, project: i64, span: i64, start: i64) -> rusqlite::Result<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT 1 FROM rollup_spans_done WHERE project_id = ?1 AND span = ?2 AND start = ?3",
+        )?
+        .query_row(params![project, span, start], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+/// A span's rows merged from the shorter spans and day rows.
+struct Merged {
+    /// Whether day rows were read, which change without invalidating any span.
+    days_read: bool,
+    /// (prop, value) -> (count, first_ms, last_ms, machines)
+    props: HashMap<(String, String), (i64, i64, i64, MachineSet)>,
+    pairs: super::pairs::SpanRows,
+}
+
+/// Merges a span's rows from the shorter spans already compacted, and the day rows where
+/// there are none.
+fn merge(conn: &Connection, project: i64, span: i64, start: i64) -> rusqlite::Result<Merged> {
+    let plan = plan(
+        &done_within(conn, project, start, start + span)?,
+        start,
+        start + span,
+    );
+    let mut props: HashMap<(String, String), (i64, i64, i64, MachineSet)> = HashMap::default();
+    let sel = Select {
+        sets: true,
+        ..Select::default()
+    };
+    visit(conn, project, sel, start, start + span, |r| {
+        let key = (r.prop.to_owned(), r.value.to_owned());
+        let e = props
+            .entry(key)
+            .or_insert_with(|| (0, i64::MAX, i64::MIN, MachineSet::default()));
+        e.0 += r.count;
+        e.1 = e.1.min(r.first_ms);
+        e.2 = e.2.max(r.last_ms);
+        e.3.merge_bytes(r.stored_machines.unwrap_or_default());
+    })?;
+    let pairs = super::pairs::merge_span(conn, project, span, &plan)?;
+    Ok(Merged {
+        days_read: !plan.days.is_empty(),
+        props,
+        pairs,
+    })
 }
 
 #[cfg(test)]
