@@ -42,6 +42,9 @@ const FOLD_EVENTS: usize = 200_000;
 /// was committed since the last copy (SQLite's own default is every 4 MB of log).
 const CHECKPOINT_AFTER_BYTES: usize = 16 << 20;
 
+/// How long a checkpoint that holds writers back waits for readers before it gives up.
+const CHECKPOINT_PATIENCE: Duration = Duration::from_millis(200);
+
 /// Past this size the log is made to start over (and is cut back to it).
 const WAL_RESTART_BYTES: u64 = 64 << 20;
 
@@ -58,6 +61,12 @@ struct Checkpointer {
 
 impl Checkpointer {
     fn start(conn: Connection, wal: std::path::PathBuf) -> std::io::Result<Self> {
+        // A RESTART holds writers back while it waits for readers of older snapshots (a
+        // long export, query or erasure plan): it gives up soon and is asked again later,
+        // rather than holding up every commit for as long.
+        if let Err(e) = conn.busy_timeout(CHECKPOINT_PATIENCE) {
+            tracing::warn!(error = %e, "cannot bound how long a checkpoint waits");
+        }
         // One request may wait: asking again while one waits adds nothing.
         let (ask, asked) = std::sync::mpsc::sync_channel::<()>(1);
         let thread = std::thread::Builder::new()
@@ -323,7 +332,12 @@ impl Writer {
             .map(|e| 64 + e.event.len() + e.distinct_id.len() + e.properties.len())
             .sum();
         let outcome = (|| {
-            let tx = self.conn.transaction()?;
+            // Immediate: a deferred transaction would take a read snapshot first, and the
+            // upgrade to writing fails at once, without waiting, when a checkpoint holds
+            // writers back meanwhile.
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
             let outcomes = insert_events(&tx, &mut jobs, &mut fold.next_seq, &mut fold.pending)?;
             let upto = fold.next_seq - 1;
             let version = if fold_now {
