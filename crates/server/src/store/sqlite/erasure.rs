@@ -46,6 +46,7 @@ fn plan(store: &SqliteStore, project_id: i64, distinct_id: &str) -> Result<Plan,
     let found = machine_events(&tx, project_id, distinct_id, 0, scanned)?;
     let mut touched = rollup::Agg::default();
     count_found(&tx, &found, &mut touched)?;
+    warm_indexes(&tx, project_id, &found)?;
     let only = rollup::Values::of(&touched);
     let mut recount = rollup::Agg::default();
     for day in days_of(&found) {
@@ -74,6 +75,24 @@ fn plan(store: &SqliteStore, project_id: i64, distinct_id: &str) -> Result<Plan,
         touched,
         generation,
     })
+}
+
+/// Reads the index entries that deleting the found events will change, so that the
+/// deletes under the write lock find their pages in memory rather than on disk.
+fn warm_indexes(conn: &Connection, project: i64, found: &[(i64, i64)]) -> rusqlite::Result<()> {
+    let mut row = conn.prepare_cached("SELECT uuid, ts_ms FROM events WHERE seq = ?1")?;
+    let mut by_uuid = conn.prepare_cached(
+        "SELECT 1 FROM events INDEXED BY events_uuid WHERE project_id = ?1 AND uuid = ?2",
+    )?;
+    let mut by_time = conn.prepare_cached(
+        "SELECT 1 FROM events INDEXED BY events_time WHERE project_id = ?1 AND ts_ms = ?2",
+    )?;
+    for (seq, _) in found {
+        let (uuid, ts): (Vec<u8>, i64) = row.query_row([seq], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        by_uuid.query_row(params![project, uuid], |_| Ok(()))?;
+        by_time.query_row(params![project, ts], |_| Ok(()))?;
+    }
+    Ok(())
 }
 
 /// Adds what the found events add to the rollups to `agg`.
@@ -110,11 +129,13 @@ fn apply(store: &SqliteStore, plan: Plan) -> Result<u64, StoreError> {
         let same_values = rollup::Values::of(&touched).cover(&later);
         count_found(&tx, &on_planned, &mut touched)?;
         found.extend(since);
+        let deleting = std::time::Instant::now();
         let mut delete = tx.prepare_cached("DELETE FROM events WHERE seq = ?1")?;
         for (seq, _) in &found {
             delete.execute([seq])?;
         }
         drop(delete);
+        let delete_ms = deleting.elapsed().as_millis() as u64;
         let days = days_of(&found);
         if same_values && rollup::meta(&tx, GENERATION)?.unwrap_or(0) == plan.generation {
             rollup::replace_touched(&tx, project, &planned, plan.recount, plan.counted, &touched)?;
@@ -133,6 +154,7 @@ fn apply(store: &SqliteStore, plan: Plan) -> Result<u64, StoreError> {
             events = found.len(),
             days = days.len(),
             write_lock_ms = locked.elapsed().as_millis() as u64,
+            delete_ms,
             "erased a machine's events"
         );
         Ok(found.len() as u64)

@@ -42,8 +42,10 @@ const FOLD_EVENTS: usize = 200_000;
 /// was committed since the last copy (SQLite's own default is every 4 MB of log).
 const CHECKPOINT_AFTER_BYTES: usize = 16 << 20;
 
-/// How long a checkpoint that holds writers back waits for readers before it gives up.
+/// How long a checkpoint that holds writers back waits for readers before it gives up,
+/// and how long until it tries again.
 const CHECKPOINT_PATIENCE: Duration = Duration::from_millis(200);
+const RESTART_RETRY: Duration = Duration::from_secs(30);
 
 /// Past this size the log is made to start over (and is cut back to it).
 const WAL_RESTART_BYTES: u64 = 64 << 20;
@@ -72,13 +74,21 @@ impl Checkpointer {
         let thread = std::thread::Builder::new()
             .name("anonstats-checkpoint".into())
             .spawn(move || {
+                let mut gave_up: Option<Instant> = None;
                 while asked.recv().is_ok() {
                     // A passive checkpoint runs beside the writer, but the log starts over
                     // only when one finishes with nothing new behind it, which never
                     // happens under steady ingest; past a size, hold the writer briefly
-                    // so that the log starts over.
+                    // so that the log starts over. Not again soon after one gave up: the
+                    // reader it waited for is likely still there.
                     let long = std::fs::metadata(&wal).is_ok_and(|m| m.len() > WAL_RESTART_BYTES);
-                    checkpoint(&conn, if long { "RESTART" } else { "PASSIVE" });
+                    let rested = gave_up.is_none_or(|t| t.elapsed() >= RESTART_RETRY);
+                    if long && rested {
+                        let done = checkpoint(&conn, "RESTART");
+                        gave_up = (!done).then(Instant::now);
+                    } else {
+                        checkpoint(&conn, "PASSIVE");
+                    }
                 }
             })?;
         Ok(Checkpointer { ask, thread })
@@ -164,11 +174,18 @@ fn sync(log: &mut Option<std::fs::File>, path: &std::path::Path) -> std::io::Res
 }
 
 /// Copies committed pages from the log into the database file; `PASSIVE` without
-/// waiting for anyone, `RESTART` holding writers until the log can start over.
-fn checkpoint(conn: &Connection, mode: &str) {
-    let done = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(()));
-    if let Err(e) = done {
-        tracing::warn!(error = %e, "checkpoint failed; the log keeps the data and the next one retries");
+/// waiting for anyone, `RESTART` holding writers until the log can start over. Returns
+/// whether it finished.
+fn checkpoint(conn: &Connection, mode: &str) -> bool {
+    let busy = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
+        r.get::<_, i64>(0)
+    });
+    match busy {
+        Ok(busy) => busy == 0,
+        Err(e) => {
+            tracing::warn!(error = %e, "checkpoint failed; the log keeps the data and the next one retries");
+            false
+        }
     }
 }
 
@@ -286,7 +303,9 @@ impl Writer {
                 since_checkpoint = 0;
                 match &checkpointer {
                     Some(c) => c.ask(),
-                    None => checkpoint(&self.conn, "PASSIVE"),
+                    None => {
+                        checkpoint(&self.conn, "PASSIVE");
+                    }
                 }
             }
         }
