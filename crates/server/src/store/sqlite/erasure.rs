@@ -47,7 +47,6 @@ fn plan(store: &SqliteStore, project_id: i64, distinct_id: &str) -> Result<Plan,
     let mut touched = rollup::Agg::default();
     count_found(&tx, &found, &mut touched)?;
     warm_indexes(&tx, project_id, &found)?;
-    warm_rollups(&tx, project_id, &days_of(&found))?;
     let only = rollup::Values::of(&touched);
     let mut recount = rollup::Agg::default();
     for day in days_of(&found) {
@@ -92,22 +91,6 @@ fn warm_indexes(conn: &Connection, project: i64, found: &[(i64, i64)]) -> rusqli
         let (uuid, ts): (Vec<u8>, i64) = row.query_row([seq], |r| Ok((r.get(0)?, r.get(1)?)))?;
         by_uuid.query_row(params![project, uuid], |_| Ok(()))?;
         by_time.query_row(params![project, ts], |_| Ok(()))?;
-    }
-    Ok(())
-}
-
-/// Reads the rollup rows of the days, which the write phase rewrites in part, for the
-/// same reason.
-fn warm_rollups(conn: &Connection, project: i64, days: &[i64]) -> rusqlite::Result<()> {
-    for sql in [
-        "SELECT SUM(count), SUM(length(machines)) FROM rollup_pairs WHERE project_id = ?1 AND day = ?2",
-        "SELECT SUM(count) FROM rollup_props WHERE project_id = ?1 AND day = ?2",
-        "SELECT SUM(length(machines)) FROM rollup_prop_machines WHERE project_id = ?1 AND day = ?2",
-    ] {
-        let mut stmt = conn.prepare_cached(sql)?;
-        for day in days {
-            stmt.query_row(params![project, day], |_| Ok(()))?;
-        }
     }
     Ok(())
 }
