@@ -290,7 +290,10 @@ fn count_invalidation(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Removes the compacted spans that hold `day`, because its day rows changed.
+/// Marks the compacted spans that hold `day` as not compacted, because its day rows
+/// changed. Their rows, never read while not compacted, are replaced when the span is
+/// compacted again: deleting them here would cost the late event's fold or the erasure
+/// that changed the day a write of every row of up to 64 days of spans.
 pub fn invalidate(conn: &Connection, project: i64, day: i64) -> rusqlite::Result<()> {
     let mut done = conn.prepare_cached(
         "DELETE FROM rollup_spans_done WHERE project_id = ?1 AND span = ?2 AND start = ?3",
@@ -299,12 +302,6 @@ pub fn invalidate(conn: &Connection, project: i64, day: i64) -> rusqlite::Result
         let start = span_start(span, day);
         if done.execute(params![project, span, start])? > 0 {
             count_invalidation(conn)?;
-            for table in SPAN_TABLES {
-                conn.prepare_cached(&format!(
-                    "DELETE FROM {table} WHERE project_id = ?1 AND span = ?2 AND start = ?3"
-                ))?
-                .execute(params![project, span, start])?;
-            }
         }
     }
     Ok(())
@@ -407,6 +404,13 @@ fn compact_one(
     } else {
         merged
     };
+    // What an earlier compaction of the span left.
+    for table in SPAN_TABLES {
+        tx.prepare_cached(&format!(
+            "DELETE FROM {table} WHERE project_id = ?1 AND span = ?2 AND start = ?3"
+        ))?
+        .execute(params![project, span, start])?;
+    }
     let mut counts = tx.prepare_cached(
         "INSERT OR REPLACE INTO rollup_spans
          (project_id, span, start, prop, value, count, first_ms, last_ms, machine_count)
