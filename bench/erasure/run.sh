@@ -27,7 +27,8 @@ echo "machine $machine: $events events on $days days"
 token=$("$BIN/anonstats" keys create-write-key default --data-dir "$DATA" | tail -n 1)
 admin=$("$BIN/anonstats" keys create-admin --data-dir "$DATA" | tail -n 1)
 log=$(mktemp)
-"$BIN/anonstats" serve --data-dir "$DATA" --listen 127.0.0.1:0 >"$log" 2>&1 &
+ANONSTATS_LOG=${ANONSTATS_LOG:-info,anonstats_server::store::sqlite::rollup=debug} \
+  "$BIN/anonstats" serve --data-dir "$DATA" --listen 127.0.0.1:0 >"$log" 2>&1 &
 serve=$!
 trap 'kill $serve 2>/dev/null || true; rm -f "$log"' EXIT
 for _ in $(seq 600); do grep -q '^listening on' "$log" && break; sleep 0.1; done
@@ -55,6 +56,6 @@ done
 wait $eraser
 echo
 echo "DELETE answered $(cat "$log.status") after $(cat "$log.secs") s"
-grep -o 'erased a machine.*' "$log" | tail -n 1 || true
+grep -o -e 'erased a machine.*' -e 'rollup rows of an erasure.*' "$log" | tail -n 2 || true
 echo "left: $(sql "SELECT COUNT(*) FROM events WHERE distinct_id = '$machine'") events of $machine"
 rm -f "$log.status" "$log.secs"

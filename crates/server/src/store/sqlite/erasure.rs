@@ -137,6 +137,7 @@ fn apply(store: &SqliteStore, plan: Plan) -> Result<u64, StoreError> {
         drop(delete);
         let delete_ms = deleting.elapsed().as_millis() as u64;
         let days = days_of(&found);
+        let rewriting = std::time::Instant::now();
         if same_values && rollup::meta(&tx, GENERATION)?.unwrap_or(0) == plan.generation {
             rollup::replace_touched(&tx, project, &planned, plan.recount, plan.counted, &touched)?;
             let later: Vec<i64> = days
@@ -155,6 +156,7 @@ fn apply(store: &SqliteStore, plan: Plan) -> Result<u64, StoreError> {
             days = days.len(),
             write_lock_ms = locked.elapsed().as_millis() as u64,
             delete_ms,
+            rollups_ms = rewriting.elapsed().as_millis() as u64,
             "erased a machine's events"
         );
         Ok(found.len() as u64)

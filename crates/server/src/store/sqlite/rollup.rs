@@ -534,7 +534,13 @@ pub(super) fn replace_touched(
     for &day in days {
         spans::invalidate(conn, project, day)?;
     }
-    agg.replace(conn, touched)
+    let started = std::time::Instant::now();
+    agg.replace(conn, touched)?;
+    tracing::debug!(
+        ms = started.elapsed().as_millis() as u64,
+        "rollup rows of an erasure written"
+    );
+    Ok(())
 }
 
 /// Recomputes a project's rollups for whole days from its raw events, after events were
