@@ -10,7 +10,7 @@ use super::query::{Where, day_bucket, day_range};
 use super::rollup::{Combo, PropAgg};
 use super::spans;
 use crate::insights::{Interval, Scope};
-use crate::rollup::{PAIRED, PAIRED_ANY_EVENT};
+use crate::rollup::{FATAL_SITE, PAIRED, PAIRED_ANY_EVENT};
 use crate::store::StoreError;
 use rusqlite::types::Value as Sql;
 use rusqlite::{Connection, params, params_from_iter};
@@ -66,16 +66,15 @@ fn rows<'a>(combos: impl Iterator<Item = &'a Combo>) -> FxHashMap<Key<'a>, PropA
         .collect()
 }
 
-/// Writes one pair row: `key` (as [`Key`]) and then its count, first and last time and
-/// machine set.
-fn write(conn: &Connection, key: Key<'_>, agg: &PropAgg) -> rusqlite::Result<()> {
+/// The columns of a pair row as [`put`] binds them.
+const INSERT: &str = "INTO rollup_pairs
+    (project_id, prop_a, value_a, prop_b, value_b, day, event, count, first_ms, last_ms, machines)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+
+/// Runs an insert of [`INSERT`]'s columns for one row.
+fn put(stmt: &mut rusqlite::Statement<'_>, key: Key<'_>, agg: &PropAgg) -> rusqlite::Result<()> {
     let (project, pa, va, pb, vb, day, event) = key;
-    conn.prepare_cached(
-        "INSERT OR REPLACE INTO rollup_pairs
-         (project_id, prop_a, value_a, prop_b, value_b, day, event, count, first_ms, last_ms, machines)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-    )?
-    .execute(params![
+    stmt.execute(params![
         project,
         pa,
         va,
@@ -97,30 +96,16 @@ pub(super) fn flush<'a>(
     combos: impl Iterator<Item = &'a Combo>,
 ) -> rusqlite::Result<()> {
     // Added to a stored row in place: one statement, and its index entry stays.
-    let mut upsert = conn.prepare_cached(
-        "INSERT INTO rollup_pairs
-         (project_id, prop_a, value_a, prop_b, value_b, day, event, count, first_ms, last_ms, machines)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+    let mut upsert = conn.prepare_cached(&format!(
+        "INSERT {INSERT}
          ON CONFLICT (project_id, day, prop_a, value_a, prop_b, value_b, event) DO UPDATE SET
            count = count + excluded.count,
            first_ms = min(first_ms, excluded.first_ms),
            last_ms = max(last_ms, excluded.last_ms),
-           machines = sketch_merge(machines, excluded.machines)",
-    )?;
-    for ((project, pa, va, pb, vb, day, event), agg) in rows(combos) {
-        upsert.execute(params![
-            project,
-            pa,
-            va,
-            pb,
-            vb,
-            day,
-            event,
-            agg.count,
-            agg.first_ms,
-            agg.last_ms,
-            agg.machines.to_bytes()
-        ])?;
+           machines = sketch_merge(machines, excluded.machines)"
+    ))?;
+    for (key, agg) in rows(combos) {
+        put(&mut upsert, key, &agg)?;
     }
     Ok(())
 }
@@ -133,13 +118,14 @@ pub(super) fn replace<'a>(
     touched: impl Iterator<Item = &'a Combo>,
 ) -> rusqlite::Result<()> {
     let counted = rows(counted);
+    let mut write = conn.prepare_cached(&format!("INSERT OR REPLACE {INSERT}"))?;
     let mut delete = conn.prepare_cached(
         "DELETE FROM rollup_pairs WHERE project_id = ?1 AND prop_a = ?2 AND value_a = ?3
          AND prop_b = ?4 AND value_b = ?5 AND day = ?6 AND event = ?7",
     )?;
     for key in rows(touched).into_keys() {
         match counted.get(&key) {
-            Some(agg) => write(conn, key, agg)?,
+            Some(agg) => put(&mut write, key, agg)?,
             None => {
                 let (project, pa, va, pb, vb, day, event) = key;
                 delete.execute(params![project, pa, va, pb, vb, day, event])?;
@@ -153,17 +139,9 @@ fn any_event_only(prop: &str) -> bool {
     PAIRED_ANY_EVENT.contains(&prop)
 }
 
-/// The properties paired since the pair rows exist (schema version 8), counted from the
-/// day in `meta.pairs_from_day`; the others from `meta.all_pairs_from_day`.
-const FIRST_PAIRED: [&str; 7] = [
-    "host_os_id",
-    "host_os_name",
-    "product_version",
-    "system_architecture",
-    "system_container",
-    "system_kernel_name",
-    "system_virtualization",
-];
+/// The properties paired since schema version 10; pairs of the others are counted from
+/// the day in `meta.pairs_from_day`, these from `meta.all_pairs_from_day`.
+const PAIRED_SINCE_10: [&str; 3] = [FATAL_SITE, "error_code", "system_kernel_version"];
 
 /// Whether the pair rows can answer for the scope with these two properties: both
 /// paired (one of them, for any event, may be paired for any event only), and the range
@@ -181,7 +159,7 @@ pub(super) fn can_answer(
     if !paired {
         return Ok(false);
     }
-    let from = if props.iter().all(|p| FIRST_PAIRED.contains(p)) {
+    let from = if props.iter().all(|p| !PAIRED_SINCE_10.contains(p)) {
         "pairs_from_day"
     } else {
         "all_pairs_from_day"

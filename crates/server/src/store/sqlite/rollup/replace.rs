@@ -1,0 +1,197 @@
+//! Erasure's rewrite of the rollup rows a machine's events added to: the rows recounted
+//! without the machine put in place of the stored ones, and every other row left alone.
+
+use super::super::spans;
+use super::{Agg, DAY_MS, any_event, count_events_at, folded_upto, slot};
+use rusqlite::{Connection, params};
+use rustc_hash::FxHashMap as HashMap;
+
+/// The (property, value)s each day's events of an [`Agg`] have.
+#[derive(Default)]
+pub(in crate::store::sqlite) struct Values(
+    HashMap<i64, HashMap<String, std::collections::HashSet<String>>>,
+);
+
+impl Values {
+    pub fn of(agg: &Agg) -> Values {
+        let mut values = Values::default();
+        for c in agg.combos.values().flatten() {
+            let day = values.0.entry(c.day).or_default();
+            for (prop, value) in c.dims.iter() {
+                slot(day, prop).insert(value.to_owned());
+            }
+        }
+        values
+    }
+
+    /// Whether every (property, value) of every day of `agg` is among these.
+    pub fn cover(&self, agg: &Agg) -> bool {
+        agg.combos
+            .values()
+            .flatten()
+            .all(|c| c.dims.iter().all(|(p, v)| self.has(c.day, p, v)))
+    }
+
+    pub(super) fn has(&self, day: i64, prop: &str, value: &str) -> bool {
+        self.0
+            .get(&day)
+            .and_then(|d| d.get(prop))
+            .is_some_and(|v| v.contains(value))
+    }
+}
+
+/// Puts what `counted` (the events of `days` up to sequence number `upto`, without the
+/// removed ones, counted with only the (property, value)s of `touched`) plus what the
+/// events after it up to the rollup mark add in place of the rollup rows that `touched`
+/// (what the removed events added) adds to; of those, the rows no other event adds to
+/// are removed. Every other row of the days stays as it is.
+pub(in crate::store::sqlite) fn replace_touched(
+    conn: &Connection,
+    project: i64,
+    days: &[i64],
+    counted: Agg,
+    upto: i64,
+    touched: &Agg,
+) -> rusqlite::Result<()> {
+    let only = Values::of(touched);
+    let folded = folded_upto(conn)?;
+    let on: std::collections::HashSet<i64> = days.iter().copied().collect();
+    let mut agg = counted;
+    // By sequence number: the few events since `upto`, not every event of the days.
+    count_events_at(
+        conn,
+        "seq > ?1 AND seq <= ?2 AND +project_id = ?3",
+        params![upto, folded, project],
+        &|ts| on.contains(&ts.div_euclid(DAY_MS)),
+        Some(&only),
+        &mut agg,
+    )?;
+    for &day in days {
+        spans::invalidate(conn, project, day)?;
+    }
+    let started = std::time::Instant::now();
+    agg.replace(conn, touched)?;
+    tracing::debug!(
+        ms = started.elapsed().as_millis() as u64,
+        "rollup rows of an erasure written"
+    );
+    Ok(())
+}
+
+impl Agg {
+    /// Writes the rows of `self` in place of the stored rows that `touched` adds to, and
+    /// removes those of them that `self` has none for.
+    pub fn replace(self, conn: &Connection, touched: &Agg) -> rusqlite::Result<()> {
+        let mut put = conn.prepare_cached(
+            "INSERT OR REPLACE INTO rollup_events (project_id, event, hour, count)
+             VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        let mut delete = conn.prepare_cached(
+            "DELETE FROM rollup_events WHERE project_id = ?1 AND event = ?2 AND hour = ?3",
+        )?;
+        for (key @ (project, hour), by_event) in &touched.events {
+            for event in by_event.keys() {
+                match self.events.get(key).and_then(|m| m.get(event)) {
+                    Some(n) => put.execute(params![project, event, hour, n])?,
+                    None => delete.execute(params![project, event, hour])?,
+                };
+            }
+        }
+        for (table, time, columns, values, mine, theirs) in [
+            (
+                "rollup_machines",
+                "day",
+                "",
+                "",
+                &self.machines,
+                &touched.machines,
+            ),
+            (
+                "rollup_machine_hours",
+                "hour",
+                ", machine_count",
+                ", sketch_count(?4)",
+                &self.hour_machines,
+                &touched.hour_machines,
+            ),
+        ] {
+            let mut put = conn.prepare_cached(&format!(
+                "INSERT OR REPLACE INTO {table} (project_id, event, {time}, machines{columns})
+                 VALUES (?1, ?2, ?3, ?4{values})"
+            ))?;
+            let mut delete = conn.prepare_cached(&format!(
+                "DELETE FROM {table} WHERE project_id = ?1 AND event = ?2 AND {time} = ?3"
+            ))?;
+            for (key @ (project, t), by_event) in theirs {
+                for event in by_event.keys() {
+                    match mine.get(key).and_then(|m| m.get(event)) {
+                        Some(set) => put.execute(params![project, event, t, set.to_bytes()])?,
+                        None => delete.execute(params![project, event, t])?,
+                    };
+                }
+            }
+        }
+        let mut counts = conn.prepare_cached(
+            "INSERT OR REPLACE INTO rollup_props
+             (project_id, prop, day, event, value, count, first_ms, last_ms, machine_count)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?;
+        let mut sets = conn.prepare_cached(
+            "INSERT OR REPLACE INTO rollup_prop_machines (project_id, prop, day, event, value, machines)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        let delete = |table: &str| {
+            conn.prepare_cached(&format!(
+                "DELETE FROM {table} WHERE project_id = ?1 AND prop = ?2 AND day = ?3
+                 AND event = ?4 AND value = ?5"
+            ))
+        };
+        let mut deletes = [delete("rollup_props")?, delete("rollup_prop_machines")?];
+        let mine = self.props();
+        for (key @ (project, day), by_event) in &touched.props() {
+            let mine_events = mine.get(key);
+            let mine_any = mine_events.map(any_event);
+            for (event, by_prop) in by_event
+                .iter()
+                .chain([(&String::new(), &any_event(by_event))])
+            {
+                let mine = match event.as_str() {
+                    "" => mine_any.as_ref(),
+                    _ => mine_events.and_then(|m| m.get(event)),
+                };
+                for (prop, by_value) in by_prop {
+                    for value in by_value.keys() {
+                        let key = params![project, prop, day, event, value];
+                        match mine.and_then(|m| m.get(prop)).and_then(|m| m.get(value)) {
+                            Some(a) => {
+                                let n = a.machines.count() as i64;
+                                counts.execute(params![
+                                    project, prop, day, event, value, a.count, a.first_ms,
+                                    a.last_ms, n
+                                ])?;
+                                sets.execute(params![
+                                    project,
+                                    prop,
+                                    day,
+                                    event,
+                                    value,
+                                    a.machines.to_bytes()
+                                ])?;
+                            }
+                            None => {
+                                for delete in &mut deletes {
+                                    delete.execute(key)?;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        super::super::pairs::replace(
+            conn,
+            self.combos.values().flatten(),
+            touched.combos.values().flatten(),
+        )
+    }
+}
