@@ -11,6 +11,7 @@
 
 use super::rollup::DAY_MS;
 use crate::sketch::MachineSet;
+use rusqlite::fallible_streaming_iterator::FallibleStreamingIterator;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use rustc_hash::FxHashMap as HashMap;
 use std::collections::HashSet;
@@ -159,8 +160,25 @@ pub fn visit(
 ) -> rusqlite::Result<()> {
     let plan = plan(&done_within(conn, project, from, to)?, from, to);
     let filters = sel.filters("");
-    // With sets, each table is read in key order beside its sets' table, rather than
-    // looking every set up by its key.
+    // A span's set table carries its counts; the day rows keep their sets apart.
+    let span_table = if sel.sets {
+        "rollup_span_machines"
+    } else {
+        "rollup_spans"
+    };
+    let mut span_rows = conn.prepare_cached(&format!(
+        "SELECT prop, value, count, first_ms, last_ms, machine_count, {}
+         FROM {span_table} WHERE project_id = ?1 AND span = ?2 AND start = ?3 {filters}",
+        if sel.sets { "machines" } else { "NULL" }
+    ))?;
+    for (span, start) in plan.spans {
+        let mut rows = span_rows.query(params![project, span, start, sel.prop, sel.value])?;
+        while let Some(r) = rows.next()? {
+            f(row(r)?);
+        }
+    }
+    // With sets, the day rows are read in key order beside their sets' table, rather
+    // than looking every set up by its key.
     let order = |key: &str| {
         if sel.sets {
             format!("ORDER BY {key}")
@@ -168,24 +186,6 @@ pub fn visit(
             String::new()
         }
     };
-    let mut span_counts = conn.prepare_cached(&format!(
-        "SELECT prop, value, count, first_ms, last_ms, machine_count, NULL, 0, '' FROM rollup_spans
-         WHERE project_id = ?1 AND span = ?2 AND start = ?3 {filters} {}",
-        order("prop, value")
-    ))?;
-    let mut span_sets = conn.prepare_cached(&format!(
-        "SELECT prop, 0, '', value, machines FROM rollup_span_machines
-         WHERE project_id = ?1 AND span = ?2 AND start = ?3 {filters} ORDER BY prop, value"
-    ))?;
-    for (span, start) in plan.spans {
-        let key = params![project, span, start, sel.prop, sel.value];
-        let sets = if sel.sets {
-            Some(span_sets.query(key)?)
-        } else {
-            None
-        };
-        walk(span_counts.query(key)?, sets, &mut f)?;
-    }
     let mut day_counts = conn.prepare_cached(&format!(
         "SELECT prop, value, count, first_ms, last_ms, machine_count, NULL, day, event FROM rollup_props
          WHERE project_id = ?1 AND day >= ?2 AND day < ?3 AND event = '' {filters} {}",
@@ -216,38 +216,40 @@ fn walk(
     sets: Option<rusqlite::Rows<'_>>,
     f: &mut impl FnMut(Row<'_>),
 ) -> rusqlite::Result<()> {
-    type Key = (String, i64, String, String);
     let Some(mut sets) = sets else {
         while let Some(r) = counts.next()? {
             f(row(r)?);
         }
         return Ok(());
     };
-    let mut next_set = || -> rusqlite::Result<Option<(Key, Vec<u8>)>> {
-        Ok(match sets.next()? {
-            Some(s) => Some(((s.get(0)?, s.get(1)?, s.get(2)?, s.get(3)?), s.get(4)?)),
-            None => None,
-        })
-    };
-    fn at(k: &Key) -> (&str, i64, &str, &str) {
-        (&k.0, k.1, &k.2, &k.3)
+    // (prop, day, event, value): the order both are read in.
+    fn key<'r>(
+        r: &'r rusqlite::Row<'_>,
+        at: [usize; 4],
+    ) -> rusqlite::Result<(&'r str, i64, &'r str, &'r str)> {
+        Ok((
+            r.get_ref(at[0])?.as_str()?,
+            r.get_ref(at[1])?.as_i64()?,
+            r.get_ref(at[2])?.as_str()?,
+            r.get_ref(at[3])?.as_str()?,
+        ))
     }
-    let mut set = next_set()?;
+    // The set cursor is advanced in place and read through `get`, so that its current
+    // row is borrowed only while one count row is handed over.
+    sets.advance()?;
     while let Some(c) = counts.next()? {
         let mut r = row(c)?;
-        let key = (
-            r.prop,
-            c.get::<_, i64>(7)?,
-            c.get_ref(8)?.as_str()?,
-            r.value,
-        );
-        while set.as_ref().is_some_and(|(k, _)| at(k) < key) {
-            set = next_set()?;
+        let at = key(c, [0, 7, 8, 1])?;
+        while let Some(s) = sets.get() {
+            if key(s, [0, 1, 2, 3])? >= at {
+                break;
+            }
+            sets.advance()?;
         }
-        if let Some((k, blob)) = &set
-            && at(k) == key
+        if let Some(s) = sets.get()
+            && key(s, [0, 1, 2, 3])? == at
         {
-            r.stored_machines = Some(blob);
+            r.stored_machines = Some(s.get_ref(4)?.as_blob()?);
         }
         f(r);
     }
@@ -417,8 +419,9 @@ fn compact_one(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?;
     let mut sets = tx.prepare_cached(
-        "INSERT OR REPLACE INTO rollup_span_machines (project_id, span, start, prop, value, machines)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT OR REPLACE INTO rollup_span_machines
+         (project_id, span, start, prop, value, count, first_ms, last_ms, machine_count, machines)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?;
     for ((prop, value), (count, first, last, machines)) in &merged.props {
         let n = machines.count() as i64;
@@ -431,6 +434,10 @@ fn compact_one(
             start,
             prop,
             value,
+            count,
+            first,
+            last,
+            n,
             machines.to_bytes()
         ])?;
     }
