@@ -11,7 +11,8 @@ pub(super) fn erase_machine(
     project_id: i64,
     distinct_id: &str,
 ) -> Result<u64, StoreError> {
-    let plan = plan(store, project_id, distinct_id)?;
+    let mut plan = plan(store, project_id, distinct_id)?;
+    catch_up(store, &mut plan)?;
     apply(store, plan)
 }
 
@@ -25,8 +26,8 @@ struct Plan {
     found: Vec<(i64, i64)>,
     scanned: i64,
     /// The rollups of the days in `found`, without the machine, over the events up to
-    /// `counted`: the rollup mark when the plan was made; of each event only the
-    /// (property, value)s the machine had that day, the rows it touched.
+    /// `counted`: the rollup mark when the plan was made or caught up; of each event
+    /// only the (property, value)s the machine had that day, the rows it touched.
     recount: rollup::Agg,
     counted: i64,
     /// What the machine's events in `found` add to the rollups: the rows to replace.
@@ -46,7 +47,6 @@ fn plan(store: &SqliteStore, project_id: i64, distinct_id: &str) -> Result<Plan,
     let found = machine_events(&tx, project_id, distinct_id, 0, scanned)?;
     let mut touched = rollup::Agg::default();
     count_found(&tx, &found, &mut touched)?;
-    warm_indexes(&tx, project_id, &found)?;
     let only = rollup::Values::of(&touched);
     let mut recount = rollup::Agg::default();
     for day in days_of(&found) {
@@ -75,6 +75,29 @@ fn plan(store: &SqliteStore, project_id: i64, distinct_id: &str) -> Result<Plan,
         touched,
         generation,
     })
+}
+
+/// Counts into the plan's recount what was folded since its snapshot (the recount takes
+/// long enough for many events to arrive), so that little is left to count under the
+/// write lock; then reads the pages the write will change.
+fn catch_up(store: &SqliteStore, plan: &mut Plan) -> Result<(), StoreError> {
+    let mut reader = store.reader()?;
+    let tx = reader.transaction()?;
+    let upto = rollup::folded_upto(&tx)?;
+    let days = days_of(&plan.found);
+    rollup::count_events_at(
+        &tx,
+        "seq > ?1 AND seq <= ?2 AND +project_id = ?3 AND distinct_id != ?4",
+        params![plan.counted, upto, plan.project_id, plan.distinct_id],
+        &|ts| days.binary_search(&ts.div_euclid(DAY_MS)).is_ok(),
+        Some(&rollup::Values::of(&plan.touched)),
+        &mut plan.recount,
+    )?;
+    plan.counted = upto;
+    // Last, so that reading the days' events does not push these pages out again.
+    warm_indexes(&tx, plan.project_id, &plan.found)?;
+    plan.touched.warm(&tx)?;
+    Ok(())
 }
 
 /// Reads the index entries that deleting the found events will change, so that the
@@ -357,6 +380,22 @@ mod tests {
             )
             .expect("count");
         assert_eq!(left, 0);
+        assert_recounted(&store);
+        store.close();
+    }
+
+    #[test]
+    fn what_is_folded_before_the_catch_up_is_counted_once() {
+        let (_dir, store) = store();
+        let mut plan = plan(&store, 1, "m1").expect("plan");
+        // Before the catch-up: others and the erased machine on planned days.
+        insert(&store, vec![event(2, 1, 6), event(1, 2, 5), event(3, 3, 4)]);
+        store.settle().expect("settle");
+        catch_up(&store, &mut plan).expect("catch up");
+        // After it: more of both.
+        insert(&store, vec![event(4, 1, 7), event(1, 1, 8)]);
+        store.settle().expect("settle");
+        assert_eq!(apply(&store, plan).expect("apply"), 14);
         assert_recounted(&store);
         store.close();
     }

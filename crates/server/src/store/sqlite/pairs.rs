@@ -119,10 +119,7 @@ pub(super) fn replace<'a>(
 ) -> rusqlite::Result<()> {
     let counted = rows(counted);
     let mut write = conn.prepare_cached(&format!("INSERT OR REPLACE {INSERT}"))?;
-    let mut delete = conn.prepare_cached(
-        "DELETE FROM rollup_pairs WHERE project_id = ?1 AND prop_a = ?2 AND value_a = ?3
-         AND prop_b = ?4 AND value_b = ?5 AND day = ?6 AND event = ?7",
-    )?;
+    let mut delete = conn.prepare_cached(&format!("DELETE FROM rollup_pairs WHERE {AT_KEY}"))?;
     for key in rows(touched).into_keys() {
         match counted.get(&key) {
             Some(agg) => put(&mut write, key, agg)?,
@@ -134,6 +131,24 @@ pub(super) fn replace<'a>(
     }
     Ok(())
 }
+
+/// Reads the stored rows that the combinations add to, set and all (see
+/// `Agg::warm`).
+pub(super) fn warm<'a>(
+    conn: &Connection,
+    combos: impl Iterator<Item = &'a Combo>,
+) -> rusqlite::Result<()> {
+    let mut read = conn.prepare_cached(&format!("SELECT * FROM rollup_pairs WHERE {AT_KEY}"))?;
+    for (project, pa, va, pb, vb, day, event) in rows(combos).into_keys() {
+        read.query(params![project, pa, va, pb, vb, day, event])?
+            .next()?;
+    }
+    Ok(())
+}
+
+/// One pair row, by the parameters of a [`Key`].
+const AT_KEY: &str = "project_id = ?1 AND prop_a = ?2 AND value_a = ?3 AND prop_b = ?4
+    AND value_b = ?5 AND day = ?6 AND event = ?7";
 
 fn any_event_only(prop: &str) -> bool {
     PAIRED_ANY_EVENT.contains(&prop)

@@ -147,13 +147,18 @@ impl Agg {
         agg.last_ms = agg.last_ms.max(ts_ms);
     }
 
-    /// (project, day) -> event -> property -> value, from the combinations.
+    /// (project, day) -> event -> property -> value, from the combinations, with each
+    /// day's rows merged over every event as event '' (capture refuses empty event
+    /// names): the rows questions about all events read instead of one per event.
     fn props(&self) -> HashMap<(i64, i64), PropMaps> {
         let mut props: HashMap<(i64, i64), PropMaps> = HashMap::default();
         for c in self.combos.values().flatten() {
-            let by_prop = slot(props.entry((c.project, c.day)).or_default(), &c.event);
-            for (prop, value) in c.dims.iter() {
-                slot(slot(by_prop, prop), value).add(&c.agg);
+            let by_event = props.entry((c.project, c.day)).or_default();
+            for event in [c.event.as_str(), ""] {
+                let by_prop = slot(by_event, event);
+                for (prop, value) in c.dims.iter() {
+                    slot(slot(by_prop, prop), value).add(&c.agg);
+                }
             }
         }
         props
@@ -191,8 +196,7 @@ impl Agg {
             if *day < today {
                 spans::invalidate(conn, *project, *day)?;
             }
-            let any = any_event(by_event);
-            for (event, by_prop) in by_event.iter().chain([(&String::new(), &any)]) {
+            for (event, by_prop) in by_event {
                 for (prop, by_value) in by_prop {
                     for (value, a) in by_value {
                         let machines =
@@ -242,21 +246,6 @@ impl Agg {
         }
         Ok(())
     }
-}
-
-/// One day's rows merged over every event: the rows kept as event '' (capture refuses
-/// empty event names), which questions about all events read instead of one per event.
-fn any_event(by_event: &PropMaps) -> HashMap<String, HashMap<String, PropAgg>> {
-    let mut any: HashMap<String, HashMap<String, PropAgg>> = HashMap::default();
-    for by_prop in by_event.values() {
-        for (prop, by_value) in by_prop {
-            let mine = slot(&mut any, prop);
-            for (value, agg) in by_value {
-                slot(mine, value).add(agg);
-            }
-        }
-    }
-    any
 }
 
 /// Merges sets into stored ones, writing a row only when its set gained a machine.

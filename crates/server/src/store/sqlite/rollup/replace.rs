@@ -2,7 +2,7 @@
 //! without the machine put in place of the stored ones, and every other row left alone.
 
 use super::super::spans;
-use super::{Agg, DAY_MS, any_event, count_events_at, folded_upto, slot};
+use super::{Agg, DAY_MS, count_events_at, folded_upto, slot};
 use rusqlite::{Connection, params};
 use rustc_hash::FxHashMap as HashMap;
 
@@ -79,6 +79,55 @@ pub(in crate::store::sqlite) fn replace_touched(
 }
 
 impl Agg {
+    /// Reads the stored rows that [`Agg::replace`] rewrites when `self` is what was
+    /// touched, sets and all, so that their pages are in memory by the time it runs
+    /// under the write lock.
+    pub fn warm(&self, conn: &Connection) -> rusqlite::Result<()> {
+        let read = |sql: &str, key: &[&dyn rusqlite::ToSql]| -> rusqlite::Result<()> {
+            conn.prepare_cached(sql)?.query(key)?.next()?;
+            Ok(())
+        };
+        for ((project, hour), by_event) in &self.events {
+            for event in by_event.keys() {
+                read(
+                    "SELECT * FROM rollup_events WHERE project_id = ?1 AND event = ?2 AND hour = ?3",
+                    params![project, event, hour],
+                )?;
+            }
+        }
+        for (table, time, touched) in [
+            ("rollup_machines", "day", &self.machines),
+            ("rollup_machine_hours", "hour", &self.hour_machines),
+        ] {
+            let sql = format!(
+                "SELECT * FROM {table} WHERE project_id = ?1 AND event = ?2 AND {time} = ?3"
+            );
+            for ((project, t), by_event) in touched {
+                for event in by_event.keys() {
+                    read(&sql, params![project, event, t])?;
+                }
+            }
+        }
+        let props = ["rollup_props", "rollup_prop_machines"].map(|table| {
+            format!(
+                "SELECT * FROM {table} WHERE project_id = ?1 AND prop = ?2 AND day = ?3
+                 AND event = ?4 AND value = ?5"
+            )
+        });
+        for ((project, day), by_event) in &self.props() {
+            for (event, by_prop) in by_event {
+                for (prop, by_value) in by_prop {
+                    for value in by_value.keys() {
+                        for sql in &props {
+                            read(sql, params![project, prop, day, event, value])?;
+                        }
+                    }
+                }
+            }
+        }
+        super::super::pairs::warm(conn, self.combos.values().flatten())
+    }
+
     /// Writes the rows of `self` in place of the stored rows that `touched` adds to, and
     /// removes those of them that `self` has none for.
     pub fn replace(self, conn: &Connection, touched: &Agg) -> rusqlite::Result<()> {
@@ -149,20 +198,15 @@ impl Agg {
         let mut deletes = [delete("rollup_props")?, delete("rollup_prop_machines")?];
         let mine = self.props();
         for (key @ (project, day), by_event) in &touched.props() {
-            let mine_events = mine.get(key);
-            let mine_any = mine_events.map(any_event);
-            for (event, by_prop) in by_event
-                .iter()
-                .chain([(&String::new(), &any_event(by_event))])
-            {
-                let mine = match event.as_str() {
-                    "" => mine_any.as_ref(),
-                    _ => mine_events.and_then(|m| m.get(event)),
-                };
+            for (event, by_prop) in by_event {
                 for (prop, by_value) in by_prop {
                     for value in by_value.keys() {
-                        let key = params![project, prop, day, event, value];
-                        match mine.and_then(|m| m.get(prop)).and_then(|m| m.get(value)) {
+                        let stored = mine
+                            .get(key)
+                            .and_then(|m| m.get(event))
+                            .and_then(|m| m.get(prop))
+                            .and_then(|m| m.get(value));
+                        match stored {
                             Some(a) => {
                                 let n = a.machines.count() as i64;
                                 counts.execute(params![
@@ -180,7 +224,7 @@ impl Agg {
                             }
                             None => {
                                 for delete in &mut deletes {
-                                    delete.execute(key)?;
+                                    delete.execute(params![project, prop, day, event, value])?;
                                 }
                             }
                         }
