@@ -11,9 +11,16 @@ pub(super) fn erase_machine(
     project_id: i64,
     distinct_id: &str,
 ) -> Result<u64, StoreError> {
+    let started = std::time::Instant::now();
     let mut plan = plan(store, project_id, distinct_id)?;
-    catch_up(store, &mut plan)?;
-    apply(store, plan)
+    let planned = started.elapsed();
+    let recount = catch_up(store, &mut plan)?;
+    tracing::info!(
+        plan_ms = planned.as_millis() as u64,
+        catch_up_ms = (started.elapsed() - planned).as_millis() as u64,
+        "planned an erasure"
+    );
+    apply(store, plan, recount)
 }
 
 /// What erasing a machine removes and what the rollups of its days become, worked out on
@@ -79,8 +86,9 @@ fn plan(store: &SqliteStore, project_id: i64, distinct_id: &str) -> Result<Plan,
 
 /// Counts into the plan's recount what was folded since its snapshot (the recount takes
 /// long enough for many events to arrive), so that little is left to count under the
-/// write lock; then reads the pages the write will change.
-fn catch_up(store: &SqliteStore, plan: &mut Plan) -> Result<(), StoreError> {
+/// write lock, and expands it into the rows it adds up to; then reads the pages the
+/// write will change.
+fn catch_up(store: &SqliteStore, plan: &mut Plan) -> Result<rollup::Rows, StoreError> {
     let mut reader = store.reader()?;
     let tx = reader.transaction()?;
     let upto = rollup::folded_upto(&tx)?;
@@ -95,9 +103,10 @@ fn catch_up(store: &SqliteStore, plan: &mut Plan) -> Result<(), StoreError> {
     )?;
     plan.counted = upto;
     // Last, so that reading the days' events does not push these pages out again.
+    let recount = std::mem::take(&mut plan.recount).into_rows();
     warm_indexes(&tx, plan.project_id, &plan.found)?;
     plan.touched.warm(&tx)?;
-    Ok(())
+    Ok(recount)
 }
 
 /// Reads the index entries that deleting the found events will change, so that the
@@ -133,7 +142,7 @@ fn count_found(
 /// Removes the machine's events and puts the planned rows in place of the rollup rows they
 /// added to, under the write lock: only what was stored or folded since the plan is read
 /// there, and only the rows the machine added to are written.
-fn apply(store: &SqliteStore, plan: Plan) -> Result<u64, StoreError> {
+fn apply(store: &SqliteStore, plan: Plan, recount: rollup::Rows) -> Result<u64, StoreError> {
     store.control(|conn| {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let locked = std::time::Instant::now();
@@ -162,7 +171,7 @@ fn apply(store: &SqliteStore, plan: Plan) -> Result<u64, StoreError> {
         let days = days_of(&found);
         let rewriting = std::time::Instant::now();
         if same_values && rollup::meta(&tx, GENERATION)?.unwrap_or(0) == plan.generation {
-            rollup::replace_touched(&tx, project, &planned, plan.recount, plan.counted, &touched)?;
+            rollup::replace_touched(&tx, project, &planned, recount, plan.counted, &touched)?;
             let later: Vec<i64> = days
                 .iter()
                 .copied()
@@ -362,14 +371,15 @@ mod tests {
     #[test]
     fn a_plan_takes_in_what_is_stored_and_folded_after_it() {
         let (_dir, store) = store();
-        let plan = plan(&store, 1, "m1").expect("plan");
+        let mut plan = plan(&store, 1, "m1").expect("plan");
+        let recount = catch_up(&store, &mut plan).expect("catch up");
         assert_eq!(plan.found.len(), 12);
         // Folded after the plan: the erased machine on a planned day and on a new one,
         // others on planned days; then more that wait to be folded.
         insert(&store, vec![event(1, 1, 5), event(1, 5, 0), event(2, 1, 6)]);
         store.settle().expect("settle");
         insert(&store, vec![event(3, 2, 7), event(1, 2, 8)]);
-        assert_eq!(apply(&store, plan).expect("apply"), 15);
+        assert_eq!(apply(&store, plan, recount).expect("apply"), 15);
         let left: i64 = store
             .reader()
             .expect("reader")
@@ -391,11 +401,11 @@ mod tests {
         // Before the catch-up: others and the erased machine on planned days.
         insert(&store, vec![event(2, 1, 6), event(1, 2, 5), event(3, 3, 4)]);
         store.settle().expect("settle");
-        catch_up(&store, &mut plan).expect("catch up");
+        let recount = catch_up(&store, &mut plan).expect("catch up");
         // After it: more of both.
         insert(&store, vec![event(4, 1, 7), event(1, 1, 8)]);
         store.settle().expect("settle");
-        assert_eq!(apply(&store, plan).expect("apply"), 14);
+        assert_eq!(apply(&store, plan, recount).expect("apply"), 14);
         assert_recounted(&store);
         store.close();
     }
@@ -416,10 +426,11 @@ mod tests {
         }
         insert(&store, vec![other]);
         store.settle().expect("settle");
-        let plan = plan(&store, 1, "m1").expect("plan");
+        let mut plan = plan(&store, 1, "m1").expect("plan");
+        let recount = catch_up(&store, &mut plan).expect("catch up");
         insert(&store, vec![new]);
         store.settle().expect("settle");
-        assert_eq!(apply(&store, plan).expect("apply"), 13);
+        assert_eq!(apply(&store, plan, recount).expect("apply"), 13);
         assert_recounted(&store);
         store.close();
     }
@@ -427,9 +438,10 @@ mod tests {
     #[test]
     fn a_plan_made_before_another_erasure_is_recounted() {
         let (_dir, store) = store();
-        let plan = plan(&store, 1, "m1").expect("plan");
+        let mut plan = plan(&store, 1, "m1").expect("plan");
+        let recount = catch_up(&store, &mut plan).expect("catch up");
         erase_machine(&store, 1, "m2").expect("erase");
-        assert_eq!(apply(&store, plan).expect("apply"), 12);
+        assert_eq!(apply(&store, plan, recount).expect("apply"), 12);
         assert_recounted(&store);
         store.close();
     }

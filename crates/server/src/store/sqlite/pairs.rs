@@ -110,18 +110,50 @@ pub(super) fn flush<'a>(
     Ok(())
 }
 
-/// Puts the rows `counted` adds up to in place of the stored ones that `touched` adds
-/// to, and removes those that `counted` has none for.
+/// Pair rows keyed by values of their own, to keep apart from the combinations they
+/// were added up from.
+pub(super) type OwnedRows = FxHashMap<(i64, String, String, String, String, i64, String), PropAgg>;
+
+/// The pair rows the combinations add up to.
+pub(super) fn owned_rows<'a>(combos: impl Iterator<Item = &'a Combo>) -> OwnedRows {
+    rows(combos)
+        .into_iter()
+        .map(|((project, pa, va, pb, vb, day, event), agg)| {
+            let key = (
+                project,
+                pa.into(),
+                va.into(),
+                pb.into(),
+                vb.into(),
+                day,
+                event.into(),
+            );
+            (key, agg)
+        })
+        .collect()
+}
+
+/// Puts the `counted` rows in place of the stored ones that `touched` adds to, and
+/// removes those that `counted` has none for.
 pub(super) fn replace<'a>(
     conn: &Connection,
-    counted: impl Iterator<Item = &'a Combo>,
+    counted: &OwnedRows,
     touched: impl Iterator<Item = &'a Combo>,
 ) -> rusqlite::Result<()> {
-    let counted = rows(counted);
     let mut write = conn.prepare_cached(&format!("INSERT OR REPLACE {INSERT}"))?;
     let mut delete = conn.prepare_cached(&format!("DELETE FROM rollup_pairs WHERE {AT_KEY}"))?;
     for key in rows(touched).into_keys() {
-        match counted.get(&key) {
+        let (project, pa, va, pb, vb, day, event) = key;
+        let owned = (
+            project,
+            pa.into(),
+            va.into(),
+            pb.into(),
+            vb.into(),
+            day,
+            event.into(),
+        );
+        match counted.get(&owned) {
             Some(agg) => put(&mut write, key, agg)?,
             None => {
                 let (project, pa, va, pb, vb, day, event) = key;

@@ -8,7 +8,7 @@
 
 mod replace;
 
-pub(super) use replace::{Values, replace_touched};
+pub(super) use replace::{Rows, Values, replace_touched};
 
 use super::spans;
 use crate::rollup::{Dims, dims};

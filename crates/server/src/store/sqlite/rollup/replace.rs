@@ -1,8 +1,9 @@
 //! Erasure's rewrite of the rollup rows a machine's events added to: the rows recounted
 //! without the machine put in place of the stored ones, and every other row left alone.
 
-use super::super::spans;
-use super::{Agg, DAY_MS, count_events_at, folded_upto, slot};
+use super::super::{pairs, spans};
+use super::{Agg, DAY_MS, PropMaps, count_events_at, folded_upto, slot};
+use crate::sketch::MachineSet;
 use rusqlite::{Connection, params};
 use rustc_hash::FxHashMap as HashMap;
 
@@ -40,23 +41,23 @@ impl Values {
     }
 }
 
-/// Puts what `counted` (the events of `days` up to sequence number `upto`, without the
-/// removed ones, counted with only the (property, value)s of `touched`) plus what the
-/// events after it up to the rollup mark add in place of the rollup rows that `touched`
-/// (what the removed events added) adds to; of those, the rows no other event adds to
-/// are removed. Every other row of the days stays as it is.
+/// Puts `counted` (the rows of the events of `days` up to sequence number `upto`,
+/// without the removed ones, counted with only the (property, value)s of `touched`)
+/// plus what the events after it up to the rollup mark add in place of the rollup rows
+/// that `touched` (what the removed events added) adds to; of those, the rows no other
+/// event adds to are removed. Every other row of the days stays as it is.
 pub(in crate::store::sqlite) fn replace_touched(
     conn: &Connection,
     project: i64,
     days: &[i64],
-    counted: Agg,
+    mut counted: Rows,
     upto: i64,
     touched: &Agg,
 ) -> rusqlite::Result<()> {
     let only = Values::of(touched);
     let folded = folded_upto(conn)?;
     let on: std::collections::HashSet<i64> = days.iter().copied().collect();
-    let mut agg = counted;
+    let mut since = Agg::default();
     // By sequence number: the few events since `upto`, not every event of the days.
     count_events_at(
         conn,
@@ -64,13 +65,14 @@ pub(in crate::store::sqlite) fn replace_touched(
         params![upto, folded, project],
         &|ts| on.contains(&ts.div_euclid(DAY_MS)),
         Some(&only),
-        &mut agg,
+        &mut since,
     )?;
+    counted.add(since.into_rows());
     for &day in days {
         spans::invalidate(conn, project, day)?;
     }
     let started = std::time::Instant::now();
-    agg.replace(conn, touched)?;
+    counted.replace(conn, touched)?;
     tracing::debug!(
         ms = started.elapsed().as_millis() as u64,
         "rollup rows of an erasure written"
@@ -78,8 +80,19 @@ pub(in crate::store::sqlite) fn replace_touched(
     Ok(())
 }
 
+/// The rows an [`Agg`] adds up to, keyed as they are stored. Erasure expands its
+/// recount into these while it plans, so that under the write lock it only adds what
+/// the few events since add.
+pub(in crate::store::sqlite) struct Rows {
+    events: HashMap<(i64, i64), HashMap<String, i64>>,
+    machines: HashMap<(i64, i64), HashMap<String, MachineSet>>,
+    hour_machines: HashMap<(i64, i64), HashMap<String, MachineSet>>,
+    props: HashMap<(i64, i64), PropMaps>,
+    pairs: pairs::OwnedRows,
+}
+
 impl Agg {
-    /// Reads the stored rows that [`Agg::replace`] rewrites when `self` is what was
+    /// Reads the stored rows that [`Rows::replace`] rewrites when `self` is what was
     /// touched, sets and all, so that their pages are in memory by the time it runs
     /// under the write lock.
     pub fn warm(&self, conn: &Connection) -> rusqlite::Result<()> {
@@ -125,12 +138,70 @@ impl Agg {
                 }
             }
         }
-        super::super::pairs::warm(conn, self.combos.values().flatten())
+        pairs::warm(conn, self.combos.values().flatten())
+    }
+}
+
+impl Agg {
+    /// The rows this adds up to.
+    pub fn into_rows(self) -> Rows {
+        Rows {
+            props: self.props(),
+            pairs: pairs::owned_rows(self.combos.values().flatten()),
+            events: self.events,
+            machines: self.machines,
+            hour_machines: self.hour_machines,
+        }
+    }
+}
+
+impl Rows {
+    /// Adds the rows of `other` to these.
+    pub fn add(&mut self, other: Rows) {
+        for (key, by_event) in other.events {
+            for (event, n) in by_event {
+                *self
+                    .events
+                    .entry(key)
+                    .or_default()
+                    .entry(event)
+                    .or_default() += n;
+            }
+        }
+        for (mine, theirs) in [
+            (&mut self.machines, other.machines),
+            (&mut self.hour_machines, other.hour_machines),
+        ] {
+            for (key, by_event) in theirs {
+                for (event, set) in by_event {
+                    mine.entry(key)
+                        .or_default()
+                        .entry(event)
+                        .or_default()
+                        .merge(&set);
+                }
+            }
+        }
+        for (key, by_event) in other.props {
+            let mine = self.props.entry(key).or_default();
+            for (event, by_prop) in by_event {
+                let mine = mine.entry(event).or_default();
+                for (prop, by_value) in by_prop {
+                    let mine = mine.entry(prop).or_default();
+                    for (value, agg) in by_value {
+                        mine.entry(value).or_default().add(&agg);
+                    }
+                }
+            }
+        }
+        for (key, agg) in other.pairs {
+            self.pairs.entry(key).or_default().add(&agg);
+        }
     }
 
     /// Writes the rows of `self` in place of the stored rows that `touched` adds to, and
     /// removes those of them that `self` has none for.
-    pub fn replace(self, conn: &Connection, touched: &Agg) -> rusqlite::Result<()> {
+    pub fn replace(&self, conn: &Connection, touched: &Agg) -> rusqlite::Result<()> {
         let mut put = conn.prepare_cached(
             "INSERT OR REPLACE INTO rollup_events (project_id, event, hour, count)
              VALUES (?1, ?2, ?3, ?4)",
@@ -196,7 +267,7 @@ impl Agg {
             ))
         };
         let mut deletes = [delete("rollup_props")?, delete("rollup_prop_machines")?];
-        let mine = self.props();
+        let mine = &self.props;
         for (key @ (project, day), by_event) in &touched.props() {
             for (event, by_prop) in by_event {
                 for (prop, by_value) in by_prop {
@@ -232,10 +303,6 @@ impl Agg {
                 }
             }
         }
-        super::super::pairs::replace(
-            conn,
-            self.combos.values().flatten(),
-            touched.combos.values().flatten(),
-        )
+        pairs::replace(conn, &self.pairs, touched.combos.values().flatten())
     }
 }
