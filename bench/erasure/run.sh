@@ -56,6 +56,6 @@ done
 wait $eraser
 echo
 echo "DELETE answered $(cat "$log.status") after $(cat "$log.secs") s"
-grep -o -e 'erased a machine.*' -e 'rollup rows of an erasure.*' "$log" | tail -n 2 || true
+grep -o -e "planned an erasure.*" -e "erased a machine.*" -e "rollup rows of an erasure.*" "$log" | tail -n 3 || true
 echo "left: $(sql "SELECT COUNT(*) FROM events WHERE distinct_id = '$machine'") events of $machine"
 rm -f "$log.status" "$log.secs"

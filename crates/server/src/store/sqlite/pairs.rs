@@ -110,26 +110,21 @@ pub(super) fn flush<'a>(
     Ok(())
 }
 
-/// Pair rows keyed by values of their own, to keep apart from the combinations they
-/// were added up from.
-pub(super) type OwnedRows = FxHashMap<(i64, String, String, String, String, i64, String), PropAgg>;
+/// A [`Key`] with values of its own, to keep apart from the combinations it came from.
+pub(super) type OwnedKey = (i64, String, String, String, String, i64, String);
+
+fn owned((project, pa, va, pb, vb, day, event): Key<'_>) -> OwnedKey {
+    let text = |s: &str| s.to_owned();
+    (project, text(pa), text(va), text(pb), text(vb), day, text(event))
+}
+
+pub(super) type OwnedRows = FxHashMap<OwnedKey, PropAgg>;
 
 /// The pair rows the combinations add up to.
 pub(super) fn owned_rows<'a>(combos: impl Iterator<Item = &'a Combo>) -> OwnedRows {
     rows(combos)
         .into_iter()
-        .map(|((project, pa, va, pb, vb, day, event), agg)| {
-            let key = (
-                project,
-                pa.into(),
-                va.into(),
-                pb.into(),
-                vb.into(),
-                day,
-                event.into(),
-            );
-            (key, agg)
-        })
+        .map(|(key, agg)| (owned(key), agg))
         .collect()
 }
 
@@ -143,17 +138,7 @@ pub(super) fn replace<'a>(
     let mut write = conn.prepare_cached(&format!("INSERT OR REPLACE {INSERT}"))?;
     let mut delete = conn.prepare_cached(&format!("DELETE FROM rollup_pairs WHERE {AT_KEY}"))?;
     for key in rows(touched).into_keys() {
-        let (project, pa, va, pb, vb, day, event) = key;
-        let owned = (
-            project,
-            pa.into(),
-            va.into(),
-            pb.into(),
-            vb.into(),
-            day,
-            event.into(),
-        );
-        match counted.get(&owned) {
+        match counted.get(&owned(key)) {
             Some(agg) => put(&mut write, key, agg)?,
             None => {
                 let (project, pa, va, pb, vb, day, event) = key;

@@ -140,9 +140,7 @@ impl Agg {
         }
         pairs::warm(conn, self.combos.values().flatten())
     }
-}
 
-impl Agg {
     /// The rows this adds up to.
     pub fn into_rows(self) -> Rows {
         Rows {
@@ -267,17 +265,17 @@ impl Rows {
             ))
         };
         let mut deletes = [delete("rollup_props")?, delete("rollup_prop_machines")?];
-        let mine = &self.props;
         for (key @ (project, day), by_event) in &touched.props() {
             for (event, by_prop) in by_event {
                 for (prop, by_value) in by_prop {
                     for value in by_value.keys() {
-                        let stored = mine
+                        let counted = self
+                            .props
                             .get(key)
                             .and_then(|m| m.get(event))
                             .and_then(|m| m.get(prop))
                             .and_then(|m| m.get(value));
-                        match stored {
+                        match counted {
                             Some(a) => {
                                 let n = a.machines.count() as i64;
                                 counts.execute(params![
