@@ -144,55 +144,70 @@ fn count_found(
 /// there, and only the rows the machine added to are written.
 fn apply(store: &SqliteStore, plan: Plan, recount: rollup::Rows) -> Result<u64, StoreError> {
     store.control(|conn| {
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let locked = std::time::Instant::now();
-        let (project, planned) = (plan.project_id, days_of(&plan.found));
-        let mut found = plan.found;
-        let since = machine_events(&tx, project, &plan.distinct_id, plan.scanned, i64::MAX)?;
-        let mut touched = plan.touched;
-        let on_planned: Vec<_> = since
+        // Every page the erasure changes stays in memory until its commit: with the
+        // connection's usual cache, SQLite wrote them to the log mid-transaction and read
+        // them back, a millisecond a row. The memory goes back afterwards.
+        let usual: i64 = conn.pragma_query_value(None, "cache_size", |r| r.get(0))?;
+        conn.pragma_update(None, "cache_size", -ERASURE_CACHE_KIB)?;
+        let erased = write(conn, plan, recount);
+        conn.pragma_update(None, "cache_size", usual)?;
+        erased
+    })
+}
+
+/// Page cache of the erasure's write transaction (KiB): room for the pages of the rows
+/// of a machine seen on every day of months of data.
+const ERASURE_CACHE_KIB: i64 = 512 << 10;
+
+fn write(conn: &mut Connection, plan: Plan, recount: rollup::Rows) -> Result<u64, StoreError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let locked = std::time::Instant::now();
+    let (project, planned) = (plan.project_id, days_of(&plan.found));
+    let mut found = plan.found;
+    let since = machine_events(&tx, project, &plan.distinct_id, plan.scanned, i64::MAX)?;
+    let mut touched = plan.touched;
+    let on_planned: Vec<_> = since
+        .iter()
+        .copied()
+        .filter(|(_, day)| planned.binary_search(day).is_ok())
+        .collect();
+    // The recount kept only the values the machine had when planned.
+    let mut later = rollup::Agg::default();
+    count_found(&tx, &on_planned, &mut later)?;
+    let same_values = rollup::Values::of(&touched).cover(&later);
+    count_found(&tx, &on_planned, &mut touched)?;
+    found.extend(since);
+    let deleting = std::time::Instant::now();
+    let mut delete = tx.prepare_cached("DELETE FROM events WHERE seq = ?1")?;
+    for (seq, _) in &found {
+        delete.execute([seq])?;
+    }
+    drop(delete);
+    let delete_ms = deleting.elapsed().as_millis() as u64;
+    let days = days_of(&found);
+    let rewriting = std::time::Instant::now();
+    if same_values && rollup::meta(&tx, GENERATION)?.unwrap_or(0) == plan.generation {
+        rollup::replace_touched(&tx, project, &planned, recount, plan.counted, &touched)?;
+        let later: Vec<i64> = days
             .iter()
             .copied()
-            .filter(|(_, day)| planned.binary_search(day).is_ok())
+            .filter(|d| !planned.contains(d))
             .collect();
-        // The recount kept only the values the machine had when planned.
-        let mut later = rollup::Agg::default();
-        count_found(&tx, &on_planned, &mut later)?;
-        let same_values = rollup::Values::of(&touched).cover(&later);
-        count_found(&tx, &on_planned, &mut touched)?;
-        found.extend(since);
-        let deleting = std::time::Instant::now();
-        let mut delete = tx.prepare_cached("DELETE FROM events WHERE seq = ?1")?;
-        for (seq, _) in &found {
-            delete.execute([seq])?;
-        }
-        drop(delete);
-        let delete_ms = deleting.elapsed().as_millis() as u64;
-        let days = days_of(&found);
-        let rewriting = std::time::Instant::now();
-        if same_values && rollup::meta(&tx, GENERATION)?.unwrap_or(0) == plan.generation {
-            rollup::replace_touched(&tx, project, &planned, recount, plan.counted, &touched)?;
-            let later: Vec<i64> = days
-                .iter()
-                .copied()
-                .filter(|d| !planned.contains(d))
-                .collect();
-            rollup::rebuild_days(&tx, project, &later)?;
-        } else {
-            rollup::rebuild_days(&tx, project, &days)?;
-        }
-        bump_generation(&tx)?;
-        tx.commit()?;
-        tracing::info!(
-            events = found.len(),
-            days = days.len(),
-            write_lock_ms = locked.elapsed().as_millis() as u64,
-            delete_ms,
-            rollups_ms = rewriting.elapsed().as_millis() as u64,
-            "erased a machine's events"
-        );
-        Ok(found.len() as u64)
-    })
+        rollup::rebuild_days(&tx, project, &later)?;
+    } else {
+        rollup::rebuild_days(&tx, project, &days)?;
+    }
+    bump_generation(&tx)?;
+    tx.commit()?;
+    tracing::info!(
+        events = found.len(),
+        days = days.len(),
+        write_lock_ms = locked.elapsed().as_millis() as u64,
+        delete_ms,
+        rollups_ms = rewriting.elapsed().as_millis() as u64,
+        "erased a machine's events"
+    );
+    Ok(found.len() as u64)
 }
 
 /// Counts erasures and retention passes, so that a plan made before one is not applied.

@@ -115,7 +115,15 @@ pub(super) type OwnedKey = (i64, String, String, String, String, i64, String);
 
 fn owned((project, pa, va, pb, vb, day, event): Key<'_>) -> OwnedKey {
     let text = |s: &str| s.to_owned();
-    (project, text(pa), text(va), text(pb), text(vb), day, text(event))
+    (
+        project,
+        text(pa),
+        text(va),
+        text(pb),
+        text(vb),
+        day,
+        text(event),
+    )
 }
 
 pub(super) type OwnedRows = FxHashMap<OwnedKey, PropAgg>;
