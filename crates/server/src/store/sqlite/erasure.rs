@@ -102,8 +102,8 @@ fn catch_up(store: &SqliteStore, plan: &mut Plan) -> Result<rollup::Rows, StoreE
         &mut plan.recount,
     )?;
     plan.counted = upto;
-    // Last, so that reading the days' events does not push these pages out again.
     let recount = std::mem::take(&mut plan.recount).into_rows();
+    // Last, so that reading the days' events does not push these pages out again.
     warm_indexes(&tx, plan.project_id, &plan.found)?;
     plan.touched.warm(&tx)?;
     Ok(recount)
@@ -159,6 +159,7 @@ fn apply(store: &SqliteStore, plan: Plan, recount: rollup::Rows) -> Result<u64, 
 /// of a machine seen on every day of months of data.
 const ERASURE_CACHE_KIB: i64 = 512 << 10;
 
+/// The write transaction of [`apply`].
 fn write(conn: &mut Connection, plan: Plan, recount: rollup::Rows) -> Result<u64, StoreError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let locked = std::time::Instant::now();
