@@ -143,21 +143,26 @@ fn count_found(
 /// added to, under the write lock: only what was stored or folded since the plan is read
 /// there, and only the rows the machine added to are written.
 fn apply(store: &SqliteStore, plan: Plan, recount: rollup::Rows) -> Result<u64, StoreError> {
-    store.control(|conn| {
-        // Every page the erasure changes stays in memory until its commit: with the
-        // connection's usual cache, SQLite wrote them to the log mid-transaction and read
-        // them back, a millisecond a row. The memory goes back afterwards.
-        let usual: i64 = conn.pragma_query_value(None, "cache_size", |r| r.get(0))?;
-        conn.pragma_update(None, "cache_size", -ERASURE_CACHE_KIB)?;
-        let erased = write(conn, plan, recount);
-        conn.pragma_update(None, "cache_size", usual)?;
-        erased
-    })
+    store.control(|conn| with_write_cache(conn, |conn| write(conn, plan, recount)))
 }
 
-/// Page cache of the erasure's write transaction (KiB): room for the pages of the rows
-/// of a machine seen on every day of months of data.
-const ERASURE_CACHE_KIB: i64 = 512 << 10;
+/// Runs `f` with a page cache that holds every page a large rewrite or delete changes:
+/// with the connection's usual one, SQLite wrote them to the log in the middle of the
+/// transaction and read them back, a millisecond a row. The memory goes back after.
+fn with_write_cache<T>(
+    conn: &mut Connection,
+    f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let usual: i64 = conn.pragma_query_value(None, "cache_size", |r| r.get(0))?;
+    conn.pragma_update(None, "cache_size", -WRITE_CACHE_KIB)?;
+    let done = f(conn);
+    conn.pragma_update(None, "cache_size", usual)?;
+    done
+}
+
+/// [`with_write_cache`]'s cache (KiB): room for the pages of the rows of a machine seen
+/// on every day of months of data, or of a day of events.
+const WRITE_CACHE_KIB: i64 = 512 << 10;
 
 /// The write transaction of [`apply`].
 fn write(conn: &mut Connection, plan: Plan, recount: rollup::Rows) -> Result<u64, StoreError> {
@@ -230,36 +235,74 @@ fn days_of(found: &[(i64, i64)]) -> Vec<i64> {
     days
 }
 
+/// Removes the events of the days before the one of `cutoff_ms`, with their rollups.
 pub(super) fn purge_before(store: &SqliteStore, cutoff_ms: i64) -> Result<u64, StoreError> {
-    let day = cutoff_ms.div_euclid(DAY_MS);
-    store.control(|conn| {
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        // Project by project, so that every delete seeks its index rather than
-        // reading whole tables while it holds the write lock.
-        let mut n = 0;
-        for project in project_ids(&tx)? {
-            let at = |sql: &str, bound: i64| tx.execute(sql, params![project, bound]);
-            n += at(
-                "DELETE FROM events WHERE project_id = ?1 AND ts_ms < ?2",
-                day * DAY_MS,
-            )?;
-            for table in super::rollup::ROLLUP_HOUR_TABLES {
-                at(
-                    &format!("DELETE FROM {table} WHERE project_id = ?1 AND hour < ?2"),
-                    day * 24,
-                )?;
-            }
-            for table in super::rollup::ROLLUP_DAY_TABLES {
-                at(
-                    &format!("DELETE FROM {table} WHERE project_id = ?1 AND day < ?2"),
-                    day,
-                )?;
-            }
-            super::spans::invalidate_before(&tx, project, day)?;
+    let cutoff = cutoff_ms.div_euclid(DAY_MS);
+    // A day at a time, oldest first, each in a transaction of its own: capture commits
+    // between them, and after each the rollups equal the events left.
+    let mut purged = 0;
+    loop {
+        let upto = match store.control(|conn| Ok(oldest_day(conn)?))? {
+            Some(oldest) if oldest < cutoff => oldest + 1,
+            _ => cutoff,
+        };
+        purged += purge_days_before(store, upto)?;
+        if upto == cutoff {
+            return Ok(purged);
         }
-        bump_generation(&tx)?;
-        tx.commit()?;
-        Ok(n as u64)
+    }
+}
+
+/// The day of the oldest event of any project.
+fn oldest_day(conn: &Connection) -> rusqlite::Result<Option<i64>> {
+    let mut oldest: Option<i64> = None;
+    let mut first = conn.prepare_cached("SELECT MIN(ts_ms) FROM events WHERE project_id = ?1")?;
+    for project in project_ids(conn)? {
+        if let Some(ts) = first.query_row([project], |r| r.get::<_, Option<i64>>(0))? {
+            oldest = Some(oldest.map_or(ts, |o| o.min(ts)));
+        }
+    }
+    Ok(oldest.map(|ts| ts.div_euclid(DAY_MS)))
+}
+
+fn purge_days_before(store: &SqliteStore, day: i64) -> Result<u64, StoreError> {
+    store.control(|conn| {
+        with_write_cache(conn, |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let locked = std::time::Instant::now();
+            // Project by project, so that every delete seeks its index rather than
+            // reading whole tables while it holds the write lock.
+            let mut n = 0;
+            for project in project_ids(&tx)? {
+                let at = |sql: &str, bound: i64| tx.execute(sql, params![project, bound]);
+                n += at(
+                    "DELETE FROM events WHERE project_id = ?1 AND ts_ms < ?2",
+                    day * DAY_MS,
+                )?;
+                for table in super::rollup::ROLLUP_HOUR_TABLES {
+                    at(
+                        &format!("DELETE FROM {table} WHERE project_id = ?1 AND hour < ?2"),
+                        day * 24,
+                    )?;
+                }
+                for table in super::rollup::ROLLUP_DAY_TABLES {
+                    at(
+                        &format!("DELETE FROM {table} WHERE project_id = ?1 AND day < ?2"),
+                        day,
+                    )?;
+                }
+                super::spans::invalidate_before(&tx, project, day)?;
+            }
+            bump_generation(&tx)?;
+            tx.commit()?;
+            tracing::debug!(
+                before_day = day,
+                events = n,
+                write_lock_ms = locked.elapsed().as_millis() as u64,
+                "purged the days before"
+            );
+            Ok(n as u64)
+        })
     })
 }
 
@@ -447,6 +490,32 @@ mod tests {
         insert(&store, vec![new]);
         store.settle().expect("settle");
         assert_eq!(apply(&store, plan, recount).expect("apply"), 13);
+        assert_recounted(&store);
+        store.close();
+    }
+
+    #[test]
+    fn retention_purges_day_by_day_down_to_the_cutoff() {
+        let (_dir, store) = store();
+        let events = |store: &SqliteStore| -> i64 {
+            store
+                .reader()
+                .expect("reader")
+                .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
+                .expect("count")
+        };
+        assert_eq!(events(&store), 120);
+        // The first two of the four days go, in a transaction each.
+        let generation = |store: &SqliteStore| {
+            rollup::meta(&store.reader().expect("reader"), GENERATION)
+                .expect("meta")
+                .unwrap_or(0)
+        };
+        let before = generation(&store);
+        let purged = purge_before(&store, (20_000 + 2) * DAY_MS + 5).expect("purge");
+        assert_eq!(purged, 60);
+        assert_eq!(events(&store), 60);
+        assert_eq!(generation(&store) - before, 2);
         assert_recounted(&store);
         store.close();
     }
