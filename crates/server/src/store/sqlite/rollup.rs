@@ -153,13 +153,24 @@ impl Agg {
     fn props(&self) -> HashMap<(i64, i64), PropMaps> {
         let mut props: HashMap<(i64, i64), PropMaps> = HashMap::default();
         for c in self.combos.values().flatten() {
-            let by_event = props.entry((c.project, c.day)).or_default();
-            for event in [c.event.as_str(), ""] {
-                let by_prop = slot(by_event, event);
-                for (prop, value) in c.dims.iter() {
-                    slot(slot(by_prop, prop), value).add(&c.agg);
+            let by_prop = slot(props.entry((c.project, c.day)).or_default(), &c.event);
+            for (prop, value) in c.dims.iter() {
+                slot(slot(by_prop, prop), value).add(&c.agg);
+            }
+        }
+        // Merged from the rows of each event, far fewer than the combinations when
+        // events come from many machines.
+        for by_event in props.values_mut() {
+            let mut any: HashMap<String, HashMap<String, PropAgg>> = HashMap::default();
+            for by_prop in by_event.values() {
+                for (prop, by_value) in by_prop {
+                    let any = slot(&mut any, prop);
+                    for (value, agg) in by_value {
+                        slot(any, value).add(agg);
+                    }
                 }
             }
+            by_event.insert(String::new(), any);
         }
         props
     }
