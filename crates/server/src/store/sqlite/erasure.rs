@@ -29,8 +29,11 @@ pub(super) fn erase_machine(
 struct Plan {
     project_id: i64,
     distinct_id: String,
-    /// The machine's events up to `scanned`, as (sequence number, day).
+    /// The machine's events up to the plan's snapshot, as (sequence number, day): the
+    /// days to recount.
     found: Vec<(i64, i64)>,
+    /// Its events stored after those, up to `scanned`, as the catch-up found them.
+    since: Vec<(i64, i64)>,
     scanned: i64,
     /// The rollups of the days in `found`, without the machine, over the events up to
     /// `counted`: the rollup mark when the plan was made or caught up; of each event
@@ -76,6 +79,7 @@ fn plan(store: &SqliteStore, project_id: i64, distinct_id: &str) -> Result<Plan,
         project_id,
         distinct_id: distinct_id.to_string(),
         found,
+        since: Vec::new(),
         scanned,
         recount,
         counted,
@@ -103,8 +107,22 @@ fn catch_up(store: &SqliteStore, plan: &mut Plan) -> Result<rollup::Rows, StoreE
     )?;
     plan.counted = upto;
     let recount = std::mem::take(&mut plan.recount).into_rows();
+    // The machine's events stored meanwhile are found here rather than by a scan under
+    // the lock; what they add is worked out there, with the few stored after.
+    let scanned: i64 =
+        tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?;
+    let since = machine_events(
+        &tx,
+        plan.project_id,
+        &plan.distinct_id,
+        plan.scanned,
+        scanned,
+    )?;
+    plan.since.extend(since);
+    plan.scanned = scanned;
     // Last, so that reading the days' events does not push these pages out again.
     warm_indexes(&tx, plan.project_id, &plan.found)?;
+    warm_indexes(&tx, plan.project_id, &plan.since)?;
     plan.touched.warm(&tx)?;
     Ok(recount)
 }
@@ -170,7 +188,14 @@ fn write(conn: &mut Connection, plan: Plan, recount: rollup::Rows) -> Result<u64
     let locked = std::time::Instant::now();
     let (project, planned) = (plan.project_id, days_of(&plan.found));
     let mut found = plan.found;
-    let since = machine_events(&tx, project, &plan.distinct_id, plan.scanned, i64::MAX)?;
+    let mut since = plan.since;
+    since.extend(machine_events(
+        &tx,
+        project,
+        &plan.distinct_id,
+        plan.scanned,
+        i64::MAX,
+    )?);
     let mut touched = plan.touched;
     let on_planned: Vec<_> = since
         .iter()
@@ -471,27 +496,38 @@ mod tests {
 
     #[test]
     fn a_value_first_seen_after_the_plan_is_counted_in_full() {
-        let (_dir, store) = store();
-        // Another machine with a version the erased one does not have yet; after the
-        // plan, the erased machine with it on the same day.
-        let mut other = event(4, 2, 1);
-        let mut new = event(1, 2, 0);
-        for e in [&mut other, &mut new] {
-            let mut props: serde_json::Map<String, serde_json::Value> =
-                serde_json::from_str(&e.properties).expect("json");
-            props.insert("product_version".into(), "9.9".into());
-            e.properties = serde_json::Value::Object(props.clone()).to_string();
-            e.dims = crate::rollup::dims("START", &props);
+        // The erased machine's event with the new value comes before the catch-up, or
+        // after it.
+        for before_catch_up in [true, false] {
+            let (_dir, store) = store();
+            // Another machine with a version the erased one does not have yet; after the
+            // plan, the erased machine with it on the same day.
+            let mut other = event(4, 2, 1);
+            let mut new = event(1, 2, 0);
+            for e in [&mut other, &mut new] {
+                let mut props: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_str(&e.properties).expect("json");
+                props.insert("product_version".into(), "9.9".into());
+                e.properties = serde_json::Value::Object(props.clone()).to_string();
+                e.dims = crate::rollup::dims("START", &props);
+            }
+            insert(&store, vec![other]);
+            store.settle().expect("settle");
+            let mut plan = plan(&store, 1, "m1").expect("plan");
+            let mut new = Some(new);
+            if before_catch_up {
+                insert(&store, new.take().into_iter().collect());
+                store.settle().expect("settle");
+            }
+            let recount = catch_up(&store, &mut plan).expect("catch up");
+            if let Some(new) = new {
+                insert(&store, vec![new]);
+                store.settle().expect("settle");
+            }
+            assert_eq!(apply(&store, plan, recount).expect("apply"), 13);
+            assert_recounted(&store);
+            store.close();
         }
-        insert(&store, vec![other]);
-        store.settle().expect("settle");
-        let mut plan = plan(&store, 1, "m1").expect("plan");
-        let recount = catch_up(&store, &mut plan).expect("catch up");
-        insert(&store, vec![new]);
-        store.settle().expect("settle");
-        assert_eq!(apply(&store, plan, recount).expect("apply"), 13);
-        assert_recounted(&store);
-        store.close();
     }
 
     #[test]
