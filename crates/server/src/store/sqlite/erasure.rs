@@ -166,20 +166,23 @@ fn apply(store: &SqliteStore, plan: Plan, recount: rollup::Rows) -> Result<u64, 
 
 /// Runs `f` with a page cache that holds every page a large rewrite or delete changes:
 /// with the connection's usual one, SQLite wrote them to the log in the middle of the
-/// transaction and read them back, a millisecond a row. The memory goes back after.
+/// transaction and read them back, a millisecond a row. Changed pages are never spilled
+/// (the cache grows past its size for them), and the memory goes back after.
 fn with_write_cache<T>(
     conn: &mut Connection,
     f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
     let usual: i64 = conn.pragma_query_value(None, "cache_size", |r| r.get(0))?;
     conn.pragma_update(None, "cache_size", -WRITE_CACHE_KIB)?;
+    conn.pragma_update(None, "cache_spill", false)?;
     let done = f(conn);
+    conn.pragma_update(None, "cache_spill", true)?;
     conn.pragma_update(None, "cache_size", usual)?;
     done
 }
 
-/// [`with_write_cache`]'s cache (KiB): room for the pages of the rows of a machine seen
-/// on every day of months of data, or of a day of events.
+/// [`with_write_cache`]'s cache (KiB) for the pages read: room for those of the rows of a
+/// machine seen on every day of months of data, or of a day of events.
 const WRITE_CACHE_KIB: i64 = 512 << 10;
 
 /// The write transaction of [`apply`].
