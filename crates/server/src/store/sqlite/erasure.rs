@@ -268,10 +268,12 @@ pub(super) fn purge_before(store: &SqliteStore, cutoff_ms: i64) -> Result<u64, S
     let cutoff = cutoff_ms.div_euclid(DAY_MS);
     // A day at a time, oldest first, each in a transaction of its own: capture commits
     // between them, and after each the rollups equal the events left.
-    let mut purged = 0;
+    let (mut purged, mut upto) = (0, i64::MIN);
     loop {
-        let upto = match store.control(|conn| Ok(oldest_day(conn)?))? {
-            Some(oldest) if oldest < cutoff => oldest + 1,
+        // Always a later day than the last pass: events that arrive meanwhile for days
+        // already purged wait for the next run, and the passes end at the cutoff.
+        upto = match store.control(|conn| Ok(oldest_day(conn)?))? {
+            Some(oldest) if oldest < cutoff => (oldest + 1).max(upto + 1),
             _ => cutoff,
         };
         purged += purge_days_before(store, upto)?;
