@@ -161,28 +161,30 @@ fn count_found(
 /// added to, under the write lock: only what was stored or folded since the plan is read
 /// there, and only the rows the machine added to are written.
 fn apply(store: &SqliteStore, plan: Plan, recount: rollup::Rows) -> Result<u64, StoreError> {
-    store.control(|conn| with_write_cache(conn, |conn| write(conn, plan, recount)))
+    store.control(|conn| with_write_cache(conn, true, |conn| write(conn, plan, recount)))
 }
 
-/// Runs `f` with a page cache that holds every page a large rewrite or delete changes:
+/// Runs `f` with a page cache that holds the pages a large rewrite or delete changes:
 /// with the connection's usual one, SQLite wrote them to the log in the middle of the
-/// transaction and read them back, a millisecond a row. Changed pages are never spilled
-/// (the cache grows past its size for them), and the memory goes back after.
+/// transaction and read them back, a millisecond a row. With `never_spill` (for changes
+/// of a known, bounded size) changed pages stay in memory past the cache's size too. The
+/// memory goes back after.
 fn with_write_cache<T>(
     conn: &mut Connection,
+    never_spill: bool,
     f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
     let usual: i64 = conn.pragma_query_value(None, "cache_size", |r| r.get(0))?;
     conn.pragma_update(None, "cache_size", -WRITE_CACHE_KIB)?;
-    conn.pragma_update(None, "cache_spill", false)?;
+    conn.pragma_update(None, "cache_spill", !never_spill)?;
     let done = f(conn);
     conn.pragma_update(None, "cache_spill", true)?;
     conn.pragma_update(None, "cache_size", usual)?;
     done
 }
 
-/// [`with_write_cache`]'s cache (KiB) for the pages read: room for those of the rows of a
-/// machine seen on every day of months of data, or of a day of events.
+/// [`with_write_cache`]'s cache (KiB): room for the pages of the rows of a machine seen
+/// on every day of months of data, or of a day of events.
 const WRITE_CACHE_KIB: i64 = 512 << 10;
 
 /// The write transaction of [`apply`].
@@ -297,7 +299,8 @@ fn oldest_day(conn: &Connection) -> rusqlite::Result<Option<i64>> {
 
 fn purge_days_before(store: &SqliteStore, day: i64) -> Result<u64, StoreError> {
     store.control(|conn| {
-        with_write_cache(conn, |conn| {
+        // A day of events has no bound: past the cache, SQLite may spill.
+        with_write_cache(conn, false, |conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let locked = std::time::Instant::now();
             // Project by project, so that every delete seeks its index rather than
