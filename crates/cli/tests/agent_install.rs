@@ -48,7 +48,11 @@ fn installs_and_disables_telemetry_on_request() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (prefix, etc) = (dir.path().join("prefix"), dir.path().join("etc"));
     let out = install(&prefix, &etc, &[], &[("DISABLE_TELEMETRY", "1")]);
-    assert!(out.status.success());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(etc.join(".opt-out-from-anonymous-statistics").exists());
 }
 
