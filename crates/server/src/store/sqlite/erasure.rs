@@ -42,6 +42,8 @@ struct Plan {
     counted: i64,
     /// What the machine's events in `found` add to the rollups: the rows to replace.
     touched: rollup::Agg,
+    /// The (property, value)s of `touched` on each day: those the recount keeps.
+    values: rollup::Values,
     /// Erasures and retention passes before the plan; another one since spoils it.
     generation: i64,
 }
@@ -57,7 +59,7 @@ fn plan(store: &SqliteStore, project_id: i64, distinct_id: &str) -> Result<Plan,
     let found = machine_events(&tx, project_id, distinct_id, 0, scanned)?;
     let mut touched = rollup::Agg::default();
     count_found(&tx, &found, &mut touched)?;
-    let only = rollup::Values::of(&touched);
+    let values = rollup::Values::of(&touched);
     let mut recount = rollup::Agg::default();
     for day in days_of(&found) {
         rollup::count_events_at(
@@ -71,7 +73,7 @@ fn plan(store: &SqliteStore, project_id: i64, distinct_id: &str) -> Result<Plan,
                 distinct_id
             ],
             &|_| true,
-            Some(&only),
+            Some(&values),
             &mut recount,
         )?;
     }
@@ -84,6 +86,7 @@ fn plan(store: &SqliteStore, project_id: i64, distinct_id: &str) -> Result<Plan,
         recount,
         counted,
         touched,
+        values,
         generation,
     })
 }
@@ -102,7 +105,7 @@ fn catch_up(store: &SqliteStore, plan: &mut Plan) -> Result<rollup::Rows, StoreE
         "seq > ?1 AND seq <= ?2 AND +project_id = ?3 AND distinct_id != ?4",
         params![plan.counted, upto, plan.project_id, plan.distinct_id],
         &|ts| days.binary_search(&ts.div_euclid(DAY_MS)).is_ok(),
-        Some(&rollup::Values::of(&plan.touched)),
+        Some(&plan.values),
         &mut plan.recount,
     )?;
     plan.counted = upto;
@@ -210,7 +213,7 @@ fn write(conn: &mut Connection, plan: Plan, recount: rollup::Rows) -> Result<u64
     // The recount kept only the values the machine had when planned.
     let mut later = rollup::Agg::default();
     count_found(&tx, &on_planned, &mut later)?;
-    let same_values = rollup::Values::of(&touched).cover(&later);
+    let same_values = plan.values.cover(&later);
     count_found(&tx, &on_planned, &mut touched)?;
     found.extend(since);
     let deleting = std::time::Instant::now();
@@ -223,7 +226,15 @@ fn write(conn: &mut Connection, plan: Plan, recount: rollup::Rows) -> Result<u64
     let days = days_of(&found);
     let rewriting = std::time::Instant::now();
     if same_values && rollup::meta(&tx, GENERATION)?.unwrap_or(0) == plan.generation {
-        rollup::replace_touched(&tx, project, &planned, recount, plan.counted, &touched)?;
+        rollup::replace_touched(
+            &tx,
+            project,
+            &planned,
+            recount,
+            plan.counted,
+            &plan.values,
+            &touched,
+        )?;
         let later: Vec<i64> = days
             .iter()
             .copied()

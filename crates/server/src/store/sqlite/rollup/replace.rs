@@ -42,29 +42,28 @@ impl Values {
 }
 
 /// Puts `counted` (the rows of the events of `days` up to sequence number `upto`,
-/// without the removed ones, counted with only the (property, value)s of `touched`)
-/// plus what the events after it up to the rollup mark add in place of the rollup rows
-/// that `touched` (what the removed events added) adds to; of those, the rows no other
-/// event adds to are removed. Every other row of the days stays as it is.
+/// without the removed ones, counted with only the (property, value)s `only` of
+/// `touched`) plus what the events after it up to the rollup mark add in place of the
+/// rollup rows that `touched` (what the removed events added) adds to; of those, the rows
+/// no other event adds to are removed. Every other row of the days stays as it is.
 pub(in crate::store::sqlite) fn replace_touched(
     conn: &Connection,
     project: i64,
     days: &[i64],
     mut counted: Rows,
     upto: i64,
+    only: &Values,
     touched: &Agg,
 ) -> rusqlite::Result<()> {
-    let only = Values::of(touched);
     let folded = folded_upto(conn)?;
-    let on: std::collections::HashSet<i64> = days.iter().copied().collect();
     let mut since = Agg::default();
     // By sequence number: the few events since `upto`, not every event of the days.
     count_events_at(
         conn,
         "seq > ?1 AND seq <= ?2 AND +project_id = ?3",
         params![upto, folded, project],
-        &|ts| on.contains(&ts.div_euclid(DAY_MS)),
-        Some(&only),
+        &|ts| days.binary_search(&ts.div_euclid(DAY_MS)).is_ok(),
+        Some(only),
         &mut since,
     )?;
     counted.add(since.into_rows());
