@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Ingest benchmark: the real collector (SQLite WAL, synchronous=FULL, 200 only after the
-# commit) against a bare axum handler, on this machine, in one run.
+# Ingest benchmark: the real collector (SQLite WAL, 200 only after the commit is synced)
+# against a bare axum handler, and against that handler made durable (each body appended
+# to a file and synced before the answer), on this machine, in one run.
 #
 #   bench/ingest/run.sh            # 10 s per scenario after 2 s of warm-up
 #   DURATION=20 CONNECTIONS=128 MACHINES=100000 bench/ingest/run.sh
@@ -65,6 +66,14 @@ bare_pid=$!
 pids+=("$bare_pid")
 bare=$(addr_of "$work/bare.out")
 
+# The floor of any durable acknowledgement: the same handler, answering once the body is
+# appended to a file and synced, with group commit.
+mkdir "$work/durable"
+"$BIN/bare" --listen 127.0.0.1:0 --durable "$work/durable" >"$work/durable.out" 2>"$work/durable.out.err" &
+durable_pid=$!
+pids+=("$durable_pid")
+durable=$(addr_of "$work/durable.out")
+
 # Runs one scenario; prints the loadgen line with the server's CPU use appended.
 scenario() {
     local pid=$1 url=$2 batch=$3 before after line
@@ -83,13 +92,14 @@ fsync=$("$BIN/fsyncprobe" "$work")
 a=$(scenario "$collector_pid" "http://$collector/batch/" "$BATCH")
 b=$(scenario "$collector_pid" "http://$collector/e/" 1)
 c=$(scenario "$bare_pid" "http://$bare/e/" 1)
+d=$(scenario "$durable_pid" "http://$durable/e/" 1)
 
 acked=$(( $(field acked_events "$a") + $(field acked_events "$b") ))
 metric=$(curl -sf "http://$collector/metrics" | sed -n 's/^anonstats_events_total{result="stored"} //p')
 exported=$("$BIN/anonstats" export --data-dir "$work/data" --format ndjson | wc -l)
-errors=$(( $(field errors "$a") + $(field errors "$b") + $(field errors "$c") ))
+errors=$(( $(field errors "$a") + $(field errors "$b") + $(field errors "$c") + $(field errors "$d") ))
 
-ratio=$(awk -v x="$(field rps "$b")" -v y="$(field rps "$c")" 'BEGIN { printf "%.0f", 100 * x / y }')
+percent_of_bare() { awk -v x="$(field rps "$1")" -v y="$(field rps "$c")" 'BEGIN { printf "%.0f", 100 * x / y }'; }
 
 row() {
     local name=$1 line=$2
@@ -109,8 +119,10 @@ echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 row "(a) collector \`/batch/\`, $BATCH events/request" "$a"
 row "(b) collector \`/e/\`, 1 event/request" "$b"
 row "(c) bare axum \`/e/\`, 1 event/request" "$c"
+row "(d) bare axum \`/e/\`, body appended to a file and synced" "$d"
 echo
-echo "single-event requests/s, collector vs bare: ${ratio}%"
+echo "single-event requests/s, collector vs bare: $(percent_of_bare "$b")%"
+echo "single-event requests/s, durable bare vs bare: $(percent_of_bare "$d")%"
 echo "acknowledged events: $acked; stored (/metrics): $metric; exported: $exported"
 
 if [[ "$errors" != 0 || "$acked" != "$metric" || "$acked" != "$exported" ]]; then
