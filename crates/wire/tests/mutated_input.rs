@@ -113,7 +113,7 @@ fn shapes(bytes: &[u8]) -> Vec<Shape> {
         shape(gz, None, None, Some("gzip")),
         shape(broken_gz, Some("compression=gzip-js".into()), None, None),
         shape(
-            format!("data={}", encode_form(&lz_str::compress_to_base64(&*text))).into_bytes(),
+            format!("data={}", encode_form(lz_str::compress_to_base64(&*text))).into_bytes(),
             Some("compression=lz64".into()),
             form_type,
             None,
