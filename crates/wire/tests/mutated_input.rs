@@ -99,6 +99,7 @@ fn shapes(bytes: &[u8]) -> Vec<Shape> {
     };
     let json = Some("application/json");
     let form_type = Some("application/x-www-form-urlencoded");
+    // Whole gzip streams, and streams cut short by up to 6 bytes.
     gz.truncate(gz.len().saturating_sub(bytes.len() % 7));
     vec![
         shape(bytes.to_vec(), None, json, None),
