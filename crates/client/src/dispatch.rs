@@ -110,9 +110,16 @@ fn deliver(route: &Route, jobs: Vec<Job>, include_spool: bool) {
     let mut seen: HashSet<PathBuf> = spooled.iter().map(|s| s.path.clone()).collect();
     let mut events: Vec<Value> = spooled.iter().map(|s| s.event.clone()).collect();
     let mut files: Vec<PathBuf> = seen.iter().cloned().collect();
+    // A job's spool file is written before the job is queued, so an earlier round that
+    // read the spool may have sent it already, and removed its file.
+    let mut sent_before = 0;
     for job in &jobs {
         match &job.spooled {
             Some(path) if seen.contains(path) => continue,
+            Some(path) if !path.exists() => {
+                sent_before += 1;
+                continue;
+            }
             Some(path) => {
                 seen.insert(path.clone());
                 files.push(path.clone());
@@ -122,18 +129,22 @@ fn deliver(route: &Route, jobs: Vec<Job>, include_spool: bool) {
         events.push(job.event.clone());
     }
     let body = batch_body(&route.token, &events);
-    let outcome = match route.transport.post(&body, deadline) {
-        Ok(()) => {
-            route.spool.remove(&files);
-            Outcome::Delivered(events.len())
-        }
-        Err(e) => {
-            for job in jobs.iter().filter(|j| j.spooled.is_none()) {
-                let uuid = job.event["uuid"].as_str().unwrap_or("");
-                let _ = route.spool.put(uuid, &job.event, false);
+    let outcome = if events.is_empty() {
+        Outcome::Delivered(sent_before)
+    } else {
+        match route.transport.post(&body, deadline) {
+            Ok(()) => {
+                route.spool.remove(&files);
+                Outcome::Delivered(events.len())
             }
-            keep_facts(route, &spooled);
-            Outcome::Spooled(not_delivered(route, events.len(), &e))
+            Err(e) => {
+                for job in jobs.iter().filter(|j| j.spooled.is_none()) {
+                    let uuid = job.event["uuid"].as_str().unwrap_or("");
+                    let _ = route.spool.put(uuid, &job.event, false);
+                }
+                keep_facts(route, &spooled);
+                Outcome::Spooled(not_delivered(route, events.len(), &e))
+            }
         }
     };
     drop(lock);

@@ -87,6 +87,32 @@ fn undelivered_events_go_first_at_the_next_start_exactly_once() {
 }
 
 #[test]
+fn an_event_the_spool_already_delivered_is_not_sent_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = Recorder::start();
+    let client = builder(dir.path(), &rec.url).build().unwrap();
+    // The delivery thread's first round waits for the spool lock, held here, while a
+    // second event is spooled and queued behind it: that round reads both from the spool.
+    let spool = anonstats_client::spool::Spool::new(
+        dir.path().join("state/spool"),
+        anonstats_client::SpoolLimits::default(),
+    );
+    let lock = spool.try_lock().expect("the spool is free");
+    assert_eq!(client.start(), Outcome::Queued);
+    std::thread::scope(|s| {
+        let custom = s.spawn(|| client.send_action("CUSTOM_A", None, None));
+        while spool.load().len() < 2 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        drop(lock);
+        assert!(matches!(custom.join().unwrap(), Outcome::Delivered(_)));
+    });
+    assert_eq!(client.exit(), Outcome::Delivered(1));
+    assert_eq!(rec.names(), ["START", "CUSTOM_A", "EXIT"]);
+}
+
+#[test]
 fn a_run_without_exit_is_reported_once() {
     let dir = tempfile::tempdir().unwrap();
     let rec = Recorder::start();
