@@ -9,14 +9,7 @@
 # Environment: WORK [/tmp/anonstats-insights] (its data/), CONNECTIONS [4] senders.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-WORK=${WORK:-/tmp/anonstats-insights}
-CONNECTIONS=${CONNECTIONS:-4}
-DATA=$WORK/data
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-(cd "$ROOT" && cargo build --release --quiet -p anonstats -p anonstats-bench-ingest)
-BIN=$CARGO_TARGET_DIR/release
-[[ -f $DATA/anonstats.db ]] || { echo "no data set in $DATA (run bench/insights/run.sh first)" >&2; exit 1; }
+source "$(dirname "$0")/../under-load.sh"
 
 sql() { "$BIN/anonstats" sql --data-dir "$DATA" --timeout-secs 600 --format csv "$1" | tail -n 1; }
 machine=$(sql "SELECT distinct_id FROM events GROUP BY distinct_id ORDER BY COUNT(*) DESC LIMIT 1")
@@ -24,15 +17,9 @@ events=$(sql "SELECT COUNT(*) FROM events WHERE distinct_id = '$machine'")
 days=$(sql "SELECT COUNT(DISTINCT ts_ms / 86400000) FROM events WHERE distinct_id = '$machine'")
 echo "machine $machine: $events events on $days days"
 
-token=$("$BIN/anonstats" keys create-write-key default --data-dir "$DATA" | tail -n 1)
 admin=$("$BIN/anonstats" keys create-admin --data-dir "$DATA" | tail -n 1)
-log=$(mktemp)
-ANONSTATS_LOG=${ANONSTATS_LOG:-info,anonstats_server::store::sqlite::rollup=debug} \
-  "$BIN/anonstats" serve --data-dir "$DATA" --listen 127.0.0.1:0 >"$log" 2>&1 &
-serve=$!
-trap 'kill $serve 2>/dev/null || true; rm -f "$log"' EXIT
-for _ in $(seq 600); do grep -q '^listening on' "$log" && break; sleep 0.1; done
-url=$(sed -n 's|^listening on http://||p' "$log" | head -n 1)
+export ANONSTATS_LOG=${ANONSTATS_LOG:-info,anonstats_server::store::sqlite::rollup=debug}
+serve_data
 
 erase() {
   local start=$(date +%s.%N)
@@ -43,16 +30,8 @@ erase() {
 erase &
 eraser=$!
 echo
-echo "| seconds | requests | errors | p50 ms | p99 ms | max ms |"
-echo "|---:|---:|---:|---:|---:|---:|"
-t=0
-while kill -0 $eraser 2>/dev/null; do
-  line=$("$BIN/loadgen" --url "http://$url/e/" --token "$token" --batch 1 --connections "$CONNECTIONS" \
-    --machines 1000 --duration 10 --warmup 0)
-  t=$((t + 10))
-  f() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$line"; }
-  echo "| $t | $(f requests) | $(f errors) | $(f p50_ms) | $(f p99_ms) | $(f max_ms) |"
-done
+erasing() { kill -0 "$eraser" 2>/dev/null; }
+send_while erasing
 wait $eraser
 echo
 echo "DELETE answered $(cat "$log.status") after $(cat "$log.secs") s"
