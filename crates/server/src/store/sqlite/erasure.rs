@@ -235,12 +235,13 @@ fn write(conn: &mut Connection, plan: Plan, recount: rollup::Rows) -> Result<u64
             &plan.values,
             &touched,
         )?;
-        let later: Vec<i64> = days
+        // Days the machine reached only after the plan have no recount: built afresh.
+        let unplanned: Vec<i64> = days
             .iter()
             .copied()
-            .filter(|d| !planned.contains(d))
+            .filter(|d| planned.binary_search(d).is_err())
             .collect();
-        rollup::rebuild_days(&tx, project, &later)?;
+        rollup::rebuild_days(&tx, project, &unplanned)?;
     } else {
         rollup::rebuild_days(&tx, project, &days)?;
     }
