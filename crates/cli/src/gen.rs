@@ -82,6 +82,7 @@ pub fn run(args: GenArgs) -> anyhow::Result<ExitCode> {
         SqliteStore::open(&args.data_dir)
             .with_context(|| format!("cannot open the store in {}", args.data_dir.display()))?,
     );
+    store.lock()?;
     let project_id = ensure_project(&store, &args.project)?;
 
     let begun = Instant::now();

@@ -64,6 +64,7 @@ impl Store {
                 let store = SqliteStore::open(&args.data_dir).with_context(|| {
                     format!("cannot open the store in {}", args.data_dir.display())
                 })?;
+                store.lock()?;
                 let fold_after = std::time::Duration::from_millis(args.rollup_fold_ms);
                 Store::Sqlite(Arc::new(store.with_fold_after(fold_after)))
             }

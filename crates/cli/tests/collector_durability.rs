@@ -153,3 +153,48 @@ fn events_killed_before_the_rollups_counted_them_are_counted_at_the_next_start()
         .collect();
     assert_eq!(rows, expected);
 }
+
+/// A second process writing into the data dir of a running collector would store rows
+/// under sequence numbers the collector is about to give, and the collector would then
+/// answer 200 for events it silently dropped. Every writer takes the data dir alone.
+#[test]
+fn a_data_dir_in_use_is_refused_by_every_other_writer_and_the_collector_keeps_what_it_acknowledges() {
+    let c = Collector::start();
+    let pid = c.pid();
+    let in_use = format!("in use by pid {pid}");
+    for args in [
+        vec!["serve", "--listen", "127.0.0.1:0"],
+        vec!["gen", "--events", "100", "--machines", "10", "--days", "1"],
+    ] {
+        let mut child = std::process::Command::new(common::BIN)
+            .args(&args)
+            .arg("--data-dir")
+            .arg(c.data_dir())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run anonstats");
+        // A writer that was let in runs on (serve) or writes (gen): either way it is not
+        // refused at once.
+        let status = common::wait_timeout(&mut child, std::time::Duration::from_secs(30));
+        let _ = child.kill();
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert!(
+            status.is_some_and(|s| !s.success()),
+            "anonstats {args:?} ran beside serve ({status:?}): {stderr}"
+        );
+        assert!(stderr.contains(&in_use), "anonstats {args:?} did not say why: {stderr}");
+    }
+    let batch: Vec<_> = (0..10)
+        .map(|i| json!({"event": "after", "distinct_id": "m", "properties": {"n": i}}))
+        .collect();
+    let answer = common::post_json(
+        &c.url("/batch/"),
+        &json!({"api_key": c.write_token, "batch": batch}),
+    );
+    assert_eq!(answer.status, 200, "{}", answer.detail());
+    let stored = c.export().iter().filter(|e| e["event"] == "after").count();
+    assert_eq!(stored, 10, "acknowledged events were not stored");
+}

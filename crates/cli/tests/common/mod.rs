@@ -82,6 +82,11 @@ impl Collector {
         self.child = Some(child);
     }
 
+    /// The running collector's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.url)
     }

@@ -65,7 +65,9 @@ impl ApiError {
                 StatusCode::NOT_FOUND
             }
             ApiError::Store(StoreError::Invalid(_)) => StatusCode::BAD_REQUEST,
-            ApiError::Store(StoreError::Overloaded | StoreError::Unavailable(_)) => {
+            ApiError::Store(
+                StoreError::Overloaded | StoreError::Unavailable(_) | StoreError::InUse(_),
+            ) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::Store(StoreError::Backend(_)) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -20,6 +20,9 @@ pub enum StoreError {
     Unavailable(String),
     #[error("storage error: {0}")]
     Backend(String),
+    /// Another process writes to the same data dir.
+    #[error("{0}")]
+    InUse(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]

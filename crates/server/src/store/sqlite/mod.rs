@@ -4,6 +4,7 @@ mod adhoc;
 mod erasure;
 mod insights;
 mod keys;
+mod lock;
 mod pairs;
 mod query;
 mod rollup;
@@ -40,6 +41,8 @@ pub struct SqliteStore {
     writer_thread: Mutex<Option<JoinHandle<()>>>,
     /// Readers for insights, kept between questions.
     readers: Mutex<Vec<Connection>>,
+    /// Held while this process may write events (see lock.rs).
+    lock: Mutex<Option<std::fs::File>>,
     /// Dropping the sender stops the compactor.
     compactor: Mutex<Option<(std::sync::mpsc::Sender<()>, JoinHandle<()>)>>,
 }
@@ -103,7 +106,19 @@ impl SqliteStore {
             writer_thread: Mutex::new(None),
             compactor: Mutex::new(None),
             readers: Mutex::new(Vec::new()),
+            lock: Mutex::new(None),
         })
+    }
+
+    /// Takes the data dir for this process's writer, or says which process has it.
+    /// [`SqliteStore::start_writer`] takes it too; callers take it first to fail early.
+    pub fn lock(&self) -> Result<(), StoreError> {
+        let mut lock = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        if lock.is_none() {
+            let dir = self.path.parent().unwrap_or(Path::new("."));
+            *lock = Some(lock::take(dir)?);
+        }
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -142,6 +157,7 @@ impl SqliteStore {
 
     /// Starts the group-commit writer; `queue` bounds how many requests may wait.
     pub fn start_writer(&self, metrics: Arc<Metrics>, queue: usize) -> Result<(), StoreError> {
+        self.lock()?;
         let conn = Connection::open(&self.path)?;
         schema::configure(&conn)?;
         rollup::register_functions(&conn)?;
@@ -234,6 +250,7 @@ impl SqliteStore {
         {
             let _ = handle.join();
         }
+        self.lock.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 
     /// A new read-only connection, for long reads that must not hold the control lock.

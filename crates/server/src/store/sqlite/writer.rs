@@ -357,6 +357,12 @@ impl Writer {
             let tx = self
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            // Number after whatever the file holds: rows that reached it some other way
+            // (a restored copy, a tool) must not take the numbers given next. The largest
+            // rowid is one descent of the table's b-tree.
+            let last: i64 =
+                tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?;
+            fold.next_seq = fold.next_seq.max(last + 1);
             let outcomes = insert_events(&tx, &mut jobs, &mut fold.next_seq, &mut fold.pending)?;
             let upto = fold.next_seq - 1;
             let version = if fold_now {
@@ -475,9 +481,12 @@ fn insert_events(
 ) -> rusqlite::Result<Vec<Inserted>> {
     let mut outcomes = Vec::with_capacity(jobs.len());
     let mut insert = tx.prepare_cached(
-        "INSERT OR IGNORE INTO events
+        // Only a uuid the project already has is a duplicate; any other conflict is an
+        // error that fails the commit rather than an event dropped under a 200.
+        "INSERT INTO events
          (seq, project_id, uuid, event, distinct_id, ts_ms, received_ms, properties)
-         VALUES (?8, ?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+         VALUES (?8, ?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (project_id, uuid) DO NOTHING",
     )?;
     for job in jobs {
         let mut out = Inserted::default();
