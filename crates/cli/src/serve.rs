@@ -31,6 +31,14 @@ pub struct ServeArgs {
     /// Capture requests that may wait for a commit before new ones get 503.
     #[arg(long, env = "ANONSTATS_QUEUE", default_value_t = 4096)]
     pub queue: usize,
+    /// Events that may be in flight (read, decoded or waiting for their commit) before
+    /// new capture requests get 503.
+    #[arg(long, env = "ANONSTATS_QUEUE_EVENTS", default_value_t = 200_000)]
+    pub queue_events: usize,
+    /// Megabytes of request bodies and decoded events that may be in flight before new
+    /// capture requests get 503.
+    #[arg(long, env = "ANONSTATS_QUEUE_MB", default_value_t = 64)]
+    pub queue_mb: usize,
     /// Purge events older than this many days (checked at start and hourly).
     #[arg(long, env = "ANONSTATS_RETENTION_DAYS")]
     pub retention_days: Option<u32>,
@@ -149,6 +157,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let backend = store.backend();
         let mut settings = Settings {
             retention_days: args.retention_days,
+            in_flight: anonstats_server::admission::Bounds {
+                events: args.queue_events,
+                bytes: args.queue_mb << 20,
+            },
             ..Settings::default()
         };
         settings.api.k = args.k_anonymity;

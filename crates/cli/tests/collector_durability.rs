@@ -158,7 +158,8 @@ fn events_killed_before_the_rollups_counted_them_are_counted_at_the_next_start()
 /// under sequence numbers the collector is about to give, and the collector would then
 /// answer 200 for events it silently dropped. Every writer takes the data dir alone.
 #[test]
-fn a_data_dir_in_use_is_refused_by_every_other_writer_and_the_collector_keeps_what_it_acknowledges() {
+fn a_data_dir_in_use_is_refused_by_every_other_writer_and_the_collector_keeps_what_it_acknowledges()
+{
     let c = Collector::start();
     let pid = c.pid();
     let in_use = format!("in use by pid {pid}");
@@ -185,7 +186,10 @@ fn a_data_dir_in_use_is_refused_by_every_other_writer_and_the_collector_keeps_wh
             status.is_some_and(|s| !s.success()),
             "anonstats {args:?} ran beside serve ({status:?}): {stderr}"
         );
-        assert!(stderr.contains(&in_use), "anonstats {args:?} did not say why: {stderr}");
+        assert!(
+            stderr.contains(&in_use),
+            "anonstats {args:?} did not say why: {stderr}"
+        );
     }
     let batch: Vec<_> = (0..10)
         .map(|i| json!({"event": "after", "distinct_id": "m", "properties": {"n": i}}))

@@ -1,5 +1,6 @@
 //! The anonstats collector: PostHog-compatible capture, privacy filter, durable storage.
 
+pub mod admission;
 pub mod http;
 pub mod insights;
 pub mod keycache;
@@ -37,6 +38,8 @@ pub struct Backend {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Settings {
     pub limits: HttpLimits,
+    /// How much capture work may be in flight before new requests get 503.
+    pub in_flight: admission::Bounds,
     pub api: ApiSettings,
     /// Events older than this many days are purged, hourly.
     pub retention_days: Option<u32>,
@@ -57,6 +60,7 @@ pub async fn serve(
         tasks.push(tokio::spawn(retention(backend.insights.clone(), days)));
     }
     let state = AppState {
+        admission: admission::Admission::new(settings.in_flight),
         events: backend.events,
         key_store: backend.keys,
         insights: backend.insights,

@@ -27,7 +27,9 @@ fn rows_stored_by_another_connection_never_swallow_new_events() {
 
     // Another connection stores rows past the writer's last number.
     let other = rusqlite::Connection::open(dir.path().join(DB_FILE)).expect("second connection");
-    other.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+    other
+        .busy_timeout(std::time::Duration::from_secs(10))
+        .unwrap();
     for seq in 4..=8 {
         other
             .execute(
@@ -44,7 +46,11 @@ fn rows_stored_by_another_connection_never_swallow_new_events() {
     let inserted = rt.block_on(store.insert(next)).expect("insert");
     assert_eq!((inserted.stored, inserted.duplicates), (10, 0));
     let stored: i64 = other
-        .query_row("SELECT COUNT(*) FROM events WHERE event = 'EXIT'", [], |r| r.get(0))
+        .query_row(
+            "SELECT COUNT(*) FROM events WHERE event = 'EXIT'",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(stored, 10, "an acknowledged event is missing");
 

@@ -20,6 +20,8 @@ pub struct Collector {
     child: Option<Child>,
     pub stderr_log: PathBuf,
     extra_args: Vec<String>,
+    /// A command the collector runs under (e.g. strace injecting faults).
+    wrapper: Vec<String>,
 }
 
 impl Collector {
@@ -29,6 +31,11 @@ impl Collector {
 
     /// Starts with extra `serve` arguments, kept across restarts.
     pub fn start_with(args: &[&str]) -> Collector {
+        Collector::start_under(&[], args)
+    }
+
+    /// Starts as `WRAPPER... anonstats serve ARGS`, kept across restarts.
+    pub fn start_under(wrapper: &[&str], args: &[&str]) -> Collector {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut c = Collector {
             stderr_log: dir.path().join("serve.log"),
@@ -38,6 +45,7 @@ impl Collector {
             admin_token: String::new(),
             child: None,
             extra_args: args.iter().map(|a| a.to_string()).collect(),
+            wrapper: wrapper.iter().map(|a| a.to_string()).collect(),
         };
         c.spawn();
         c
@@ -53,7 +61,15 @@ impl Collector {
             .append(true)
             .open(&self.stderr_log)
             .expect("log file");
-        let mut child = Command::new(BIN)
+        let mut command = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(self.data_dir())
             .args(&self.extra_args)
@@ -82,9 +98,28 @@ impl Collector {
         self.child = Some(child);
     }
 
-    /// The running collector's process id.
+    /// The running collector's process id (under a wrapper, the wrapper's).
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
+    }
+
+    /// The collector's own process id, as it wrote it into its data dir's lock file.
+    pub fn serve_pid(&self) -> u32 {
+        let text =
+            std::fs::read_to_string(self.data_dir().join("anonstats.lock")).expect("lock file");
+        text.trim().parse().expect("pid in the lock file")
+    }
+
+    /// The collector's peak resident memory, in bytes.
+    pub fn peak_rss(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.serve_pid())).expect("status");
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM");
+        kib * 1024
     }
 
     pub fn url(&self, path: &str) -> String {

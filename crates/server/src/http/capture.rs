@@ -2,8 +2,9 @@
 
 use super::AppState;
 use super::error::ApiError;
+use crate::admission::Ticket;
 use crate::keycache::Resolved;
-use crate::store::{Inserted, NewEvent};
+use crate::store::{Inserted, NewEvent, StoreError};
 use crate::{privacy, rollup};
 use anonstats_wire::{Decoded, Limits, Request, decode_at};
 use axum::Json;
@@ -52,7 +53,10 @@ async fn handle(
     } else {
         st.limits.request_body
     };
-    let bytes = read_body(body, limit).await.map_err(|e| (e, 0))?;
+    let mut ticket = st.admission.ticket();
+    let bytes = read_body(body, limit, &mut ticket)
+        .await
+        .map_err(|e| (e, 0))?;
 
     let limits = Limits {
         max_payload: limit,
@@ -93,11 +97,21 @@ async fn handle(
             }
         })
         .collect();
-    let inserted = st
-        .events
-        .insert(events)
-        .await
-        .map_err(|e| (ApiError::Store(e), n))?;
+    let events: Vec<NewEvent> = events;
+    let held: usize = events.iter().map(NewEvent::size).sum();
+    ticket
+        .grow(n, held)
+        .map_err(|_| (ApiError::Store(StoreError::Overloaded), n))?;
+    // The commit goes on when the sender gives up, and holds its share until then.
+    let store = st.events.clone();
+    let inserted = tokio::spawn(async move {
+        let inserted = store.insert(events).await;
+        drop(ticket);
+        inserted
+    })
+    .await
+    .map_err(|e| (ApiError::Store(StoreError::Unavailable(e.to_string())), n))?
+    .map_err(|e| (ApiError::Store(e), n))?;
     st.metrics.dropped(&dropped);
     Ok(inserted)
 }
@@ -106,8 +120,9 @@ async fn handle(
 /// its body is read and thrown away, up to this much, before the 413 goes out.
 const DRAIN_MAX: usize = 64 << 20;
 
-/// Reads the body into memory, refusing it once it passes `limit`.
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+/// Reads the body into memory, refusing it once it passes `limit` or once the bytes in
+/// flight pass their bound.
+async fn read_body(body: Body, limit: usize, ticket: &mut Ticket) -> Result<Bytes, ApiError> {
     use http_body_util::BodyExt;
     let mut body = body;
     let mut buf = Vec::new();
@@ -119,6 +134,9 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
         };
         seen += chunk.len();
         if seen <= limit {
+            ticket
+                .grow(0, chunk.len())
+                .map_err(|_| ApiError::Store(StoreError::Overloaded))?;
             buf.extend_from_slice(&chunk);
         } else {
             buf = Vec::new();

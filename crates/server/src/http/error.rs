@@ -67,9 +67,7 @@ impl ApiError {
             ApiError::Store(StoreError::Invalid(_)) => StatusCode::BAD_REQUEST,
             ApiError::Store(
                 StoreError::Overloaded | StoreError::Unavailable(_) | StoreError::InUse(_),
-            ) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Store(StoreError::Backend(_)) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -50,6 +50,16 @@ pub struct NewEvent {
     pub dims: crate::rollup::Dims,
 }
 
+impl NewEvent {
+    /// Roughly what the event holds in memory, in bytes.
+    pub fn size(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.event.len()
+            + self.distinct_id.len()
+            + 2 * self.properties.len()
+    }
+}
+
 /// An event as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredEvent {

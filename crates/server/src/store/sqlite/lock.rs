@@ -15,7 +15,10 @@ pub const LOCK_FILE: &str = "anonstats.lock";
 pub fn take(data_dir: &Path) -> Result<File, StoreError> {
     let path = data_dir.join(LOCK_FILE);
     let cannot = |e: std::io::Error| {
-        StoreError::Unavailable(format!("cannot lock the data dir with {}: {e}", path.display()))
+        StoreError::Unavailable(format!(
+            "cannot lock the data dir with {}: {e}",
+            path.display()
+        ))
     };
     let mut file = File::options()
         .read(true)

@@ -104,6 +104,9 @@ impl Checkpointer {
     }
 }
 
+/// Commits that may wait for the sync thread.
+const SYNC_QUEUE: usize = 256;
+
 type Answer = (oneshot::Sender<Result<Inserted, StoreError>>, Inserted);
 
 /// Makes commits durable on a thread of its own: the writer commits without waiting for
@@ -111,13 +114,15 @@ type Answer = (oneshot::Sender<Result<Inserted, StoreError>>, Inserted);
 /// flushes the write-ahead log with one `fdatasync` for every commit made before it
 /// began, and only then answers their requests.
 pub(super) struct Syncer {
-    send: Option<std::sync::mpsc::Sender<Vec<Answer>>>,
+    send: Option<std::sync::mpsc::SyncSender<Vec<Answer>>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Syncer {
     pub fn start(wal: std::path::PathBuf) -> std::io::Result<Self> {
-        let (send, recv) = std::sync::mpsc::channel::<Vec<Answer>>();
+        // Bounded, so that a stalled disk holds up the writer too, whose full queue then
+        // sheds new requests instead of commits piling up behind the sync.
+        let (send, recv) = std::sync::mpsc::sync_channel::<Vec<Answer>>(SYNC_QUEUE);
         let thread = std::thread::Builder::new()
             .name("anonstats-sync".into())
             .spawn(move || {
