@@ -585,3 +585,24 @@ fn times_outside_the_accepted_range_are_refused_and_the_edges_kept() {
         .collect();
     assert_eq!(stored, edges);
 }
+
+/// An lz64 payload is held to the 2 MB limit in bytes of its text: three events of
+/// 300 000 three-byte characters each (2.7 MB in all, but only 0.9 million UTF-16 units)
+/// are refused.
+#[test]
+fn lz64_payloads_are_limited_in_bytes_not_utf16_units() {
+    let c = Collector::start();
+    let ev = json!({"event": "e", "distinct_id": "d", "properties": {"p": "€".repeat(300_000)}});
+    let payload = json!({"api_key": c.write_token, "batch": [ev, ev, ev]}).to_string();
+    assert!(payload.len() > 2 * 1024 * 1024 && payload.encode_utf16().count() < 1024 * 1024);
+    let body = form(&[("data", &lz_str::compress_to_base64(&payload))]);
+    let a = request(
+        "POST",
+        &c.url("/e/?compression=lz64"),
+        &[("content-type", "application/x-www-form-urlencoded")],
+        Some(body.as_bytes()),
+    );
+    assert_eq!(a.status, 413, "{}", a.body);
+    assert_eq!(a.detail(), "decoded payload is larger than the 2 MB limit");
+    assert_eq!(c.export(), Vec::<Value>::new());
+}
