@@ -361,3 +361,35 @@ fn gen_writes_n_events_over_m_machines_with_rollups() {
         String::from_utf8_lossy(&bad.stderr).contains("every machine sends at least one event")
     );
 }
+
+/// A sender that pretty-prints its JSON over many lines still gets one whole JSON object
+/// per NDJSON line in the export: properties are stored compactly.
+#[test]
+fn ndjson_export_is_one_object_per_line_whatever_the_senders_layout() {
+    let c = Collector::start();
+    let body = format!(
+        "{{\n  \"api_key\": \"{}\",\n  \"batch\": [\n    {{\n      \"event\": \"START\",\n      \"distinct_id\": \"m-1\",\n      \"properties\": {{\n        \"list\": [\n          1,\n          2\n        ],\n        \"nested\": {{\n          \"a\": {{ \"b\": [ \"x  y\" ] }}\n        }},\n\t\t\"text\": \"two  spaces\"\r\n      }}\n    }}\n  ]\n}}\n",
+        c.write_token
+    );
+    let a = request(
+        "POST",
+        &c.url("/batch/"),
+        &[("content-type", "application/json")],
+        Some(body.as_bytes()),
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    let out = run(&c, &["export", "--format", "ndjson"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "one event, one line: {text}");
+    let e: Value = serde_json::from_str(lines[0]).expect("the line is one JSON object");
+    assert_eq!(
+        e["properties"],
+        json!({"list": [1, 2], "nested": {"a": {"b": ["x  y"]}}, "text": "two  spaces"})
+    );
+}
