@@ -77,7 +77,15 @@ fn sigterm_finishes_requests_in_flight_and_loses_no_acknowledged_event() {
             })
         })
         .collect();
-    std::thread::sleep(std::time::Duration::from_millis(700));
+    // Stop under load: once some requests were acknowledged, not after a guessed time.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while acked.load(Ordering::SeqCst) < 400 {
+        assert!(
+            std::time::Instant::now() < until,
+            "no load reached the collector"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     c.stop();
     stop.store(true, Ordering::SeqCst);
     for s in senders {
