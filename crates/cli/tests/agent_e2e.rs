@@ -64,10 +64,10 @@ impl Demo {
         std::thread::spawn(move || {
             let mut tx = Some(tx);
             for line in lines.by_ref().map_while(Result::ok) {
-                if line == READY {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(());
-                    }
+                if line == READY
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(());
                 }
             }
         });
