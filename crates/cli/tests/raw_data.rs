@@ -360,6 +360,31 @@ fn gen_writes_n_events_over_m_machines_with_rollups() {
     assert!(
         String::from_utf8_lossy(&bad.stderr).contains("every machine sends at least one event")
     );
+    // gen holds its events to the times the collector accepts.
+    let before = c.export().len();
+    let early = run(
+        &c,
+        &[
+            "gen",
+            "--events",
+            "50",
+            "--machines",
+            "5",
+            "--end",
+            "2000-01-10",
+        ],
+    );
+    assert!(!early.status.success());
+    assert!(
+        String::from_utf8_lossy(&early.stderr).contains(
+            "--end 2000-01-10 and --days 30 give events from 1999-12-11T00:00:00.000Z to \
+             2000-01-10T00:00:00.000Z, outside the accepted time range, \
+             2000-01-01T00:00:00.000Z to 2099-12-31T23:59:59.999Z"
+        ),
+        "{}",
+        String::from_utf8_lossy(&early.stderr)
+    );
+    assert_eq!(c.export().len(), before, "nothing was generated");
 }
 
 /// A sender that pretty-prints its JSON over many lines still gets one whole JSON object
