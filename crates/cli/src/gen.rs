@@ -78,6 +78,20 @@ pub fn run(args: GenArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let start_ms = end_ms - i64::from(args.days) * DAY_MS;
+    // The same times the collector accepts, so that both stores hold them alike.
+    if !anonstats_wire::timestamp_in_range(start_ms)
+        || !anonstats_wire::timestamp_in_range(end_ms - 1)
+    {
+        bail!(
+            "--end {} and --days {} give events from {} to {}, outside the accepted time range, {} to {}",
+            args.end.as_deref().unwrap_or("(now)"),
+            args.days,
+            anonstats_wire::format_rfc3339_ms(start_ms),
+            anonstats_wire::format_rfc3339_ms(end_ms),
+            anonstats_wire::format_rfc3339_ms(anonstats_wire::MIN_TIMESTAMP_MS),
+            anonstats_wire::format_rfc3339_ms(anonstats_wire::MAX_TIMESTAMP_MS),
+        );
+    }
     let store = Arc::new(
         SqliteStore::open(&args.data_dir)
             .with_context(|| format!("cannot open the store in {}", args.data_dir.display()))?,

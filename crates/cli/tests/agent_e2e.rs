@@ -5,6 +5,7 @@ mod common;
 
 use common::Collector;
 use serde_json::Value;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
@@ -46,8 +47,43 @@ struct Demo {
     dir: PathBuf,
 }
 
+/// The line the demo agent prints once its SIGTERM and SIGINT handlers are installed.
+const READY: &str = "demo-agent: ready";
+
 impl Demo {
-    fn spawn(&self, url: &str, token: &str, crash: bool) -> Child {
+    /// Starts the agent and returns once it handles SIGTERM: a signal sent before would
+    /// kill it instead of making it send EXIT.
+    fn start(&self, url: &str, token: &str) -> Child {
+        let mut child = self
+            .command(url, token, false)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start demo-agent");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in lines.by_ref().map_while(Result::ok) {
+                if line == READY
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        rx.recv_timeout(Duration::from_secs(20))
+            .expect("demo-agent did not say it handles signals");
+        child
+    }
+
+    /// Runs the agent with `--crash`; it exits on its own.
+    fn crash(&self, url: &str, token: &str) -> Child {
+        self.command(url, token, true)
+            .spawn()
+            .expect("start demo-agent")
+    }
+
+    fn command(&self, url: &str, token: &str, crash: bool) -> Command {
         let mut cmd = Command::new(demo_agent());
         cmd.args(["--endpoint", url, "--token", token, "--config-dir"])
             .arg(self.dir.join("etc"))
@@ -60,7 +96,7 @@ impl Demo {
         if crash {
             cmd.arg("--crash");
         }
-        cmd.spawn().expect("start demo-agent")
+        cmd
     }
 }
 
@@ -100,7 +136,7 @@ fn start_exit_and_fatal_arrive_with_their_fields() {
         dir: dir.path().into(),
     };
 
-    let mut agent = demo.spawn(&c.url, &c.write_token, false);
+    let mut agent = demo.start(&c.url, &c.write_token);
     wait_for(&c, "START", 1);
     signal(&agent, "-TERM");
     assert!(wait(&mut agent).success());
@@ -114,7 +150,7 @@ fn start_exit_and_fatal_arrive_with_their_fields() {
     let machine = std::fs::read_to_string(dir.path().join("state/machine-id")).expect("machine id");
     assert_eq!(start["distinct_id"], machine.trim());
 
-    let mut crashing = demo.spawn(&c.url, &c.write_token, true);
+    let mut crashing = demo.crash(&c.url, &c.write_token);
     assert_eq!(wait(&mut crashing).code(), Some(101));
     let events = wait_for(&c, "FATAL", 1);
     let fatal = named(&events, "FATAL");
@@ -144,7 +180,7 @@ fn fatal_spooled_while_the_collector_is_down_arrives_once() {
         dir: dir.path().into(),
     };
 
-    let mut crashing = demo.spawn(&old_url, &c.write_token, true);
+    let mut crashing = demo.crash(&old_url, &c.write_token);
     assert_eq!(wait(&mut crashing).code(), Some(101));
     let spooled: Vec<Value> = std::fs::read_dir(dir.path().join("state/spool"))
         .expect("spool dir")
@@ -158,13 +194,14 @@ fn fatal_spooled_while_the_collector_is_down_arrives_once() {
         .expect("FATAL is in the spool");
 
     c.restart();
-    for _ in 0..2 {
-        let mut agent = demo.spawn(&c.url, &c.write_token, false);
-        let before = named(&c.export(), "EXIT").len();
-        wait_for(&c, "START", 1);
+    // Each run waits for counts new to it: the spooled START, then one START and one
+    // EXIT per run.
+    for run in 1..=2 {
+        let mut agent = demo.start(&c.url, &c.write_token);
+        wait_for(&c, "START", 1 + run);
         signal(&agent, "-TERM");
         assert!(wait(&mut agent).success());
-        wait_for(&c, "EXIT", before + 1);
+        wait_for(&c, "EXIT", run);
     }
     let events = c.export();
     let fatal = named(&events, "FATAL");
@@ -185,13 +222,13 @@ fn kill_9_is_reported_once_as_incomplete_shutdown() {
         dir: dir.path().into(),
     };
 
-    let mut agent = demo.spawn(&c.url, &c.write_token, false);
+    let mut agent = demo.start(&c.url, &c.write_token);
     wait_for(&c, "START", 1);
     signal(&agent, "-KILL");
     let _ = wait(&mut agent);
 
     for n in 1..=2 {
-        let mut agent = demo.spawn(&c.url, &c.write_token, false);
+        let mut agent = demo.start(&c.url, &c.write_token);
         wait_for(&c, "START", n + 1);
         signal(&agent, "-TERM");
         assert!(wait(&mut agent).success());

@@ -366,17 +366,37 @@ fn a_killed_clickhouse_costs_503s_but_no_acknowledged_event() {
             }
         }));
     }
-    std::thread::sleep(Duration::from_millis(1500));
+    // Each step waits for what it needs, not for a guessed time: events acknowledged
+    // before the kill, 503s while ClickHouse is down, acknowledgements after the restart.
+    let wait_until = |what: &str, f: &dyn Fn() -> bool| {
+        let until = Instant::now() + Duration::from_secs(30);
+        while !f() {
+            assert!(Instant::now() < until, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_until("events acknowledged before the kill", &|| {
+        acked.lock().expect("lock").len() >= 200
+    });
     let pid = server_pid(NAME).expect("server pid");
     let killed = Command::new("kill")
         .args(["-KILL", &pid])
         .status()
         .expect("kill");
     assert!(killed.success());
+    let before_kill = acked.lock().expect("lock").len();
+    let unavailable_before = unavailable.load(Ordering::SeqCst);
+    wait_until("503s while ClickHouse is down", &|| {
+        unavailable.load(Ordering::SeqCst) > unavailable_before + 4
+    });
+    // Requests answered before the kill reached the collector may still be counted now;
+    // after several 503s every sender has met the outage.
     let before_restart = acked.lock().expect("lock").len();
-    std::thread::sleep(Duration::from_millis(2000));
+    assert!(before_restart >= before_kill);
     instance(&["start", NAME, HTTP, "19006", "--interserver-port", "20006"]);
-    std::thread::sleep(Duration::from_millis(1500));
+    wait_until("ingest resumed after the restart", &|| {
+        acked.lock().expect("lock").len() >= before_restart + 200
+    });
     stop.store(true, Ordering::SeqCst);
     for s in senders {
         s.join().expect("sender");

@@ -471,3 +471,138 @@ fn cors_flags_health() {
     let h = request("GET", &c.url("/healthz"), &[], None);
     assert_eq!((h.status, h.json()["status"].clone()), (200, json!("ok")));
 }
+
+/// Event times outside 2000-01-01 .. 2099-12-31 (and sums that would overflow) are
+/// answered 400 naming the field, and nothing of the request is stored; the edges of the
+/// range are stored exactly.
+#[test]
+fn times_outside_the_accepted_range_are_refused_and_the_edges_kept() {
+    const RANGE: &str = "2000-01-01T00:00:00.000Z to 2099-12-31T23:59:59.999Z";
+    let c = Collector::start();
+    let t = c.write_token.clone();
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    let ev = |extra: Value| {
+        let mut e = json!({"event": "e", "distinct_id": "d", "api_key": t});
+        for (k, v) in extra.as_object().unwrap() {
+            e[k] = v.clone();
+        }
+        e
+    };
+    // A day before 2000-01-01, whatever the time now.
+    let before_2000 = now_ms() - 946_684_800_000 + 86_400_000;
+    // (path, body, detail)
+    let cases: Vec<(&str, Value, String)> = vec![
+        (
+            "/e/",
+            ev(json!({"offset": i64::MAX})),
+            format!(
+                "event 0: `offset` 9223372036854775807 puts the event outside the accepted time range, {RANGE}"
+            ),
+        ),
+        (
+            "/e/",
+            ev(json!({"offset": i64::MIN})),
+            format!(
+                "event 0: `offset` -9223372036854775808 puts the event outside the accepted time range, {RANGE}"
+            ),
+        ),
+        (
+            "/e/",
+            ev(json!({"offset": before_2000})),
+            format!(
+                "event 0: `offset` {before_2000} puts the event outside the accepted time range, {RANGE}"
+            ),
+        ),
+        (
+            "/e/",
+            ev(json!({"timestamp": "1999-12-31T23:59:59.999Z"})),
+            format!(
+                "event 0: `timestamp` \"1999-12-31T23:59:59.999Z\" is outside the accepted time range, {RANGE}"
+            ),
+        ),
+        (
+            "/e/",
+            ev(json!({"timestamp": "1970-01-01T00:00:00Z"})),
+            format!(
+                "event 0: `timestamp` \"1970-01-01T00:00:00Z\" is outside the accepted time range, {RANGE}"
+            ),
+        ),
+        (
+            "/batch/",
+            json!({"api_key": t, "batch": [ev(json!({})), ev(json!({"timestamp": "2100-01-01T00:00:00.000Z"}))]}),
+            format!(
+                "event 1: `timestamp` \"2100-01-01T00:00:00.000Z\" is outside the accepted time range, {RANGE}"
+            ),
+        ),
+        (
+            "/e/?_=-9223372036854775808",
+            ev(json!({"timestamp": "2024-01-01T00:00:00Z"})),
+            format!(
+                "event 0: `timestamp` \"2024-01-01T00:00:00Z\", corrected by the send time, is outside the accepted time range, {RANGE}"
+            ),
+        ),
+        (
+            "/e/?_=9223372036854775807",
+            ev(json!({"timestamp": "2024-01-01T00:00:00Z"})),
+            format!(
+                "event 0: `timestamp` \"2024-01-01T00:00:00Z\", corrected by the send time, is outside the accepted time range, {RANGE}"
+            ),
+        ),
+        (
+            "/batch/",
+            json!({"api_key": t, "sent_at": "2000-01-01T00:00:00Z", "batch": [ev(json!({"timestamp": "2099-06-01T00:00:00Z"}))]}),
+            format!(
+                "event 0: `timestamp` \"2099-06-01T00:00:00Z\", corrected by the send time, is outside the accepted time range, {RANGE}"
+            ),
+        ),
+    ];
+    for (path, body, detail) in &cases {
+        let a = request(
+            "POST",
+            &c.url(path),
+            &[("content-type", "application/json")],
+            Some(body.to_string().as_bytes()),
+        );
+        assert_eq!(a.status, 400, "{path} {body}: {}", a.body);
+        assert_eq!(&a.detail(), detail, "{path} {body}");
+    }
+    assert_eq!(c.export(), Vec::<Value>::new(), "nothing was stored");
+
+    // The edges themselves are stored as sent.
+    let edges = ["2000-01-01T00:00:00.000Z", "2099-12-31T23:59:59.999Z"];
+    let batch = json!({"api_key": t, "batch": edges.iter().map(|ts| ev(json!({"timestamp": ts}))).collect::<Vec<_>>()});
+    let a = post_json(&c.url("/batch/"), &batch);
+    assert_eq!(a.status, 200, "{}", a.body);
+    let stored: Vec<String> = c
+        .export()
+        .iter()
+        .map(|e| e["timestamp"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(stored, edges);
+}
+
+/// An lz64 payload is held to the 2 MB limit in bytes of its text: three events of
+/// 300 000 three-byte characters each (2.7 MB in all, but only 0.9 million UTF-16 units)
+/// are refused.
+#[test]
+fn lz64_payloads_are_limited_in_bytes_not_utf16_units() {
+    let c = Collector::start();
+    let ev = json!({"event": "e", "distinct_id": "d", "properties": {"p": "€".repeat(300_000)}});
+    let payload = json!({"api_key": c.write_token, "batch": [ev, ev, ev]}).to_string();
+    assert!(payload.len() > 2 * 1024 * 1024 && payload.encode_utf16().count() < 1024 * 1024);
+    let body = form(&[("data", &lz_str::compress_to_base64(&payload))]);
+    let a = request(
+        "POST",
+        &c.url("/e/?compression=lz64"),
+        &[("content-type", "application/x-www-form-urlencoded")],
+        Some(body.as_bytes()),
+    );
+    assert_eq!(a.status, 413, "{}", a.body);
+    assert_eq!(a.detail(), "decoded payload is larger than the 2 MB limit");
+    assert_eq!(c.export(), Vec::<Value>::new());
+}

@@ -363,4 +363,61 @@ fn gen_writes_n_events_over_m_machines_with_rollups() {
     assert!(
         String::from_utf8_lossy(&bad.stderr).contains("every machine sends at least one event")
     );
+    // gen holds its events to the times the collector accepts.
+    let before = c.export().len();
+    let early = run(
+        &c,
+        &[
+            "gen",
+            "--events",
+            "50",
+            "--machines",
+            "5",
+            "--end",
+            "2000-01-10",
+        ],
+    );
+    assert!(!early.status.success());
+    assert!(
+        String::from_utf8_lossy(&early.stderr).contains(
+            "--end 2000-01-10 and --days 30 give events from 1999-12-11T00:00:00.000Z to \
+             2000-01-10T00:00:00.000Z, outside the accepted time range, \
+             2000-01-01T00:00:00.000Z to 2099-12-31T23:59:59.999Z"
+        ),
+        "{}",
+        String::from_utf8_lossy(&early.stderr)
+    );
+    assert_eq!(c.export().len(), before, "nothing was generated");
+}
+
+/// A sender that pretty-prints its JSON over many lines still gets one whole JSON object
+/// per NDJSON line in the export: properties are stored compactly.
+#[test]
+fn ndjson_export_is_one_object_per_line_whatever_the_senders_layout() {
+    let c = Collector::start();
+    let body = format!(
+        "{{\n  \"api_key\": \"{}\",\n  \"batch\": [\n    {{\n      \"event\": \"START\",\n      \"distinct_id\": \"m-1\",\n      \"properties\": {{\n        \"list\": [\n          1,\n          2\n        ],\n        \"nested\": {{\n          \"a\": {{ \"b\": [ \"x  y\" ] }}\n        }},\n\t\t\"text\": \"two  spaces\"\r\n      }}\n    }}\n  ]\n}}\n",
+        c.write_token
+    );
+    let a = request(
+        "POST",
+        &c.url("/batch/"),
+        &[("content-type", "application/json")],
+        Some(body.as_bytes()),
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    let out = run(&c, &["export", "--format", "ndjson"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "one event, one line: {text}");
+    let e: Value = serde_json::from_str(lines[0]).expect("the line is one JSON object");
+    assert_eq!(
+        e["properties"],
+        json!({"list": [1, 2], "nested": {"a": {"b": ["x  y"]}}, "text": "two  spaces"})
+    );
 }

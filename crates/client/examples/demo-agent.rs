@@ -6,7 +6,9 @@
 //!     --config-dir /tmp/demo/etc --state-dir /tmp/demo/state [--crash] [--mode local]
 //! ```
 //!
-//! It sends START when it starts, EXIT on SIGTERM or SIGINT, and with `--crash` it panics in
+//! It sends START when it starts, EXIT on SIGTERM or SIGINT (it prints `demo-agent: ready`
+//! once it handles them, so that a supervisor or test can tell when a signal will be
+//! caught rather than kill it), and with `--crash` it panics in
 //! `load_configuration` on a thread named `config-loader`, which the panic hook reports as
 //! FATAL. `Agent` holds the client; whatever the daemon serves (an HTTP dashboard, say) can
 //! be started in `Agent::run` beside the signal loop and read `Agent::statistics_enabled`.
@@ -115,6 +117,9 @@ impl Agent {
                 return ExitCode::FAILURE;
             }
         };
+        println!("demo-agent: ready");
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
         if let Some(signal) = signals.forever().next() {
             let outcome = self.client.exit();
             println!("demo-agent: signal {signal}, EXIT {outcome:?}");

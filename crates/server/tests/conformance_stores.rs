@@ -8,7 +8,7 @@ mod conformance;
 use anonstats_server::metrics::Metrics;
 use anonstats_server::store::clickhouse::{ClickHouseStore, Config};
 use anonstats_server::store::sqlite::SqliteStore;
-use conformance::{Backend, Transcript, check_known, conformance};
+use conformance::{Backend, Transcript, check_known, conformance, edge_times, time_edges};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
@@ -203,4 +203,62 @@ fn replay_in_chdb(log: &std::path::Path) {
         String::from_utf8_lossy(&out.stderr)
     );
     eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+}
+
+/// The first and last milliseconds the collector accepts are stored, exported and
+/// bucketed alike by both stores.
+#[test]
+fn edges_of_the_accepted_time_range_round_trip_on_both_stores() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sqlite = Arc::new(SqliteStore::open(dir.path()).expect("open sqlite"));
+    sqlite
+        .start_writer(Arc::new(Metrics::default()), 64)
+        .expect("writer");
+    let expected = time_edges(&Backend {
+        events: sqlite.clone(),
+        keys: sqlite.clone(),
+        insights: sqlite.clone(),
+        after_write: None,
+    });
+    sqlite.close();
+    let exported = expected.get("export everything");
+    for ts in edge_times() {
+        assert!(
+            exported.contains(&format!("timestamp_ms: {ts},")),
+            "{ts} in {exported}"
+        );
+    }
+    assert!(
+        expected
+            .get("export first week count")
+            .contains("Ok(\n    2,")
+    );
+    assert!(
+        expected
+            .get("export last week count")
+            .contains("Ok(\n    2,")
+    );
+
+    let Some(url) = clickhouse_url("ANONSTATS_TEST_CLICKHOUSE") else {
+        return;
+    };
+    let db = unique_db("edges");
+    let base = url
+        .trim_end_matches('/')
+        .replacen("http://", "clickhouse://", 1);
+    let store = Arc::new(
+        ClickHouseStore::open(Config::new(&format!("{base}/{db}"))).expect("open clickhouse"),
+    );
+    store
+        .start_writer(Arc::new(Metrics::default()))
+        .expect("writer");
+    let got = time_edges(&Backend {
+        events: store.clone(),
+        keys: store.clone(),
+        insights: store.clone(),
+        after_write: None,
+    });
+    store.close();
+    drop_db(&url, &db);
+    assert_same(&expected, &got);
 }

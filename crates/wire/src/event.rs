@@ -3,7 +3,7 @@
 use crate::Properties;
 use crate::error::size;
 use crate::props::PropsField;
-use crate::time::parse_timestamp_ms;
+use crate::time::{parse_timestamp_ms, range_text, timestamp_in_range};
 use crate::{Limits, WireError};
 use serde::Deserialize;
 use serde_json::Value;
@@ -290,13 +290,21 @@ fn event_time(
     sent_at_ms: Option<i64>,
     now_ms: i64,
 ) -> Result<i64, WireError> {
+    let outside = |what: String| {
+        WireError::invalid(format!(
+            "event {i}: {what} outside the accepted time range, {}",
+            range_text()
+        ))
+    };
+    let in_range = |ms: Option<i64>| ms.filter(|&ms| timestamp_in_range(ms));
     if let Some(offset) = ev.offset.filter(|o| o.get() != "null") {
         let ms: i64 = serde_json::from_str(offset.get()).map_err(|_| {
             WireError::invalid(format!(
                 "event {i}: `offset` must be a whole number of milliseconds"
             ))
         })?;
-        return Ok(now_ms - ms);
+        return in_range(now_ms.checked_sub(ms))
+            .ok_or_else(|| outside(format!("`offset` {ms} puts the event")));
     }
     match opt_string(ev.timestamp, "timestamp", Some(i))? {
         None => Ok(now_ms),
@@ -306,11 +314,18 @@ fn event_time(
                     "event {i}: `timestamp` is not an ISO 8601 date: {s:?}"
                 ))
             })?;
-            // The sender's clock may be off: keep the interval between event and send.
-            Ok(match sent_at_ms {
-                Some(sent) => ts + (now_ms - sent),
-                None => ts,
-            })
+            match sent_at_ms {
+                None => in_range(Some(ts)).ok_or_else(|| outside(format!("`timestamp` {s:?} is"))),
+                // The sender's clock may be off: keep the interval between event and send.
+                Some(sent) => in_range(
+                    now_ms
+                        .checked_sub(sent)
+                        .and_then(|skew| ts.checked_add(skew)),
+                )
+                .ok_or_else(|| {
+                    outside(format!("`timestamp` {s:?}, corrected by the send time, is"))
+                }),
+            }
         }
     }
 }
@@ -403,6 +418,75 @@ mod tests {
         )
         .unwrap();
         assert_eq!(skewed.events[0].timestamp_ms, NOW - 60_000);
+    }
+
+    /// Times outside the accepted range, and sums that would overflow, are refused with
+    /// the field that gave them; the edges themselves are accepted.
+    #[test]
+    fn times_outside_the_accepted_range_are_refused() {
+        const RANGE: &str = "2000-01-01T00:00:00.000Z to 2099-12-31T23:59:59.999Z";
+        let ev = |extra: &str| format!(r#"{{"token":"t","event":"a","distinct_id":"d"{extra}}}"#);
+        let cases: Vec<(String, Option<i64>, String)> = vec![
+            (
+                ev(r#","offset":9223372036854775807"#),
+                None,
+                format!("event 0: `offset` 9223372036854775807 puts the event outside the accepted time range, {RANGE}"),
+            ),
+            (
+                ev(r#","offset":-9223372036854775808"#),
+                None,
+                format!("event 0: `offset` -9223372036854775808 puts the event outside the accepted time range, {RANGE}"),
+            ),
+            (
+                ev(&format!(r#","offset":{}"#, NOW - 946_684_800_000 + 1)),
+                None,
+                format!("event 0: `offset` {} puts the event outside the accepted time range, {RANGE}", NOW - 946_684_800_000 + 1),
+            ),
+            (
+                ev(r#","timestamp":"1999-12-31T23:59:59.999Z""#),
+                None,
+                format!("event 0: `timestamp` \"1999-12-31T23:59:59.999Z\" is outside the accepted time range, {RANGE}"),
+            ),
+            (
+                ev(r#","timestamp":"2100-01-01T00:00:00Z""#),
+                None,
+                format!("event 0: `timestamp` \"2100-01-01T00:00:00Z\" is outside the accepted time range, {RANGE}"),
+            ),
+            (
+                ev(r#","timestamp":"2024-01-01T00:00:00Z""#),
+                Some(i64::MIN),
+                format!("event 0: `timestamp` \"2024-01-01T00:00:00Z\", corrected by the send time, is outside the accepted time range, {RANGE}"),
+            ),
+            (
+                ev(r#","timestamp":"2024-01-01T00:00:00Z""#),
+                Some(i64::MAX),
+                format!("event 0: `timestamp` \"2024-01-01T00:00:00Z\", corrected by the send time, is outside the accepted time range, {RANGE}"),
+            ),
+            (
+                r#"{"token":"t","sent_at":"2000-01-01T00:00:00Z","batch":[{"event":"a","distinct_id":"d","timestamp":"2099-06-01T00:00:00Z"}]}"#.to_string(),
+                None,
+                format!("event 0: `timestamp` \"2099-06-01T00:00:00Z\", corrected by the send time, is outside the accepted time range, {RANGE}"),
+            ),
+        ];
+        for (json, sent_at, want) in cases {
+            let got = std::panic::catch_unwind(|| parse(&json, sent_at, &Limits::default(), NOW));
+            let got =
+                got.unwrap_or_else(|_| panic!("decoding panicked on {json} (sent at {sent_at:?})"));
+            assert_eq!(
+                got,
+                Err(WireError::Invalid(want)),
+                "{json} (sent at {sent_at:?})"
+            );
+        }
+        for (ts, ms) in [
+            ("2000-01-01T00:00:00.000Z", 946_684_800_000),
+            ("2099-12-31T23:59:59.999Z", 4_102_444_799_999),
+        ] {
+            let d = p(&ev(&format!(r#","timestamp":"{ts}""#))).unwrap();
+            assert_eq!(d.events[0].timestamp_ms, ms, "{ts}");
+        }
+        let d = p(&ev(&format!(r#","offset":{}"#, NOW - 946_684_800_000))).unwrap();
+        assert_eq!(d.events[0].timestamp_ms, 946_684_800_000);
     }
 
     #[test]

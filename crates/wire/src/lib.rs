@@ -26,7 +26,9 @@ pub use error::WireError;
 pub use event::{Decoded, Event};
 pub use payload::Request;
 pub use props::{PropValue, Properties};
-pub use time::{format_rfc3339_ms, parse_timestamp_ms};
+pub use time::{
+    MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS, format_rfc3339_ms, parse_timestamp_ms, timestamp_in_range,
+};
 
 /// Size bounds applied while decoding.
 #[derive(Debug, Clone, Copy)]

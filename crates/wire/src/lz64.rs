@@ -49,7 +49,22 @@ impl Bits<'_> {
     }
 }
 
-/// Decompresses an LZString base64 string; fails once the output passes `max` units.
+/// Bytes a piece of UTF-16 text takes in UTF-8. A surrogate counts 2: a pair is one
+/// character of 4 bytes, and a lone one is refused when the text is decoded.
+fn utf8_len(units: &[u16]) -> usize {
+    units
+        .iter()
+        .map(|&u| match u {
+            0..0x80 => 1,
+            0x80..0x800 => 2,
+            0xd800..=0xdfff => 2,
+            _ => 3,
+        })
+        .sum()
+}
+
+/// Decompresses an LZString base64 string; fails once the output, as UTF-8, passes `max`
+/// bytes.
 pub(crate) fn decompress_base64(input: &str, max: usize) -> Result<String, WireError> {
     let corrupt = || WireError::invalid("lz64 payload is corrupt: it refers to an unknown entry");
     let too_large = || {
@@ -67,6 +82,7 @@ pub(crate) fn decompress_base64(input: &str, max: usize) -> Result<String, WireE
     };
     let mut dict: Vec<Vec<u16>> = vec![Vec::new(), Vec::new(), Vec::new()];
     let mut out: Vec<u16> = Vec::new();
+    let mut out_bytes = 0usize;
     let mut enlarge_in: u32 = 4;
     let mut num_bits: u32 = 3;
 
@@ -78,6 +94,10 @@ pub(crate) fn decompress_base64(input: &str, max: usize) -> Result<String, WireE
     dict.push(vec![first]);
     let mut w = vec![first];
     out.push(first);
+    out_bytes += utf8_len(&[first]);
+    if out_bytes > max {
+        return Err(too_large());
+    }
     loop {
         let mut code = bits.read(num_bits)? as usize;
         match code {
@@ -103,7 +123,8 @@ pub(crate) fn decompress_base64(input: &str, max: usize) -> Result<String, WireE
         } else {
             return Err(corrupt());
         };
-        if out.len() + entry.len() > max {
+        out_bytes += utf8_len(&entry);
+        if out_bytes > max {
             return Err(too_large());
         }
         out.extend_from_slice(&entry);
@@ -150,6 +171,32 @@ mod tests {
             decompress_base64(&packed, 1000),
             Err(WireError::TooLarge(_))
         ));
+    }
+
+    /// The limit is in bytes of the UTF-8 text the payload decodes to: characters of
+    /// three or four bytes, one or two UTF-16 units each, count for what they weigh.
+    #[test]
+    fn the_limit_counts_utf8_bytes() {
+        for (ch, bytes) in [("€", 3), ("😀", 4), ("é", 2)] {
+            let max = 999;
+            let under = ch.repeat(max / bytes);
+            let over = ch.repeat(max / bytes + 1);
+            assert_eq!(over.len(), (max / bytes + 1) * bytes);
+            assert!(over.len() > max && under.len() <= max);
+            assert_eq!(
+                decompress_base64(&lz_str::compress_to_base64(&under), max).unwrap(),
+                under,
+                "{ch}"
+            );
+            assert!(
+                matches!(
+                    decompress_base64(&lz_str::compress_to_base64(&over), max),
+                    Err(WireError::TooLarge(_))
+                ),
+                "{} bytes of {ch} against a limit of {max}",
+                over.len()
+            );
+        }
     }
 
     #[test]

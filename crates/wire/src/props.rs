@@ -1,6 +1,7 @@
-//! An event's properties with each value as the sender wrote it: found in the pass that
-//! reads the event, written out compactly once, and written again only when something
-//! was removed or changed. Building a map of values for every event, and serializing it
+//! An event's properties with each value as the sender wrote it, less any whitespace
+//! between the tokens of an object or array (so that the stored text is one line, and an
+//! NDJSON export one object per line): found in the pass that reads the event, written
+//! out compactly once, and written again only when something was removed or changed. Building a map of values for every event, and serializing it
 //! again, cost more than everything else ingest does with an event.
 
 use serde::Deserialize;
@@ -15,7 +16,7 @@ use std::fmt;
 /// JSON map.
 #[derive(Debug, Clone)]
 pub struct Properties {
-    /// The object's JSON text as sent.
+    /// The object's JSON text, written compactly from the sent values.
     text: String,
     /// Decoded keys that were written with escapes, and values set after parsing.
     spill: String,
@@ -154,7 +155,8 @@ impl Properties {
                 }
             };
             props.text.push(':');
-            let value = props.push(value, false);
+            let compact = compacted(value);
+            let value = props.push(compact.as_deref().unwrap_or(value), false);
             props.entries.push(Entry { key, value });
         }
         props.text.push('}');
@@ -214,7 +216,7 @@ impl Properties {
         self.edited = true;
     }
 
-    /// The object's JSON text: the sender's own when nothing changed.
+    /// The object's JSON text, compact: the sender's values when nothing changed.
     pub fn into_json(self) -> String {
         if !self.edited {
             return self.text;
@@ -280,6 +282,39 @@ impl Properties {
         });
         self.edited = true;
     }
+}
+
+/// An object's or array's text without whitespace between its tokens, or `None` when it
+/// has none (scalars never do: the parser hands them over without the space around
+/// them). Whitespace inside strings is kept: JSON strings hold no raw control characters,
+/// so a string's spaces are the only whitespace to step over.
+fn compacted(value: &str) -> Option<String> {
+    let bytes = value.as_bytes();
+    if !matches!(bytes.first(), Some(b'{' | b'[')) {
+        return None;
+    }
+    let mut out: Option<Vec<u8>> = None;
+    let (mut in_string, mut escaped) = (false, false);
+    for (i, &c) in bytes.iter().enumerate() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if c == b'\\' {
+                escaped = true;
+            } else if c == b'"' {
+                in_string = false;
+            }
+        } else if c == b'"' {
+            in_string = true;
+        } else if matches!(c, b' ' | b'\t' | b'\n' | b'\r') {
+            out.get_or_insert_with(|| bytes[..i].to_vec());
+            continue;
+        }
+        if let Some(out) = &mut out {
+            out.push(c);
+        }
+    }
+    out.map(|o| String::from_utf8(o).expect("only ASCII whitespace was taken out"))
 }
 
 /// Rejects what the JSON syntax allows but a JSON reader refuses: lone surrogate escapes
@@ -479,6 +514,19 @@ mod tests {
             assert!(Properties::parse(bad).is_err(), "{bad}");
         }
         assert!(Properties::parse(r#"{"a":"\ud83d\ude00"}"#).is_ok());
+    }
+
+    /// Stored text is one line whatever the sender's layout: whitespace between the
+    /// tokens of nested values goes, whitespace inside strings stays.
+    #[test]
+    fn nested_values_are_written_compactly() {
+        let sent = "{\n  \"a\" : [\n    1,\n\t2 ,\r\n    { \"b\" : \"x y\\\" ]\" }\n  ],\n  \"o\": { }\n, \"s\": \"  \"\n}";
+        let p = Properties::parse(sent).unwrap();
+        assert_eq!(p.get("a").unwrap().json(), r#"[1,2,{"b":"x y\" ]"}]"#);
+        assert_eq!(
+            p.into_json(),
+            r#"{"a":[1,2,{"b":"x y\" ]"}],"o":{},"s":"  "}"#
+        );
     }
 
     #[test]

@@ -449,3 +449,88 @@ pub fn check_known(t: &Transcript) {
             .contains("resent")
     );
 }
+
+/// The first and last milliseconds the collector accepts, and one inside each.
+pub fn edge_times() -> [i64; 4] {
+    use anonstats_wire::{MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS};
+    [
+        MIN_TIMESTAMP_MS,
+        MIN_TIMESTAMP_MS + 1,
+        MAX_TIMESTAMP_MS - 1,
+        MAX_TIMESTAMP_MS,
+    ]
+}
+
+/// Events at the edges of the accepted time range, and every answer about them: the
+/// stores must give back the same times and count them in the same buckets.
+pub fn time_edges(b: &Backend) -> Transcript {
+    let mut t = Transcript::default();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (p, _) = b.keys.create_project("edges").expect("project");
+    let events: Vec<NewEvent> = edge_times()
+        .iter()
+        .enumerate()
+        .map(|(n, &ts)| {
+            event(
+                p.id,
+                n as u128 + 1,
+                "START",
+                &format!("m-{}", n % 2),
+                ts,
+                json!({"product_version": "1.0"}),
+            )
+        })
+        .collect();
+    let inserted = rt.block_on(b.events.insert(events)).expect("insert");
+    b.written();
+    t.add("inserted", inserted.stored);
+    let [first, _, _, last] = edge_times();
+    for (name, from, to) in [
+        ("first week", first, first + 7 * DAY),
+        ("last week", last + 1 - 7 * DAY, last + 1),
+        ("everything", first, last + 1),
+    ] {
+        let s = scope(p.id, from, to);
+        for iv in [
+            Interval::Hour,
+            Interval::Day,
+            Interval::Week,
+            Interval::Month,
+        ] {
+            if name == "everything" && iv == Interval::Hour {
+                continue;
+            }
+            t.add(
+                format!("trend {name} {iv:?}"),
+                b.insights.trend(&s, iv).map(|r| r.0),
+            );
+            t.add(
+                format!("active {name} {iv:?}"),
+                b.insights.active(&s, iv).map(|r| r.0),
+            );
+        }
+        t.add(
+            format!("breakdown {name}"),
+            b.insights
+                .breakdown(&s, "product_version", None)
+                .map(|r| r.0),
+        );
+        let mut rows = Vec::new();
+        let q = ExportQuery {
+            project_id: Some(p.id),
+            from_ms: Some(from),
+            to_ms: Some(to),
+        };
+        let n = b.events.export(&q, &mut |e| {
+            rows.push(e);
+            Ok(())
+        });
+        t.add(format!("export {name} count"), n);
+        t.add(format!("export {name}"), rows);
+    }
+    t.add("recent", b.insights.recent(p.id, 10));
+    t
+}

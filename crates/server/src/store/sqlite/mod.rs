@@ -75,6 +75,19 @@ impl Drop for PooledReader<'_> {
     }
 }
 
+/// Flushes a directory's entries (the names of the files and dirs in it) to disk.
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    // A relative path's last parent is "": the current dir.
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StoreError::Unavailable(format!("cannot sync dir {}: {e}", dir.display())))
+}
+
 /// How long committed events may wait to be folded into the rollups by default.
 pub const DEFAULT_FOLD_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -85,6 +98,12 @@ impl SqliteStore {
     /// Opens (creating when absent) the store in `data_dir`. Events can be inserted only
     /// after [`SqliteStore::start_writer`].
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        // The dirs this creates, outermost first: each one's name lives in its parent.
+        let created: Vec<PathBuf> = data_dir
+            .ancestors()
+            .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
+            .map(Path::to_path_buf)
+            .collect();
         std::fs::create_dir_all(data_dir).map_err(|e| {
             StoreError::Unavailable(format!(
                 "cannot create data dir {}: {e}",
@@ -97,6 +116,14 @@ impl SqliteStore {
         schema::configure(&conn)?;
         rollup::register_functions(&conn)?;
         schema::migrate(&mut conn)?;
+        // The database file and its log now exist; their names, and those of the dirs made
+        // for them, must be on disk too before anything is acknowledged.
+        sync_dir(data_dir)?;
+        for dir in created.iter().rev() {
+            if let Some(parent) = dir.parent() {
+                sync_dir(parent)?;
+            }
+        }
         Ok(SqliteStore {
             path,
             control: Mutex::new(conn),
@@ -163,6 +190,12 @@ impl SqliteStore {
         rollup::register_functions(&conn)?;
         let checkpoint_conn = Connection::open(&self.path)?;
         schema::configure(&checkpoint_conn)?;
+        // The write-ahead log is made again at each start (SQLite deletes it when the last
+        // connection closes) and the writer syncs its contents itself: its name in the
+        // data dir is synced here, before the first commit can be acknowledged.
+        if let Some(dir) = self.path.parent() {
+            sync_dir(dir)?;
+        }
         // Until the writer has looked, events from before a crash may wait to be folded.
         self.unfolded.store(true, Ordering::SeqCst);
         let (tx, rx) = std::sync::mpsc::sync_channel(queue.max(1));
