@@ -222,3 +222,60 @@ fn custom_events_and_cloud_codes() {
         Outcome::Dropped(_)
     ));
 }
+
+/// Waits for `what` with a deadline.
+fn until(what: &str, mut f: impl FnMut() -> bool) {
+    let limit = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn an_event_the_full_spool_dropped_is_reported_dropped_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = Recorder::gated();
+    let limits = anonstats_client::SpoolLimits {
+        max_files: 3,
+        max_bytes: 1 << 20,
+    };
+    let client = builder(dir.path(), &rec.url)
+        .timeout(Duration::from_secs(8))
+        .spool_limits(limits)
+        .build()
+        .unwrap();
+    let spool = anonstats_client::spool::Spool::new(dir.path().join("state/spool"), limits);
+    // START is on its way and held by the collector; meanwhile EXIT and three more events
+    // are spooled, one more than the spool keeps, so the oldest waiting one (EXIT) goes.
+    assert_eq!(client.start(), Outcome::Queued);
+    until("START posted", || rec.requests() == 1);
+    std::thread::scope(|s| {
+        let exit = s.spawn(|| client.exit());
+        until("EXIT spooled", || spool.load().len() == 2);
+        for i in 0..3 {
+            let name = format!("LATER_{i}");
+            assert_eq!(client.capture(&name, Default::default()), Outcome::Queued);
+        }
+        rec.release();
+        let outcome = exit.join().unwrap();
+        assert!(matches!(outcome, Outcome::Dropped(_)), "{outcome:?}");
+    });
+    until("the later events posted", || rec.requests() == 2);
+    assert_eq!(rec.names(), ["START", "LATER_0", "LATER_1", "LATER_2"]);
+    let events = rec.events();
+    assert_eq!(events[1]["properties"]["dropped_events"], 1);
+    assert!(events[0]["properties"].get("dropped_events").is_none());
+    assert!(events[2]["properties"].get("dropped_events").is_none());
+
+    // Once acknowledged, the count starts again from zero.
+    assert_eq!(
+        client.capture_and_wait("AFTER", Default::default()),
+        Outcome::Delivered(1)
+    );
+    let after = rec.events().pop().unwrap();
+    assert!(
+        after["properties"].get("dropped_events").is_none(),
+        "{after}"
+    );
+}
