@@ -226,7 +226,9 @@ impl Client {
 
     /// Deliver every spooled event now, oldest first, waiting at most the timeout in all
     /// (for the spool lock, which another process may hold, and for the collector).
-    /// Delivered events leave the spool; the others stay for the next try.
+    /// Delivered events leave the spool, as do those the collector refused for good
+    /// (dropped and counted: [`Outcome::Dropped`]); the others stay for the next try
+    /// ([`Outcome::Spooled`]).
     pub fn deliver_spool(&self) -> Outcome {
         if self.off() {
             return Outcome::Off;
