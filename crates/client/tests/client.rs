@@ -279,3 +279,43 @@ fn an_event_the_full_spool_dropped_is_reported_dropped_and_counted() {
         "{after}"
     );
 }
+
+#[test]
+fn an_opt_out_while_running_stops_events_and_deletes_what_waited() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let on = builder(dir.path(), &dead)
+        .timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    assert!(matches!(
+        on.send_action("START", None, None),
+        Outcome::Spooled(_)
+    ));
+    let local = builder(dir.path(), &dead)
+        .mode(Mode::Local)
+        .build()
+        .unwrap();
+    assert!(matches!(local.start(), Outcome::Logged(_)));
+    assert!(state.join("spool").exists() && state.join("local-events.ndjson").exists());
+
+    std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+    std::fs::write(
+        dir.path().join("etc/.opt-out-from-anonymous-statistics"),
+        "",
+    )
+    .unwrap();
+    assert_eq!(on.consent().mode, Mode::Off);
+    assert!(!on.sends());
+    assert_eq!(on.exit(), Outcome::Off);
+    assert_eq!(local.exit(), Outcome::Off);
+    assert!(!state.join("spool").exists(), "the spool is deleted");
+    assert!(
+        !state.join("local-events.ndjson").exists(),
+        "the log is deleted"
+    );
+}
