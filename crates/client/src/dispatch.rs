@@ -141,15 +141,15 @@ enum Place {
 }
 
 fn deliver(route: &Route, jobs: Vec<Job>, include_spool: bool) {
-    if route.opted_out() {
-        tell(jobs, |_| Outcome::Off);
-        return;
-    }
     let deadline = Instant::now() + route.timeout;
     // Spooled events are sent and removed under the spool lock, so that a process delivering
     // the same spool (`anonstats send`) never sends them too. Without the lock, only this
     // round's own events go.
     let lock = route.spool.lock_until(deadline);
+    if route.opted_out() {
+        tell(jobs, |_| Outcome::Off);
+        return;
+    }
     let mut spooled = Vec::new();
     if include_spool && lock.is_some() {
         spooled = load_with_facts(route);
@@ -191,6 +191,14 @@ fn deliver(route: &Route, jobs: Vec<Job>, include_spool: bool) {
         })
         .collect();
     let mut results = send_items(route, lock.as_ref(), &items, deadline);
+    if route.opted_out() {
+        // Nothing is kept after an opt-out (and the spool is gone).
+        for r in &mut results {
+            if !matches!(r, Outcome::Delivered(_)) {
+                *r = Outcome::Off;
+            }
+        }
+    }
     let mut files: Vec<Option<PathBuf>> = items.iter().map(|i| i.file.clone()).collect();
     for ((item, result), file) in items.iter().zip(&results).zip(&mut files) {
         let keep = match result {
@@ -267,6 +275,8 @@ fn batches(items: &[Item]) -> Vec<Range<usize>> {
 }
 
 /// Send `items` in batches, oldest first, before `deadline`; the outcome of each item.
+/// Consent is checked again between batches: after an opt-out the rest is not sent
+/// ([`Outcome::Off`]) and the spool is deleted.
 ///
 /// Delivered batches leave the spool. A batch refused for good is dropped and counted
 /// (only under the lock; without it the files stay for the process holding it). After a
@@ -282,12 +292,18 @@ fn send_items(
 ) -> Vec<Outcome> {
     let mut out = vec![Outcome::Delivered(0); items.len()];
     let mut failed: Option<String> = None;
-    for range in batches(items) {
+    for (n, range) in batches(items).into_iter().enumerate() {
         if let Some(why) = &failed {
             for o in &mut out[range] {
                 *o = Outcome::Spooled(why.clone());
             }
             continue;
+        }
+        if n > 0 && route.opted_out() {
+            for o in &mut out[range.start..] {
+                *o = Outcome::Off;
+            }
+            break;
         }
         let batch = &items[range.clone()];
         let mut events: Vec<Value> = batch.iter().map(|i| i.event.clone()).collect();
@@ -432,13 +448,18 @@ pub(crate) fn deliver_spool(route: &Route, lock_deadline: Instant) -> Outcome {
         route.spool.trim(&lock, None);
         drop(lock);
         let mut kept = None;
+        let mut off = false;
         for result in results {
             match result {
                 Outcome::Delivered(_) => delivered += 1,
                 Outcome::Spooled(why) => kept = Some(why),
                 Outcome::Dropped(why) => dropped = Some(why),
+                Outcome::Off => off = true,
                 _ => {}
             }
+        }
+        if off {
+            return Outcome::Off;
         }
         if let Some(why) = kept {
             return Outcome::Spooled(why);
