@@ -451,3 +451,33 @@ fn a_wrong_clock_is_corrected_by_the_collector() {
         stored[0]["timestamp"]
     );
 }
+
+/// An event larger than the collector takes (1 MB) is refused for good (413): dropped,
+/// counted, and reported by the next delivered event.
+#[test]
+fn an_event_the_collector_refuses_as_too_large_is_dropped_and_counted() {
+    let c = common::Collector::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let client = anonstats_client::Client::builder()
+        .product("agent-test", "1.0.0")
+        .endpoint(&c.url)
+        .token(&c.write_token)
+        .config_dir(dir.path().join("etc"))
+        .state_dir(dir.path().join("state"))
+        .env(|_| None)
+        .build()
+        .expect("client");
+    let mut props = serde_json::Map::new();
+    props.insert("blob".into(), "x".repeat(1_500_000).into());
+    let outcome = client.capture_and_wait("HUGE", props);
+    match &outcome {
+        anonstats_client::Outcome::Dropped(why) => assert!(why.contains("413"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    let outcome = client.capture_and_wait("SMALL", Default::default());
+    assert_eq!(outcome, anonstats_client::Outcome::Delivered(1));
+    let stored = c.export();
+    assert_eq!(names(&stored), ["SMALL"]);
+    assert_eq!(stored[0]["properties"]["dropped_events"], 1);
+    assert!(spooled(&dir.path().join("state/spool")).is_empty());
+}

@@ -319,3 +319,38 @@ fn an_opt_out_while_running_stops_events_and_deletes_what_waited() {
         "the log is deleted"
     );
 }
+
+#[test]
+fn a_backlog_goes_out_in_batches_of_at_most_100_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = Recorder::gated();
+    let client = builder(dir.path(), &rec.url)
+        .timeout(Duration::from_secs(10))
+        .spool_limits(anonstats_client::SpoolLimits {
+            max_files: 1000,
+            max_bytes: 8 << 20,
+        })
+        .build()
+        .unwrap();
+    // While START is held by the collector, 250 more events queue up behind it.
+    assert_eq!(client.start(), Outcome::Queued);
+    until("START posted", || rec.requests() == 1);
+    for i in 0..250 {
+        let name = format!("QUEUED_{i}");
+        assert_eq!(client.capture(&name, Default::default()), Outcome::Queued);
+    }
+    rec.release();
+    until("the backlog posted", || rec.events().len() == 251);
+    let sizes: Vec<usize> = rec
+        .bodies
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|b| b["batch"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(sizes, [1, 100, 100, 50]);
+    let expected: Vec<String> = std::iter::once("START".to_string())
+        .chain((0..250).map(|i| format!("QUEUED_{i}")))
+        .collect();
+    assert_eq!(rec.names(), expected, "in order, each once");
+}
