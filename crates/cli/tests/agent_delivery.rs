@@ -330,6 +330,15 @@ fn wait_fails_with_the_reason_when_the_collector_refuses_the_token() {
     assert!(spooled(&dir.path().join("state/spool")).is_empty());
     assert!(c.export().is_empty());
 
+    // `show` shows the count the next event carries.
+    let mut show = with_token(send_args("EXIT", &c.url, dir.path()), &c.write_token);
+    show[0] = "show".into();
+    let out = anonstats(&strs(&show), &[]);
+    ok(&out);
+    let body: Value = serde_json::from_slice(&out.stdout).expect("show prints JSON");
+    assert_eq!(body["batch"][0]["properties"]["dropped_events"], 1);
+    assert!(body["sent_at"].is_string());
+
     ok(&anonstats(
         &strs(&wait_args("EXIT", &c.url, &c.write_token, dir.path())),
         &[],

@@ -274,7 +274,15 @@ impl Client {
         }
         let id = machine_id::load(&self.inner.state_dir).unwrap_or_else(uuid::Uuid::new_v4);
         let ev = self.build_event(&name, &id.to_string(), props, Wait::Yes);
-        let ev = ev.to_json();
+        let mut ev = ev.to_json();
+        if let Some(d) = &self.inner.dispatcher {
+            // Sent first, this event would report the events dropped so far.
+            let spool = &d.route().spool;
+            let dropped = spool.dropped_count();
+            if dropped > 0 && spool.is_empty() {
+                ev["properties"][event::DROPPED_EVENTS] = dropped.into();
+            }
+        }
         let token = self
             .inner
             .dispatcher
