@@ -61,7 +61,8 @@ pub struct SendArgs {
 pub struct SendCmd {
     #[command(flatten)]
     pub args: SendArgs,
-    /// Deliver before returning and report the result (without it, `send` writes the event
+    /// Deliver before returning and report the result: exit status 1, with the reason on
+    /// stderr, when the spool could not be delivered (without it, `send` writes the event
     /// to the spool and a detached process delivers it).
     #[arg(long)]
     pub wait: bool,
@@ -117,12 +118,13 @@ pub fn send(SendCmd { args, wait }: SendCmd) -> anyhow::Result<ExitCode> {
         Outcome::Off | Outcome::Logged(_) | Outcome::Delivered(_) | Outcome::Queued => {
             ExitCode::SUCCESS
         }
-        Outcome::Spooled(why) => {
-            eprintln!("anonstats: {why}");
+        // Without --wait the event is only promised to the spool, where it is.
+        Outcome::Spooled(why) if !wait => {
+            eprintln!("anonstats: not delivered yet: {why}");
             ExitCode::SUCCESS
         }
-        Outcome::Dropped(why) => {
-            eprintln!("anonstats: event not sent: {why}");
+        Outcome::Spooled(why) | Outcome::Dropped(why) => {
+            eprintln!("anonstats: not delivered: {why}");
             ExitCode::FAILURE
         }
     })

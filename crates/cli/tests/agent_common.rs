@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_anonstats");
@@ -93,21 +93,61 @@ impl Silent {
 pub struct Recorder {
     pub url: String,
     pub bodies: Arc<Mutex<Vec<Value>>>,
+    gate: Arc<Gate>,
+}
+
+/// Holds the answers until opened (see [`Recorder::gated`]).
+struct Gate {
+    closed: Mutex<bool>,
+    opened: Condvar,
+}
+
+impl Gate {
+    fn pass(&self) {
+        let mut closed = self.closed.lock().expect("lock");
+        while *closed {
+            closed = self.opened.wait(closed).expect("lock");
+        }
+    }
 }
 
 impl Recorder {
     pub fn start() -> Recorder {
+        Recorder::with_gate(false)
+    }
+
+    /// Records each request at once but answers none until [`Recorder::release`].
+    pub fn gated() -> Recorder {
+        Recorder::with_gate(true)
+    }
+
+    fn with_gate(closed: bool) -> Recorder {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let bodies = Arc::new(Mutex::new(Vec::new()));
-        let b = bodies.clone();
+        let gate = Arc::new(Gate {
+            closed: Mutex::new(closed),
+            opened: Condvar::new(),
+        });
+        let (b, g) = (bodies.clone(), gate.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let b = b.clone();
-                std::thread::spawn(move || serve(stream, &b));
+                let (b, g) = (b.clone(), g.clone());
+                std::thread::spawn(move || serve(stream, &b, &g));
             }
         });
-        Recorder { url, bodies }
+        Recorder { url, bodies, gate }
+    }
+
+    /// Answer the held requests, and every later one at once.
+    pub fn release(&self) {
+        *self.gate.closed.lock().expect("lock") = false;
+        self.gate.opened.notify_all();
+    }
+
+    /// How many requests arrived (answered or held).
+    pub fn requests(&self) -> usize {
+        self.bodies.lock().expect("lock").len()
     }
 
     pub fn batches(&self) -> Vec<Value> {
@@ -122,7 +162,7 @@ impl Recorder {
     }
 }
 
-fn serve(stream: TcpStream, bodies: &Mutex<Vec<Value>>) {
+fn serve(stream: TcpStream, bodies: &Mutex<Vec<Value>>, gate: &Gate) {
     let Ok(clone) = stream.try_clone() else {
         return;
     };
@@ -152,6 +192,7 @@ fn serve(stream: TcpStream, bodies: &Mutex<Vec<Value>>) {
         if let Ok(v) = serde_json::from_slice(&body) {
             bodies.lock().expect("lock").push(v);
         }
+        gate.pass();
         let reply = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 12\r\n\r\n{\"status\":1}";
         if (&stream).write_all(reply.as_bytes()).is_err() {
             return;

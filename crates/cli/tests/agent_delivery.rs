@@ -94,7 +94,7 @@ fn wait_delivers_before_returning_and_reports_a_silent_collector() {
     let started = Instant::now();
     let out = anonstats(&strs(&args), &[]);
     let took = started.elapsed();
-    ok(&out);
+    assert!(!out.status.success(), "not delivered is a failure");
     // The default timeout is 2 s in all; allow a margin for process start and a loaded machine.
     assert!(took < Duration::from_millis(2600), "send took {took:?}");
     assert!(
@@ -132,7 +132,7 @@ fn refused_connection_returns_quickly() {
     args.insert(1, "--wait".into());
     let started = Instant::now();
     let out = anonstats(&strs(&args), &[]);
-    ok(&out);
+    assert!(!out.status.success(), "not delivered is a failure");
     assert!(
         started.elapsed() < Duration::from_millis(1500),
         "{:?}",
@@ -248,4 +248,245 @@ fn collector_down_then_the_next_send_delivers_the_spool() {
     assert_eq!(kept["uuid"], failed["uuid"]);
     assert_eq!(kept["properties"]["error_code"], "504");
     assert!(spooled(&spool).is_empty());
+}
+
+/// `send --wait` arguments for the test directory.
+fn wait_args(action: &str, endpoint: &str, token: &str, dir: &Path) -> Vec<String> {
+    let mut args = with_token(send_args(action, endpoint, dir), token);
+    args.insert(1, "--wait".into());
+    args
+}
+
+/// The spool keeps 64 events: what it drops is counted, and the next delivered event says
+/// how many, so that every event is either stored or counted.
+#[test]
+fn a_full_spool_counts_what_it_dropped_and_the_next_delivery_reports_it() {
+    let mut c = common::Collector::start();
+    let down_url = c.url.clone();
+    c.kill();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let spool = dir.path().join("state/spool");
+    let sent = 70;
+    for i in 0..sent {
+        let mut args = wait_args("BACKLOG", &down_url, &c.write_token, dir.path());
+        args.insert(3, i.to_string());
+        let _ = anonstats(&strs(&args), &[]);
+    }
+    assert_eq!(spooled(&spool).len(), 64, "the spool keeps 64 events");
+
+    c.restart();
+    let out = anonstats(
+        &strs(&wait_args("START", &c.url, &c.write_token, dir.path())),
+        &[],
+    );
+    ok(&out);
+    let stored = c.export();
+    let carriers: Vec<&Value> = stored
+        .iter()
+        .filter(|e| e["properties"].get("dropped_events").is_some())
+        .collect();
+    assert_eq!(carriers.len(), 1, "one event carries the count");
+    let dropped = carriers[0]["properties"]["dropped_events"]
+        .as_u64()
+        .expect("a number") as usize;
+    assert_eq!(dropped, sent + 1 - 64);
+    assert_eq!(stored.len() + dropped, sent + 1, "stored or counted");
+    // The newest are kept, the oldest dropped.
+    let mut kept: Vec<usize> = stored
+        .iter()
+        .filter_map(|e| e["properties"]["action_result"].as_str()?.parse().ok())
+        .collect();
+    kept.sort();
+    assert_eq!(kept, (dropped..sent).collect::<Vec<_>>());
+    assert!(spooled(&spool).is_empty());
+
+    // Acknowledged, the count is reset.
+    ok(&anonstats(
+        &strs(&wait_args("EXIT", &c.url, &c.write_token, dir.path())),
+        &[],
+    ));
+    let exit = c.export().into_iter().find(|e| e["event"] == "EXIT");
+    let exit = exit.expect("EXIT stored");
+    assert!(exit["properties"].get("dropped_events").is_none(), "{exit}");
+}
+
+/// A refused token is reported, and the refused event is dropped (it would be refused
+/// again) and counted.
+#[test]
+fn wait_fails_with_the_reason_when_the_collector_refuses_the_token() {
+    let c = common::Collector::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = anonstats(
+        &strs(&wait_args("START", &c.url, "aw_wrong", dir.path())),
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "exit status 0; stderr: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.contains("not delivered") && stderr.contains("token") && stderr.contains("401"),
+        "{stderr}"
+    );
+    assert!(spooled(&dir.path().join("state/spool")).is_empty());
+    assert!(c.export().is_empty());
+
+    // `show` shows the count the next event carries.
+    let mut show = with_token(send_args("EXIT", &c.url, dir.path()), &c.write_token);
+    show[0] = "show".into();
+    let out = anonstats(&strs(&show), &[]);
+    ok(&out);
+    let body: Value = serde_json::from_slice(&out.stdout).expect("show prints JSON");
+    assert_eq!(body["batch"][0]["properties"]["dropped_events"], 1);
+    assert!(body["sent_at"].is_string());
+
+    ok(&anonstats(
+        &strs(&wait_args("EXIT", &c.url, &c.write_token, dir.path())),
+        &[],
+    ));
+    let stored = c.export();
+    assert_eq!(names(&stored), ["EXIT"]);
+    assert_eq!(stored[0]["properties"]["dropped_events"], 1);
+}
+
+/// What may succeed later stays in the spool, and `send --wait` says so and fails.
+#[test]
+fn wait_fails_with_the_reason_when_the_collector_cannot_be_reached() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        format!("http://{}", l.local_addr().expect("addr"))
+    };
+    let out = anonstats(
+        &strs(&wait_args("START", &closed, "test-token", dir.path())),
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "exit status 0; stderr: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    for part in [
+        "not delivered",
+        "cannot connect",
+        &closed,
+        "connection refused",
+        "spool",
+    ] {
+        assert!(stderr.contains(part), "no {part:?} in: {stderr}");
+    }
+    assert_eq!(spooled(&dir.path().join("state/spool")).len(), 1);
+}
+
+/// A delivery under way when the opt-out file appears sends nothing more: what waits in
+/// the spool is deleted, not sent.
+#[test]
+fn a_detached_delivery_stops_at_opt_out() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let spool = dir.path().join("state/spool");
+    let rec = Recorder::gated();
+    let mut first = send_args("FIRST", &rec.url, dir.path());
+    first.extend(["--timeout".into(), "20".into()]);
+    ok(&anonstats(&strs(&first), &[]));
+    wait_until("the first batch posted", DETACHED, || rec.requests() == 1);
+    // Spooled while the first delivery holds the spool: that delivery sends it next.
+    let mut second = send_args("SECOND", &rec.url, dir.path());
+    second.extend(["--timeout".into(), "20".into()]);
+    ok(&anonstats(&strs(&second), &[]));
+    wait_until("the second event spooled", DETACHED, || {
+        spooled(&spool).len() == 2
+    });
+    std::fs::create_dir_all(dir.path().join("etc")).expect("mkdir");
+    std::fs::write(
+        dir.path().join("etc/.opt-out-from-anonymous-statistics"),
+        "",
+    )
+    .expect("opt out");
+    rec.release();
+    wait_detached(dir.path(), Duration::from_secs(30));
+    assert_eq!(rec.requests(), 1, "{:?}", rec.batches());
+    assert_eq!(names(&rec.events()), ["FIRST"]);
+    assert!(spooled(&spool).is_empty(), "{:?}", spooled(&spool));
+}
+
+/// Milliseconds since 1970 of an RFC 3339 UTC time as the export writes it
+/// (`2025-01-31T10:00:00.000Z`).
+fn epoch_ms(t: &str) -> i64 {
+    let num = |r: std::ops::Range<usize>| t[r].parse::<i64>().expect("a number");
+    let (y, m, d) = (num(0..4), num(5..7), num(8..10));
+    // Days from civil (H. Hinnant).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + num(11..13) * 3600 + num(14..16) * 60 + num(17..19);
+    let millis = if t.as_bytes().get(19) == Some(&b'.') {
+        num(20..23)
+    } else {
+        0
+    };
+    secs * 1000 + millis
+}
+
+/// An agent whose clock is two days behind: its events are stored at the collector's
+/// time, because each request says when it was sent by that same clock (`sent_at`).
+#[test]
+fn a_wrong_clock_is_corrected_by_the_collector() {
+    use std::time::SystemTime;
+    let c = common::Collector::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let behind = Duration::from_secs(2 * 86_400);
+    let client = anonstats_client::Client::builder()
+        .product("agent-test", "1.0.0")
+        .endpoint(&c.url)
+        .token(&c.write_token)
+        .config_dir(dir.path().join("etc"))
+        .state_dir(dir.path().join("state"))
+        .env(|_| None)
+        .clock(move || SystemTime::now() - behind)
+        .build()
+        .expect("client");
+    let before = anonstats_client::time::rfc3339(SystemTime::now());
+    let outcome = client.send_action("CLOCK", None, None);
+    let after = anonstats_client::time::rfc3339(SystemTime::now());
+    assert_eq!(outcome, anonstats_client::Outcome::Delivered(1));
+    let stored = c.export();
+    assert_eq!(names(&stored), ["CLOCK"]);
+    let at = epoch_ms(stored[0]["timestamp"].as_str().expect("timestamp"));
+    // The event was made and sent between `before` and `after`; the correction keeps
+    // the interval from event to send, which the clock's rounding to ms may shift by 1.
+    assert!(
+        at >= epoch_ms(&before) - 2 && at <= epoch_ms(&after) + 2,
+        "stored at {} ({at}), sent between {before} and {after}",
+        stored[0]["timestamp"]
+    );
+}
+
+/// An event larger than the collector takes (1 MB) is refused for good (413): dropped,
+/// counted, and reported by the next delivered event.
+#[test]
+fn an_event_the_collector_refuses_as_too_large_is_dropped_and_counted() {
+    let c = common::Collector::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let client = anonstats_client::Client::builder()
+        .product("agent-test", "1.0.0")
+        .endpoint(&c.url)
+        .token(&c.write_token)
+        .config_dir(dir.path().join("etc"))
+        .state_dir(dir.path().join("state"))
+        .env(|_| None)
+        .build()
+        .expect("client");
+    let mut props = serde_json::Map::new();
+    props.insert("blob".into(), "x".repeat(1_500_000).into());
+    let outcome = client.capture_and_wait("HUGE", props);
+    match &outcome {
+        anonstats_client::Outcome::Dropped(why) => assert!(why.contains("413"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    let outcome = client.capture_and_wait("SMALL", Default::default());
+    assert_eq!(outcome, anonstats_client::Outcome::Delivered(1));
+    let stored = c.export();
+    assert_eq!(names(&stored), ["SMALL"]);
+    assert_eq!(stored[0]["properties"]["dropped_events"], 1);
+    assert!(spooled(&dir.path().join("state/spool")).is_empty());
 }

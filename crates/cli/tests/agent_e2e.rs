@@ -248,3 +248,38 @@ fn kill_9_is_reported_once_as_incomplete_shutdown() {
     assert_eq!(named(&events, "START").len(), 3);
     assert_eq!(named(&events, "EXIT").len(), 2);
 }
+
+#[test]
+fn opt_out_while_the_agent_runs_stops_its_events() {
+    let c = Collector::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let demo = Demo {
+        dir: dir.path().into(),
+    };
+    let mut agent = demo.spawn(&c.url, &c.write_token, false);
+    wait_for(&c, "START", 1);
+    let out = Command::new(common::BIN)
+        .arg("opt-out")
+        .arg("--config-dir")
+        .arg(dir.path().join("etc"))
+        .env_remove("DISABLE_TELEMETRY")
+        .env_remove("DO_NOT_TRACK")
+        .output()
+        .expect("run opt-out");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    signal(&agent, "-TERM");
+    assert!(wait(&mut agent).success());
+    // The agent has exited: whatever it delivered is stored by now.
+    let events = c.export();
+    assert_eq!(events.len(), 1, "only START: {events:?}");
+    assert_eq!(events[0]["event"], "START");
+    let spool = dir.path().join("state/spool");
+    let left: Vec<_> = std::fs::read_dir(&spool)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+}

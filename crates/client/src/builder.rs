@@ -2,7 +2,7 @@
 
 use crate::Error;
 use crate::client::{Client, Inner};
-use crate::consent::{self, Mode};
+use crate::consent::{self, EnvFn, Mode, Recheck};
 use crate::delivery::Transport;
 use crate::dispatch::{Dispatcher, Route};
 use crate::spool::{Spool, SpoolLimits};
@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// Default configuration directory (holds the opt-out file).
 pub const DEFAULT_CONFIG_DIR: &str = "/etc/anonstats";
@@ -19,11 +19,13 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/anonstats";
 /// Default total delivery timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 
-type EnvFn = Arc<dyn Fn(&str) -> Option<OsString> + Send + Sync>;
+/// The sender's clock: event times and `sent_at`.
+pub(crate) type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 
 /// Configures a [`Client`]. Nothing is read or written until [`Builder::build`], and when
 /// statistics are off `build` only checks consent (two environment variables and one
-/// `stat` of the opt-out file).
+/// `stat` of the opt-out file) and deletes what an earlier run left to send (the spool
+/// and the local log), if anything.
 ///
 /// ```
 /// use anonstats_client::{Client, Mode};
@@ -53,6 +55,7 @@ pub struct Builder {
     timeout: Duration,
     mode: Option<Mode>,
     env: EnvFn,
+    clock: Clock,
     spool_limits: SpoolLimits,
 }
 
@@ -71,6 +74,7 @@ impl Default for Builder {
             timeout: DEFAULT_TIMEOUT,
             mode: None,
             env: Arc::new(consent::process_env),
+            clock: Arc::new(SystemTime::now),
             spool_limits: SpoolLimits::default(),
         }
     }
@@ -136,15 +140,31 @@ impl Builder {
         self.env = Arc::new(lookup);
         self
     }
+    /// Replace the clock that dates events and sends (for tests: a sender whose clock is
+    /// wrong).
+    pub fn clock(mut self, now: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
+        self.clock = Arc::new(now);
+        self
+    }
     /// Bounds of the spool (default 64 events, 1 MiB).
     pub fn spool_limits(mut self, limits: SpoolLimits) -> Self {
         self.spool_limits = limits;
         self
     }
 
-    /// Decide consent and make the client. When off, nothing else is checked or touched.
+    /// Decide consent and make the client. When off, nothing else is checked, and nothing
+    /// is touched but what waited to be sent: the spool and the local log are deleted.
     pub fn build(self) -> Result<Client, Error> {
-        let consent = consent::decide(&*self.env, &self.config_dir, self.mode);
+        let recheck = Recheck {
+            env: self.env.clone(),
+            config_dir: self.config_dir.clone(),
+            host: self.mode,
+        };
+        let consent = recheck.decide();
+        let spool = Spool::new(self.state_dir.join("spool"), self.spool_limits);
+        if consent.mode == Mode::Off {
+            crate::client::forget_if_present(&self.state_dir, &spool);
+        }
         let mut product = Map::new();
         let mut dispatcher = None;
         if consent.mode != Mode::Off {
@@ -173,8 +193,11 @@ impl Builder {
                 transport,
                 token,
                 timeout: self.timeout,
-                spool: Spool::new(self.state_dir.join("spool"), self.spool_limits),
+                spool,
                 probe_root: self.probe_root.clone(),
+                state_dir: self.state_dir.clone(),
+                recheck: recheck.clone(),
+                clock: self.clock.clone(),
             }));
         }
         Ok(Client::from_inner(Inner {
@@ -186,6 +209,8 @@ impl Builder {
             product,
             dispatcher,
             base: Default::default(),
+            recheck,
+            clock: self.clock,
         }))
     }
 }

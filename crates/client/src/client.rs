@@ -1,14 +1,15 @@
 //! [`Client`]: the host-facing API.
 
-use crate::builder::Builder;
-use crate::consent::{Consent, Mode};
+use crate::builder::{Builder, Clock};
+use crate::consent::{Consent, Mode, Recheck};
 use crate::dispatch::{self, Dispatcher, Job};
 use crate::event::{self, Event, FatalSite};
+use crate::spool::Spool;
 use crate::status_file::{self, RunState, RunStatus};
 use crate::{Error, detach, facts, local_log, machine_id};
 use serde_json::{Map, Value};
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -23,11 +24,13 @@ pub enum Outcome {
     /// Handed to background delivery (the delivery thread, or a detached process after
     /// [`Client::spool_action`]); the host does not wait.
     Queued,
-    /// Delivered, in a batch of this many events.
+    /// Delivered, in a batch of this many events (0: an earlier batch took it along).
     Delivered(usize),
     /// Not delivered now; kept in the spool for the next start. The text says why.
     Spooled(String),
-    /// Neither delivered nor kept. The text says why and what to do.
+    /// Neither delivered nor kept: refused for good by the collector, dropped by a full
+    /// spool, or not made at all. The text says why and what to do. Dropped events are
+    /// counted; the next delivered event reports the count (`dropped_events`).
     Dropped(String),
 }
 
@@ -40,6 +43,27 @@ pub(crate) struct Inner {
     pub product: Map<String, Value>,
     pub dispatcher: Option<Dispatcher>,
     pub base: OnceLock<Map<String, Value>>,
+    /// Consent is decided again before each event, so that an opt-out made while the
+    /// program runs stops it.
+    pub recheck: Recheck,
+    pub clock: Clock,
+}
+
+/// After an opt-out: delete what waits to be sent (the spool, the count of dropped
+/// events) and the local log.
+pub(crate) fn forget(state_dir: &Path, spool: &Spool) {
+    spool.purge();
+    local_log::remove(state_dir);
+}
+
+/// [`forget`], but only touching the disk when there is something to delete (a client
+/// that is off from the start writes nothing, removes nothing that is absent).
+pub(crate) fn forget_if_present(state_dir: &Path, spool: &Spool) {
+    let exists = |p: &Path| std::fs::symlink_metadata(p).is_ok();
+    let log = local_log::path(state_dir);
+    if exists(spool.dir()) || exists(&log) || exists(&log.with_extension("ndjson.1")) {
+        forget(state_dir, spool);
+    }
 }
 
 /// Sends anonymous statistics for a host program. Cheap to clone; every method returns
@@ -97,14 +121,23 @@ impl Client {
         }
     }
 
-    /// The consent decision: mode and the rule that made it.
-    pub fn consent(&self) -> &Consent {
-        &self.inner.consent
+    /// The consent decision: mode and the rule that made it. Made at the start and again
+    /// now: an opt-out since then turns it off (an opt-in since then does not turn it on;
+    /// that takes a new client).
+    pub fn consent(&self) -> Consent {
+        if self.inner.consent.mode != Mode::Off {
+            let now = self.inner.recheck.decide();
+            if now.mode == Mode::Off {
+                return now;
+            }
+        }
+        self.inner.consent.clone()
     }
 
-    /// True when events are sent (mode on); a dashboard script should run only then.
+    /// True when events are sent (mode on, and still no opt-out); a dashboard script
+    /// should run only then.
     pub fn sends(&self) -> bool {
-        self.inner.consent.mode == Mode::On
+        self.consent().mode == Mode::On
     }
 
     /// The configuration directory.
@@ -193,7 +226,9 @@ impl Client {
 
     /// Deliver every spooled event now, oldest first, waiting at most the timeout in all
     /// (for the spool lock, which another process may hold, and for the collector).
-    /// Delivered events leave the spool; the others stay for the next try.
+    /// Delivered events leave the spool, as do those the collector refused for good
+    /// (dropped and counted: [`Outcome::Dropped`]); the others stay for the next try
+    /// ([`Outcome::Spooled`]).
     pub fn deliver_spool(&self) -> Outcome {
         if self.off() {
             return Outcome::Off;
@@ -239,13 +274,25 @@ impl Client {
         }
         let id = machine_id::load(&self.inner.state_dir).unwrap_or_else(uuid::Uuid::new_v4);
         let ev = self.build_event(&name, &id.to_string(), props, Wait::Yes);
-        let ev = ev.to_json();
+        let mut ev = ev.to_json();
+        if let Some(d) = &self.inner.dispatcher {
+            // Sent first, this event would report the events dropped so far.
+            let spool = &d.route().spool;
+            let dropped = spool.dropped_count();
+            if dropped > 0 && spool.is_empty() {
+                ev["properties"][event::DROPPED_EVENTS] = dropped.into();
+            }
+        }
         let token = self
             .inner
             .dispatcher
             .as_ref()
             .map(|d| d.route().token.as_str());
-        Some(event::batch_body(token.unwrap_or(""), &[ev]))
+        Some(event::batch_body(
+            token.unwrap_or(""),
+            &[ev],
+            (self.inner.clock)(),
+        ))
     }
 
     /// Report every panic as FATAL (see [`crate::fatal`] for how the function is found).
@@ -258,8 +305,24 @@ impl Client {
         crate::fatal::install(self.clone())
     }
 
+    /// True when statistics are off: from the start, or since an opt-out made while the
+    /// program runs, in which case what waited to be sent is deleted.
     fn off(&self) -> bool {
-        self.inner.consent.mode == Mode::Off
+        if self.inner.consent.mode == Mode::Off {
+            return true;
+        }
+        if !self.inner.recheck.opted_out() {
+            return false;
+        }
+        let spool = match &self.inner.dispatcher {
+            Some(d) => d.route().spool.clone(),
+            None => Spool::new(
+                self.inner.state_dir.join("spool"),
+                crate::SpoolLimits::default(),
+            ),
+        };
+        forget_if_present(&self.inner.state_dir, &spool);
+        true
     }
 
     fn action_with(
@@ -376,7 +439,7 @@ impl Client {
         };
         all.extend(props);
         event::apply_masks(&mut all);
-        Event::new(name, distinct_id, all)
+        Event::at(name, distinct_id, all, (self.inner.clock)())
     }
 
     fn base(&self) -> &Map<String, Value> {

@@ -11,6 +11,7 @@ use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 
 /// Name of the opt-out file in the configuration directory.
 pub const OPT_OUT_FILE: &str = ".opt-out-from-anonymous-statistics";
@@ -146,6 +147,30 @@ pub fn decide(
             mode: Mode::On,
             reason: Reason::Default,
         },
+    }
+}
+
+/// An environment lookup, as [`decide`] takes it.
+pub(crate) type EnvFn = Arc<dyn Fn(&str) -> Option<OsString> + Send + Sync>;
+
+/// What a decision was made from, kept so that it can be made again while the program
+/// runs: an opt-out made after the start (`anonstats opt-out`) stops what follows.
+#[derive(Clone)]
+pub(crate) struct Recheck {
+    pub env: EnvFn,
+    pub config_dir: PathBuf,
+    pub host: Option<Mode>,
+}
+
+impl Recheck {
+    /// True when the rules now say off (two environment variables and one `stat`).
+    pub fn opted_out(&self) -> bool {
+        decide(&*self.env, &self.config_dir, self.host).mode == Mode::Off
+    }
+
+    /// The decision now.
+    pub fn decide(&self) -> Consent {
+        decide(&*self.env, &self.config_dir, self.host)
     }
 }
 

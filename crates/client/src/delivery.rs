@@ -39,6 +39,37 @@ impl fmt::Display for DeliveryError {
 }
 
 impl DeliveryError {
+    /// Refused for good: the same request would be refused again (a 4xx answer other than
+    /// 408 and 429: a bad token, a malformed or too large batch). Anything else (no
+    /// connection, no answer in time, 5xx, 429) may succeed later.
+    pub fn refused(&self) -> bool {
+        matches!(self, DeliveryError::Status(s) if (400..500).contains(s) && *s != 408 && *s != 429)
+    }
+
+    /// One line for the person who runs the agent: what happened at `url`.
+    pub fn explain(&self, url: &str) -> String {
+        match self {
+            DeliveryError::Timeout(d) => {
+                format!("no answer from {url} within {} ms", d.as_millis())
+            }
+            DeliveryError::Connect(e) => format!("cannot connect to {url}: {e}"),
+            DeliveryError::Status(s @ (401 | 403)) => {
+                format!("the collector refused the token ({s}): check the project write token")
+            }
+            DeliveryError::Status(400) => {
+                "the collector refused the events as malformed (400)".to_string()
+            }
+            DeliveryError::Status(413) => {
+                "the collector refused the events as too large (413)".to_string()
+            }
+            DeliveryError::Status(404) => format!(
+                "{url} answered 404: check the endpoint URL, it should be the collector's base URL"
+            ),
+            DeliveryError::Status(s) => format!("the collector at {url} answered HTTP {s}"),
+            DeliveryError::Other(e) => format!("cannot send to {url}: {e}"),
+        }
+    }
+
     /// Worth one more try: the network or the server, not the request.
     fn retryable(&self) -> bool {
         match self {
@@ -121,7 +152,11 @@ impl Transport {
             Err(ureq::Error::ConnectionFailed) => {
                 Err(DeliveryError::Connect("connection failed".into()))
             }
-            Err(ureq::Error::Io(e)) => Err(DeliveryError::Connect(e.to_string())),
+            Err(ureq::Error::Io(e)) => Err(DeliveryError::Connect(match e.kind() {
+                std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
+                std::io::ErrorKind::ConnectionReset => "connection reset".into(),
+                _ => e.to_string(),
+            })),
             Err(e) => Err(DeliveryError::Other(e.to_string())),
         }
     }

@@ -1,22 +1,34 @@
-//! The background delivery thread.
+//! The background delivery thread, and delivery of the spool.
 //!
 //! One thread per client, started with the first event. It takes every job queued at the
 //! moment, adds (on its first round only) whatever earlier runs left in the spool, and sends
-//! all of it as one batch under one deadline. Delivered spool files are removed; events that
-//! could not be delivered stay in (or are put into) the spool.
+//! all of it under one deadline, in batches of at most [`MAX_BATCH_EVENTS`] events and
+//! [`MAX_BATCH_BYTES`] bytes. Delivered spool files are removed; events the collector refused
+//! for good (a bad token, a malformed or too large batch) are dropped and counted; the
+//! others stay in (or are put into) the spool. Consent is checked again before every
+//! round: after an opt-out nothing more is sent and the spool is deleted.
 
 use crate::Outcome;
+use crate::builder::Clock;
+use crate::consent::Recheck;
 use crate::delivery::{DeliveryError, Transport};
-use crate::event::batch_body;
+use crate::event::{DROPPED_EVENTS, batch_body};
 use crate::facts;
-use crate::spool::Spool;
+use crate::spool::{Spool, SpoolLock};
 use serde_json::Value;
-use std::collections::HashSet;
+use std::collections::HashMap;
+use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
+
+/// At most this many events per request.
+pub const MAX_BATCH_EVENTS: usize = 100;
+/// At most this many bytes of events per request (the collector takes 1 MB per event and
+/// 20 MB per `/batch` request); an event larger than this goes alone.
+pub const MAX_BATCH_BYTES: usize = 1 << 20;
 
 /// One event to deliver.
 pub(crate) struct Job {
@@ -35,6 +47,23 @@ pub(crate) struct Route {
     pub spool: Spool,
     /// Root the system facts are read from, for events spooled without them.
     pub probe_root: PathBuf,
+    /// The state directory (for the local log, deleted on opt-out).
+    pub state_dir: PathBuf,
+    /// Consent, decided again before each round.
+    pub recheck: Recheck,
+    /// Dates each request (`sent_at`).
+    pub clock: Clock,
+}
+
+impl Route {
+    /// True when an opt-out was made since the client started; what waited is deleted.
+    fn opted_out(&self) -> bool {
+        if !self.recheck.opted_out() {
+            return false;
+        }
+        crate::client::forget(&self.state_dir, &self.spool);
+        true
+    }
 }
 
 pub(crate) struct Dispatcher {
@@ -97,62 +126,223 @@ fn run(route: &Route, rx: Receiver<Job>) {
     }
 }
 
+/// One event of a round: what is sent, and its spool file if it has one.
+struct Item {
+    event: Value,
+    file: Option<PathBuf>,
+}
+
+/// Where a job's event went in a round.
+enum Place {
+    /// Sent as this item.
+    Item(usize),
+    /// Not sent in this round; this is its outcome.
+    Settled(Outcome),
+}
+
 fn deliver(route: &Route, jobs: Vec<Job>, include_spool: bool) {
     let deadline = Instant::now() + route.timeout;
     // Spooled events are sent and removed under the spool lock, so that a process delivering
     // the same spool (`anonstats send`) never sends them too. Without the lock, only this
     // round's own events go.
     let lock = route.spool.lock_until(deadline);
+    if route.opted_out() {
+        tell(jobs, |_| Outcome::Off);
+        return;
+    }
     let mut spooled = Vec::new();
     if include_spool && lock.is_some() {
         spooled = load_with_facts(route);
     }
-    let mut seen: HashSet<PathBuf> = spooled.iter().map(|s| s.path.clone()).collect();
-    let mut events: Vec<Value> = spooled.iter().map(|s| s.event.clone()).collect();
-    let mut files: Vec<PathBuf> = seen.iter().cloned().collect();
-    // A job's spool file is written before the job is queued, so an earlier round that
-    // read the spool may have sent it already, and removed its file.
-    let mut sent_before = 0;
-    for job in &jobs {
-        match &job.spooled {
-            Some(path) if seen.contains(path) => continue,
-            Some(path) if !path.exists() => {
-                sent_before += 1;
-                continue;
+    let mut items: Vec<Item> = spooled
+        .iter()
+        .map(|s| Item {
+            event: s.event.clone(),
+            file: Some(s.path.clone()),
+        })
+        .collect();
+    let mut index: HashMap<PathBuf, usize> = spooled
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.path.clone(), i))
+        .collect();
+    // A job's spool file is written before the job is queued, so by now an earlier round
+    // that read the spool may have sent it and removed its file, or the spool, full, may
+    // have dropped it unsent: the record of dropped events tells which.
+    let places: Vec<Place> = jobs
+        .iter()
+        .map(|job| match &job.spooled {
+            Some(path) if index.contains_key(path) => Place::Item(index[path]),
+            Some(path) if !path.exists() => Place::Settled(if route.spool.was_dropped(path) {
+                Outcome::Dropped(full(route))
+            } else {
+                Outcome::Delivered(0)
+            }),
+            file => {
+                if let Some(path) = file {
+                    index.insert(path.clone(), items.len());
+                }
+                items.push(Item {
+                    event: job.event.clone(),
+                    file: file.clone(),
+                });
+                Place::Item(items.len() - 1)
             }
-            Some(path) => {
-                seen.insert(path.clone());
-                files.push(path.clone());
+        })
+        .collect();
+    let mut results = send_items(route, lock.as_ref(), &items, deadline);
+    if route.opted_out() {
+        // Nothing is kept after an opt-out (and the spool is gone).
+        for r in &mut results {
+            if !matches!(r, Outcome::Delivered(_)) {
+                *r = Outcome::Off;
             }
-            None => {}
         }
-        events.push(job.event.clone());
     }
-    let body = batch_body(&route.token, &events);
-    let outcome = if events.is_empty() {
-        Outcome::Delivered(sent_before)
-    } else {
-        match route.transport.post(&body, deadline) {
+    let mut files: Vec<Option<PathBuf>> = items.iter().map(|i| i.file.clone()).collect();
+    for ((item, result), file) in items.iter().zip(&results).zip(&mut files) {
+        let keep = match result {
+            Outcome::Spooled(_) => true,
+            // Refused for good, and without the lock it cannot be counted: put it where
+            // the process holding the lock will try it, and count it when refused again.
+            Outcome::Dropped(_) => lock.is_none(),
+            _ => false,
+        };
+        if keep && item.file.is_none() {
+            let uuid = item.event["uuid"].as_str().unwrap_or("");
+            *file = route.spool.put(uuid, &item.event, false).ok();
+        }
+    }
+    keep_facts(route, &spooled, &results);
+    if let Some(lock) = &lock {
+        route.spool.trim(lock, None);
+    }
+    drop(lock);
+    // What was kept, the spool may have had to drop to stay in its bounds.
+    for (result, file) in results.iter_mut().zip(&files) {
+        if matches!(result, Outcome::Spooled(_))
+            && file.as_ref().is_some_and(|f| route.spool.was_dropped(f))
+        {
+            *result = Outcome::Dropped(full(route));
+        }
+    }
+    let mut places = places.into_iter();
+    tell(jobs, |_| match places.next() {
+        Some(Place::Item(i)) => results[i].clone(),
+        Some(Place::Settled(outcome)) => outcome,
+        None => Outcome::Delivered(0),
+    });
+}
+
+/// Tell every waiting job its outcome.
+fn tell(jobs: Vec<Job>, mut outcome: impl FnMut(&Job) -> Outcome) {
+    for job in jobs {
+        let o = outcome(&job);
+        if let Some(done) = job.done {
+            let _ = done.try_send(o);
+        }
+    }
+}
+
+/// The spool was full and dropped an event unsent.
+fn full(route: &Route) -> String {
+    let limits = route.spool.limits();
+    format!(
+        "the spool in {} was full (at most {} events, {} bytes), so the oldest events were \
+         dropped unsent; the next delivered event reports how many (dropped_events)",
+        route.spool.dir().display(),
+        limits.max_files,
+        limits.max_bytes
+    )
+}
+
+/// Batches of at most [`MAX_BATCH_EVENTS`] events and [`MAX_BATCH_BYTES`] bytes, in order.
+fn batches(items: &[Item]) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, item) in items.iter().enumerate() {
+        let size = serde_json::to_vec(&item.event).map_or(0, |b| b.len());
+        if i > start && (i - start >= MAX_BATCH_EVENTS || bytes + size > MAX_BATCH_BYTES) {
+            out.push(start..i);
+            (start, bytes) = (i, 0);
+        }
+        bytes += size;
+    }
+    if start < items.len() {
+        out.push(start..items.len());
+    }
+    out
+}
+
+/// Send `items` in batches, oldest first, before `deadline`; the outcome of each item.
+/// Consent is checked again between batches: after an opt-out the rest is not sent
+/// ([`Outcome::Off`]) and the spool is deleted.
+///
+/// Delivered batches leave the spool. A batch refused for good is dropped and counted
+/// (only under the lock; without it the files stay for the process holding it). After a
+/// failure that may pass (no connection, no answer, 5xx, 429) nothing more is tried and
+/// the rest is kept. Under the lock, the first event of each batch carries the count of
+/// events dropped so far (`dropped_events`), and the count is taken off once the batch
+/// is acknowledged.
+fn send_items(
+    route: &Route,
+    lock: Option<&SpoolLock>,
+    items: &[Item],
+    deadline: Instant,
+) -> Vec<Outcome> {
+    let mut out = vec![Outcome::Delivered(0); items.len()];
+    let mut failed: Option<String> = None;
+    for (n, range) in batches(items).into_iter().enumerate() {
+        if let Some(why) = &failed {
+            for o in &mut out[range] {
+                *o = Outcome::Spooled(why.clone());
+            }
+            continue;
+        }
+        if n > 0 && route.opted_out() {
+            for o in &mut out[range.start..] {
+                *o = Outcome::Off;
+            }
+            break;
+        }
+        let batch = &items[range.clone()];
+        let mut events: Vec<Value> = batch.iter().map(|i| i.event.clone()).collect();
+        let carried = lock.map_or(0, |_| route.spool.dropped_count());
+        if carried > 0
+            && let Some(props) = events[0]
+                .get_mut("properties")
+                .and_then(Value::as_object_mut)
+        {
+            props.insert(DROPPED_EVENTS.into(), carried.into());
+        }
+        let body = batch_body(&route.token, &events, (route.clock)());
+        let files = batch.iter().filter_map(|i| i.file.as_ref());
+        let outcome = match route.transport.post(&body, deadline) {
             Ok(()) => {
-                route.spool.remove(&files);
-                Outcome::Delivered(events.len())
+                route.spool.remove(files);
+                if let Some(lock) = lock {
+                    route.spool.settle_dropped(lock, carried);
+                }
+                Outcome::Delivered(batch.len())
+            }
+            Err(e) if e.refused() => {
+                if let Some(lock) = lock {
+                    let unspooled = batch.iter().filter(|i| i.file.is_none()).count();
+                    route.spool.drop_events(lock, files, unspooled as u64);
+                }
+                Outcome::Dropped(refused(route, batch.len(), &e))
             }
             Err(e) => {
-                for job in jobs.iter().filter(|j| j.spooled.is_none()) {
-                    let uuid = job.event["uuid"].as_str().unwrap_or("");
-                    let _ = route.spool.put(uuid, &job.event, false);
-                }
-                keep_facts(route, &spooled);
-                Outcome::Spooled(not_delivered(route, events.len(), &e))
+                let why = kept(route, &e);
+                failed = Some(why.clone());
+                Outcome::Spooled(why)
             }
-        }
-    };
-    drop(lock);
-    for job in jobs {
-        if let Some(done) = job.done {
-            let _ = done.try_send(outcome.clone());
+        };
+        for o in &mut out[range] {
+            *o = outcome.clone();
         }
     }
+    out
 }
 
 /// A spooled event, and whether its system facts were added just now.
@@ -186,20 +376,32 @@ fn load_with_facts(route: &Route) -> Vec<Loaded> {
     out
 }
 
-/// After a failed delivery: keep the facts added to spooled events, so that they describe
-/// the system as it was when the event was made, not when it is finally delivered.
-fn keep_facts(route: &Route, spooled: &[Loaded]) {
-    for s in spooled.iter().filter(|s| s.filled) {
-        let _ = route.spool.rewrite(&s.path, &s.event);
+/// After a failed delivery: keep the facts added to spooled events that stay, so that they
+/// describe the system as it was when the event was made, not when it is finally delivered.
+/// `results` are the outcomes of the first items of the round, the spooled ones.
+fn keep_facts(route: &Route, spooled: &[Loaded], results: &[Outcome]) {
+    for (s, result) in spooled.iter().zip(results) {
+        if s.filled && matches!(result, Outcome::Spooled(_)) {
+            let _ = route.spool.rewrite(&s.path, &s.event);
+        }
     }
 }
 
-fn not_delivered(route: &Route, n: usize, e: &DeliveryError) -> String {
+/// Not delivered, and kept for the next try.
+fn kept(route: &Route, e: &DeliveryError) -> String {
     format!(
-        "{} not delivered to {}: {e}; kept in {} for the next start",
-        plural(n),
-        route.transport.url(),
+        "{}; kept in the spool ({}) for the next start",
+        e.explain(route.transport.url()),
         route.spool.dir().display()
+    )
+}
+
+/// Refused for good, and dropped.
+fn refused(route: &Route, n: usize, e: &DeliveryError) -> String {
+    format!(
+        "{}; {} dropped, as it would be refused again",
+        e.explain(route.transport.url()),
+        plural(n)
     )
 }
 
@@ -207,15 +409,17 @@ fn not_delivered(route: &Route, n: usize, e: &DeliveryError) -> String {
 /// processes are picked up, but a steady stream of them cannot keep one process busy.
 const MAX_ROUNDS: usize = 8;
 
-/// Deliver what waits in the spool, oldest first, in one batch per round, under the spool
-/// lock; delivered files are removed, the rest stays for the next try. When another process
-/// holds the lock past `lock_deadline`, this leaves the spool to it.
+/// Deliver what waits in the spool, oldest first, in batches, under the spool lock;
+/// delivered files are removed, those refused for good are dropped (and counted), the rest
+/// stays for the next try. When another process holds the lock past `lock_deadline`, this
+/// leaves the spool to it. After an opt-out, the spool is deleted instead ([`Outcome::Off`]).
 ///
 /// After each round the lock is released and the spool looked at again: an event spooled
 /// while the lock was held may belong to a process that found the lock taken and left.
 pub(crate) fn deliver_spool(route: &Route, lock_deadline: Instant) -> Outcome {
     let deadline = Instant::now() + route.timeout;
     let mut delivered = 0;
+    let mut dropped: Option<String> = None;
     for round in 0..MAX_ROUNDS {
         let lock_deadline = if round == 0 {
             lock_deadline
@@ -225,30 +429,49 @@ pub(crate) fn deliver_spool(route: &Route, lock_deadline: Instant) -> Outcome {
         let Some(lock) = route.spool.lock_until(lock_deadline) else {
             return busy(route, delivered);
         };
+        if route.opted_out() {
+            return Outcome::Off;
+        }
         let spooled = load_with_facts(route);
         if spooled.is_empty() {
             break;
         }
-        let events: Vec<Value> = spooled.iter().map(|s| s.event.clone()).collect();
-        match route
-            .transport
-            .post(&batch_body(&route.token, &events), deadline)
-        {
-            Ok(()) => {
-                route.spool.remove(spooled.iter().map(|s| &s.path));
-                delivered += events.len();
-            }
-            Err(e) => {
-                keep_facts(route, &spooled);
-                return Outcome::Spooled(not_delivered(route, events.len(), &e));
+        let items: Vec<Item> = spooled
+            .iter()
+            .map(|s| Item {
+                event: s.event.clone(),
+                file: Some(s.path.clone()),
+            })
+            .collect();
+        let results = send_items(route, Some(&lock), &items, deadline);
+        keep_facts(route, &spooled, &results);
+        route.spool.trim(&lock, None);
+        drop(lock);
+        let mut kept = None;
+        let mut off = false;
+        for result in results {
+            match result {
+                Outcome::Delivered(_) => delivered += 1,
+                Outcome::Spooled(why) => kept = Some(why),
+                Outcome::Dropped(why) => dropped = Some(why),
+                Outcome::Off => off = true,
+                _ => {}
             }
         }
-        drop(lock);
+        if off {
+            return Outcome::Off;
+        }
+        if let Some(why) = kept {
+            return Outcome::Spooled(why);
+        }
         if route.spool.is_empty() {
             break;
         }
     }
-    Outcome::Delivered(delivered)
+    match dropped {
+        Some(why) => Outcome::Dropped(why),
+        None => Outcome::Delivered(delivered),
+    }
 }
 
 /// The lock is held by another process, which delivers the spool.
@@ -267,5 +490,33 @@ fn plural(n: usize) -> String {
         "1 event".into()
     } else {
         format!("{n} events")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn items(n: usize, pad: usize) -> Vec<Item> {
+        (0..n)
+            .map(|i| Item {
+                event: json!({"event": "E", "uuid": i.to_string(), "p": "x".repeat(pad)}),
+                file: None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn batches_stop_at_100_events_or_1_mib() {
+        assert!(batches(&[]).is_empty());
+        assert_eq!(batches(&items(250, 0)), [0..100, 100..200, 200..250]);
+        // 300 KB each: three fit in 1 MiB, the fourth starts a new batch.
+        assert_eq!(batches(&items(7, 300_000)), [0..3, 3..6, 6..7]);
+        // An event larger than a batch goes alone (and the collector says if it is too big).
+        let mut big = items(1, 0);
+        big.extend(items(1, 2 << 20));
+        big.extend(items(1, 0));
+        assert_eq!(batches(&big), [0..1, 1..2, 2..3]);
     }
 }

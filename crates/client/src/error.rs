@@ -6,7 +6,9 @@ use std::path::PathBuf;
 /// What went wrong while configuring the client or touching its state directory.
 ///
 /// Delivery failures are not errors: they end up in the spool and are reported as
-/// [`Outcome::Spooled`](crate::Outcome::Spooled).
+/// [`Outcome::Spooled`](crate::Outcome::Spooled), or, when the collector refused the
+/// events for good, are dropped, counted and reported as
+/// [`Outcome::Dropped`](crate::Outcome::Dropped).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// No product name was given while statistics are on or local.

@@ -48,11 +48,15 @@ pub const PROPERTY_NAMES: &[&str] = &[
     "fatal_file",
     "fatal_line",
     "fatal_message",
+    "dropped_events",
     "$ip",
     "$current_url",
     "$pathname",
     "$host",
 ];
+
+/// Property of the first event delivered after the spool dropped events unsent: how many.
+pub const DROPPED_EVENTS: &str = "dropped_events";
 
 /// One event, ready to send: PostHog's shape without the project token.
 #[derive(Clone, Debug, PartialEq)]
@@ -72,10 +76,20 @@ pub struct Event {
 impl Event {
     /// A new event with a fresh uuid and the current time.
     pub fn new(name: &str, distinct_id: &str, properties: Map<String, Value>) -> Event {
+        Event::at(name, distinct_id, properties, SystemTime::now())
+    }
+
+    /// A new event with a fresh uuid, made at `time` by the sender's clock.
+    pub fn at(
+        name: &str,
+        distinct_id: &str,
+        properties: Map<String, Value>,
+        time: SystemTime,
+    ) -> Event {
         Event {
             name: name.to_string(),
             uuid: Uuid::now_v7(),
-            timestamp: crate::time::rfc3339(SystemTime::now()),
+            timestamp: crate::time::rfc3339(time),
             distinct_id: distinct_id.to_string(),
             properties,
         }
@@ -100,9 +114,12 @@ impl Event {
     }
 }
 
-/// The body of a `POST <endpoint>/batch/` request.
-pub fn batch_body(token: &str, events: &[Value]) -> Value {
-    json!({ "api_key": token, "batch": events })
+/// The body of a `POST <endpoint>/batch/` request sent at `sent_at` by the sender's clock
+/// (PostHog's `sent_at`): the collector moves each event's `timestamp` by the difference
+/// between its own clock and `sent_at`, so that a sender's wrong clock does not misdate
+/// its events.
+pub fn batch_body(token: &str, events: &[Value], sent_at: SystemTime) -> Value {
+    json!({ "api_key": token, "batch": events, "sent_at": crate::time::rfc3339(sent_at) })
 }
 
 /// Properties in the reference script's form: `action`, `action_result`, `action_data`.
@@ -240,8 +257,10 @@ mod tests {
             7
         );
         assert!(e["timestamp"].as_str().unwrap().ends_with('Z'));
-        let body = batch_body("tok", &[e]);
+        let sent = std::time::UNIX_EPOCH + std::time::Duration::from_secs(4_102_444_799);
+        let body = batch_body("tok", &[e], sent);
         assert_eq!(body["api_key"], "tok");
+        assert_eq!(body["sent_at"], "2099-12-31T23:59:59.000Z");
         assert_eq!(body["batch"].as_array().unwrap().len(), 1);
     }
 

@@ -2,10 +2,13 @@
 //!
 //! A host program builds one [`Client`], calls [`Client::start`] when it starts,
 //! [`Client::exit`] when it stops cleanly and [`Client::fatal`] (or lets the panic hook do it)
-//! when it dies. Consent is decided first ([`consent`]); when statistics are off nothing is
-//! built, written or sent. Events are delivered in the background to a PostHog-compatible
-//! `POST <endpoint>/batch/` under a total timeout (2 s by default), with at most one retry;
-//! what cannot be delivered waits in a bounded spool and goes first at the next start.
+//! when it dies. Consent is decided first ([`consent`]), and again before each event and each
+//! delivery; when statistics are off nothing is built, written or sent, and after an opt-out
+//! made while the program runs, what waited to be sent is deleted. Events are delivered in the
+//! background to a PostHog-compatible `POST <endpoint>/batch/` under a total timeout (2 s by
+//! default), with at most one retry; what cannot be delivered waits in a bounded spool and
+//! goes first at the next start. What the spool has to drop, and what the collector refuses
+//! for good, is counted and reported by the next delivered event (`dropped_events`).
 //!
 //! ```
 //! use anonstats_client::{Client, Mode, Outcome};

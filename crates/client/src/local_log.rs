@@ -36,3 +36,10 @@ pub fn append(state_dir: &Path, event: &Value) -> Result<PathBuf, Error> {
         .map_err(|e| Error::io("append to", &p, e))?;
     Ok(p)
 }
+
+/// Delete the log and its old copy (after an opt-out).
+pub fn remove(state_dir: &Path) {
+    let p = path(state_dir);
+    let _ = fs::remove_file(p.with_extension("ndjson.1"));
+    let _ = fs::remove_file(p);
+}

@@ -2,7 +2,12 @@
 //!
 //! One file per event, named `<nanoseconds>-<uuid>.json` so that names sort oldest first.
 //! Files are written to a temporary name and renamed into place (fsynced when asked, as for
-//! FATAL). After each write the oldest files are dropped until both bounds hold.
+//! FATAL). When the bounds are passed the oldest files are dropped, unsent, by whoever
+//! holds the delivery lock: a write that can take the lock at once, or the delivering
+//! process before it lets the lock go. Every dropped event is counted in
+//! `<dir>-dropped.json` beside the directory (with the names of the latest ones), so that
+//! the count survives the process, the next delivered event can report it
+//! (`dropped_events`), and a file that vanished can be told from one that was delivered.
 
 use crate::{Error, fsutil};
 use serde_json::Value;
@@ -27,6 +32,18 @@ impl Default for SpoolLimits {
             max_bytes: 1 << 20,
         }
     }
+}
+
+/// How many dropped files' names are kept, to tell a dropped event from a delivered one.
+pub const RECENT_DROPS: usize = 1024;
+
+/// The record of dropped events.
+#[derive(Debug, Default)]
+struct Ledger {
+    /// Dropped and not yet reported by a delivered event.
+    count: u64,
+    /// The names of the latest dropped files, oldest first.
+    recent: Vec<String>,
 }
 
 /// An event found in the spool.
@@ -67,6 +84,8 @@ impl Spool {
     }
 
     /// Store one event; `durable` fsyncs the file and the directory before returning.
+    /// If the spool is then past its bounds and the delivery lock is free, the oldest
+    /// files are dropped (and counted); otherwise the process holding the lock does it.
     pub fn put(&self, uuid: &str, event: &Value, durable: bool) -> Result<PathBuf, Error> {
         let bytes = serde_json::to_vec(event).unwrap_or_default();
         let size = bytes.len() as u64;
@@ -87,7 +106,9 @@ impl Spool {
             .collect();
         let path = self.dir.join(format!("{nanos:020}-{safe_uuid}.json"));
         fsutil::replace_file(&path, &bytes, 0o600, durable)?;
-        self.enforce_bounds(&path);
+        if let Some(lock) = self.try_lock() {
+            self.trim(&lock, Some(&path));
+        }
         Ok(path)
     }
 
@@ -167,6 +188,140 @@ impl Spool {
         }
     }
 
+    /// Drop events that will never be delivered (the collector refused them for good):
+    /// their files are removed and they are counted as dropped, with `unspooled` more
+    /// that had no file.
+    pub fn drop_events<'a>(
+        &self,
+        _lock: &SpoolLock,
+        paths: impl IntoIterator<Item = &'a PathBuf>,
+        unspooled: u64,
+    ) {
+        let names: Vec<String> = paths
+            .into_iter()
+            .filter(|p| fs::remove_file(p).is_ok())
+            .filter_map(|p| p.file_name()?.to_str().map(String::from))
+            .collect();
+        self.count_dropped(&names, unspooled);
+    }
+
+    /// How many events were dropped, unsent, and not yet reported by a delivered event.
+    pub fn dropped_count(&self) -> u64 {
+        self.ledger().count
+    }
+
+    /// True when the spool dropped the event of this file (among the latest
+    /// [`RECENT_DROPS`] dropped), false when it never did, e.g. because it was delivered.
+    pub fn was_dropped(&self, path: &Path) -> bool {
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            return false;
+        };
+        self.ledger().recent.iter().any(|r| r == name)
+    }
+
+    /// A delivered event reported `n` dropped events: take them off the count (drops made
+    /// since stay counted). Under the delivery lock, so that no two processes report the
+    /// same drops.
+    pub fn settle_dropped(&self, _lock: &SpoolLock, n: u64) {
+        if n == 0 {
+            return;
+        }
+        self.update_ledger(|l| l.count = l.count.saturating_sub(n));
+    }
+
+    /// Delete every waiting event and the count of dropped ones (after an opt-out).
+    pub fn purge(&self) {
+        let _ = fs::remove_dir_all(&self.dir);
+        let _ = fs::remove_file(self.ledger_path());
+    }
+
+    /// Drop the oldest files, unsent, until both bounds hold; `keep` is never dropped.
+    /// Returns how many were dropped.
+    pub fn trim(&self, _lock: &SpoolLock, keep: Option<&Path>) -> usize {
+        let files: Vec<(PathBuf, u64)> = self
+            .files()
+            .into_iter()
+            .map(|p| {
+                let len = fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+                (p, len)
+            })
+            .collect();
+        let mut count = files.len();
+        let mut bytes: u64 = files.iter().map(|(_, l)| l).sum();
+        let mut dropped = Vec::new();
+        for (path, len) in &files {
+            if count <= self.limits.max_files && bytes <= self.limits.max_bytes {
+                break;
+            }
+            if Some(path.as_path()) == keep {
+                continue;
+            }
+            if fs::remove_file(path).is_ok() {
+                count -= 1;
+                bytes = bytes.saturating_sub(*len);
+                if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
+                    dropped.push(name.to_string());
+                }
+            }
+        }
+        if !dropped.is_empty() {
+            self.count_dropped(&dropped, 0);
+        }
+        dropped.len()
+    }
+
+    /// The bounds.
+    pub fn limits(&self) -> SpoolLimits {
+        self.limits
+    }
+
+    fn count_dropped(&self, names: &[String], unspooled: u64) {
+        let n = names.len() as u64 + unspooled;
+        if n == 0 {
+            return;
+        }
+        self.update_ledger(|l| {
+            l.count += n;
+            l.recent.extend(names.iter().cloned());
+            let excess = l.recent.len().saturating_sub(RECENT_DROPS);
+            l.recent.drain(..excess);
+        });
+    }
+
+    /// The record of dropped events, beside the directory (`spool-dropped.json`).
+    fn ledger_path(&self) -> PathBuf {
+        let mut name = self.dir.file_name().unwrap_or_default().to_os_string();
+        name.push("-dropped.json");
+        self.dir.with_file_name(name)
+    }
+
+    fn ledger(&self) -> Ledger {
+        fs::read(self.ledger_path())
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .map(|v| Ledger {
+                count: v["count"].as_u64().unwrap_or(0),
+                recent: v["recent"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|n| n.as_str().map(String::from))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            })
+            .unwrap_or_default()
+    }
+
+    /// Read, change and atomically replace the record. Called under the delivery lock
+    /// only, so that no two processes change it at once.
+    fn update_ledger(&self, change: impl FnOnce(&mut Ledger)) {
+        let mut ledger = self.ledger();
+        change(&mut ledger);
+        let v = serde_json::json!({"count": ledger.count, "recent": ledger.recent});
+        let _ = fsutil::replace_file(&self.ledger_path(), v.to_string().as_bytes(), 0o600, false);
+    }
+
     /// Spool file names, oldest first.
     fn files(&self) -> Vec<PathBuf> {
         let Ok(entries) = fs::read_dir(&self.dir) else {
@@ -182,32 +337,6 @@ impl Spool {
             .collect();
         files.sort();
         files
-    }
-
-    /// Drop the oldest files until the bounds hold; `keep` is never dropped.
-    fn enforce_bounds(&self, keep: &Path) {
-        let files: Vec<(PathBuf, u64)> = self
-            .files()
-            .into_iter()
-            .map(|p| {
-                let len = fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
-                (p, len)
-            })
-            .collect();
-        let mut count = files.len();
-        let mut bytes: u64 = files.iter().map(|(_, l)| l).sum();
-        for (path, len) in &files {
-            if count <= self.limits.max_files && bytes <= self.limits.max_bytes {
-                break;
-            }
-            if path == keep {
-                continue;
-            }
-            if fs::remove_file(path).is_ok() {
-                count -= 1;
-                bytes = bytes.saturating_sub(*len);
-            }
-        }
     }
 }
 
@@ -241,7 +370,7 @@ mod tests {
             max_files: 5,
             max_bytes: 1 << 20,
         };
-        let spool = Spool::new(dir.path(), limits);
+        let spool = Spool::new(dir.path().join("spool"), limits);
         for i in 0..12 {
             spool.put(&format!("u{i}"), &ev(i, 0), false).unwrap();
         }
@@ -251,6 +380,41 @@ mod tests {
             .map(|s| s.event["uuid"].clone())
             .collect();
         assert_eq!(uuids, vec!["u7", "u8", "u9", "u10", "u11"]);
+        assert_eq!(spool.dropped_count(), 7);
+        let lock = spool.try_lock().unwrap();
+        spool.settle_dropped(&lock, 5);
+        assert_eq!(spool.dropped_count(), 2);
+    }
+
+    #[test]
+    fn a_busy_lock_defers_the_bounds_to_its_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = SpoolLimits {
+            max_files: 2,
+            max_bytes: 1 << 20,
+        };
+        let spool = Spool::new(dir.path().join("spool"), limits);
+        let first = spool.put("u0", &ev(0, 0), false).unwrap();
+        let lock = spool.try_lock().unwrap();
+        for i in 1..4 {
+            spool.put(&format!("u{i}"), &ev(i, 0), false).unwrap();
+        }
+        assert_eq!(
+            spool.load().len(),
+            4,
+            "nothing dropped while the lock is held"
+        );
+        assert_eq!(spool.trim(&lock, None), 2);
+        assert!(spool.was_dropped(&first));
+        assert_eq!(spool.dropped_count(), 2);
+        let kept = spool.load();
+        assert!(!spool.was_dropped(&kept[0].path));
+        spool.drop_events(&lock, [&kept[0].path], 1);
+        assert_eq!(spool.dropped_count(), 4);
+        assert!(spool.was_dropped(&kept[0].path));
+        spool.purge();
+        assert!(spool.is_empty());
+        assert_eq!(spool.dropped_count(), 0);
     }
 
     #[test]
@@ -260,7 +424,7 @@ mod tests {
             max_files: 100,
             max_bytes: 3000,
         };
-        let spool = Spool::new(dir.path(), limits);
+        let spool = Spool::new(dir.path().join("spool"), limits);
         for i in 0..10 {
             spool.put(&format!("u{i}"), &ev(i, 900), false).unwrap();
         }
@@ -295,10 +459,10 @@ mod tests {
     #[test]
     fn corrupt_files_are_dropped() {
         let dir = tempfile::tempdir().unwrap();
-        let spool = Spool::new(dir.path(), SpoolLimits::default());
-        fs::write(dir.path().join("00000000000000000001-bad.json"), b"{trunc").unwrap();
+        let spool = Spool::new(dir.path().join("spool"), SpoolLimits::default());
         spool.put("ok", &ev(0, 0), false).unwrap();
+        fs::write(spool.dir().join("00000000000000000001-bad.json"), b"{trunc").unwrap();
         assert_eq!(spool.load().len(), 1);
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+        assert_eq!(fs::read_dir(spool.dir()).unwrap().count(), 1);
     }
 }

@@ -222,3 +222,135 @@ fn custom_events_and_cloud_codes() {
         Outcome::Dropped(_)
     ));
 }
+
+/// Waits for `what` with a deadline.
+fn until(what: &str, mut f: impl FnMut() -> bool) {
+    let limit = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn an_event_the_full_spool_dropped_is_reported_dropped_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = Recorder::gated();
+    let limits = anonstats_client::SpoolLimits {
+        max_files: 3,
+        max_bytes: 1 << 20,
+    };
+    let client = builder(dir.path(), &rec.url)
+        .timeout(Duration::from_secs(8))
+        .spool_limits(limits)
+        .build()
+        .unwrap();
+    let spool = anonstats_client::spool::Spool::new(dir.path().join("state/spool"), limits);
+    // START is on its way and held by the collector; meanwhile EXIT and three more events
+    // are spooled, one more than the spool keeps, so the oldest waiting one (EXIT) goes.
+    assert_eq!(client.start(), Outcome::Queued);
+    until("START posted", || rec.requests() == 1);
+    std::thread::scope(|s| {
+        let exit = s.spawn(|| client.exit());
+        until("EXIT spooled", || spool.load().len() == 2);
+        for i in 0..3 {
+            let name = format!("LATER_{i}");
+            assert_eq!(client.capture(&name, Default::default()), Outcome::Queued);
+        }
+        rec.release();
+        let outcome = exit.join().unwrap();
+        assert!(matches!(outcome, Outcome::Dropped(_)), "{outcome:?}");
+    });
+    until("the later events posted", || rec.requests() == 2);
+    assert_eq!(rec.names(), ["START", "LATER_0", "LATER_1", "LATER_2"]);
+    let events = rec.events();
+    assert_eq!(events[1]["properties"]["dropped_events"], 1);
+    assert!(events[0]["properties"].get("dropped_events").is_none());
+    assert!(events[2]["properties"].get("dropped_events").is_none());
+
+    // Once acknowledged, the count starts again from zero.
+    assert_eq!(
+        client.capture_and_wait("AFTER", Default::default()),
+        Outcome::Delivered(1)
+    );
+    let after = rec.events().pop().unwrap();
+    assert!(
+        after["properties"].get("dropped_events").is_none(),
+        "{after}"
+    );
+}
+
+#[test]
+fn an_opt_out_while_running_stops_events_and_deletes_what_waited() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let on = builder(dir.path(), &dead)
+        .timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    assert!(matches!(
+        on.send_action("START", None, None),
+        Outcome::Spooled(_)
+    ));
+    let local = builder(dir.path(), &dead)
+        .mode(Mode::Local)
+        .build()
+        .unwrap();
+    assert!(matches!(local.start(), Outcome::Logged(_)));
+    assert!(state.join("spool").exists() && state.join("local-events.ndjson").exists());
+
+    std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+    std::fs::write(
+        dir.path().join("etc/.opt-out-from-anonymous-statistics"),
+        "",
+    )
+    .unwrap();
+    assert_eq!(on.consent().mode, Mode::Off);
+    assert!(!on.sends());
+    assert_eq!(on.exit(), Outcome::Off);
+    assert_eq!(local.exit(), Outcome::Off);
+    assert!(!state.join("spool").exists(), "the spool is deleted");
+    assert!(
+        !state.join("local-events.ndjson").exists(),
+        "the log is deleted"
+    );
+}
+
+#[test]
+fn a_backlog_goes_out_in_batches_of_at_most_100_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = Recorder::gated();
+    let client = builder(dir.path(), &rec.url)
+        .timeout(Duration::from_secs(10))
+        .spool_limits(anonstats_client::SpoolLimits {
+            max_files: 1000,
+            max_bytes: 8 << 20,
+        })
+        .build()
+        .unwrap();
+    // While START is held by the collector, 250 more events queue up behind it.
+    assert_eq!(client.start(), Outcome::Queued);
+    until("START posted", || rec.requests() == 1);
+    for i in 0..250 {
+        let name = format!("QUEUED_{i}");
+        assert_eq!(client.capture(&name, Default::default()), Outcome::Queued);
+    }
+    rec.release();
+    until("the backlog posted", || rec.events().len() == 251);
+    let sizes: Vec<usize> = rec
+        .bodies
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|b| b["batch"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(sizes, [1, 100, 100, 50]);
+    let expected: Vec<String> = std::iter::once("START".to_string())
+        .chain((0..250).map(|i| format!("QUEUED_{i}")))
+        .collect();
+    assert_eq!(rec.names(), expected, "in order, each once");
+}

@@ -4,26 +4,66 @@
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 pub struct Recorder {
     pub url: String,
     pub bodies: Arc<Mutex<Vec<Value>>>,
+    gate: Arc<Gate>,
+}
+
+/// Holds the answers until opened (see [`Recorder::gated`]).
+struct Gate {
+    closed: Mutex<bool>,
+    opened: Condvar,
+}
+
+impl Gate {
+    fn pass(&self) {
+        let mut closed = self.closed.lock().unwrap();
+        while *closed {
+            closed = self.opened.wait(closed).unwrap();
+        }
+    }
 }
 
 impl Recorder {
     pub fn start() -> Recorder {
+        Recorder::with_gate(false)
+    }
+
+    /// Records each request at once but answers none until [`Recorder::release`].
+    pub fn gated() -> Recorder {
+        Recorder::with_gate(true)
+    }
+
+    fn with_gate(closed: bool) -> Recorder {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let bodies = Arc::new(Mutex::new(Vec::new()));
-        let b = bodies.clone();
+        let gate = Arc::new(Gate {
+            closed: Mutex::new(closed),
+            opened: Condvar::new(),
+        });
+        let (b, g) = (bodies.clone(), gate.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let b = b.clone();
-                std::thread::spawn(move || serve(stream, &b));
+                let (b, g) = (b.clone(), g.clone());
+                std::thread::spawn(move || serve(stream, &b, &g));
             }
         });
-        Recorder { url, bodies }
+        Recorder { url, bodies, gate }
+    }
+
+    /// Answer the held requests, and every later one at once.
+    pub fn release(&self) {
+        *self.gate.closed.lock().unwrap() = false;
+        self.gate.opened.notify_all();
+    }
+
+    /// How many requests arrived (answered or held).
+    pub fn requests(&self) -> usize {
+        self.bodies.lock().unwrap().len()
     }
 
     /// Every event received, in order.
@@ -43,7 +83,7 @@ impl Recorder {
     }
 }
 
-fn serve(stream: TcpStream, bodies: &Mutex<Vec<Value>>) {
+fn serve(stream: TcpStream, bodies: &Mutex<Vec<Value>>, gate: &Gate) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     loop {
         let mut len = 0usize;
@@ -70,6 +110,7 @@ fn serve(stream: TcpStream, bodies: &Mutex<Vec<Value>>) {
         if let Ok(v) = serde_json::from_slice(&body) {
             bodies.lock().unwrap().push(v);
         }
+        gate.pass();
         let reply = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 12\r\n\r\n{\"status\":1}";
         if (&stream).write_all(reply.as_bytes()).is_err() {
             return;
