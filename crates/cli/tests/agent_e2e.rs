@@ -256,7 +256,7 @@ fn opt_out_while_the_agent_runs_stops_its_events() {
     let demo = Demo {
         dir: dir.path().into(),
     };
-    let mut agent = demo.spawn(&c.url, &c.write_token, false);
+    let mut agent = demo.start(&c.url, &c.write_token);
     wait_for(&c, "START", 1);
     let out = Command::new(common::BIN)
         .arg("opt-out")

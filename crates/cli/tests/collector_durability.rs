@@ -209,6 +209,7 @@ fn a_data_dir_in_use_is_refused_by_every_other_writer_and_the_collector_keeps_wh
     assert_eq!(answer.status, 200, "{}", answer.detail());
     let stored = c.export().iter().filter(|e| e["event"] == "after").count();
     assert_eq!(stored, 10, "acknowledged events were not stored");
+}
 
 /// The lines of an `strace -f` log with every call split by a thread switch put back
 /// together (`<unfinished ...>` and `<... resumed>`).
