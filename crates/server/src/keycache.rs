@@ -6,6 +6,7 @@ use crate::privacy::Policy;
 use crate::store::{KeyStore, PrivacyMode, StoreError};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 #[derive(Debug)]
 pub struct ProjectEntry {
@@ -29,6 +30,8 @@ struct Snapshot {
 pub struct KeyCache {
     store: Arc<dyn KeyStore>,
     snapshot: RwLock<Arc<Snapshot>>,
+    /// When the last check for new keys after a miss began; one check runs at a time.
+    miss_check: tokio::sync::Mutex<Option<Instant>>,
 }
 
 impl KeyCache {
@@ -36,19 +39,32 @@ impl KeyCache {
         let cache = KeyCache {
             store,
             snapshot: RwLock::new(Arc::default()),
+            miss_check: tokio::sync::Mutex::new(None),
         };
         cache.reload()?;
         Ok(cache)
     }
 
-    pub fn resolve(&self, token: &str) -> Resolved {
+    /// Finds a write token. A miss may be a token created since the last load, so the
+    /// store is asked whether keys changed: on the blocking pool, since on ClickHouse
+    /// that is an HTTP call, and once for every miss that was waiting when it began, so
+    /// that a flood of random tokens costs one query at a time however large it is.
+    pub async fn resolve(self: &Arc<Self>, token: &str) -> Resolved {
         if let Some(found) = self.current().tokens.get(token) {
             return found.clone();
         }
-        // A token created since the last load: the generation says whether to reload.
-        if let Err(e) = self.refresh_if_changed() {
-            tracing::warn!(error = %e, "cannot reload keys");
+        let missed = Instant::now();
+        let mut last = self.miss_check.lock().await;
+        if last.is_none_or(|began| began < missed) {
+            *last = Some(Instant::now());
+            let cache = self.clone();
+            match tokio::task::spawn_blocking(move || cache.refresh_if_changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "cannot reload keys"),
+                Err(e) => tracing::warn!(error = %e, "the key reload task failed"),
+            }
         }
+        drop(last);
         self.current()
             .tokens
             .get(token)
@@ -100,5 +116,118 @@ impl KeyCache {
         *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) =
             Arc::new(Snapshot { generation, tokens });
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::{AdminKey, Project, WriteKey};
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// The embedded store with a fault: asking for the generation stalls until the test
+    /// lets it go, as a store that cannot be reached does.
+    struct Stalling {
+        inner: SqliteStore,
+        stalled: AtomicBool,
+        go: Mutex<std::sync::mpsc::Receiver<()>>,
+        asked: AtomicUsize,
+    }
+
+    use std::sync::atomic::AtomicBool;
+
+    impl KeyStore for Stalling {
+        fn generation(&self) -> Result<i64, StoreError> {
+            self.asked.fetch_add(1, Ordering::SeqCst);
+            if self.stalled.load(Ordering::SeqCst) {
+                let _ = self.go.lock().unwrap().recv();
+            }
+            self.inner.generation()
+        }
+        fn projects(&self) -> Result<Vec<Project>, StoreError> {
+            self.inner.projects()
+        }
+        fn write_keys(&self) -> Result<Vec<WriteKey>, StoreError> {
+            self.inner.write_keys()
+        }
+        fn admin_keys(&self) -> Result<Vec<AdminKey>, StoreError> {
+            self.inner.admin_keys()
+        }
+        fn create_project(&self, name: &str) -> Result<(Project, String), StoreError> {
+            self.inner.create_project(name)
+        }
+        fn create_write_key(&self, project: &str) -> Result<String, StoreError> {
+            self.inner.create_write_key(project)
+        }
+        fn create_admin(&self) -> Result<String, StoreError> {
+            self.inner.create_admin()
+        }
+        fn check_admin(&self, token: &str) -> Result<bool, StoreError> {
+            self.inner.check_admin(token)
+        }
+        fn revoke(&self, what: &str) -> Result<String, StoreError> {
+            self.inner.revoke(what)
+        }
+        fn set_privacy(&self, project: &str, mode: PrivacyMode) -> Result<(), StoreError> {
+            self.inner.set_privacy(project, mode)
+        }
+    }
+
+    #[test]
+    fn misses_never_hold_a_worker_and_a_flood_of_them_asks_the_store_once_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let (go, gate) = std::sync::mpsc::channel();
+        let store = Arc::new(Stalling {
+            inner: SqliteStore::open(dir.path()).unwrap(),
+            stalled: AtomicBool::new(false),
+            go: Mutex::new(gate),
+            asked: AtomicUsize::new(0),
+        });
+        let (_, token) = store.create_project("p").unwrap();
+        let cache = Arc::new(KeyCache::load(store.clone()).unwrap());
+        store.stalled.store(true, Ordering::SeqCst);
+        let asked_before = store.asked.load(Ordering::SeqCst);
+
+        // One worker thread: a miss that asked the store on it would stall everything.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (done, finished) = std::sync::mpsc::channel();
+        let store_in = store.clone();
+        let watched = std::thread::spawn(move || {
+            let store = store_in;
+            rt.block_on(async {
+                let misses: Vec<_> = (0..50)
+                    .map(|i| {
+                        let cache = cache.clone();
+                        tokio::spawn(async move { cache.resolve(&format!("aw_random{i}")).await })
+                    })
+                    .collect();
+                // The worker still serves others while the store stalls.
+                let known = cache.resolve(&token).await;
+                assert!(matches!(known, Resolved::Project(_)));
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                store.stalled.store(false, Ordering::SeqCst);
+                go.send(()).unwrap();
+                for m in misses {
+                    assert!(matches!(m.await.unwrap(), Resolved::Unknown));
+                }
+            });
+            done.send(()).unwrap();
+        });
+        if finished
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .is_err()
+        {
+            panic!("a token-cache miss blocked the worker thread while the key store stalled");
+        }
+        watched.join().unwrap();
+        // 50 misses at once share the one check that was under way, plus at most one
+        // begun after it, instead of 50 queries.
+        let asked = store.asked.load(Ordering::SeqCst) - asked_before;
+        assert!(asked <= 2, "{asked} queries for 50 misses");
     }
 }

@@ -63,7 +63,7 @@ async fn handle(
         max_event: st.limits.max_event,
     };
     let now = chrono::Utc::now().timestamp_millis();
-    let decoded = if bytes.len() <= INLINE_DECODE_MAX {
+    let decoded = if decodes_inline(&bytes, &uri, &headers) {
         decode(&bytes, &uri, &headers, &limits, now)
     } else {
         tokio::task::spawn_blocking(move || decode(&bytes, &uri, &headers, &limits, now))
@@ -73,7 +73,7 @@ async fn handle(
     .map_err(|e| (ApiError::Wire(e), 0))?;
 
     let n = decoded.events.len();
-    let project = match st.keys.resolve(&decoded.token) {
+    let project = match st.keys.resolve(&decoded.token).await {
         Resolved::Project(p) => p,
         Resolved::Revoked => return Err((ApiError::RevokedToken, n)),
         Resolved::Unknown => return Err((ApiError::UnknownToken, n)),
@@ -114,6 +114,21 @@ async fn handle(
     .map_err(|e| (ApiError::Store(e), n))?;
     st.metrics.dropped(&dropped);
     Ok(inserted)
+}
+
+/// Whether a body is decoded on the worker: only small JSON that no codec can inflate. A
+/// 100 KB gzip or lz64 body may hold 20 MB of events, so its size says nothing about
+/// the work; anything compressed (or a form, whose field may name a codec) goes to the
+/// blocking pool.
+fn decodes_inline(body: &[u8], uri: &Uri, headers: &HeaderMap) -> bool {
+    let plain_json = body
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| matches!(b, b'{' | b'['));
+    body.len() <= INLINE_DECODE_MAX
+        && plain_json
+        && !headers.contains_key(header::CONTENT_ENCODING)
+        && !uri.query().is_some_and(|q| q.contains("compression"))
 }
 
 /// A client that sent more than the limit still gets a readable answer: the rest of
@@ -190,4 +205,41 @@ pub async fn no_flags() -> Json<serde_json::Value> {
         "toolbarParams": {},
         "config": {"enable_collect_everything": false}
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_small_plain_json_is_decoded_on_the_worker() {
+        let uri = |q: &str| q.parse::<Uri>().unwrap();
+        let none = HeaderMap::new();
+        let mut gzip = HeaderMap::new();
+        gzip.insert(header::CONTENT_ENCODING, "gzip".parse().unwrap());
+        let json = br#" {"event": "x"}"#.as_slice();
+        let big = [b"[".as_slice(), &vec![b' '; INLINE_DECODE_MAX]].concat();
+        let gz = [0x1f, 0x8b, 8, 0].as_slice();
+        for (body, u, h, inline) in [
+            (json, "/batch/", &none, true),
+            (b"[{}]".as_slice(), "/e/", &none, true),
+            (json, "/batch/", &gzip, false),
+            (json, "/e/?compression=lz64", &none, false),
+            (gz, "/batch/", &none, false),
+            (
+                b"data=eyJ9&compression=lz64".as_slice(),
+                "/e/",
+                &none,
+                false,
+            ),
+            (big.as_slice(), "/batch/", &none, false),
+        ] {
+            assert_eq!(
+                decodes_inline(body, &uri(u), h),
+                inline,
+                "{u} {:?}",
+                &body[..body.len().min(20)]
+            );
+        }
+    }
 }
