@@ -39,6 +39,19 @@ pub struct ServeArgs {
     /// capture requests get 503.
     #[arg(long, env = "ANONSTATS_QUEUE_MB", default_value_t = 64)]
     pub queue_mb: usize,
+    /// Connections served at once; more wait until one closes. Keep it under the
+    /// process's open-file limit (`ulimit -n`).
+    #[arg(long, env = "ANONSTATS_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Seconds a client may take to send a request's headers; idle keep-alive
+    /// connections are closed after as long.
+    #[arg(long, env = "ANONSTATS_HEADER_TIMEOUT_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout_secs: u64,
+    /// Seconds a capture request's body may take to arrive; then it is answered 408.
+    #[arg(long, env = "ANONSTATS_BODY_TIMEOUT_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_timeout_secs: u64,
     /// Purge events older than this many days (checked at start and hourly).
     #[arg(long, env = "ANONSTATS_RETENTION_DAYS")]
     pub retention_days: Option<u32>,
@@ -157,6 +170,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let backend = store.backend();
         let mut settings = Settings {
             retention_days: args.retention_days,
+            connections: anonstats_server::connections::ConnectionLimits {
+                max_connections: args.max_connections,
+                header_timeout: std::time::Duration::from_secs(args.header_timeout_secs),
+            },
             in_flight: anonstats_server::admission::Bounds {
                 events: args.queue_events,
                 bytes: args.queue_mb << 20,
@@ -164,6 +181,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             ..Settings::default()
         };
         settings.api.k = args.k_anonymity;
+        settings.limits.body_timeout = std::time::Duration::from_secs(args.body_timeout_secs);
         anonstats_server::serve(listener, backend, metrics, settings, shutdown).await?;
         anyhow::Ok(())
     });

@@ -126,3 +126,92 @@ fn a_stalled_disk_sheds_with_503_at_once_keeps_memory_bounded_and_recovers() {
     );
     assert_eq!(c.export().len(), 2 + 48 * 1000);
 }
+
+/// Reads until the server closes the connection, for at most `limit`; returns what it
+/// sent, or None if it kept the connection open that long.
+fn read_until_closed(s: &mut std::net::TcpStream, limit: Duration) -> Option<String> {
+    use std::io::Read;
+    s.set_read_timeout(Some(limit)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return Some(String::from_utf8_lossy(&got).into_owned()),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return Some(String::from_utf8_lossy(&got).into_owned());
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
+fn connect(c: &Collector) -> std::net::TcpStream {
+    std::net::TcpStream::connect(c.url.trim_start_matches("http://")).expect("connect")
+}
+
+#[test]
+fn slow_clients_are_cut_off_headers_and_idle_connections_by_the_header_timeout_bodies_with_408() {
+    use std::io::Write;
+    let c = Collector::start_with(&["--header-timeout-secs", "1", "--body-timeout-secs", "1"]);
+    // Headers that never end.
+    let mut slow_headers = connect(&c);
+    slow_headers
+        .write_all(b"POST /batch/ HTTP/1.1\r\nhost: x\r\n")
+        .unwrap();
+    // A connection that never says anything.
+    let mut silent = connect(&c);
+    // A body that stops halfway.
+    let mut slow_body = connect(&c);
+    slow_body
+        .write_all(b"POST /batch/ HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"api_key\": ")
+        .unwrap();
+    for (what, s) in [
+        ("unfinished headers", &mut slow_headers),
+        ("a silent connection", &mut silent),
+    ] {
+        assert!(
+            read_until_closed(s, Duration::from_secs(20)).is_some(),
+            "{what} was kept open"
+        );
+    }
+    let answer = read_until_closed(&mut slow_body, Duration::from_secs(20))
+        .expect("an unfinished body was kept open");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("did not arrive within 1 s"), "{answer}");
+    // Normal clients are served all along.
+    let a = common::post_json(
+        &c.url("/batch/"),
+        &json!({"api_key": c.write_token, "event": "ok", "distinct_id": "m"}),
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+}
+
+#[test]
+fn connections_past_the_cap_wait_for_a_free_slot() {
+    use std::io::Write;
+    let c = Collector::start_with(&["--max-connections", "3", "--header-timeout-secs", "30"]);
+    let mut held: Vec<_> = (0..3).map(|_| connect(&c)).collect();
+    // Each held connection is served: it answers a request and stays open.
+    for s in &mut held {
+        s.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+            .unwrap();
+        let mut buf = [0u8; 512];
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let n = std::io::Read::read(s, &mut buf).expect("a held connection is answered");
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    }
+    let mut waiting = connect(&c);
+    waiting
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    assert_eq!(
+        read_until_closed(&mut waiting, Duration::from_secs(2)),
+        None,
+        "a fourth connection was served beside three"
+    );
+    drop(held.pop());
+    let answer = read_until_closed(&mut waiting, Duration::from_secs(20))
+        .expect("served once a slot was free");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}

@@ -1,6 +1,7 @@
 //! The anonstats collector: PostHog-compatible capture, privacy filter, durable storage.
 
 pub mod admission;
+pub mod connections;
 pub mod http;
 pub mod insights;
 pub mod keycache;
@@ -38,6 +39,8 @@ pub struct Backend {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Settings {
     pub limits: HttpLimits,
+    /// How many connections may be open, and how slow they may be.
+    pub connections: connections::ConnectionLimits,
     /// How much capture work may be in flight before new requests get 503.
     pub in_flight: admission::Bounds,
     pub api: ApiSettings,
@@ -70,14 +73,17 @@ pub async fn serve(
         sessions: Arc::default(),
         settings: settings.api,
     };
-    let result = axum::serve(listener, http::router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| StoreError::Unavailable(format!("server error: {e}")));
+    connections::serve(
+        listener,
+        http::router(state),
+        settings.connections,
+        shutdown,
+    )
+    .await;
     for task in tasks {
         task.abort();
     }
-    result
+    Ok(())
 }
 
 async fn refresh_keys(keys: Arc<KeyCache>) {

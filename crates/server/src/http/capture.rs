@@ -54,8 +54,9 @@ async fn handle(
         st.limits.request_body
     };
     let mut ticket = st.admission.ticket();
-    let bytes = read_body(body, limit, &mut ticket)
+    let bytes = tokio::time::timeout(st.limits.body_timeout, read_body(body, limit, &mut ticket))
         .await
+        .map_err(|_| (ApiError::BodyTimeout(st.limits.body_timeout), 0))?
         .map_err(|e| (e, 0))?;
 
     let limits = Limits {

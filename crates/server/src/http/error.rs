@@ -11,8 +11,12 @@ use serde_json::json;
 #[derive(Debug)]
 pub enum ApiError {
     Wire(WireError),
-    BodyTooLarge { limit: usize },
+    BodyTooLarge {
+        limit: usize,
+    },
     BodyRead(String),
+    /// The body did not arrive within this long.
+    BodyTimeout(std::time::Duration),
     UnknownToken,
     RevokedToken,
     Store(StoreError),
@@ -26,6 +30,7 @@ impl ApiError {
         match self {
             ApiError::Wire(WireError::Invalid(_))
             | ApiError::BodyRead(_)
+            | ApiError::BodyTimeout(_)
             | ApiError::BadRequest(_)
             | ApiError::Store(StoreError::Invalid(_)) => Reject::Invalid,
             ApiError::Wire(WireError::TooLarge(_)) | ApiError::BodyTooLarge { .. } => {
@@ -58,6 +63,7 @@ impl ApiError {
             }
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyRead(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnknownToken | ApiError::RevokedToken | ApiError::Unauthorized(_) => {
                 StatusCode::UNAUTHORIZED
             }
@@ -82,6 +88,10 @@ impl ApiError {
                 )
             }
             ApiError::BodyRead(e) => format!("could not read the request body: {e}"),
+            ApiError::BodyTimeout(t) => format!(
+                "the request body did not arrive within {} s; send it at once",
+                t.as_secs()
+            ),
             ApiError::UnknownToken => "project token is not known to this collector".into(),
             ApiError::RevokedToken => "project token has been revoked".into(),
             ApiError::Store(e) => e.to_string(),
@@ -109,7 +119,7 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let kind = match status.as_u16() {
             401 => "authentication_error",
-            400 | 413 => "validation_error",
+            400 | 408 | 413 => "validation_error",
             _ => "server_error",
         };
         let body = json!({"type": kind, "code": self.code(), "detail": self.detail()});

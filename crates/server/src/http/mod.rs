@@ -27,6 +27,8 @@ pub struct HttpLimits {
     pub request_body: usize,
     pub batch_body: usize,
     pub max_event: usize,
+    /// How long a capture request's body may take to arrive (408 after).
+    pub body_timeout: std::time::Duration,
 }
 
 impl Default for HttpLimits {
@@ -35,6 +37,7 @@ impl Default for HttpLimits {
             request_body: 2 << 20,
             batch_body: 20 << 20,
             max_event: 1 << 20,
+            body_timeout: std::time::Duration::from_secs(60),
         }
     }
 }
