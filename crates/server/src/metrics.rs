@@ -13,11 +13,12 @@ pub enum Reject {
     UnknownToken,
     RevokedToken,
     Overloaded,
+    DiskFull,
     Unavailable,
 }
 
 impl Reject {
-    pub const ALL: [Reject; 8] = [
+    pub const ALL: [Reject; 9] = [
         Reject::Invalid,
         Reject::TooLarge,
         Reject::MissingToken,
@@ -25,6 +26,7 @@ impl Reject {
         Reject::UnknownToken,
         Reject::RevokedToken,
         Reject::Overloaded,
+        Reject::DiskFull,
         Reject::Unavailable,
     ];
 
@@ -37,6 +39,7 @@ impl Reject {
             Reject::UnknownToken => "unknown_token",
             Reject::RevokedToken => "revoked_token",
             Reject::Overloaded => "overloaded",
+            Reject::DiskFull => "disk_full",
             Reject::Unavailable => "unavailable",
         }
     }

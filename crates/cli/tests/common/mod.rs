@@ -36,7 +36,18 @@ impl Collector {
 
     /// Starts as `WRAPPER... anonstats serve ARGS`, kept across restarts.
     pub fn start_under(wrapper: &[&str], args: &[&str]) -> Collector {
+        Collector::start_prepared(wrapper, args, |_| {})
+    }
+
+    /// Starts after `prepare` was given the data dir's path (e.g. to mount something
+    /// there).
+    pub fn start_prepared(
+        wrapper: &[&str],
+        args: &[&str],
+        prepare: impl FnOnce(&Path),
+    ) -> Collector {
         let dir = tempfile::tempdir().expect("temp dir");
+        prepare(&dir.path().join("data"));
         let mut c = Collector {
             stderr_log: dir.path().join("serve.log"),
             dir,

@@ -43,6 +43,7 @@ impl ApiError {
             }
             ApiError::RevokedToken => Reject::RevokedToken,
             ApiError::Store(StoreError::Overloaded) => Reject::Overloaded,
+            ApiError::Store(StoreError::DiskFull) => Reject::DiskFull,
             ApiError::Store(_) => Reject::Unavailable,
         }
     }
@@ -72,7 +73,10 @@ impl ApiError {
             }
             ApiError::Store(StoreError::Invalid(_)) => StatusCode::BAD_REQUEST,
             ApiError::Store(
-                StoreError::Overloaded | StoreError::Unavailable(_) | StoreError::InUse(_),
+                StoreError::Overloaded
+                | StoreError::DiskFull
+                | StoreError::Unavailable(_)
+                | StoreError::InUse(_),
             ) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Store(StoreError::Backend(_)) => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -10,11 +10,14 @@ use uuid::Uuid;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// Too much is queued: the caller should retry shortly (503 + Retry-After).
     #[error("the collector is overloaded; retry in a moment")]
     Overloaded,
+    /// The disk under the store is full: nothing of the request was stored (503).
+    #[error("the collector's disk is full: nothing was stored; retry later")]
+    DiskFull,
     /// The storage backend cannot be reached or is shutting down (503).
     #[error("storage is unavailable: {0}")]
     Unavailable(String),
@@ -31,7 +34,21 @@ pub enum StoreError {
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
+        if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+            return StoreError::DiskFull;
+        }
         StoreError::Backend(e.to_string())
+    }
+}
+
+impl StoreError {
+    /// A commit that failed: a full disk says so, anything else leaves the store
+    /// unavailable for now.
+    pub fn commit_failed(e: rusqlite::Error) -> Self {
+        match StoreError::from(e) {
+            StoreError::Backend(text) => StoreError::Unavailable(text),
+            other => other,
+        }
     }
 }
 

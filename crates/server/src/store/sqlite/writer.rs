@@ -136,6 +136,9 @@ impl Syncer {
                     for (reply, outcome) in answers {
                         let answer = match &synced {
                             Ok(()) => Ok(outcome),
+                            Err(e) if e.kind() == std::io::ErrorKind::StorageFull => {
+                                Err(StoreError::DiskFull)
+                            }
                             Err(e) => Err(StoreError::Unavailable(format!(
                                 "cannot make the commit durable: {e}"
                             ))),
@@ -401,8 +404,9 @@ impl Writer {
                 tracing::error!(error = %e, "commit failed; the requests in it are answered with an error");
                 // What was merged may count events that were not stored.
                 fold.recount = true;
+                let error = StoreError::commit_failed(e);
                 for job in jobs {
-                    let _ = job.reply.send(Err(StoreError::Unavailable(e.to_string())));
+                    let _ = job.reply.send(Err(error.clone()));
                 }
                 0
             }
