@@ -153,7 +153,15 @@ impl Collector {
     /// Kills with SIGKILL: no chance to finish anything.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
+            // Under a wrapper such as strace, killing the wrapper leaves the collector
+            // running on its own.
+            let own = (!self.wrapper.is_empty())
+                .then(|| std::fs::read_to_string(self.data_dir().join("anonstats.lock")).ok())
+                .flatten();
             let _ = child.kill();
+            if let Some(pid) = own.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
+                let _ = Command::new("kill").args(["-KILL", pid]).status();
+            }
             let _ = child.wait();
         }
     }
@@ -190,10 +198,7 @@ impl Collector {
 
 impl Drop for Collector {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.kill();
     }
 }
 
