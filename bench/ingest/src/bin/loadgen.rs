@@ -3,7 +3,7 @@
 //! `anonstats-client` builds them (about 600 bytes each, a fresh v7 uuid per event).
 //!
 //! Prints one line of `key=value` pairs: requests/s, events/s, p50/p99/max latency over
-//! the measured window, errors, and `acked_events`, every event answered with 200 during
+//! the measured window, errors (503s counted apart as `shed`), and `acked_events`, every event answered with 200 during
 //! warm-up and measurement (to compare with what the collector stored).
 
 use anonstats_bench_ingest::{Generator, Mode};
@@ -49,6 +49,11 @@ struct Stats {
     events: u64,
     errors: u64,
     acked_events: u64,
+    /// Answers 503, and those of them without `Retry-After`.
+    shed: u64,
+    shed_without_retry_after: u64,
+    /// Answers other than 200 and 503.
+    other_status: u64,
     latencies_us: Vec<u32>,
     first_error: Option<String>,
 }
@@ -112,6 +117,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             total.events += s.events;
             total.errors += s.errors;
             total.acked_events += s.acked_events;
+            total.shed += s.shed;
+            total.shed_without_retry_after += s.shed_without_retry_after;
+            total.other_status += s.other_status;
             total.latencies_us.extend(s.latencies_us);
             if total.first_error.is_none() {
                 total.first_error = s.first_error;
@@ -133,7 +141,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         eprintln!("first error: {e}");
     }
     println!(
-        "requests={} events={} rps={:.0} eps={:.0} p50_ms={:.2} p99_ms={:.2} max_ms={:.2} errors={} acked_events={} client_cpu_pct={:.0}",
+        "requests={} events={} rps={:.0} eps={:.0} p50_ms={:.2} p99_ms={:.2} max_ms={:.2} errors={} acked_events={} shed={} shed_without_retry_after={} other_status={} client_cpu_pct={:.0}",
         total.requests,
         total.events,
         total.requests as f64 / args.duration,
@@ -143,6 +151,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         pct(1.0),
         total.errors,
         total.acked_events,
+        total.shed,
+        total.shed_without_retry_after,
+        total.other_status,
         cpu_pct,
     );
     Ok(())
@@ -219,6 +230,7 @@ async fn connection(
                 }
             };
             let status = resp.status();
+            let retry_after = resp.headers().contains_key(hyper::header::RETRY_AFTER);
             let body = match resp.into_body().collect().await {
                 Ok(b) => b.to_bytes(),
                 Err(e) => {
@@ -227,6 +239,12 @@ async fn connection(
                 }
             };
             let t1 = Instant::now();
+            if status == hyper::StatusCode::SERVICE_UNAVAILABLE {
+                stats.shed += 1;
+                stats.shed_without_retry_after += u64::from(!retry_after);
+            } else if status != hyper::StatusCode::OK {
+                stats.other_status += 1;
+            }
             if status != hyper::StatusCode::OK {
                 error(
                     &mut stats,
