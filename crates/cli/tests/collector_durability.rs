@@ -398,7 +398,7 @@ fn the_data_dir_is_synced_after_the_log_is_created_and_before_the_first_200() {
 }
 
 /// SIGKILL at a moment chosen at random while eight senders send batches and single
-/// events, restart, three times over. Senders resend what was not acknowledged with
+/// events, restart, three times over (`ANONSTATS_CRASH_TRIALS`). Senders resend what was not acknowledged with
 /// the same uuids. Every uuid answered 200 is stored exactly once.
 #[test]
 fn killed_during_load_three_times_every_acknowledged_uuid_is_stored_exactly_once() {
@@ -456,7 +456,12 @@ fn killed_during_load_three_times_every_acknowledged_uuid_is_stored_exactly_once
                 .as_nanos() as u64
         });
     eprintln!("ANONSTATS_TEST_SEED={seed}");
-    for _ in 0..3 {
+    // CI runs three trials; bench/soak/run.sh runs more.
+    let trials: usize = std::env::var("ANONSTATS_CRASH_TRIALS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    for _ in 0..trials {
         seed = seed
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
