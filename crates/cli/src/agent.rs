@@ -4,7 +4,7 @@
 //! `send` returns at once having read two environment variables and checked one file.
 
 use anonstats_client::consent::{self, Consent, Mode};
-use anonstats_client::{Client, DEFAULT_CONFIG_DIR, DEFAULT_STATE_DIR, Outcome};
+use anonstats_client::{Client, DEFAULT_CONFIG_DIR, Outcome};
 use anyhow::Context;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,7 +12,8 @@ use std::time::Duration;
 
 #[derive(clap::Args)]
 pub struct DirArgs {
-    /// Configuration directory (holds the opt-out file).
+    /// Configuration directory: the opt-out file and anonstats.toml, whose settings
+    /// (named like these flags) apply where no flag or variable is given.
     #[arg(long, env = "ANONSTATS_CONFIG_DIR", default_value = DEFAULT_CONFIG_DIR)]
     pub config_dir: PathBuf,
     /// The host's own setting (on, local, off); applies only when no opt-out is set.
@@ -37,9 +38,10 @@ pub struct SendArgs {
     pub token: Option<String>,
     #[command(flatten)]
     pub dirs: DirArgs,
-    /// State directory: machine id, spool, run status, local log.
-    #[arg(long, env = "ANONSTATS_STATE_DIR", default_value = DEFAULT_STATE_DIR)]
-    pub state_dir: PathBuf,
+    /// State directory: machine id, spool, run status, local log [default: state-dir in
+    /// anonstats.toml, else /var/lib/anonstats].
+    #[arg(long, env = "ANONSTATS_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
     /// The product sending the event.
     #[arg(long, env = "ANONSTATS_PRODUCT_NAME")]
     pub product_name: Option<String>,
@@ -77,8 +79,10 @@ fn client(args: &SendArgs) -> anyhow::Result<Client> {
     }
     let mut b = Client::builder()
         .config_dir(&args.dirs.config_dir)
-        .state_dir(&args.state_dir)
         .timeout(Duration::from_secs_f64(args.timeout));
+    if let Some(dir) = &args.state_dir {
+        b = b.state_dir(dir);
+    }
     if let Some(mode) = args.dirs.mode {
         b = b.mode(mode);
     }
@@ -145,13 +149,13 @@ pub fn show(args: SendArgs) -> anyhow::Result<ExitCode> {
         eprintln!(
             "statistics are {}: the event would be appended to {} and not sent",
             client.consent(),
-            anonstats_client::local_log::path(&args.state_dir).display()
+            anonstats_client::local_log::path(client.state_dir()).display()
         );
     }
-    if anonstats_client::machine_id::load(&args.state_dir).is_none() {
+    if anonstats_client::machine_id::load(client.state_dir()).is_none() {
         eprintln!(
             "note: no machine id exists yet in {}; `send` creates one, the distinct_id shown is an example",
-            args.state_dir.display()
+            client.state_dir().display()
         );
     }
     let text = serde_json::to_string_pretty(&body).context("format the event as JSON")?;

@@ -68,6 +68,13 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    // A command whose reader went away (`anonstats keys list | head -1`) ends quietly, as
+    // other Unix tools do, instead of panicking on the failed write. Not for serve, whose
+    // sockets must not kill it.
+    if !matches!(cli.command, Command::Serve(_)) {
+        // SAFETY: setting a signal's disposition before any thread is started.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     // Agent commands stay free of logging set-up and async runtimes: they must be fast and
     // must touch nothing when statistics are off.
     let result = match cli.command {

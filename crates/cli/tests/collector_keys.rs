@@ -67,3 +67,40 @@ fn admin_tokens_are_created_listed_and_revoked_while_serving() {
             .contains("no write token, admin token or admin id matches")
     );
 }
+
+/// `anonstats keys list | head -0`, `sql ... | head`: a reader that goes away ends the
+/// command quietly, without a panic.
+#[test]
+fn a_closed_stdout_ends_commands_quietly() {
+    let c = Collector::start();
+    for args in [
+        vec!["keys", "list"],
+        vec![
+            "sql",
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n LIMIT 200000) SELECT i FROM n",
+            "--max-rows",
+            "200000",
+        ],
+        vec!["export", "--format", "csv"],
+    ] {
+        let mut child = std::process::Command::new(common::BIN)
+            .args(&args)
+            .arg("--data-dir")
+            .arg(c.data_dir())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run");
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("wait");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        // Ended by SIGPIPE (13), as `cat` is, or done before it wrote.
+        use std::os::unix::process::ExitStatusExt;
+        assert!(
+            out.status.success() || out.status.signal() == Some(13),
+            "{args:?}: {:?} {stderr}",
+            out.status
+        );
+    }
+}

@@ -50,7 +50,7 @@ pub struct Builder {
     endpoint: Option<String>,
     token: Option<String>,
     config_dir: PathBuf,
-    state_dir: PathBuf,
+    state_dir: Option<PathBuf>,
     probe_root: PathBuf,
     timeout: Duration,
     mode: Option<Mode>,
@@ -69,7 +69,7 @@ impl Default for Builder {
             endpoint: None,
             token: None,
             config_dir: DEFAULT_CONFIG_DIR.into(),
-            state_dir: DEFAULT_STATE_DIR.into(),
+            state_dir: None,
             probe_root: "/".into(),
             timeout: DEFAULT_TIMEOUT,
             mode: None,
@@ -107,14 +107,16 @@ impl Builder {
         self.token = Some(token.into());
         self
     }
-    /// Configuration directory, where the opt-out file lives (default `/etc/anonstats`).
+    /// Configuration directory, where the opt-out file and `anonstats.toml` live (default
+    /// `/etc/anonstats`). What the builder is not told is taken from that file.
     pub fn config_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.config_dir = dir.into();
         self
     }
-    /// State directory (default `/var/lib/anonstats`); created on first use, mode 0700.
+    /// State directory (default: `state-dir` in `anonstats.toml`, else
+    /// `/var/lib/anonstats`); created on first use, mode 0700.
     pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.state_dir = dir.into();
+        self.state_dir = Some(dir.into());
         self
     }
     /// Root of the file system the system facts are read from (default `/`).
@@ -154,16 +156,41 @@ impl Builder {
 
     /// Decide consent and make the client. When off, nothing else is checked, and nothing
     /// is touched but what waited to be sent: the spool and the local log are deleted.
-    pub fn build(self) -> Result<Client, Error> {
+    pub fn build(mut self) -> Result<Client, Error> {
+        // What the host did not set comes from the configuration file. An unusable file
+        // decides consent (off) below, so it sets nothing here.
+        let file = crate::config_file::load(&self.config_dir).unwrap_or_default();
+        let or_file = |mine: &mut Option<String>, theirs: Option<String>| {
+            if mine.is_none() {
+                *mine = theirs;
+            }
+        };
+        if self.product_name.is_none() {
+            self.product_name = file.product_name;
+            or_file(&mut self.product_version, file.product_version);
+        }
+        or_file(&mut self.release_channel, file.release_channel);
+        or_file(&mut self.install_type, file.install_type);
+        or_file(&mut self.endpoint, file.endpoint);
+        or_file(&mut self.token, file.token);
+        let state_dir = self
+            .state_dir
+            .take()
+            .or(file.state_dir)
+            .unwrap_or_else(|| DEFAULT_STATE_DIR.into());
+        self.build_with(state_dir)
+    }
+
+    fn build_with(self, state_dir: PathBuf) -> Result<Client, Error> {
         let recheck = Recheck {
             env: self.env.clone(),
             config_dir: self.config_dir.clone(),
             host: self.mode,
         };
         let consent = recheck.decide();
-        let spool = Spool::new(self.state_dir.join("spool"), self.spool_limits);
+        let spool = Spool::new(state_dir.join("spool"), self.spool_limits);
         if consent.mode == Mode::Off {
-            crate::client::forget_if_present(&self.state_dir, &spool);
+            crate::client::forget_if_present(&state_dir, &spool);
         }
         let mut product = Map::new();
         let mut dispatcher = None;
@@ -195,7 +222,7 @@ impl Builder {
                 timeout: self.timeout,
                 spool,
                 probe_root: self.probe_root.clone(),
-                state_dir: self.state_dir.clone(),
+                state_dir: state_dir.clone(),
                 recheck: recheck.clone(),
                 clock: self.clock.clone(),
             }));
@@ -203,7 +230,7 @@ impl Builder {
         Ok(Client::from_inner(Inner {
             consent,
             config_dir: self.config_dir,
-            state_dir: self.state_dir,
+            state_dir,
             probe_root: self.probe_root,
             timeout: self.timeout,
             product,

@@ -4,8 +4,10 @@
 //! 1. `DISABLE_TELEMETRY` set to any non-empty value (even `0`) -> off;
 //! 2. `DO_NOT_TRACK` set to any non-empty value -> off;
 //! 3. `<config dir>/.opt-out-from-anonymous-statistics` exists -> off;
-//! 4. the host's own configuration ([`Builder::mode`](crate::Builder::mode)) -> that mode;
-//! 5. otherwise on.
+//! 4. `mode` in `<config dir>/anonstats.toml` ([`config_file`](crate::config_file)) -> that
+//!    mode; a file that cannot be read or understood -> off, since it may say off;
+//! 5. the host's own configuration ([`Builder::mode`](crate::Builder::mode)) -> that mode;
+//! 6. otherwise on.
 
 use std::ffi::OsString;
 use std::fmt;
@@ -73,6 +75,10 @@ pub enum Reason {
     DoNotTrack,
     /// The opt-out file exists (or could not be checked, which counts as existing).
     OptOutFile(PathBuf),
+    /// `mode` in the configuration file chose the mode.
+    ConfigFile(PathBuf, Mode),
+    /// The configuration file could not be read or understood (the message says why).
+    ConfigInvalid(String),
     /// The host's configuration chose the mode.
     Host(Mode),
     /// No rule matched.
@@ -85,6 +91,8 @@ impl fmt::Display for Reason {
             Reason::DisableTelemetry => f.write_str("DISABLE_TELEMETRY is set"),
             Reason::DoNotTrack => f.write_str("DO_NOT_TRACK is set"),
             Reason::OptOutFile(p) => write!(f, "opt-out file {} exists", p.display()),
+            Reason::ConfigFile(p, m) => write!(f, "{} says mode = \"{m}\"", p.display()),
+            Reason::ConfigInvalid(why) => write!(f, "the configuration file is unusable: {why}"),
             Reason::Host(m) => write!(f, "the host configuration says {m}"),
             Reason::Default => f.write_str("no opt-out is set"),
         }
@@ -137,6 +145,18 @@ pub fn decide(
     match std::fs::symlink_metadata(&file) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         _ => return off(Reason::OptOutFile(file)),
+    }
+    match crate::config_file::load(config_dir) {
+        Ok(config) => {
+            if let Some(mode) = config.mode {
+                let path = crate::config_file::path(config_dir);
+                return Consent {
+                    mode,
+                    reason: Reason::ConfigFile(path, mode),
+                };
+            }
+        }
+        Err(e) => return off(Reason::ConfigInvalid(e.to_string())),
     }
     match host {
         Some(mode) => Consent {
@@ -226,6 +246,26 @@ mod tests {
         assert_eq!(c.mode, Mode::Off);
         // Environment is checked before the file.
         assert_eq!(d(&[("DO_NOT_TRACK", "x")], None).reason, Reason::DoNotTrack);
+    }
+
+    #[test]
+    fn the_config_files_mode_is_the_users_and_wins_over_the_hosts() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path();
+        let d = |host| decide(&|_: &str| None, cfg, host);
+        std::fs::write(crate::config_file::path(cfg), "mode = \"local\"\n").unwrap();
+        let c = d(Some(Mode::On));
+        assert_eq!(c.mode, Mode::Local);
+        assert!(matches!(c.reason, Reason::ConfigFile(_, Mode::Local)));
+        // A file that cannot be understood may have said off.
+        std::fs::write(crate::config_file::path(cfg), "mode = \"of\"\n").unwrap();
+        let c = d(Some(Mode::On));
+        assert_eq!(c.mode, Mode::Off);
+        assert!(c.to_string().contains("unknown statistics mode"), "{c}");
+        // The opt-out file still comes first.
+        std::fs::write(crate::config_file::path(cfg), "mode = \"on\"\n").unwrap();
+        std::fs::write(opt_out_path(cfg), b"").unwrap();
+        assert!(matches!(d(None).reason, Reason::OptOutFile(_)));
     }
 
     #[test]

@@ -29,6 +29,7 @@
 
 mod builder;
 mod client;
+pub mod config_file;
 pub mod consent;
 pub mod delivery;
 pub mod detach;
