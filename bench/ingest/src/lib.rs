@@ -93,6 +93,8 @@ pub struct Generator {
     /// `heads[machine * EVENTS.len() + kind]`
     heads: Vec<String>,
     machines: usize,
+    /// Each body gets a token no collector knows, as a flood of guesses would.
+    random_tokens: bool,
 }
 
 impl Generator {
@@ -173,7 +175,14 @@ impl Generator {
             mode,
             heads,
             machines,
+            random_tokens: false,
         }
+    }
+
+    /// Sends a fresh unknown token in every body instead of the given one.
+    pub fn with_random_tokens(mut self) -> Generator {
+        self.random_tokens = true;
+        self
     }
 
     /// A request body and the number of events in it.
@@ -184,14 +193,21 @@ impl Generator {
             Mode::Single => 900,
             Mode::Batch(n) => 64 + n * 850,
         });
+        let guessed;
+        let token = if self.random_tokens {
+            guessed = format!("aw_{:032x}", rng.u128(..));
+            &guessed
+        } else {
+            &self.token
+        };
         match self.mode {
             Mode::Single => {
-                let _ = write!(out, r#"{{"api_key":"{}","#, self.token);
+                let _ = write!(out, r#"{{"api_key":"{}","#, token);
                 self.event(&mut out, rng, &ts);
                 (out.into_bytes(), 1)
             }
             Mode::Batch(n) => {
-                let _ = write!(out, r#"{{"api_key":"{}","batch":["#, self.token);
+                let _ = write!(out, r#"{{"api_key":"{}","batch":["#, token);
                 for i in 0..n {
                     if i > 0 {
                         out.push(',');

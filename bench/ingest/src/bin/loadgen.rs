@@ -38,6 +38,9 @@ struct Args {
     /// Worker threads of the load generator's own runtime.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Send a fresh token that no collector knows in every request (a flood of guesses).
+    #[arg(long)]
+    random_tokens: bool,
     /// Distinct machines (distinct_id values) the events come from.
     #[arg(long, default_value_t = 1000)]
     machines: usize,
@@ -87,7 +90,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         Mode::Batch(args.batch)
     };
-    let generator = Arc::new(Generator::new(&args.token, args.machines, mode));
+    let mut generator = Generator::new(&args.token, args.machines, mode);
+    if args.random_tokens {
+        generator = generator.with_random_tokens();
+    }
+    let generator = Arc::new(generator);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.threads.max(1))
         .enable_all()

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Random-token flood: what valid senders get (32 connections, batches of 100) alone, and
+# while 64 more connections send single events with tokens no collector knows as fast as
+# they are answered. Valid senders must keep at least 90% of their throughput.
+#
+#   bench/token-flood/run.sh          # DURATION=10
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+DURATION=${DURATION:-10}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
+BIN=$CARGO_TARGET_DIR/release
+cargo build --release --quiet -p anonstats -p anonstats-bench-ingest
+
+work=$(mktemp -d)
+cleanup() { kill "$serve" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+"$BIN/anonstats" serve --data-dir "$work/data" --listen 127.0.0.1:0 >"$work/out" 2>"$work/err" &
+serve=$!
+for _ in $(seq 100); do grep -q '^listening on' "$work/out" && break; sleep 0.1; done
+addr=$(sed -n 's|^listening on http://||p' "$work/out")
+token=$(sed -n 's|^write token: ||p' "$work/out")
+field() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$2"; }
+valid() { "$BIN/loadgen" --url "http://$addr/batch/" --token "$token" --batch 100 --connections 32 --duration "$DURATION"; }
+
+alone=$(valid)
+"$BIN/loadgen" --url "http://$addr/e/" --random-tokens --batch 1 --connections 64 \
+  --duration "$((DURATION + 4))" --warmup 0 >"$work/flood" 2>/dev/null &
+flood=$!
+flooded=$(valid)
+wait "$flood" || true
+# The flood's requests are all refused (401), so loadgen counts them as errors.
+guesses=$(awk -v e="$(field errors "$(cat "$work/flood")")" -v d="$((DURATION + 4))" 'BEGIN {printf "%.0f", e / d}')
+ratio=$(awk -v a="$(field eps "$flooded")" -v b="$(field eps "$alone")" 'BEGIN {printf "%.2f", a / b}')
+echo "| | valid events/s | valid p99 ms | unknown-token requests/s |"
+echo "|---|---:|---:|---:|"
+echo "| alone | $(field eps "$alone") | $(field p99_ms "$alone") | 0 |"
+echo "| during the flood | $(field eps "$flooded") | $(field p99_ms "$flooded") | $guesses |"
+echo
+echo "valid senders kept ${ratio}x of their throughput"
+awk -v r="$ratio" 'BEGIN {exit !(r >= 0.9)}' || { echo "FAIL: under 90%"; exit 1; }
