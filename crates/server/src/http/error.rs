@@ -11,7 +11,9 @@ use serde_json::json;
 #[derive(Debug)]
 pub enum ApiError {
     Wire(WireError),
-    BodyTooLarge { limit: usize },
+    BodyTooLarge {
+        limit: usize,
+    },
     BodyRead(String),
     UnknownToken,
     RevokedToken,
@@ -19,6 +21,8 @@ pub enum ApiError {
     Unauthorized(String),
     BadRequest(String),
     NotFound(String),
+    /// The body is not of the one Content-Type the route accepts.
+    UnsupportedMediaType(String),
 }
 
 impl ApiError {
@@ -27,6 +31,7 @@ impl ApiError {
             ApiError::Wire(WireError::Invalid(_))
             | ApiError::BodyRead(_)
             | ApiError::BadRequest(_)
+            | ApiError::UnsupportedMediaType(_)
             | ApiError::Store(StoreError::Invalid(_)) => Reject::Invalid,
             ApiError::Wire(WireError::TooLarge(_)) | ApiError::BodyTooLarge { .. } => {
                 Reject::TooLarge
@@ -46,6 +51,7 @@ impl ApiError {
     fn code(&self) -> &'static str {
         match self {
             ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::NotFound(_) | ApiError::Store(StoreError::NotFound(_)) => "not_found",
             _ => self.reject_reason().as_str(),
         }
@@ -58,6 +64,7 @@ impl ApiError {
             }
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyRead(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::UnknownToken | ApiError::RevokedToken | ApiError::Unauthorized(_) => {
                 StatusCode::UNAUTHORIZED
             }
@@ -85,9 +92,10 @@ impl ApiError {
             ApiError::UnknownToken => "project token is not known to this collector".into(),
             ApiError::RevokedToken => "project token has been revoked".into(),
             ApiError::Store(e) => e.to_string(),
-            ApiError::Unauthorized(m) | ApiError::BadRequest(m) | ApiError::NotFound(m) => {
-                m.clone()
-            }
+            ApiError::Unauthorized(m)
+            | ApiError::BadRequest(m)
+            | ApiError::NotFound(m)
+            | ApiError::UnsupportedMediaType(m) => m.clone(),
         }
     }
 }
@@ -109,7 +117,7 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let kind = match status.as_u16() {
             401 => "authentication_error",
-            400 | 413 => "validation_error",
+            400 | 413 | 415 => "validation_error",
             _ => "server_error",
         };
         let body = json!({"type": kind, "code": self.code(), "detail": self.detail()});
