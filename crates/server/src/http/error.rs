@@ -112,6 +112,33 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// What a client is told of a server-side failure: its class, never its detail (node
+/// addresses, a store's reply, paths are for the operator's log).
+pub fn public_detail(e: &StoreError) -> &'static str {
+    match e {
+        StoreError::Overloaded => "the collector is overloaded; retry in a moment",
+        StoreError::Unavailable(_) | StoreError::InUse(_) => "storage is unavailable; retry later",
+        _ => "internal error",
+    }
+}
+
+/// A 5xx answer on its way out: the JSON body the client gets and the detail for the
+/// log. The request-id layer adds the request id to the body and logs the detail with
+/// it, once.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    pub body: serde_json::Value,
+    /// `None` when there is nothing to tell the operator beyond the answer itself.
+    pub detail: Option<String>,
+}
+
+/// A 5xx answer: `body` goes to the client (with the request id), `detail` to the log.
+pub fn fault(status: StatusCode, body: serde_json::Value, detail: Option<String>) -> Response {
+    let mut response = (status, Json(&body)).into_response();
+    response.extensions_mut().insert(Fault { body, detail });
+    response
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
@@ -120,8 +147,19 @@ impl IntoResponse for ApiError {
             400 | 413 | 415 => "validation_error",
             _ => "server_error",
         };
-        let body = json!({"type": kind, "code": self.code(), "detail": self.detail()});
-        let mut response = (status, Json(body)).into_response();
+        let mut response = if status.is_server_error() {
+            let (public, detail) = match &self {
+                // Shedding load is no failure to investigate, and its message says all.
+                ApiError::Store(e @ StoreError::Overloaded) => (public_detail(e), None),
+                ApiError::Store(e) => (public_detail(e), Some(self.detail())),
+                _ => ("internal error", Some(self.detail())),
+            };
+            let body = json!({"type": kind, "code": self.code(), "detail": public});
+            fault(status, body, detail)
+        } else {
+            let body = json!({"type": kind, "code": self.code(), "detail": self.detail()});
+            (status, Json(body)).into_response()
+        };
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response
                 .headers_mut()

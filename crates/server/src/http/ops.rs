@@ -2,6 +2,7 @@
 
 use super::AppState;
 use super::admin::Admin;
+use super::error::fault;
 use axum::Json;
 use axum::extract::FromRequestParts;
 use axum::extract::State;
@@ -11,19 +12,14 @@ use serde_json::json;
 
 pub async fn healthz(State(st): State<AppState>) -> Response {
     let store = st.key_store.clone();
-    match tokio::task::spawn_blocking(move || store.generation()).await {
-        Ok(Ok(_)) => Json(json!({"status": "ok"})).into_response(),
-        Ok(Err(e)) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "error", "detail": e.to_string()})),
-        )
-            .into_response(),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "error", "detail": e.to_string()})),
-        )
-            .into_response(),
-    }
+    let detail = match tokio::task::spawn_blocking(move || store.generation()).await {
+        Ok(Ok(_)) => return Json(json!({"status": "ok"})).into_response(),
+        Ok(Err(e)) => e.to_string(),
+        Err(e) => format!("the health check failed: {e}"),
+    };
+    // The store's error names its nodes and their replies: the log gets it, not the prober.
+    let body = json!({"status": "error", "detail": "storage is unavailable; retry later"});
+    fault(StatusCode::SERVICE_UNAVAILABLE, body, Some(detail))
 }
 
 /// Prometheus text; for admins (Bearer token or dashboard session) unless the collector
