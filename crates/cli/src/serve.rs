@@ -61,8 +61,10 @@ pub struct ServeArgs {
     #[arg(long, env = "ANONSTATS_PUBLIC_URL", value_parser = public_url)]
     pub public_url: Option<String>,
     /// Serve `/metrics` to anyone who can reach the collector; without it, a scrape
-    /// needs `Authorization: Bearer <admin token>`.
-    #[arg(long, env = "ANONSTATS_METRICS_PUBLIC")]
+    /// needs `Authorization: Bearer <admin token>` (ANONSTATS_METRICS_PUBLIC=1, true, yes
+    /// or on).
+    #[arg(long, env = "ANONSTATS_METRICS_PUBLIC",
+        value_parser = clap::builder::BoolishValueParser::new())]
     pub metrics_public: bool,
     #[command(flatten)]
     pub clickhouse: ClickHouseArgs,
