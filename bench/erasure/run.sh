@@ -24,6 +24,7 @@ serve_data
 erase() {
   local start=$(date +%s.%N)
   curl -s -o /dev/null -w '%{http_code}' -X DELETE -H "Authorization: Bearer $admin" \
+    -H "Content-Type: application/json" \
     "http://$url/api/v1/machines/$machine" >"$log.status"
   echo "$(date +%s.%N) - $start" | bc >"$log.secs"
 }

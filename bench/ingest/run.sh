@@ -60,6 +60,7 @@ collector_pid=$!
 pids+=("$collector_pid")
 collector=$(addr_of "$work/collector.out")
 token=$(sed -n 's/^write token: //p' "$work/collector.out")
+admin=$(sed -n 's/^admin token: //p' "$work/collector.out")
 
 "$BIN/bare" --listen 127.0.0.1:0 >"$work/bare.out" 2>"$work/bare.out.err" &
 bare_pid=$!
@@ -95,7 +96,7 @@ c=$(scenario "$bare_pid" "http://$bare/e/" 1)
 d=$(scenario "$durable_pid" "http://$durable/e/" 1)
 
 acked=$(( $(field acked_events "$a") + $(field acked_events "$b") ))
-metric=$(curl -sf "http://$collector/metrics" | sed -n 's/^anonstats_events_total{result="stored"} //p')
+metric=$(curl -sf -H "Authorization: Bearer $admin" "http://$collector/metrics" | sed -n 's/^anonstats_events_total{result="stored"} //p')
 exported=$("$BIN/anonstats" export --data-dir "$work/data" --format ndjson | wc -l)
 errors=$(( $(field errors "$a") + $(field errors "$b") + $(field errors "$c") + $(field errors "$d") ))
 

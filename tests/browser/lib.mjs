@@ -112,7 +112,10 @@ export async function startCollector() {
     },
     /** Capture requests the collector has answered (any result), from its /metrics. */
     async captureRequests() {
-      const text = await (await fetch(`${url}/metrics`)).text()
+      const adminToken = out().match(/admin token: (\S+)/)?.[1]
+      const res = await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${adminToken}` } })
+      if (!res.ok) throw new Error(`/metrics answered ${res.status}: ${await res.text()}`)
+      const text = await res.text()
       return text.split('\n').filter((l) => l.startsWith('anonstats_requests_total{'))
         .reduce((n, l) => n + Number(l.split(' ').pop()), 0)
     },

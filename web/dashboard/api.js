@@ -22,7 +22,9 @@ async function call(method, path, { params, body } = {}) {
     res = await fetch(url, {
       method,
       credentials: 'same-origin',
-      headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      // Every write says JSON, also without a body: the collector refuses any other
+      // Content-Type there, as only a same-origin page can send this one unasked.
+      headers: method === 'GET' ? {} : { 'content-type': 'application/json' },
       body: body === undefined ? undefined : JSON.stringify(body),
     })
   } catch (e) {

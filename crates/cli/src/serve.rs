@@ -68,8 +68,37 @@ pub struct ServeArgs {
     /// interface; any number of collectors may share it).
     #[arg(long, env = "ANONSTATS_STORE")]
     pub store: Option<String>,
+    /// The URL browsers reach the collector at (e.g. behind a TLS proxy:
+    /// `https://stats.example.org`). When it is https, the dashboard's session cookie is
+    /// marked `Secure`, so a browser never sends it over plain http.
+    #[arg(long, env = "ANONSTATS_PUBLIC_URL", value_parser = public_url)]
+    pub public_url: Option<String>,
+    /// Serve `/metrics` to anyone who can reach the collector; without it, a scrape
+    /// needs `Authorization: Bearer <admin token>` (ANONSTATS_METRICS_PUBLIC=1, true, yes
+    /// or on).
+    #[arg(long, env = "ANONSTATS_METRICS_PUBLIC",
+        value_parser = clap::builder::BoolishValueParser::new())]
+    pub metrics_public: bool,
     #[command(flatten)]
     pub clickhouse: ClickHouseArgs,
+}
+
+/// An http:// or https:// URL with a host.
+fn public_url(s: &str) -> Result<String, String> {
+    let lower = s.to_ascii_lowercase();
+    let rest = lower
+        .strip_prefix("https://")
+        .or_else(|| lower.strip_prefix("http://"))
+        .ok_or("must start with http:// or https://, e.g. https://stats.example.org")?;
+    if rest
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or_default()
+        .is_empty()
+    {
+        return Err("has no host, e.g. https://stats.example.org".into());
+    }
+    Ok(s.to_string())
 }
 
 /// The store a collector runs on.
@@ -182,6 +211,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         };
         settings.api.k = args.k_anonymity;
         settings.limits.body_timeout = std::time::Duration::from_secs(args.body_timeout_secs);
+        settings.api.secure_cookie = args
+            .public_url
+            .as_deref()
+            .is_some_and(|u| u.to_ascii_lowercase().starts_with("https://"));
+        settings.api.metrics_public = args.metrics_public;
         anonstats_server::serve(listener, backend, metrics, settings, shutdown).await?;
         anyhow::Ok(())
     });

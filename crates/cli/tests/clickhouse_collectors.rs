@@ -257,7 +257,10 @@ fn two_collectors_on_two_shards_answer_with_the_union() {
     let erased = request(
         "DELETE",
         &format!("{}/api/v1/machines/machine-31", b.url),
-        &[("Authorization", &auth)],
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
         None,
     );
     assert_eq!(erased.status, 200, "{}", erased.body);

@@ -359,7 +359,7 @@ fn errors_have_status_and_exact_detail_and_store_nothing() {
 
     // Nothing from the rejected requests was stored: only the accepted ones.
     let accepted = c.export().len();
-    let metrics = request("GET", &c.url("/metrics"), &[], None).body;
+    let metrics = common::admin_metrics(&c);
     let stored: usize = metrics
         .lines()
         .find(|l| l.starts_with("anonstats_events_total{result=\"stored\"}"))
@@ -411,7 +411,7 @@ fn duplicates_by_uuid_are_stored_once_per_project() {
     assert_eq!(total, 1);
     let projects: HashSet<&str> = all.iter().map(|e| e["project"].as_str().unwrap()).collect();
     assert_eq!(projects, HashSet::from(["default", "p2"]));
-    let metrics = request("GET", &c.url("/metrics"), &[], None).body;
+    let metrics = common::admin_metrics(&c);
     assert!(
         metrics.contains("anonstats_events_total{result=\"duplicate\"} 4"),
         "{metrics}"

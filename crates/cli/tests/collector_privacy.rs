@@ -101,7 +101,7 @@ fn allowlist_keeps_only_listed_properties() {
     assert_eq!(post_json(&c.url("/e/"), &ev).status, 200);
     let p = &c.export()[0]["properties"];
     assert_eq!(p, &json!({"product_version": "1", "action": "START"}));
-    let metrics = common::request("GET", &c.url("/metrics"), &[], None).body;
+    let metrics = common::admin_metrics(&c);
     assert!(
         metrics.contains("anonstats_properties_dropped_total{property=\"allowlist\"} 1"),
         "{metrics}"

@@ -338,7 +338,10 @@ fn erasure_removes_a_machine_from_events_and_every_insight() {
     let a = request(
         "DELETE",
         &c.url("/api/v1/machines/m0"),
-        &[("authorization", &auth)],
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+        ],
         None,
     );
     assert_eq!(a.status, 200, "{}", a.body);

@@ -145,6 +145,56 @@ test('admin API and operations: a page on another origin cannot read them', { sk
     }
   })
 
+// The page's origin (another port of 127.0.0.1) is the same site as the collector, so the
+// browser sends and accepts its SameSite=Strict cookie; only the Content-Type rule stops it.
+test('a page on a sibling origin cannot log the browser in or write with its session', { skip },
+  async () => {
+    const browser = await launchBrowser()
+    try {
+      const page = await browser.context.newPage()
+      await page.goto(pages.url + '/')
+      const sessions = async () => (await browser.context.cookies(collector.url))
+        .filter((c) => c.name === 'anonstats_session')
+      // What a form or a no-cors fetch may send unasked: no preflight, cookies included.
+      const forged = await page.evaluate(async ([base, admin]) => {
+        const out = []
+        for (const type of ['text/plain', 'application/x-www-form-urlencoded']) {
+          for (const [path, body] of [['/api/v1/session', { token: admin }],
+            ['/api/v1/sql', { sql: 'SELECT 1' }]]) {
+            const r = await fetch(base + path, { method: 'POST', mode: 'no-cors',
+              credentials: 'include', headers: { 'content-type': type },
+              body: JSON.stringify(body) })
+            out.push(`${path} ${type}: ${r.type}`)
+          }
+        }
+        return out
+      }, [collector.url, collector.adminToken])
+      assert.equal(forged.length, 4)
+      assert.deepEqual(await sessions(), [], 'no session was opened by the forged log-in')
+      // The same, with the JSON Content-Type, needs a preflight the admin API refuses.
+      const json = await page.evaluate(async ([base, admin]) => {
+        try {
+          await fetch(base + '/api/v1/session', { method: 'POST', credentials: 'include',
+            headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token: admin }) })
+          return 'sent'
+        } catch {
+          return 'blocked'
+        }
+      }, [collector.url, collector.adminToken])
+      assert.equal(json, 'blocked')
+      assert.deepEqual(await sessions(), [])
+      // A real log-in, on the collector's own page, does open one.
+      await page.goto(collector.url + '/')
+      const ok = await page.evaluate(async (admin) => (await fetch('/api/v1/session', {
+        method: 'POST', headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ token: admin }) })).status, collector.adminToken)
+      assert.equal(ok, 200)
+      assert.equal((await sessions()).length, 1)
+    } finally {
+      await browser.close()
+    }
+  })
+
 test('/static/anonstats.js and .mjs load cross-origin with a JavaScript type and a cache header',
   { skip }, async () => {
     for (const [p, marker] of [['/static/anonstats.js', 'var anonstats='],

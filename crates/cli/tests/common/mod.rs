@@ -293,6 +293,14 @@ pub fn admin_get(c: &Collector, path: &str) -> Value {
     a.json()
 }
 
+/// `/metrics`, scraped with the admin token as Prometheus would.
+pub fn admin_metrics(c: &Collector) -> String {
+    let auth = format!("Bearer {}", c.admin_token);
+    let a = request("GET", &c.url("/metrics"), &[("authorization", &auth)], None);
+    assert_eq!(a.status, 200, "GET /metrics: {}", a.body);
+    a.body
+}
+
 /// Runs read-only SQL through the admin API; returns the rows.
 pub fn admin_sql(c: &Collector, sql: &str) -> Vec<Vec<Value>> {
     let auth = format!("Bearer {}", c.admin_token);
@@ -300,7 +308,10 @@ pub fn admin_sql(c: &Collector, sql: &str) -> Vec<Vec<Value>> {
     let a = request(
         "POST",
         &c.url("/api/v1/sql"),
-        &[("authorization", &auth)],
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+        ],
         Some(body.as_bytes()),
     );
     assert_eq!(a.status, 200, "sql {sql}: {}", a.body);

@@ -54,6 +54,48 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/api/v1/properties", get(properties))
         .route("/api/v1/sql", post(sql))
         .route("/api/v1/machines/{id}", delete(erase))
+        .route_layer(axum::middleware::from_fn(json_only))
+}
+
+/// Every admin request that changes something (any method but GET, HEAD and OPTIONS)
+/// must say `Content-Type: application/json`, with or without a body. A page on another
+/// origin can make a browser send a form or a `text/plain` body, with the session
+/// cookie of a sibling origin, without asking first; it cannot send this Content-Type
+/// without a CORS preflight, which the admin API never answers.
+async fn json_only(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use axum::http::Method;
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+        || is_json(req.headers())
+    {
+        return next.run(req).await;
+    }
+    ApiError::UnsupportedMediaType(format!(
+        "{} {} requires `Content-Type: application/json` (also without a body)",
+        req.method(),
+        req.uri().path()
+    ))
+    .into_response()
+}
+
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// The session cookie's attributes; `Secure` when the collector is reached over https.
+fn cookie(st: &AppState, value: &str, max_age: u64) -> Result<HeaderValue, ApiError> {
+    let secure = if st.settings.secure_cookie {
+        "; Secure"
+    } else {
+        ""
+    };
+    HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}"
+    ))
+    .map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
 async fn blocking<T: Send + 'static>(
@@ -113,15 +155,9 @@ async fn login(State(st): State<AppState>, body: axum::body::Bytes) -> Result<Re
         ));
     }
     let id = st.sessions.open(&token);
-    let cookie = format!(
-        "{SESSION_COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
-        SESSION_TTL.as_secs()
-    );
     let mut resp = Json(json!({"status": "ok"})).into_response();
-    resp.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_str(&cookie).map_err(|e| ApiError::BadRequest(e.to_string()))?,
-    );
+    resp.headers_mut()
+        .insert(header::SET_COOKIE, cookie(&st, &id, SESSION_TTL.as_secs())?);
     Ok(resp)
 }
 
@@ -130,8 +166,7 @@ async fn logout(State(st): State<AppState>, headers: axum::http::HeaderMap) -> R
         st.sessions.close(&id);
     }
     let mut resp = StatusCode::NO_CONTENT.into_response();
-    let expired = format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
-    if let Ok(v) = HeaderValue::from_str(&expired) {
+    if let Ok(v) = cookie(&st, "", 0) {
         resp.headers_mut().insert(header::SET_COOKIE, v);
     }
     resp
@@ -465,6 +500,10 @@ pub struct ApiSettings {
     /// The k-anonymity floor of every breakdown.
     pub k: u64,
     pub sql: SqlLimits,
+    /// The session cookie carries `Secure` (the collector's public URL is https).
+    pub secure_cookie: bool,
+    /// `/metrics` answers without admin credentials.
+    pub metrics_public: bool,
 }
 
 impl Default for ApiSettings {
@@ -475,6 +514,8 @@ impl Default for ApiSettings {
                 max_rows: 10_000,
                 timeout: std::time::Duration::from_secs(10),
             },
+            secure_cookie: false,
+            metrics_public: false,
         }
     }
 }

@@ -23,6 +23,8 @@ pub enum ApiError {
     Unauthorized(String),
     BadRequest(String),
     NotFound(String),
+    /// The body is not of the one Content-Type the route accepts.
+    UnsupportedMediaType(String),
 }
 
 impl ApiError {
@@ -32,6 +34,7 @@ impl ApiError {
             | ApiError::BodyRead(_)
             | ApiError::BodyTimeout(_)
             | ApiError::BadRequest(_)
+            | ApiError::UnsupportedMediaType(_)
             | ApiError::Store(StoreError::Invalid(_)) => Reject::Invalid,
             ApiError::Wire(WireError::TooLarge(_)) | ApiError::BodyTooLarge { .. } => {
                 Reject::TooLarge
@@ -52,6 +55,7 @@ impl ApiError {
     fn code(&self) -> &'static str {
         match self {
             ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::NotFound(_) | ApiError::Store(StoreError::NotFound(_)) => "not_found",
             _ => self.reject_reason().as_str(),
         }
@@ -65,6 +69,7 @@ impl ApiError {
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyRead(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::UnknownToken | ApiError::RevokedToken | ApiError::Unauthorized(_) => {
                 StatusCode::UNAUTHORIZED
             }
@@ -99,9 +104,10 @@ impl ApiError {
             ApiError::UnknownToken => "project token is not known to this collector".into(),
             ApiError::RevokedToken => "project token has been revoked".into(),
             ApiError::Store(e) => e.to_string(),
-            ApiError::Unauthorized(m) | ApiError::BadRequest(m) | ApiError::NotFound(m) => {
-                m.clone()
-            }
+            ApiError::Unauthorized(m)
+            | ApiError::BadRequest(m)
+            | ApiError::NotFound(m)
+            | ApiError::UnsupportedMediaType(m) => m.clone(),
         }
     }
 }
@@ -118,16 +124,55 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// What a client is told of a server-side failure: its class, never its detail (node
+/// addresses, a store's reply, paths are for the operator's log).
+pub fn public_detail(e: &StoreError) -> &'static str {
+    match e {
+        StoreError::Overloaded => "the collector is overloaded; retry in a moment",
+        StoreError::DiskFull => "the collector's disk is full: nothing was stored; retry later",
+        StoreError::Unavailable(_) | StoreError::InUse(_) => "storage is unavailable; retry later",
+        _ => "internal error",
+    }
+}
+
+/// A 5xx answer on its way out: the JSON body the client gets and the detail for the
+/// log. The request-id layer adds the request id to the body and logs the detail with
+/// it, once.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    pub body: serde_json::Value,
+    /// `None` when there is nothing to tell the operator beyond the answer itself.
+    pub detail: Option<String>,
+}
+
+/// A 5xx answer: `body` goes to the client (with the request id), `detail` to the log.
+pub fn fault(status: StatusCode, body: serde_json::Value, detail: Option<String>) -> Response {
+    let mut response = (status, Json(&body)).into_response();
+    response.extensions_mut().insert(Fault { body, detail });
+    response
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let kind = match status.as_u16() {
             401 => "authentication_error",
-            400 | 408 | 413 => "validation_error",
+            400 | 408 | 413 | 415 => "validation_error",
             _ => "server_error",
         };
-        let body = json!({"type": kind, "code": self.code(), "detail": self.detail()});
-        let mut response = (status, Json(body)).into_response();
+        let mut response = if status.is_server_error() {
+            let (public, detail) = match &self {
+                // Shedding load is no failure to investigate, and its message says all.
+                ApiError::Store(e @ StoreError::Overloaded) => (public_detail(e), None),
+                ApiError::Store(e) => (public_detail(e), Some(self.detail())),
+                _ => ("internal error", Some(self.detail())),
+            };
+            let body = json!({"type": kind, "code": self.code(), "detail": public});
+            fault(status, body, detail)
+        } else {
+            let body = json!({"type": kind, "code": self.code(), "detail": self.detail()});
+            (status, Json(body)).into_response()
+        };
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response
                 .headers_mut()

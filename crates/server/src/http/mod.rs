@@ -7,6 +7,7 @@ mod dashboard;
 pub mod error;
 mod ops;
 mod params;
+pub mod request_id;
 mod static_files;
 
 use crate::insights::InsightStore;
@@ -80,5 +81,6 @@ pub fn router(state: AppState) -> Router {
         .merge(api::routes())
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
+        .layer(axum::middleware::from_fn(request_id::layer))
         .with_state(state)
 }

@@ -185,14 +185,13 @@ pub(super) fn run(
             }
             Err(e) => {
                 tracing::warn!(error = %e, requests = jobs.len(), events = total, "insert into ClickHouse failed; the requests are answered 503");
-                let e = match e {
-                    StoreError::Unavailable(m) | StoreError::Backend(m) => {
-                        StoreError::Unavailable(m)
-                    }
-                    other => other,
+                // Unavailable already, whatever ClickHouse said: the sender may retry.
+                let m = match e {
+                    StoreError::Unavailable(m) | StoreError::Backend(m) => m,
+                    other => other.to_string(),
                 };
                 for job in jobs {
-                    let _ = job.reply.send(Err(StoreError::Unavailable(e.to_string())));
+                    let _ = job.reply.send(Err(StoreError::Unavailable(m.clone())));
                 }
             }
         }
