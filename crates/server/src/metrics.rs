@@ -94,6 +94,9 @@ pub struct Metrics {
     /// Properties removed by the privacy filter, by property name (bounded: the
     /// denylist and masks are fixed) or "allowlist".
     properties_dropped: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+    /// Free-text properties the privacy filter scrubbed, by property name (bounded:
+    /// `privacy::SCRUBBED`).
+    properties_scrubbed: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
     pub latency: Histogram,
     commit_events: Histogram,
     commit_requests: Histogram,
@@ -108,6 +111,7 @@ impl Default for Metrics {
             events_duplicate: AtomicU64::new(0),
             events_rejected: Default::default(),
             properties_dropped: Default::default(),
+            properties_scrubbed: Default::default(),
             latency: Histogram::new(&[
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
             ]),
@@ -138,16 +142,25 @@ impl Metrics {
         self.commit_events.observe(events as f64);
     }
 
+    /// What the privacy filter reported: dropped or masked properties, and scrubbed ones
+    /// (named `privacy::SCRUB_PREFIX` and the property).
     pub fn dropped(&self, counts: &[(&str, u64)]) {
         if counts.is_empty() {
             return;
         }
-        let mut map = self
+        let mut dropped = self
             .properties_dropped
             .lock()
             .unwrap_or_else(|p| p.into_inner());
+        let mut scrubbed = self
+            .properties_scrubbed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         for (name, n) in counts {
-            *map.entry((*name).to_string()).or_default() += n;
+            match name.strip_prefix(crate::privacy::SCRUB_PREFIX) {
+                Some(property) => *scrubbed.entry(property.to_string()).or_default() += n,
+                None => *dropped.entry((*name).to_string()).or_default() += n,
+            }
         }
     }
 
@@ -208,6 +221,23 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "anonstats_properties_dropped_total{{property=\"{}\"}} {n}",
+                name.replace('"', "\\\"")
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP anonstats_properties_scrubbed_total Free-text properties (crash and action reports) whose identifying parts the privacy filter masked."
+        );
+        let _ = writeln!(out, "# TYPE anonstats_properties_scrubbed_total counter");
+        for (name, n) in self
+            .properties_scrubbed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "anonstats_properties_scrubbed_total{{property=\"{}\"}} {n}",
                 name.replace('"', "\\\"")
             );
         }

@@ -2,7 +2,9 @@
 //!
 //! The peer address is never read. `$ip` and the [`DENYLIST`] are dropped; the page
 //! location properties are forced to constant masks; a project may further restrict
-//! itself to an allowlist.
+//! itself to an allowlist; the free text of crash and action reports ([`SCRUBBED`]) is
+//! scrubbed by the rules the agent applies before sending ([`anonstats_scrub`]), for
+//! what an old agent or a hand-written request sends.
 
 use anonstats_wire::Properties;
 use std::collections::HashSet;
@@ -74,13 +76,30 @@ pub const KNOWN_MASKS: &[&str] = &[
 
 pub const MASKED: &str = "masked";
 
+/// Free-text properties scrubbed as the agent scrubs them (the same list as
+/// [`anonstats_scrub::PROPERTIES`]), each with the name the filter reports it under:
+/// [`SCRUB_PREFIX`] and the property, counted apart from the dropped ones.
+pub const SCRUBBED: &[(&str, &str)] = &[
+    ("fatal_message", "scrub:fatal_message"),
+    ("fatal_file", "scrub:fatal_file"),
+    ("fatal_function", "scrub:fatal_function"),
+    ("fatal_thread", "scrub:fatal_thread"),
+    ("fatal_process", "scrub:fatal_process"),
+    ("action_result", "scrub:action_result"),
+    ("action_data", "scrub:action_data"),
+];
+
+/// How a scrubbed property's count is told from a dropped one's.
+pub const SCRUB_PREFIX: &str = "scrub:";
+
 /// What a project keeps, resolved once per key-cache refresh.
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
     pub allowlist: Option<HashSet<String>>,
 }
 
-/// Applies the filter in place; returns, per property, how many values it removed or masked.
+/// Applies the filter in place; returns, per property, how many values it removed or
+/// masked, and (named [`SCRUB_PREFIX`] and the property) how many it scrubbed.
 pub fn apply(props: &mut Properties, policy: &Policy, dropped: &mut Vec<(&'static str, u64)>) {
     let mut note = |name: &'static str| match dropped.iter_mut().find(|(n, _)| *n == name) {
         Some((_, c)) => *c += 1,
@@ -110,6 +129,44 @@ pub fn apply(props: &mut Properties, policy: &Policy, dropped: &mut Vec<(&'stati
             note("allowlist");
         }
     }
+    for label in scrub(props) {
+        note(label);
+    }
+}
+
+/// Scrubs the [`SCRUBBED`] properties in place: strings by the rules (without the
+/// agent's user name and home directory, which only it knows), objects and arrays as
+/// [`MASKED`]. Returns the labels of those it changed.
+fn scrub(props: &mut Properties) -> Vec<&'static str> {
+    // The values are read first (the action may come after them), then changed.
+    let mut found: Vec<(&'static str, &'static str, Option<String>)> = Vec::new();
+    let mut action: Option<String> = None;
+    for (k, v) in props.iter() {
+        if k == "action" {
+            action = v.as_str().map(|s| s.into_owned());
+        }
+        if let Some((key, label)) = SCRUBBED.iter().find(|(name, _)| *name == k) {
+            if v.json().starts_with(['{', '[']) {
+                found.push((key, label, None));
+            } else if let Some(s) = v.as_str() {
+                found.push((key, label, Some(s.into_owned())));
+            }
+        }
+    }
+    let ctx = anonstats_scrub::Context::none();
+    let mut labels = Vec::new();
+    for (key, label, value) in found {
+        let clean = match value {
+            None => MASKED.to_string(),
+            Some(v) => match anonstats_scrub::property(key, &v, action.as_deref(), &ctx) {
+                Some(clean) if clean != v => clean,
+                _ => continue,
+            },
+        };
+        props.set_str(key, &clean);
+        labels.push(label);
+    }
+    labels
 }
 
 /// The denylist entry (or prefix rule) that removes `key`, if any.
@@ -153,6 +210,51 @@ mod tests {
             json!({"$current_url": "masked", "$host": "dashboard.anonstats.invalid", "product_version": "1.2.3"})
         );
         assert!(dropped.contains(&("$ip", 1)) && dropped.contains(&("$geoip_*", 1)));
+    }
+
+    #[test]
+    fn scrubs_free_text_and_reports_what_changed() {
+        let mut props = props(json!({
+            "action": "FATAL",
+            "fatal_message": "cannot reach db.example.com from 10.0.0.7",
+            "fatal_file": "/home/bob/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/serde-1.0.1/src/de.rs",
+            "fatal_function": "app::run",
+            "fatal_thread": {"name": "bob"},
+            "action_data": "7@src/main.rs:app::run/0",
+            "product_version": "10.0.0.7"
+        }));
+        let mut dropped = Vec::new();
+        apply(&mut props, &Policy::default(), &mut dropped);
+        assert_eq!(
+            value(props),
+            json!({
+                "action": "FATAL",
+                "fatal_message": "cannot reach <host> from <ip>",
+                "fatal_file": "serde-1.0.1/src/de.rs",
+                "fatal_function": "app::run",
+                "fatal_thread": "masked",
+                "action_data": "7@src/main.rs:app::run/0",
+                "product_version": "10.0.0.7"
+            })
+        );
+        dropped.sort();
+        assert_eq!(
+            dropped,
+            vec![
+                ("scrub:fatal_file", 1),
+                ("scrub:fatal_message", 1),
+                ("scrub:fatal_thread", 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn scrubbed_list_is_the_agents() {
+        let ours: Vec<&str> = SCRUBBED.iter().map(|(k, _)| *k).collect();
+        assert_eq!(ours, anonstats_scrub::PROPERTIES);
+        for (k, label) in SCRUBBED {
+            assert_eq!(label.strip_prefix(SCRUB_PREFIX), Some(*k));
+        }
     }
 
     #[test]
