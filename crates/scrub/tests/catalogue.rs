@@ -65,6 +65,11 @@ const MESSAGES: &[(&str, &str)] = &[
     ),
     ("disk /var is full", "disk <path> is full"),
     (
+        r"share \\fileserver\team\notes.txt gone",
+        "share <path:notes.txt> gone",
+    ),
+    ("C:/Users/bob/app.log locked", "<path:app.log> locked"),
+    (
         "config:/etc/acme/prod.yaml broken",
         "config:<path:prod.yaml> broken",
     ),
