@@ -6,7 +6,7 @@
 //! arrives (an old agent, a hand-written request), with [`Context::none`]. Both use this
 //! crate, so they agree; it has no dependencies, so that the agent library stays small.
 //!
-//! Masks are fixed tokens: `<ip>`, `<email>`, `<host>`, `<url:SCHEME>`, `<path>` or
+//! Masks are fixed tokens: `<ip>`, `<mac>`, `<email>`, `<host>`, `<url:SCHEME>`, `<path>` or
 //! `<path:FILE.EXT>`, `<user>`, `<uuid>`, `<n>` (6 digits or more), `<hex>`. Scrubbing is
 //! idempotent: a scrubbed value comes out of a second pass unchanged, so the collector
 //! changes (and counts) only what an agent did not scrub.
@@ -49,7 +49,7 @@ pub const PROPERTIES: &[&str] = &[
 /// The words masks are made of; a user name equal to one of them is not masked (it would
 /// make the masks themselves change on a second pass), nor are common service accounts.
 const NOT_USER_NAMES: &[&str] = &[
-    "ip", "email", "host", "url", "path", "user", "uuid", "hex", "root", "admin", "nobody",
+    "ip", "email", "host", "url", "path", "user", "uuid", "hex", "mac", "root", "admin", "nobody",
     "daemon", "home", "users", "runner", "build", "test", "default", "system", "guest",
 ];
 
@@ -305,11 +305,11 @@ fn cap_start(s: &str, max: usize) -> String {
 }
 
 const MASKS: &[&str] = &[
-    "<ip>", "<email>", "<host>", "<user>", "<uuid>", "<n>", "<hex>", "<path>", "<url>",
+    "<ip>", "<email>", "<host>", "<user>", "<uuid>", "<n>", "<hex>", "<path>", "<url>", "<mac>",
 ];
 
 const MASK_STARTS: &[&str] = &[
-    "<ip>", "<email>", "<host>", "<url", "<path", "<user>", "<uuid>", "<n>", "<hex>",
+    "<ip>", "<email>", "<host>", "<url", "<path", "<user>", "<uuid>", "<n>", "<hex>", "<mac>",
 ];
 
 /// Keep the last `max` characters, from a `/` when there is one.
@@ -467,6 +467,9 @@ fn classify(core: &str, ctx: &Context, after_mask: bool) -> String {
     if is_ipv6(core) {
         return "<ip>".into();
     }
+    if is_mac(core) {
+        return "<mac>".into();
+    }
     let (addr, port) = match core.rsplit_once(':') {
         Some((a, p)) if !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) => {
             (a, Some(p))
@@ -533,6 +536,16 @@ fn is_ipv6(s: &str) -> bool {
     let groups = s.split(':').filter(|g| !g.is_empty()).count();
     let digit = s.bytes().any(|b| b.is_ascii_digit());
     (digit || groups >= 3) && s.parse::<std::net::Ipv6Addr>().is_ok()
+}
+
+/// A MAC address: six pairs of hex digits joined by `:` or `-`.
+fn is_mac(s: &str) -> bool {
+    let sep = if s.contains(':') { ':' } else { '-' };
+    let parts: Vec<&str> = s.split(sep).collect();
+    parts.len() == 6
+        && parts
+            .iter()
+            .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 fn is_email(s: &str) -> bool {

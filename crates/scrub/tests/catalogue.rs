@@ -23,6 +23,11 @@ const MESSAGES: &[(&str, &str)] = &[
     ("bind fe80::1%eth0 failed", "bind <ip> failed"),
     ("::1 refused the connection", "<ip> refused the connection"),
     ("from ::ffff:192.0.2.1 denied", "from <ip> denied"),
+    // MAC addresses.
+    (
+        "link 00:1a:2b:3c:4d:5e down, 00-1A-2B-3C-4D-5F up",
+        "link <mac> down, <mac> up",
+    ),
     // E-mail addresses.
     (
         "mail bob.smith+ops@example.org bounced",
