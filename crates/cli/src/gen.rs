@@ -354,7 +354,11 @@ mod tests {
             names.insert(e.event.clone());
             let mut props = anonstats_wire::Properties::parse(&e.properties).unwrap();
             let before = props.clone();
-            apply(&mut props, &Policy::default(), &mut Vec::new());
+            apply(
+                &mut props,
+                &Policy::default(),
+                &mut anonstats_server::privacy::Edits::default(),
+            );
             assert_eq!(
                 props, before,
                 "the privacy filter would change {}",

@@ -111,3 +111,216 @@ fn allowlist_keeps_only_listed_properties() {
         "{metrics}"
     );
 }
+
+/// What the crashing child's message and paths carry; none of it may be stored.
+const CRASH_SECRETS: &[&str] = &[
+    "/home/zedtester",
+    "zedtester",
+    "secret-project",
+    "203.0.113.45",
+    "carol@example.org",
+    "7d3f9a2e-41b8-4c55-9e0a-2b6c8d1e5f73",
+    "db7.prod.example.net",
+];
+
+/// Runs as a child of [`panic_in_a_child_reaches_the_collector_scrubbed`] only: a program
+/// with the panic hook that crashes with identifying text in its message.
+#[test]
+fn crash_child() {
+    let Ok(url) = std::env::var("ANONSTATS_TEST_CRASH_URL") else {
+        return;
+    };
+    let dir = std::path::PathBuf::from(std::env::var("ANONSTATS_TEST_CRASH_DIR").unwrap());
+    let client = anonstats_client::Client::builder()
+        .product("crashy", "1.0")
+        .endpoint(url)
+        .token(std::env::var("ANONSTATS_TEST_CRASH_TOKEN").unwrap())
+        .config_dir(dir.join("etc"))
+        .state_dir(dir.join("state"))
+        .env(|_| None)
+        .mode(anonstats_client::Mode::On)
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .unwrap();
+    assert!(client.install_panic_hook());
+    let home = std::env::var("HOME").unwrap();
+    let config = std::env::var("ANONSTATS_NO_SUCH_VARIABLE").ok();
+    config.unwrap_or_else(|| {
+        panic!(
+            "cannot load {home}/secret-project/db.toml for zedtester from 203.0.113.45 \
+             (owner carol@example.org, run 7d3f9a2e-41b8-4c55-9e0a-2b6c8d1e5f73, db db7.prod.example.net:5432)"
+        )
+    });
+}
+
+fn stored_fatal(c: &Collector) -> serde_json::Value {
+    let events = c.export();
+    let fatal = events
+        .iter()
+        .find(|e| e["event"] == "FATAL")
+        .unwrap_or_else(|| panic!("no FATAL stored: {events:?}"));
+    fatal["properties"].clone()
+}
+
+#[test]
+fn panic_in_a_child_reaches_the_collector_scrubbed() {
+    let mut c = Collector::start();
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
+        .env("ANONSTATS_TEST_CRASH_URL", &c.url)
+        .env("ANONSTATS_TEST_CRASH_TOKEN", &c.write_token)
+        .env("ANONSTATS_TEST_CRASH_DIR", dir.path())
+        .env("HOME", "/home/zedtester")
+        .env("USER", "zedtester")
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the child panics: {stderr}");
+    assert!(stderr.contains("203.0.113.45"), "the real panic: {stderr}");
+
+    let p = stored_fatal(&c);
+    let message = p["fatal_message"].as_str().unwrap();
+    assert_eq!(
+        message,
+        "cannot load <path:db.toml> for <user> from <ip> (owner <email>, run <uuid>, db <host>:5432)"
+    );
+    assert_eq!(p["fatal_file"], "crates/cli/tests/collector_privacy.rs");
+    let metrics = common::request("GET", &c.url("/metrics"), &[], None).body;
+    assert!(
+        !metrics.contains("anonstats_properties_scrubbed_total{property=\"fatal_message\"}"),
+        "the agent scrubbed it already: {metrics}"
+    );
+    c.stop();
+    let data = all_bytes(&c.data_dir());
+    assert!(contains(&data, "db.toml"), "the check reads the real files");
+    for secret in CRASH_SECRETS {
+        assert!(!contains(&data, secret), "{secret:?} is in the data dir");
+    }
+}
+
+#[test]
+fn cli_fatal_is_scrubbed_before_it_is_sent() {
+    let c = Collector::start();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let out = std::process::Command::new(common::BIN)
+        .args([
+            "send",
+            "--wait",
+            "FATAL",
+            "zedtester-daemon:worker",
+            "42@/home/zedtester/secret-project/src/main.c:load_config/2",
+            "--endpoint",
+            &c.url,
+            "--token",
+            &c.write_token,
+            "--product-name",
+            "cli-crashy",
+            "--product-version",
+            "1.0",
+            "--config-dir",
+        ])
+        .arg(dir.path().join("etc"))
+        .arg("--state-dir")
+        .arg(&state)
+        .env("HOME", "/home/zedtester")
+        .env("USER", "zedtester")
+        .env_remove("ANONSTATS_MODE")
+        .env_remove("DO_NOT_TRACK")
+        .env_remove("DISABLE_TELEMETRY")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let p = stored_fatal(&c);
+    assert_eq!(p["fatal_file"], "secret-project/src/main.c");
+    assert_eq!(
+        p["action_data"],
+        "42@secret-project/src/main.c:load_config/2"
+    );
+    assert_eq!(p["fatal_process"], "<user>-daemon");
+    assert_eq!(p["action_result"], "<user>-daemon:worker");
+}
+
+#[test]
+fn hand_made_fatal_is_scrubbed_on_arrival_and_counted() {
+    let mut c = Collector::start();
+    // What an old agent or a hand-written curl could send.
+    let body = format!(
+        r#"{{"api_key": "{}", "batch": [{{"event": "FATAL", "distinct_id": "m1", "properties": {{
+            "action": "FATAL",
+            "action_result": "billing-198.51.100.23:worker",
+            "action_data": "9@/home/mallory/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/serde-1.0.1/src/de.rs:serde::de::fail/0",
+            "fatal_process": "billing-198.51.100.23",
+            "fatal_thread": "req-123456789",
+            "fatal_function": "serde::de::fail",
+            "fatal_file": "/home/mallory/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/serde-1.0.1/src/de.rs",
+            "fatal_line": 9,
+            "fatal_message": "GET https://mallory:pw@api.example.com/x from 198.51.100.23 for mallory@example.org failed",
+            "product_version": "hand-made-1"
+        }}}}, {{"event": "CLOUD_BUILD_FAIL", "distinct_id": "m1", "properties": {{
+            "action": "CLOUD_BUILD_FAIL", "action_data": "cannot write /home/mallory/build.log",
+            "product_version": "hand-made-1"
+        }}}}]}}"#,
+        c.write_token
+    );
+    let answer = common::request(
+        "POST",
+        &c.url("/batch/"),
+        &[("Content-Type", "application/json")],
+        Some(body.as_bytes()),
+    );
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let p = stored_fatal(&c);
+    assert_eq!(
+        p["fatal_message"],
+        "GET <url:https> from <ip> for <email> failed"
+    );
+    assert_eq!(p["fatal_file"], "serde-1.0.1/src/de.rs");
+    assert_eq!(
+        p["action_data"],
+        "9@serde-1.0.1/src/de.rs:serde::de::fail/0"
+    );
+    assert_eq!(p["fatal_process"], "billing-<ip>");
+    assert_eq!(p["action_result"], "billing-<ip>:worker");
+    assert_eq!(p["fatal_thread"], "req-<n>");
+    assert_eq!(
+        p["fatal_function"], "serde::de::fail",
+        "clean values are kept"
+    );
+    assert_eq!(p["fatal_line"], 9);
+
+    let metrics = common::request("GET", &c.url("/metrics"), &[], None).body;
+    for (property, n) in [
+        ("fatal_message", 1),
+        ("fatal_file", 1),
+        ("fatal_process", 1),
+        ("fatal_thread", 1),
+        ("action_result", 1),
+        ("action_data", 2),
+    ] {
+        let line = format!("anonstats_properties_scrubbed_total{{property=\"{property}\"}} {n}\n");
+        assert!(metrics.contains(&line), "{line:?} not in {metrics}");
+    }
+    assert!(!metrics.contains("anonstats_properties_scrubbed_total{property=\"fatal_function\"}"));
+    c.stop();
+    let data = all_bytes(&c.data_dir());
+    assert!(
+        contains(&data, "hand-made-1"),
+        "the check reads the real files"
+    );
+    for secret in [
+        "mallory",
+        "198.51.100.23",
+        "example.org",
+        "123456789",
+        "/home",
+    ] {
+        assert!(!contains(&data, secret), "{secret:?} is in the data dir");
+    }
+}

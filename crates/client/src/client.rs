@@ -423,7 +423,7 @@ impl Client {
     }
 
     /// The event with the product's properties and, unless only spooled for a delivering
-    /// process to complete, the system facts.
+    /// process to complete, the system facts; its free text scrubbed ([`crate::scrub`]).
     fn build_event(
         &self,
         name: &str,
@@ -438,6 +438,7 @@ impl Client {
             self.base().clone()
         };
         all.extend(props);
+        crate::scrub::properties(&mut all);
         event::apply_masks(&mut all);
         Event::at(name, distinct_id, all, (self.inner.clock)())
     }

@@ -158,7 +158,9 @@ pub struct FatalSite {
     pub line: u32,
     /// `errno` at the time (0 for panics).
     pub errno: i32,
-    /// A short message (first line, at most 200 bytes); empty if none.
+    /// A short message (its first line); empty if none. Like the other fields, it is
+    /// scrubbed when the event is built ([`crate::scrub`]): identifying parts masked, at
+    /// most 200 characters.
     pub message: String,
 }
 

@@ -58,7 +58,9 @@ pub fn site_from_panic(info: &PanicHookInfo<'_>) -> FatalSite {
         file,
         line,
         errno: 0,
-        message: first_line(&message, 200),
+        // Whole: cut before scrubbing, an address or a path could lose the part its
+        // rule recognises it by. The scrubbed message is capped when the event is built.
+        message: first_line(&message, usize::MAX),
     }
 }
 

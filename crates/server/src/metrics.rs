@@ -97,6 +97,9 @@ pub struct Metrics {
     /// Properties removed by the privacy filter, by property name (bounded: the
     /// denylist and masks are fixed) or "allowlist".
     properties_dropped: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+    /// Free-text properties the privacy filter scrubbed, by property name (bounded:
+    /// `anonstats_scrub::PROPERTIES`).
+    properties_scrubbed: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
     pub latency: Histogram,
     commit_events: Histogram,
     commit_requests: Histogram,
@@ -111,6 +114,7 @@ impl Default for Metrics {
             events_duplicate: AtomicU64::new(0),
             events_rejected: Default::default(),
             properties_dropped: Default::default(),
+            properties_scrubbed: Default::default(),
             latency: Histogram::new(&[
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
             ]),
@@ -141,16 +145,19 @@ impl Metrics {
         self.commit_events.observe(events as f64);
     }
 
-    pub fn dropped(&self, counts: &[(&str, u64)]) {
-        if counts.is_empty() {
-            return;
-        }
-        let mut map = self
-            .properties_dropped
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        for (name, n) in counts {
-            *map.entry((*name).to_string()).or_default() += n;
+    /// What the privacy filter removed and scrubbed in one request.
+    pub fn filtered(&self, edits: &crate::privacy::Edits) {
+        for (list, counts) in [
+            (&self.properties_dropped, &edits.dropped),
+            (&self.properties_scrubbed, &edits.scrubbed),
+        ] {
+            if counts.is_empty() {
+                continue;
+            }
+            let mut list = list.lock().unwrap_or_else(|p| p.into_inner());
+            for (name, n) in counts {
+                *list.entry((*name).to_string()).or_default() += n;
+            }
         }
     }
 
@@ -211,6 +218,23 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "anonstats_properties_dropped_total{{property=\"{}\"}} {n}",
+                name.replace('"', "\\\"")
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP anonstats_properties_scrubbed_total Free-text properties (crash and action reports) whose identifying parts the privacy filter masked."
+        );
+        let _ = writeln!(out, "# TYPE anonstats_properties_scrubbed_total counter");
+        for (name, n) in self
+            .properties_scrubbed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "anonstats_properties_scrubbed_total{{property=\"{}\"}} {n}",
                 name.replace('"', "\\\"")
             );
         }

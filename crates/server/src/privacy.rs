@@ -2,7 +2,9 @@
 //!
 //! The peer address is never read. `$ip` and the [`DENYLIST`] are dropped; the page
 //! location properties are forced to constant masks; a project may further restrict
-//! itself to an allowlist.
+//! itself to an allowlist; the free text of crash and action reports ([`anonstats_scrub::PROPERTIES`]) is
+//! scrubbed by the rules the agent applies before sending ([`anonstats_scrub`]), for
+//! what an old agent or a hand-written request sends.
 
 use anonstats_wire::Properties;
 use std::collections::HashSet;
@@ -80,12 +82,25 @@ pub struct Policy {
     pub allowlist: Option<HashSet<String>>,
 }
 
-/// Applies the filter in place; returns, per property, how many values it removed or masked.
-pub fn apply(props: &mut Properties, policy: &Policy, dropped: &mut Vec<(&'static str, u64)>) {
-    let mut note = |name: &'static str| match dropped.iter_mut().find(|(n, _)| *n == name) {
+/// What the filter did to the events of one request, per property name: values removed
+/// or masked (the allowlist's under "allowlist"), and values scrubbed.
+#[derive(Debug, Default)]
+pub struct Edits {
+    pub dropped: Vec<(&'static str, u64)>,
+    pub scrubbed: Vec<(&'static str, u64)>,
+}
+
+fn count(list: &mut Vec<(&'static str, u64)>, name: &'static str) {
+    match list.iter_mut().find(|(n, _)| *n == name) {
         Some((_, c)) => *c += 1,
-        None => dropped.push((name, 1)),
-    };
+        None => list.push((name, 1)),
+    }
+}
+
+/// Applies the filter in place, noting what it did in `edits`.
+pub fn apply(props: &mut Properties, policy: &Policy, edits: &mut Edits) {
+    let dropped = &mut edits.dropped;
+    let mut note = |name: &'static str| count(dropped, name);
     // One pass over the event's properties, each looked up in the denylist.
     props.retain(|k, _| {
         if let Some(name) = denied(k) {
@@ -110,6 +125,44 @@ pub fn apply(props: &mut Properties, policy: &Policy, dropped: &mut Vec<(&'stati
             note("allowlist");
         }
     }
+    for name in scrub(props) {
+        count(&mut edits.scrubbed, name);
+    }
+}
+
+/// Scrubs the agent's free-text properties ([`anonstats_scrub::PROPERTIES`]) in place: strings by the rules (without the
+/// agent's user name and home directory, which only it knows), objects and arrays as
+/// [`MASKED`]. Returns the names of those it changed.
+fn scrub(props: &mut Properties) -> Vec<&'static str> {
+    // The values are read first (the action may come after them), then changed.
+    let mut found: Vec<(&'static str, Option<String>)> = Vec::new();
+    let mut action: Option<String> = None;
+    for (k, v) in props.iter() {
+        if k == "action" {
+            action = v.as_str().map(|s| s.into_owned());
+        }
+        if let Some(key) = anonstats_scrub::PROPERTIES.iter().find(|name| **name == k) {
+            if v.json().starts_with(['{', '[']) {
+                found.push((key, None));
+            } else if let Some(s) = v.as_str() {
+                found.push((key, Some(s.into_owned())));
+            }
+        }
+    }
+    let ctx = anonstats_scrub::Context::none();
+    let mut changed = Vec::new();
+    for (key, value) in found {
+        let clean = match value {
+            None => MASKED.to_string(),
+            Some(v) => match anonstats_scrub::property(key, &v, action.as_deref(), &ctx) {
+                Some(clean) if clean != v => clean,
+                _ => continue,
+            },
+        };
+        props.set_str(key, &clean);
+        changed.push(key);
+    }
+    changed
 }
 
 /// The denylist entry (or prefix rule) that removes `key`, if any.
@@ -146,8 +199,9 @@ mod tests {
             "$current_url": "http://10.1.2.3:19999/#menu", "$host": "dashboard.anonstats.invalid",
             "product_version": "1.2.3"
         }));
-        let mut dropped = Vec::new();
-        apply(&mut props, &Policy::default(), &mut dropped);
+        let mut edits = Edits::default();
+        apply(&mut props, &Policy::default(), &mut edits);
+        let dropped = edits.dropped;
         assert_eq!(
             value(props),
             json!({"$current_url": "masked", "$host": "dashboard.anonstats.invalid", "product_version": "1.2.3"})
@@ -156,14 +210,47 @@ mod tests {
     }
 
     #[test]
+    fn scrubs_free_text_and_reports_what_changed() {
+        let mut props = props(json!({
+            "action": "FATAL",
+            "fatal_message": "cannot reach db.example.com from 10.0.0.7",
+            "fatal_file": "/home/bob/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/serde-1.0.1/src/de.rs",
+            "fatal_function": "app::run",
+            "fatal_thread": {"name": "bob"},
+            "action_data": "7@src/main.rs:app::run/0",
+            "product_version": "10.0.0.7"
+        }));
+        let mut edits = Edits::default();
+        apply(&mut props, &Policy::default(), &mut edits);
+        assert_eq!(
+            value(props),
+            json!({
+                "action": "FATAL",
+                "fatal_message": "cannot reach <host> from <ip>",
+                "fatal_file": "serde-1.0.1/src/de.rs",
+                "fatal_function": "app::run",
+                "fatal_thread": "masked",
+                "action_data": "7@src/main.rs:app::run/0",
+                "product_version": "10.0.0.7"
+            })
+        );
+        edits.scrubbed.sort();
+        assert_eq!(
+            edits.scrubbed,
+            vec![("fatal_file", 1), ("fatal_message", 1), ("fatal_thread", 1)]
+        );
+        assert!(edits.dropped.is_empty());
+    }
+
+    #[test]
     fn allowlist_keeps_only_listed() {
         let mut props = props(json!({"a": 1, "b": 2, "$ip": "x"}));
         let policy = Policy {
             allowlist: Some(["a".to_string(), "$ip".to_string()].into()),
         };
-        let mut dropped = Vec::new();
-        apply(&mut props, &policy, &mut dropped);
+        let mut edits = Edits::default();
+        apply(&mut props, &policy, &mut edits);
         assert_eq!(value(props), json!({"a": 1}));
-        assert_eq!(dropped, vec![("$ip", 1), ("allowlist", 1)]);
+        assert_eq!(edits.dropped, vec![("$ip", 1), ("allowlist", 1)]);
     }
 }

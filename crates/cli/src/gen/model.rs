@@ -208,7 +208,11 @@ impl Population {
 fn stable_part(mut props: Map<String, Value>) -> (String, Dims) {
     apply_masks(&mut props);
     let mut props = Properties::from_map(&props);
-    privacy::apply(&mut props, &Policy::default(), &mut Vec::new());
+    privacy::apply(
+        &mut props,
+        &Policy::default(),
+        &mut privacy::Edits::default(),
+    );
     let dims = anonstats_server::rollup::dims("", &props);
     let text = props.into_json();
     let inner = text

@@ -79,12 +79,12 @@ async fn handle(
         Resolved::Revoked => return Err((ApiError::RevokedToken, n)),
         Resolved::Unknown => return Err((ApiError::UnknownToken, n)),
     };
-    let mut dropped = Vec::new();
+    let mut edits = privacy::Edits::default();
     let events = decoded
         .events
         .into_iter()
         .map(|mut e| {
-            privacy::apply(&mut e.properties, &project.policy, &mut dropped);
+            privacy::apply(&mut e.properties, &project.policy, &mut edits);
             let dims = rollup::dims(&e.event, &e.properties);
             NewEvent {
                 dims,
@@ -113,7 +113,7 @@ async fn handle(
     .await
     .map_err(|e| (ApiError::Store(StoreError::Unavailable(e.to_string())), n))?
     .map_err(|e| (ApiError::Store(e), n))?;
-    st.metrics.dropped(&dropped);
+    st.metrics.filtered(&edits);
     Ok(inserted)
 }
 
