@@ -2,13 +2,12 @@
 
 use crate::Properties;
 use crate::error::size;
-use crate::props::PropsField;
+use crate::props::{Key, PropsError, PropsField};
 use crate::time::{parse_timestamp_ms, range_text, timestamp_in_range};
-use crate::{Limits, WireError};
+use crate::{Limits, MAX_DEPTH, MAX_EVENTS_PER_REQUEST, MAX_PROPERTIES, WireError};
 use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
-use std::borrow::Cow;
 use uuid::Uuid;
 
 /// One validated event, ready for the privacy filter and storage.
@@ -35,40 +34,87 @@ const MAX_NAME: usize = 200;
 
 /// An event's fields, or an envelope's: a body that is one object is read once, and is
 /// an envelope when it has a `batch`.
-#[derive(Deserialize)]
+#[derive(Default)]
 struct RawEvent<'a> {
-    #[serde(borrow, default)]
     batch: Batch<'a>,
-    #[serde(borrow)]
     sent_at: Option<&'a RawValue>,
-    #[serde(borrow)]
     event: Option<&'a RawValue>,
-    #[serde(borrow)]
     distinct_id: Option<&'a RawValue>,
-    #[serde(borrow, rename = "$distinct_id")]
     dollar_distinct_id: Option<&'a RawValue>,
-    #[serde(borrow)]
     properties: Option<PropsField<'a>>,
-    #[serde(borrow)]
     timestamp: Option<&'a RawValue>,
-    #[serde(borrow)]
     offset: Option<&'a RawValue>,
-    #[serde(borrow)]
     uuid: Option<&'a RawValue>,
-    #[serde(borrow)]
     api_key: Option<&'a RawValue>,
-    #[serde(borrow)]
     token: Option<&'a RawValue>,
-    #[serde(borrow, rename = "$token")]
     dollar_token: Option<&'a RawValue>,
+    /// The first of these fields the sender gave more than once: which value it meant
+    /// is anyone's guess, so the request is refused.
+    repeated: Option<&'static str>,
 }
 
-/// The envelope's `batch`, read in the same pass as the envelope.
+impl<'de: 'a, 'a> Deserialize<'de> for RawEvent<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{IgnoredAny, MapAccess, Visitor};
+        struct Fields<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for Fields<'a> {
+            type Value = RawEvent<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an event object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawEvent<'a>, A::Error> {
+                let mut ev = RawEvent::default();
+                let mut seen_batch = false;
+                while let Some(key) = map.next_key::<Key<'a>>()? {
+                    let (slot, name) = match key.text() {
+                        "batch" => {
+                            if std::mem::replace(&mut seen_batch, true) {
+                                ev.repeated.get_or_insert("batch");
+                            }
+                            ev.batch = map.next_value()?;
+                            continue;
+                        }
+                        "properties" => {
+                            if ev.properties.is_some() {
+                                ev.repeated.get_or_insert("properties");
+                            }
+                            ev.properties = Some(map.next_value()?);
+                            continue;
+                        }
+                        "sent_at" => (&mut ev.sent_at, "sent_at"),
+                        "event" => (&mut ev.event, "event"),
+                        "distinct_id" => (&mut ev.distinct_id, "distinct_id"),
+                        "$distinct_id" => (&mut ev.dollar_distinct_id, "$distinct_id"),
+                        "timestamp" => (&mut ev.timestamp, "timestamp"),
+                        "offset" => (&mut ev.offset, "offset"),
+                        "uuid" => (&mut ev.uuid, "uuid"),
+                        "api_key" => (&mut ev.api_key, "api_key"),
+                        "token" => (&mut ev.token, "token"),
+                        "$token" => (&mut ev.dollar_token, "$token"),
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    if slot.replace(map.next_value()?).is_some() {
+                        ev.repeated.get_or_insert(name);
+                    }
+                }
+                Ok(ev)
+            }
+        }
+        d.deserialize_map(Fields(std::marker::PhantomData))
+    }
+}
+
+/// The envelope's `batch`, or a top-level array, read in the same pass as the rest.
 #[derive(Default)]
 enum Batch<'a> {
     #[default]
     Absent,
     Events(Vec<&'a RawValue>),
+    /// More than [`MAX_EVENTS_PER_REQUEST`] events: this many.
+    TooMany(usize),
     Other,
 }
 
@@ -82,8 +128,17 @@ impl<'de: 'a, 'a> Deserialize<'de> for Batch<'a> {
                 f.write_str("an array of events")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Batch<'a>, A::Error> {
-                let mut events = Vec::with_capacity(seq.size_hint().unwrap_or(64));
+                let hint = seq.size_hint().unwrap_or(64).min(MAX_EVENTS_PER_REQUEST);
+                let mut events = Vec::with_capacity(hint);
                 while let Some(e) = seq.next_element::<&'a RawValue>()? {
+                    if events.len() == MAX_EVENTS_PER_REQUEST {
+                        // Past the limit the rest is only counted, for the message.
+                        let mut n = events.len() + 1;
+                        while seq.next_element::<IgnoredAny>()?.is_some() {
+                            n += 1;
+                        }
+                        return Ok(Batch::TooMany(n));
+                    }
                     events.push(e);
                 }
                 Ok(Batch::Events(events))
@@ -116,6 +171,20 @@ impl<'de: 'a, 'a> Deserialize<'de> for Batch<'a> {
     }
 }
 
+fn too_many(n: usize) -> WireError {
+    WireError::TooLarge(format!(
+        "the request holds {n} events; the limit is {MAX_EVENTS_PER_REQUEST} per request"
+    ))
+}
+
+/// serde_json's message without the position it appends (which, for an event read on
+/// its own, would be relative to the event, not the body).
+fn json_message(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let at = format!(" at line {} column {}", e.line(), e.column());
+    text.strip_suffix(&at).unwrap_or(&text).to_string()
+}
+
 /// Collects the one token a request may carry, wherever the client put it.
 #[derive(Default)]
 struct TokenSlot(Option<String>);
@@ -145,13 +214,23 @@ pub(crate) fn parse(
     let mut tokens = TokenSlot::default();
     let mut sent_at_ms = sent_at_ms;
     let events = match json.trim_start().as_bytes().first() {
-        Some(b'[') => {
-            let raws: Vec<&RawValue> = serde_json::from_str(json).map_err(bad_json)?;
-            each_event(raws, limits, &mut tokens, sent_at_ms, now_ms)?
-        }
+        Some(b'[') => match serde_json::from_str::<Batch>(json).map_err(bad_json)? {
+            Batch::Events(raws) => each_event(raws, limits, &mut tokens, sent_at_ms, now_ms)?,
+            Batch::TooMany(n) => return Err(too_many(n)),
+            Batch::Absent | Batch::Other => {
+                return Err(WireError::invalid("body is not valid JSON"));
+            }
+        },
         Some(b'{') => {
             let mut top: RawEvent = serde_json::from_str(json).map_err(bad_json)?;
-            match std::mem::take(&mut top.batch) {
+            let batch = std::mem::take(&mut top.batch);
+            if let Some(field) = top.repeated {
+                return Err(WireError::invalid(match batch {
+                    Batch::Absent => format!("event 0: `{field}` is given twice"),
+                    _ => format!("`{field}` is given twice"),
+                }));
+            }
+            match batch {
                 Batch::Absent => {
                     fits(0, json.trim().len(), limits)?;
                     vec![event(0, top, &mut tokens, sent_at_ms, now_ms)?]
@@ -161,20 +240,34 @@ pub(crate) fn parse(
                         "`batch` must be an array of event objects",
                     ));
                 }
+                Batch::TooMany(n) => return Err(too_many(n)),
                 Batch::Events(raws) => {
                     tokens.offer(opt_string(top.api_key, "api_key", None)?)?;
                     tokens.offer(opt_string(top.token, "token", None)?)?;
                     if let Some(s) = opt_string(top.sent_at, "sent_at", None)? {
-                        sent_at_ms = parse_timestamp_ms(&s).or(sent_at_ms);
+                        let at = parse_timestamp_ms(&s).ok_or_else(|| {
+                            WireError::invalid(format!("`sent_at` is not an ISO 8601 date: {s:?}"))
+                        })?;
+                        sent_at_ms = Some(at);
                     }
                     each_event(raws, limits, &mut tokens, sent_at_ms, now_ms)?
                 }
             }
         }
         _ => {
-            return Err(WireError::invalid(
-                "body must be a JSON object or array of events",
-            ));
+            use serde::de::IgnoredAny;
+            let what = match json.trim_start().as_bytes().first() {
+                _ if serde_json::from_str::<IgnoredAny>(json).is_err() => None,
+                Some(b'n') => Some("null"),
+                Some(b't' | b'f') => Some("a boolean"),
+                Some(b'"') => Some("a string"),
+                Some(_) => Some("a number"),
+                None => None,
+            };
+            return Err(WireError::invalid(match what {
+                Some(what) => format!("body must be a JSON object or array of events, not {what}"),
+                None => "body must be a JSON object or array of events".to_string(),
+            }));
         }
     };
     let token = tokens.0.ok_or(WireError::MissingToken)?;
@@ -195,8 +288,19 @@ fn each_event(
     for (i, raw) in raws.into_iter().enumerate() {
         let text = raw.get();
         fits(i, text.len(), limits)?;
-        let ev: RawEvent = serde_json::from_str(text)
-            .map_err(|_| WireError::invalid(format!("event {i} is not a JSON object")))?;
+        if !text.starts_with('{') {
+            return Err(WireError::invalid(format!(
+                "event {i} is not a JSON object"
+            )));
+        }
+        let ev: RawEvent = serde_json::from_str(text).map_err(|e| {
+            WireError::invalid(format!("event {i} is not valid JSON: {}", json_message(&e)))
+        })?;
+        if let Some(field) = ev.repeated {
+            return Err(WireError::invalid(format!(
+                "event {i}: `{field}` is given twice"
+            )));
+        }
         events.push(event(i, ev, tokens, sent_at_ms, now_ms)?);
     }
     Ok(events)
@@ -224,9 +328,27 @@ fn event(
 
     let mut properties = match ev.properties.take() {
         None | Some(PropsField::Null) => Properties::default(),
-        Some(PropsField::Object(entries)) => Properties::from_entries(entries).map_err(|e| {
-            WireError::invalid(format!("event {i}: `properties` is not valid JSON: {e}"))
-        })?,
+        Some(PropsField::Object(entries)) if entries.len() > MAX_PROPERTIES => {
+            return Err(WireError::TooLarge(format!(
+                "event {i} has {} properties; the limit is {MAX_PROPERTIES} per event",
+                entries.len()
+            )));
+        }
+        Some(PropsField::Object(entries)) => {
+            Properties::from_entries(entries, true).map_err(|e| {
+                WireError::invalid(match e {
+                    PropsError::Json(e) => format!("event {i}: `properties` is not valid JSON: {e}"),
+                    PropsError::TooDeep(k) => format!(
+                        "event {i}: property `{k}` nests arrays and objects deeper than {MAX_DEPTH} levels"
+                    ),
+                    PropsError::Repeated(k) => format!("event {i}: property `{k}` is given twice"),
+                    PropsError::ControlInKey(k) => format!(
+                        "event {i}: property key {} {CONTROL}",
+                        serde_json::to_string(&k).expect("a string serializes")
+                    ),
+                })
+            })?
+        }
         Some(PropsField::Other) => {
             return Err(WireError::invalid(format!(
                 "event {i}: `properties` must be an object"
@@ -259,9 +381,14 @@ fn event(
         Some(d) => Some(d),
         None => match id_field(ev.dollar_distinct_id, i)? {
             Some(d) => Some(d),
-            None => properties
-                .get("distinct_id")
-                .and_then(|v| v.as_str().map(Cow::into_owned).or_else(|| v.as_number())),
+            None => match properties.get("distinct_id") {
+                None => None,
+                Some(v) => match v.as_str() {
+                    Some(s) => Some(s.into_owned()),
+                    None if v.as_number().is_some() => Some(whole_number(i, v.json())?),
+                    None => None,
+                },
+            },
         },
     }
     .filter(|d| !d.trim().is_empty())
@@ -330,13 +457,39 @@ fn event_time(
     }
 }
 
+/// What the error says of a name, id or key with a control character in it.
+const CONTROL: &str = "contains a control character (U+0000 to U+001F or U+007F to U+009F): names, ids and keys must be printable text";
+
+/// An event name or distinct id: at most [`MAX_NAME`] characters, none of them a control
+/// character (a NUL cuts the text short in C tools and terminals; others break lines
+/// and tables of every export).
 fn check_len(i: usize, field: &str, value: &str) -> Result<(), WireError> {
-    if value.chars().count() > MAX_NAME {
+    let mut count = 0;
+    for c in value.chars() {
+        if c.is_control() {
+            return Err(WireError::invalid(format!(
+                "event {i}: `{field}` {CONTROL}"
+            )));
+        }
+        count += 1;
+    }
+    if count > MAX_NAME {
         return Err(WireError::invalid(format!(
             "event {i}: `{field}` is longer than {MAX_NAME} characters"
         )));
     }
     Ok(())
+}
+
+/// A numeric distinct id as text: only whole numbers that fit 64 bits, which every
+/// reader reads back the same; a fraction or a larger number would be rounded.
+fn whole_number(i: usize, text: &str) -> Result<String, WireError> {
+    match serde_json::from_str::<serde_json::Number>(text) {
+        Ok(n) if n.is_i64() || n.is_u64() => Ok(n.to_string()),
+        _ => Err(WireError::invalid(format!(
+            "event {i}: `distinct_id` number {text} is not a whole number within 64 bits; send it as a string"
+        ))),
+    }
 }
 
 fn opt_string(
@@ -345,12 +498,19 @@ fn opt_string(
     at: Option<usize>,
 ) -> Result<Option<String>, WireError> {
     let Some(raw) = raw else { return Ok(None) };
+    let at = match at {
+        Some(i) => format!("event {i}: "),
+        None => String::new(),
+    };
     match serde_json::from_str::<Option<String>>(raw.get()) {
         Ok(v) => Ok(v),
-        Err(_) => Err(WireError::invalid(match at {
-            Some(i) => format!("event {i}: `{field}` must be a string"),
-            None => format!("`{field}` must be a string"),
-        })),
+        Err(e) if raw.get().starts_with('"') => Err(WireError::invalid(format!(
+            "{at}`{field}` is not a valid string: {}",
+            json_message(&e)
+        ))),
+        Err(_) => Err(WireError::invalid(format!(
+            "{at}`{field}` must be a string"
+        ))),
     }
 }
 
@@ -358,8 +518,12 @@ fn id_field(raw: Option<&RawValue>, i: usize) -> Result<Option<String>, WireErro
     let Some(raw) = raw else { return Ok(None) };
     match serde_json::from_str::<Value>(raw.get()) {
         Ok(Value::String(s)) => Ok(Some(s)),
-        Ok(Value::Number(n)) => Ok(Some(n.to_string())),
+        Ok(Value::Number(_)) => whole_number(i, raw.get()).map(Some),
         Ok(Value::Null) => Ok(None),
+        Err(e) if raw.get().starts_with('"') => Err(WireError::invalid(format!(
+            "event {i}: `distinct_id` is not a valid string: {}",
+            json_message(&e)
+        ))),
         _ => Err(WireError::invalid(format!(
             "event {i}: `distinct_id` must be a string or number"
         ))),
@@ -551,6 +715,131 @@ mod tests {
         assert!(
             matches!(err, WireError::TooLarge(ref m) if m.contains("limit per event")),
             "{err}"
+        );
+    }
+
+    /// Each limit: refused one past it with its own message, accepted at it.
+    #[test]
+    fn named_limits() {
+        let props = |n: usize| {
+            let p: Vec<String> = (0..n).map(|i| format!(r#""p{i}":1"#)).collect();
+            format!(
+                r#"{{"token":"t","event":"a","distinct_id":"d","properties":{{{}}}}}"#,
+                p.join(",")
+            )
+        };
+        assert!(p(&props(MAX_PROPERTIES)).is_ok());
+        let e = p(&props(MAX_PROPERTIES + 1)).unwrap_err();
+        assert_eq!(
+            e,
+            WireError::TooLarge("event 0 has 1001 properties; the limit is 1000 per event".into())
+        );
+        let deep = |n: usize| {
+            format!(
+                r#"{{"token":"t","event":"a","distinct_id":"d","properties":{{"x":{}1{}}}}}"#,
+                "[".repeat(n),
+                "]".repeat(n)
+            )
+        };
+        assert!(p(&deep(MAX_DEPTH)).is_ok());
+        for n in [MAX_DEPTH + 1, 1000] {
+            assert_eq!(
+                p(&deep(n)).unwrap_err().to_string(),
+                "event 0: property `x` nests arrays and objects deeper than 32 levels"
+            );
+        }
+        let batch = |n: usize| {
+            format!(
+                r#"{{"token":"t","batch":[{}]}}"#,
+                vec![r#"{"event":"a","distinct_id":"d"}"#; n].join(",")
+            )
+        };
+        assert_eq!(
+            p(&batch(MAX_EVENTS_PER_REQUEST)).unwrap().events.len(),
+            MAX_EVENTS_PER_REQUEST
+        );
+        assert_eq!(
+            p(&batch(MAX_EVENTS_PER_REQUEST + 5)).unwrap_err(),
+            too_many(10_005)
+        );
+        let arr = format!(
+            "[{}]",
+            vec![r#"{"event":"a","distinct_id":"d","token":"t"}"#; MAX_EVENTS_PER_REQUEST + 1]
+                .join(",")
+        );
+        assert_eq!(p(&arr).unwrap_err(), too_many(10_001));
+    }
+
+    #[test]
+    fn repeated_fields_control_characters_and_numbers() {
+        let cases = [
+            (
+                r#"{"token":"t","event":"a","distinct_id":"d","event":"a"}"#,
+                "event 0: `event` is given twice",
+            ),
+            (
+                r#"{"token":"t","token":"u","batch":[{"event":"a","distinct_id":"d"}]}"#,
+                "`token` is given twice",
+            ),
+            (
+                r#"{"token":"t","batch":[{"event":"a","distinct_id":"d","\u0075uid":"x","uuid":"y"}]}"#,
+                "event 0: `uuid` is given twice",
+            ),
+            (
+                r#"{"token":"t","event":"a","distinct_id":"d","properties":{"k":1,"k":1}}"#,
+                "event 0: property `k` is given twice",
+            ),
+            (
+                r#"{"token":"t","event":"a\u0000","distinct_id":"d"}"#,
+                "event 0: `event` contains a control character",
+            ),
+            (
+                r#"{"token":"t","event":"a","distinct_id":"x\u0085"}"#,
+                "event 0: `distinct_id` contains a control character",
+            ),
+            (
+                r#"{"token":"t","event":"a","distinct_id":"d","properties":{"\u0000":1}}"#,
+                r#"event 0: property key "\u0000" contains a control character"#,
+            ),
+            (
+                r#"{"token":"t","event":"a","distinct_id":1e3}"#,
+                "`distinct_id` number 1e3 is not a whole number",
+            ),
+            (
+                r#"{"token":"t","event":"a","properties":{"distinct_id":2.5}}"#,
+                "`distinct_id` number 2.5 is not a whole number",
+            ),
+            (
+                r#"{"token":"t","event":"\udead","distinct_id":"d"}"#,
+                "event 0: `event` is not a valid string",
+            ),
+            (
+                r#"{"token":"t","sent_at":"later","batch":[{"event":"a","distinct_id":"d"}]}"#,
+                "`sent_at` is not an ISO 8601 date",
+            ),
+            (
+                "null",
+                "body must be a JSON object or array of events, not null",
+            ),
+            (r#""x""#, "not a string"),
+        ];
+        for (json, want) in cases {
+            let err = p(json).unwrap_err().to_string();
+            assert!(err.contains(want), "{json}: {err}");
+        }
+        // An escaped NUL inside a value is legal JSON and kept as sent.
+        let d = p(r#"{"token":"t","event":"a","distinct_id":"d","properties":{"v":"\u0000"}}"#)
+            .unwrap();
+        assert_eq!(
+            d.events[0].properties.get("v").unwrap().json(),
+            r#""\u0000""#
+        );
+        assert_eq!(
+            p(r#"{"token":"t","event":"a","distinct_id":18446744073709551615}"#)
+                .unwrap()
+                .events[0]
+                .distinct_id,
+            "18446744073709551615"
         );
     }
 }

@@ -30,6 +30,33 @@ pub use time::{
     MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS, format_rfc3339_ms, parse_timestamp_ms, timestamp_in_range,
 };
 
+/// Most events one request may carry, in a top-level array or a `batch`.
+///
+/// PostHog's SDKs send small batches (posthog-python and the agent 100 events,
+/// posthog-js a few at a time), and nothing that sends over HTTP needs more than a few
+/// thousand. Within the 20 MB batch limit, tiny events (`{"event":"e","distinct_id":"d"}`)
+/// would fit 650 000 to a request, and each decoded event costs some hundreds of bytes
+/// until it is committed: 10 000 keeps that to a few megabytes per request. Counted
+/// while the array is read; the events past the limit are only stepped over.
+pub const MAX_EVENTS_PER_REQUEST: usize = 10_000;
+
+/// Most properties one event may carry, counted as sent (before repeated keys or the
+/// privacy filter remove any).
+///
+/// PostHog sets no hard limit; the agent sends about 30 and posthog-js about 60 with
+/// autocapture. Every property is a possible breakdown in the insights and a column
+/// for whoever reads the export, and lookups in an event's properties are linear:
+/// 1 000 is more than ten times what any real sender needs.
+pub const MAX_PROPERTIES: usize = 1_000;
+
+/// Deepest nesting of arrays and objects within one property value (`[1]` is one
+/// level).
+///
+/// Senders nest a level or two (`$set`); serde_json would refuse at 128 levels with its
+/// own message, and SQLite's JSON functions at 1 000. Counted in the pass that writes
+/// the value compactly, before anything recurses into it.
+pub const MAX_DEPTH: usize = 32;
+
 /// Size bounds applied while decoding.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {

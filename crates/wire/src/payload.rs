@@ -52,11 +52,19 @@ pub(crate) fn extract(req: &Request<'_>, limits: &Limits) -> Result<Payload, Wir
     if let Some(enc) = req.content_encoding {
         compression = compression_named(enc)?;
     }
-    for (key, value) in form_urlencoded::parse(req.query.unwrap_or("").as_bytes()) {
-        match key.as_ref() {
-            "compression" => compression = compression_named(&value)?,
-            "data" => query_data = Some(value.into_owned()),
-            "_" => sent_at_ms = value.parse::<i64>().ok(),
+    for (key, value) in form_pairs(req.query.unwrap_or("").as_bytes()) {
+        match &key[..] {
+            b"compression" => compression = compression_named(&String::from_utf8_lossy(&value))?,
+            b"data" => query_data = Some(value),
+            b"_" if value.is_empty() => {}
+            b"_" => {
+                let text = String::from_utf8_lossy(&value);
+                sent_at_ms = Some(text.parse::<i64>().map_err(|_| {
+                    WireError::invalid(format!(
+                        "`_` in the query must be the send time in Unix milliseconds, not {text:?}"
+                    ))
+                })?);
+            }
             _ => {}
         }
     }
@@ -74,19 +82,21 @@ pub(crate) fn extract(req: &Request<'_>, limits: &Limits) -> Result<Payload, Wir
     let owned;
     let raw: &[u8] = if !req.body.is_empty() && is_form {
         let mut data = None;
-        for (key, value) in form_urlencoded::parse(req.body) {
-            match key.as_ref() {
-                "data" => data = Some(value.into_owned()),
-                "compression" => compression = compression_named(&value)?,
+        for (key, value) in form_pairs(req.body) {
+            match &key[..] {
+                b"data" => data = Some(value),
+                b"compression" => {
+                    compression = compression_named(&String::from_utf8_lossy(&value))?
+                }
                 _ => {}
             }
         }
         owned = data.ok_or_else(|| WireError::invalid("form body has no `data` field"))?;
-        owned.as_bytes()
+        &owned
     } else if !req.body.is_empty() {
         req.body
     } else if let Some(data) = &query_data {
-        data.as_bytes()
+        data
     } else {
         return Err(WireError::invalid(
             "empty request: send events in the body or in the `data` query parameter",
@@ -97,6 +107,55 @@ pub(crate) fn extract(req: &Request<'_>, limits: &Limits) -> Result<Payload, Wir
     let json = String::from_utf8(bytes)
         .map_err(|_| WireError::invalid("payload is not valid UTF-8 text"))?;
     Ok(Payload { json, sent_at_ms })
+}
+
+/// The pairs of a query string or form body, each key and value percent-decoded to
+/// bytes (`+` is a space). Unlike a decoder to text, nothing is replaced: a `data` value
+/// that is not UTF-8 stays so, and is refused as such once decompressed.
+fn form_pairs(input: &[u8]) -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> + '_ {
+    fn unescape(part: &[u8]) -> Vec<u8> {
+        let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+        let mut out = Vec::with_capacity(part.len());
+        let mut i = 0;
+        while i < part.len() {
+            match part[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < part.len() => match (hex(part[i + 1]), hex(part[i + 2])) {
+                    (Some(h), Some(l)) => {
+                        out.push(h << 4 | l);
+                        i += 3;
+                        continue;
+                    }
+                    _ => out.push(b'%'),
+                },
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        out
+    }
+    input
+        .split(|&b| b == b'&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = match pair.iter().position(|&b| b == b'=') {
+                Some(at) => (&pair[..at], &pair[at + 1..]),
+                None => (pair, &pair[pair.len()..]),
+            };
+            (unescape(key), unescape(value))
+        })
+}
+
+/// Whether the text is one JSON scalar (`null`, `true`, a number, a string): taken as
+/// JSON so that the answer can say what was sent. Base64 text never starts like one
+/// unless it is `null`, `true` or `false`, which decode to no UTF-8 text.
+fn is_json_scalar(raw: &[u8]) -> bool {
+    let text = raw.trim_ascii();
+    let opens_like_one = match text.first() {
+        Some(b'"' | b'-' | b'0'..=b'9') => true,
+        _ => matches!(text, b"null" | b"true" | b"false"),
+    };
+    opens_like_one && serde_json::from_slice::<serde::de::IgnoredAny>(text).is_ok()
 }
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
@@ -117,7 +176,7 @@ fn decompress(raw: &[u8], compression: Compression, max: usize) -> Result<Vec<u8
         Compression::Base64 => unbase64(raw, max),
         Compression::None => {
             let first = raw.iter().find(|b| !b.is_ascii_whitespace());
-            if matches!(first, Some(b'{') | Some(b'[')) {
+            if matches!(first, Some(b'{') | Some(b'[')) || is_json_scalar(raw) {
                 bounded(raw.to_vec(), max)
             } else {
                 // Older clients send base64 without saying so.
@@ -303,5 +362,58 @@ mod tests {
         assert!(e.to_string().contains("not valid gzip"), "{e}");
         let e = json_of(Request::default()).unwrap_err();
         assert!(e.to_string().contains("empty request"), "{e}");
+    }
+
+    #[test]
+    fn send_time_and_form_bytes() {
+        let body = br#"{"a":1}"#;
+        let e = extract(
+            &Request {
+                body,
+                query: Some("_=soon"),
+                ..Default::default()
+            },
+            &Limits::default(),
+        )
+        .err()
+        .unwrap();
+        assert!(
+            e.to_string()
+                .contains("`_` in the query must be the send time"),
+            "{e}"
+        );
+        let p = extract(
+            &Request {
+                body,
+                query: Some("_="),
+                ..Default::default()
+            },
+            &Limits::default(),
+        )
+        .ok()
+        .unwrap();
+        assert_eq!(p.sent_at_ms, None);
+        let e = json_of(Request {
+            body: b"data=%7B%22a%22%3A%22%FF%22%7D",
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("not valid UTF-8"), "{e}");
+        assert_eq!(
+            json_of(Request {
+                body: b"data=%7B%22a+b%22%3A1%7D&x",
+                ..Default::default()
+            })
+            .unwrap(),
+            r#"{"a b":1}"#
+        );
+        assert_eq!(
+            json_of(Request {
+                body: b"null",
+                ..Default::default()
+            })
+            .unwrap(),
+            "null"
+        );
     }
 }

@@ -4,6 +4,7 @@
 //! out compactly once, and written again only when something was removed or changed. Building a map of values for every event, and serializing it
 //! again, cost more than everything else ingest does with an event.
 
+use crate::MAX_DEPTH;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
@@ -116,14 +117,30 @@ impl Properties {
         let field = PropsField::deserialize(&mut de).map_err(|e| e.to_string())?;
         de.end().map_err(|e| e.to_string())?;
         match field {
-            PropsField::Object(entries) => Properties::from_entries(entries),
+            PropsField::Object(entries) => {
+                Properties::from_entries(entries, false).map_err(|e| match e {
+                    PropsError::Json(e) => e,
+                    PropsError::TooDeep(k)
+                    | PropsError::Repeated(k)
+                    | PropsError::ControlInKey(k) => {
+                        format!("property `{k}` is refused")
+                    }
+                })
+            }
             _ => Err("not a JSON object".to_string()),
         }
     }
 
     /// Keeps the entries of an object found while parsing a larger text, written
     /// compactly; the values keep the sender's text.
-    pub(crate) fn from_entries(entries: Vec<(Key<'_>, &RawValue)>) -> Result<Properties, String> {
+    ///
+    /// `strict` is for what a sender sends: a key given twice, a key with a control
+    /// character and a value nested deeper than [`MAX_DEPTH`] are refused. Otherwise
+    /// (text this program wrote, or another store's) the last of a repeated key wins.
+    pub(crate) fn from_entries(
+        entries: Vec<(Key<'_>, &RawValue)>,
+        strict: bool,
+    ) -> Result<Properties, PropsError> {
         let size: usize = entries
             .iter()
             .map(|(k, v)| k.text().len() + v.get().len() + 4)
@@ -137,7 +154,20 @@ impl Properties {
         props.text.push('{');
         for (i, (key, value)) in entries.into_iter().enumerate() {
             let value = value.get();
-            validate(value)?;
+            // Depth first: the check below recurses, and refuses deep values with
+            // serde_json's message, not ours.
+            let (compact, depth) = compacted(value);
+            if strict {
+                if depth > MAX_DEPTH {
+                    return Err(PropsError::TooDeep(key.text().to_string()));
+                }
+                if let Key::Decoded(k) = &key
+                    && k.chars().any(char::is_control)
+                {
+                    return Err(PropsError::ControlInKey(k.clone()));
+                }
+            }
+            validate(value).map_err(PropsError::Json)?;
             if i > 0 {
                 props.text.push(',');
             }
@@ -155,12 +185,16 @@ impl Properties {
                 }
             };
             props.text.push(':');
-            let compact = compacted(value);
             let value = props.push(compact.as_deref().unwrap_or(value), false);
             props.entries.push(Entry { key, value });
         }
         props.text.push('}');
-        props.dedupe();
+        if let Some(key) = props.repeated_key() {
+            if strict {
+                return Err(PropsError::Repeated(key));
+            }
+            props.dedupe();
+        }
         Ok(props)
     }
 
@@ -263,16 +297,20 @@ impl Properties {
         }
     }
 
-    /// Drops all but the last entry of a repeated key.
-    fn dedupe(&mut self) {
+    /// A key given more than once (the first in sort order), if any.
+    fn repeated_key(&self) -> Option<String> {
         if self.entries.len() < 2 {
-            return;
+            return None;
         }
         let mut keys: Vec<&str> = self.iter().map(|(k, _)| k).collect();
         keys.sort_unstable();
-        if keys.windows(2).all(|w| w[0] != w[1]) {
-            return;
-        }
+        keys.windows(2)
+            .find(|w| w[0] == w[1])
+            .map(|w| w[0].to_string())
+    }
+
+    /// Drops all but the last entry of a repeated key.
+    fn dedupe(&mut self) {
         let keys: Vec<String> = self.iter().map(|(k, _)| k.to_string()).collect();
         let mut i = 0;
         self.entries.retain(|_| {
@@ -286,14 +324,16 @@ impl Properties {
 
 /// An object's or array's text without whitespace between its tokens, or `None` when it
 /// has none (scalars never do: the parser hands them over without the space around
-/// them). Whitespace inside strings is kept: JSON strings hold no raw control characters,
-/// so a string's spaces are the only whitespace to step over.
-fn compacted(value: &str) -> Option<String> {
+/// them), and how deep its arrays and objects nest (0 for a scalar). Whitespace inside
+/// strings is kept: JSON strings hold no raw control characters, so a string's spaces
+/// are the only whitespace to step over.
+fn compacted(value: &str) -> (Option<String>, usize) {
     let bytes = value.as_bytes();
     if !matches!(bytes.first(), Some(b'{' | b'[')) {
-        return None;
+        return (None, 0);
     }
     let mut out: Option<Vec<u8>> = None;
+    let (mut depth, mut deepest) = (0usize, 0usize);
     let (mut in_string, mut escaped) = (false, false);
     for (i, &c) in bytes.iter().enumerate() {
         if in_string {
@@ -306,6 +346,11 @@ fn compacted(value: &str) -> Option<String> {
             }
         } else if c == b'"' {
             in_string = true;
+        } else if matches!(c, b'{' | b'[') {
+            depth += 1;
+            deepest = deepest.max(depth);
+        } else if matches!(c, b'}' | b']') {
+            depth = depth.saturating_sub(1);
         } else if matches!(c, b' ' | b'\t' | b'\n' | b'\r') {
             out.get_or_insert_with(|| bytes[..i].to_vec());
             continue;
@@ -314,7 +359,8 @@ fn compacted(value: &str) -> Option<String> {
             out.push(c);
         }
     }
-    out.map(|o| String::from_utf8(o).expect("only ASCII whitespace was taken out"))
+    let out = out.map(|o| String::from_utf8(o).expect("only ASCII whitespace was taken out"));
+    (out, deepest)
 }
 
 /// Rejects what the JSON syntax allows but a JSON reader refuses: lone surrogate escapes
@@ -335,6 +381,19 @@ fn validate(value: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
+/// Why an event's properties were refused.
+#[derive(Debug)]
+pub(crate) enum PropsError {
+    /// A value a JSON reader refuses (lone surrogate, number out of range).
+    Json(String),
+    /// This key's value nests deeper than [`MAX_DEPTH`].
+    TooDeep(String),
+    /// This key is given more than once.
+    Repeated(String),
+    /// This key holds a control character.
+    ControlInKey(String),
+}
+
 /// An event's `properties` field as the parser meets it: an object's entries, borrowed
 /// from the text; null; or something that is not an object.
 pub(crate) enum PropsField<'a> {
@@ -350,7 +409,7 @@ pub(crate) enum Key<'a> {
 }
 
 impl Key<'_> {
-    fn text(&self) -> &str {
+    pub(crate) fn text(&self) -> &str {
         match self {
             Key::Borrowed(k) => k,
             Key::Decoded(k) => k,

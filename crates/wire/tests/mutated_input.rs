@@ -231,8 +231,10 @@ fn damaged_payloads_in_every_shape_decode_or_fail_cleanly() {
     }
     eprintln!("decoded {decoded}, refused {refused}");
     // Both outcomes are exercised: damage is often harmless (inside a string) and often not.
+    // (Repeated keys and bytes that are not UTF-8 in form fields are refused, so a little
+    // under 1,000 of these damaged payloads decode.)
     assert!(
-        decoded > 1000 && refused > 1000,
+        decoded > 900 && refused > 1000,
         "decoded {decoded}, refused {refused}"
     );
 }
