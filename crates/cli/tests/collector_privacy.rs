@@ -187,7 +187,7 @@ fn panic_in_a_child_reaches_the_collector_scrubbed() {
         "cannot load <path:db.toml> for <user> from <ip> (owner <email>, run <uuid>, db <host>:5432)"
     );
     assert_eq!(p["fatal_file"], "crates/cli/tests/collector_privacy.rs");
-    let metrics = common::request("GET", &c.url("/metrics"), &[], None).body;
+    let metrics = common::admin_metrics(&c);
     assert!(
         !metrics.contains("anonstats_properties_scrubbed_total{property=\"fatal_message\"}"),
         "the agent scrubbed it already: {metrics}"
@@ -295,7 +295,7 @@ fn hand_made_fatal_is_scrubbed_on_arrival_and_counted() {
     );
     assert_eq!(p["fatal_line"], 9);
 
-    let metrics = common::request("GET", &c.url("/metrics"), &[], None).body;
+    let metrics = common::admin_metrics(&c);
     for (property, n) in [
         ("fatal_message", 1),
         ("fatal_file", 1),
