@@ -225,6 +225,7 @@ impl Builder {
                 state_dir: state_dir.clone(),
                 recheck: recheck.clone(),
                 clock: self.clock.clone(),
+                unqueued: Default::default(),
             }));
         }
         Ok(Client::from_inner(Inner {
@@ -238,6 +239,7 @@ impl Builder {
             base: Default::default(),
             recheck,
             clock: self.clock,
+            intake: Default::default(),
         }))
     }
 }

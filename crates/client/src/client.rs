@@ -6,11 +6,12 @@ use crate::dispatch::{self, Dispatcher, Job};
 use crate::event::{self, Event, FatalSite};
 use crate::spool::Spool;
 use crate::status_file::{self, RunState, RunStatus};
+use crate::intake::{self, Intake, Refused};
 use crate::{Error, detach, facts, local_log, machine_id};
 use serde_json::{Map, Value};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -21,8 +22,9 @@ pub enum Outcome {
     Off,
     /// Local mode: the event was appended to this log; nothing was sent.
     Logged(PathBuf),
-    /// Handed to background delivery (the delivery thread, or a detached process after
-    /// [`Client::spool_action`]); the host does not wait.
+    /// Handed to the client's own threads, which write it to the spool (or, in local mode,
+    /// the log) and deliver it; or, after [`Client::spool_action`], spooled for a detached
+    /// process to deliver. The host does not wait.
     Queued,
     /// Delivered, in a batch of this many events (0: an earlier batch took it along).
     Delivered(usize),
@@ -47,6 +49,17 @@ pub(crate) struct Inner {
     /// program runs stops it.
     pub recheck: Recheck,
     pub clock: Clock,
+    /// The thread that does an event's file work, off the host's thread.
+    pub intake: Intake,
+}
+
+/// Told the outcome of an event, when someone waits for it.
+type Done = Option<SyncSender<Outcome>>;
+
+fn reply(done: Done, outcome: Outcome) {
+    if let Some(done) = done {
+        let _ = done.try_send(outcome);
+    }
 }
 
 /// After an opt-out: delete what waits to be sent (the spool, the count of dropped
@@ -209,6 +222,14 @@ impl Client {
         }
     }
 
+    /// Wait at most the timeout until every event handed off before this call is in the
+    /// spool (or the local log) and queued for delivery, so that a crash or an `exec` of
+    /// the host right after loses none of them. [`Outcome::Queued`] once they are; the
+    /// delivery itself goes on in the background.
+    pub fn sync(&self) -> Outcome {
+        self.hand_off(Wait::Yes, |_, done| reply(done, Outcome::Queued))
+    }
+
     /// The reference script's form `ACTION [ACTION_RESULT [ACTION_DATA]]`, waiting at most
     /// the timeout. START, EXIT and FATAL keep the status file as their methods do; for
     /// FATAL, `PROCESS:THREAD` and `LINE@FILE:FUNCTION/ERRNO` are parsed into `fatal_*`.
@@ -332,9 +353,6 @@ impl Client {
         data: Option<&str>,
         wait: Wait,
     ) -> Outcome {
-        if self.off() {
-            return Outcome::Off;
-        }
         if let Err(e) = valid_name(action) {
             return Outcome::Dropped(e.to_string());
         }
@@ -357,29 +375,99 @@ impl Client {
     }
 
     fn exit_with(&self, wait: Wait) -> Outcome {
-        if self.off() {
-            return Outcome::Off;
-        }
-        let _ = status_file::close(&self.inner.state_dir, RunState::Exited);
-        let p = event::action_properties(event::EXIT, None, None);
-        self.emit(event::EXIT, p, wait)
+        self.hand_off(wait, move |c, done| {
+            let _ = status_file::close(&c.inner.state_dir, RunState::Exited);
+            let p = event::action_properties(event::EXIT, None, None);
+            c.emit_now(event::EXIT, p, wait, done);
+        })
     }
 
     fn fatal_with(&self, site: FatalSite, wait: Wait) -> Outcome {
-        if self.off() {
-            return Outcome::Off;
-        }
-        let _ = status_file::close(&self.inner.state_dir, RunState::Fatal);
-        self.emit(event::FATAL, site.properties(), wait)
+        self.hand_off(wait, move |c, done| {
+            let _ = status_file::close(&c.inner.state_dir, RunState::Fatal);
+            c.emit_now(event::FATAL, site.properties(), wait, done);
+        })
     }
 
     fn start_with(&self, wait: Wait) -> Outcome {
-        if self.off() {
+        self.hand_off(wait, move |c, done| c.start_now(wait, done))
+    }
+
+    fn emit(&self, name: &str, props: Map<String, Value>, wait: Wait) -> Outcome {
+        let name = name.to_string();
+        self.hand_off(wait, move |c, done| c.emit_now(&name, props, wait, done))
+    }
+
+    /// Run an event's `work` on the intake thread and wait for its outcome as `wait` says,
+    /// at most the timeout in all. The host's thread only queues it. The work runs here
+    /// instead when only spooling (`anonstats send`: the caller is the host), on one of
+    /// the client's own threads (a panic there), or when no thread could be started.
+    fn hand_off(&self, wait: Wait, work: impl FnOnce(&Client, Done) + Send + 'static) -> Outcome {
+        if self.inner.consent.mode == Mode::Off {
             return Outcome::Off;
         }
+        let (tx, rx) = mpsc::sync_channel(1);
+        // Consent is decided again where the work runs, before anything is touched.
+        let work = move |c: &Client, done: Done| {
+            if c.off() {
+                reply(done, Outcome::Off)
+            } else {
+                work(c, done)
+            }
+        };
+        let on_own_thread = self.inner.intake.on_worker()
+            || self.inner.dispatcher.as_ref().is_some_and(|d| d.on_worker());
+        if wait == Wait::Spool || on_own_thread {
+            work(self, Some(tx));
+            return rx.try_recv().unwrap_or(Outcome::Queued);
+        }
+        let client = self.clone();
+        let done = (wait != Wait::No).then(|| tx.clone());
+        let task: intake::Task = Box::new(move || work(&client, done));
+        match self.inner.intake.run(task) {
+            Ok(()) if wait == Wait::No => Outcome::Queued,
+            Ok(()) => rx
+                .recv_timeout(self.inner.timeout)
+                .unwrap_or_else(|_| Outcome::Spooled(self.late())),
+            Err(Refused::Full) => {
+                if let Some(d) = &self.inner.dispatcher {
+                    d.route().count_unqueued();
+                }
+                Outcome::Dropped(format!(
+                    "{} events already wait to be written to {}; this one was dropped and \
+                     counted (dropped_events)",
+                    intake::QUEUE,
+                    self.inner.state_dir.display()
+                ))
+            }
+            Err(Refused::NoThread(task)) => {
+                task();
+                rx.try_recv().unwrap_or(Outcome::Queued)
+            }
+        }
+    }
+
+    /// What a waiting caller is told when the timeout passed first.
+    fn late(&self) -> String {
+        let ms = self.inner.timeout.as_millis();
+        match &self.inner.dispatcher {
+            Some(d) => format!(
+                "not delivered to {} within {ms} ms; delivery goes on in the background, and \
+                 what is not delivered is kept in {} for the next start",
+                d.route().transport.url(),
+                d.route().spool.dir().display()
+            ),
+            None => format!(
+                "not written to {} within {ms} ms",
+                local_log::path(&self.inner.state_dir).display()
+            ),
+        }
+    }
+
+    fn start_now(&self, wait: Wait, done: Done) {
         let id = match machine_id::load_or_create(&self.inner.state_dir) {
             Ok(id) => id.to_string(),
-            Err(e) => return Outcome::Dropped(e.to_string()),
+            Err(e) => return reply(done, Outcome::Dropped(e.to_string())),
         };
         let start = self.build_event(
             event::START,
@@ -407,18 +495,18 @@ impl Client {
             } else {
                 Wait::No
             };
-            self.deliver(ev, earlier);
+            self.deliver(ev, earlier, None);
         }
-        self.deliver(start, wait)
+        self.deliver(start, wait, done)
     }
 
-    fn emit(&self, name: &str, props: Map<String, Value>, wait: Wait) -> Outcome {
-        if self.off() {
-            return Outcome::Off;
-        }
+    fn emit_now(&self, name: &str, props: Map<String, Value>, wait: Wait, done: Done) {
         match machine_id::load_or_create(&self.inner.state_dir) {
-            Ok(id) => self.deliver(self.build_event(name, &id.to_string(), props, wait), wait),
-            Err(e) => Outcome::Dropped(e.to_string()),
+            Ok(id) => {
+                let ev = self.build_event(name, &id.to_string(), props, wait);
+                self.deliver(ev, wait, done)
+            }
+            Err(e) => reply(done, Outcome::Dropped(e.to_string())),
         }
     }
 
@@ -451,47 +539,44 @@ impl Client {
         })
     }
 
-    fn deliver(&self, ev: Event, wait: Wait) -> Outcome {
+    /// Log the event (local mode), or spool it and hand it to the delivery thread, which
+    /// tells `done` the outcome.
+    fn deliver(&self, ev: Event, wait: Wait, done: Done) {
         let json = ev.to_json();
         let Some(dispatcher) = &self.inner.dispatcher else {
-            return match local_log::append(&self.inner.state_dir, &json) {
-                Ok(path) => Outcome::Logged(path),
-                Err(e) => Outcome::Dropped(e.to_string()),
-            };
+            return reply(
+                done,
+                match local_log::append(&self.inner.state_dir, &json) {
+                    Ok(path) => Outcome::Logged(path),
+                    Err(e) => Outcome::Dropped(e.to_string()),
+                },
+            );
         };
         let spool = &dispatcher.route().spool;
         if wait == Wait::Spool {
             let durable = ev.name == event::FATAL;
-            return match spool.put(&ev.uuid.to_string(), &json, durable) {
-                Ok(_) => Outcome::Queued,
-                Err(e) => Outcome::Dropped(e.to_string()),
-            };
+            return reply(
+                done,
+                match spool.put(&ev.uuid.to_string(), &json, durable) {
+                    Ok(_) => Outcome::Queued,
+                    Err(e) => Outcome::Dropped(e.to_string()),
+                },
+            );
         }
         let spooled = spool
             .put(&ev.uuid.to_string(), &json, wait == Wait::Durable)
             .ok();
-        let (tx, rx) = mpsc::sync_channel(1);
         let job = Job {
             event: json,
             spooled,
-            done: (wait != Wait::No).then_some(tx),
+            done,
         };
         if dispatcher.on_worker() {
             // A panic on the delivery thread itself: deliver here, it cannot wait for itself.
             dispatcher.deliver_now(vec![job], false);
         } else if let Err(job) = dispatcher.submit(job) {
             dispatcher.deliver_now(vec![job], false);
-        } else if wait == Wait::No {
-            return Outcome::Queued;
         }
-        rx.recv_timeout(self.inner.timeout).unwrap_or_else(|_| {
-            Outcome::Spooled(format!(
-                "no answer from {} within {} ms; kept in {} for the next start",
-                dispatcher.route().transport.url(),
-                self.inner.timeout.as_millis(),
-                spool.dir().display()
-            ))
-        })
     }
 }
 

@@ -20,7 +20,8 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::OnceLock;
-use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
@@ -53,9 +54,26 @@ pub(crate) struct Route {
     pub recheck: Recheck,
     /// Dates each request (`sent_at`).
     pub clock: Clock,
+    /// Events dropped before they reached the spool (the client's queue was full), not yet
+    /// in the spool's count.
+    pub unqueued: AtomicU64,
 }
 
 impl Route {
+    /// One more event dropped before it reached the spool.
+    pub fn count_unqueued(&self) {
+        self.unqueued.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Move the events dropped before the spool into its count (under the lock, as every
+    /// change of the count is), so that the next delivered event reports them.
+    fn settle_unqueued(&self, lock: &SpoolLock) {
+        let n = self.unqueued.swap(0, Ordering::Relaxed);
+        if n > 0 {
+            self.spool.drop_events(lock, std::iter::empty(), n);
+        }
+    }
+
     /// True when an opt-out was made since the client started; what waited is deleted.
     fn opted_out(&self) -> bool {
         if !self.recheck.opted_out() {
@@ -68,7 +86,7 @@ impl Route {
 
 pub(crate) struct Dispatcher {
     route: std::sync::Arc<Route>,
-    queue: OnceLock<Option<Sender<Job>>>,
+    queue: OnceLock<Option<SyncSender<Job>>>,
     worker: OnceLock<ThreadId>,
 }
 
@@ -90,10 +108,12 @@ impl Dispatcher {
         self.worker.get() == Some(&std::thread::current().id())
     }
 
-    /// Queue a job; false if the delivery thread could not be started.
+    /// Queue a job, waiting while the queue is full (the caller is the intake thread, so
+    /// the wait reaches the host only as a full intake queue); `Err` if the delivery
+    /// thread could not be started.
     pub fn submit(&self, job: Job) -> Result<(), Job> {
         let queue = self.queue.get_or_init(|| {
-            let (tx, rx) = mpsc::channel();
+            let (tx, rx) = mpsc::sync_channel(crate::intake::QUEUE);
             let route = self.route.clone();
             std::thread::Builder::new()
                 .name("anonstats-send".into())
@@ -149,6 +169,9 @@ fn deliver(route: &Route, jobs: Vec<Job>, include_spool: bool) {
     if route.opted_out() {
         tell(jobs, |_| Outcome::Off);
         return;
+    }
+    if let Some(lock) = &lock {
+        route.settle_unqueued(lock);
     }
     let mut spooled = Vec::new();
     if include_spool && lock.is_some() {
@@ -432,6 +455,7 @@ pub(crate) fn deliver_spool(route: &Route, lock_deadline: Instant) -> Outcome {
         if route.opted_out() {
             return Outcome::Off;
         }
+        route.settle_unqueued(&lock);
         let spooled = load_with_facts(route);
         if spooled.is_empty() {
             break;

@@ -20,11 +20,16 @@
 //!     .mode(Mode::Local) // record locally instead of sending
 //!     .build()
 //!     .unwrap();
-//! assert!(matches!(client.start(), Outcome::Logged(_)));
-//! assert!(matches!(client.exit(), Outcome::Logged(_)));
+//! assert_eq!(client.start(), Outcome::Queued); // written by the client's own thread
+//! assert!(matches!(client.exit(), Outcome::Logged(_))); // waits until written
 //! ```
 //!
-//! No async runtime, no database: one background thread per client and a small blocking
+//! The host's thread only queues an event: the client's own threads (one for the file work,
+//! one for delivery) read the system facts, scrub, spool and send, so that a slow disk or
+//! network never slows the host; a caller that waits (EXIT, FATAL) waits at most the timeout
+//! in all, file I/O included.
+//!
+//! No async runtime, no database: two background threads per client and a small blocking
 //! HTTP client (`ureq`, plain HTTP; HTTPS with the `tls` feature).
 
 mod builder;
@@ -39,6 +44,7 @@ pub mod event;
 pub mod facts;
 pub mod fatal;
 mod fsutil;
+mod intake;
 pub mod local_log;
 pub mod machine_id;
 pub mod scrub;

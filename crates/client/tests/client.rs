@@ -141,7 +141,8 @@ fn local_mode_logs_and_sends_nothing() {
         .mode(Mode::Local)
         .build()
         .unwrap();
-    assert!(matches!(client.start(), Outcome::Logged(_)));
+    // START is written by the client's thread; EXIT waits until it is written.
+    assert_eq!(client.start(), Outcome::Queued);
     assert!(matches!(client.exit(), Outcome::Logged(_)));
     let log = std::fs::read_to_string(dir.path().join("state/local-events.ndjson")).unwrap();
     assert_eq!(log.lines().count(), 2);
@@ -257,6 +258,7 @@ fn an_event_the_full_spool_dropped_is_reported_dropped_and_counted() {
             let name = format!("LATER_{i}");
             assert_eq!(client.capture(&name, Default::default()), Outcome::Queued);
         }
+        assert_eq!(client.sync(), Outcome::Queued);
         rec.release();
         let outcome = exit.join().unwrap();
         assert!(matches!(outcome, Outcome::Dropped(_)), "{outcome:?}");
@@ -300,7 +302,7 @@ fn an_opt_out_while_running_stops_events_and_deletes_what_waited() {
         .mode(Mode::Local)
         .build()
         .unwrap();
-    assert!(matches!(local.start(), Outcome::Logged(_)));
+    assert!(matches!(local.send_action("START", None, None), Outcome::Logged(_)));
     assert!(state.join("spool").exists() && state.join("local-events.ndjson").exists());
 
     std::fs::create_dir_all(dir.path().join("etc")).unwrap();
@@ -339,6 +341,7 @@ fn a_backlog_goes_out_in_batches_of_at_most_100_events() {
         let name = format!("QUEUED_{i}");
         assert_eq!(client.capture(&name, Default::default()), Outcome::Queued);
     }
+    assert_eq!(client.sync(), Outcome::Queued);
     rec.release();
     until("the backlog posted", || rec.events().len() == 251);
     let sizes: Vec<usize> = rec
