@@ -97,8 +97,16 @@ fn run(label: &str, endpoint: &str, mode: Mode, n: usize) {
 }
 
 fn main() {
-    let n = std::env::var("N").ok().and_then(|v| v.parse().ok()).unwrap_or(5000);
+    let n = std::env::var("N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5000);
     run("capture, collector answers", &collector(true), Mode::On, n);
-    run("capture, collector never answers", &collector(false), Mode::On, n);
+    run(
+        "capture, collector never answers",
+        &collector(false),
+        Mode::On,
+        n,
+    );
     run("capture, local mode", "http://127.0.0.1:9", Mode::Local, n);
 }

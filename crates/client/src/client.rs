@@ -4,9 +4,9 @@ use crate::builder::{Builder, Clock};
 use crate::consent::{Consent, Mode, Recheck};
 use crate::dispatch::{self, Dispatcher, Job};
 use crate::event::{self, Event, FatalSite};
+use crate::intake::{self, Intake, Refused};
 use crate::spool::Spool;
 use crate::status_file::{self, RunState, RunStatus};
-use crate::intake::{self, Intake, Refused};
 use crate::{Error, detach, facts, local_log, machine_id};
 use serde_json::{Map, Value};
 use std::fmt;
@@ -416,7 +416,11 @@ impl Client {
             }
         };
         let on_own_thread = self.inner.intake.on_worker()
-            || self.inner.dispatcher.as_ref().is_some_and(|d| d.on_worker());
+            || self
+                .inner
+                .dispatcher
+                .as_ref()
+                .is_some_and(|d| d.on_worker());
         if wait == Wait::Spool || on_own_thread {
             work(self, Some(tx));
             return rx.try_recv().unwrap_or(Outcome::Queued);

@@ -135,7 +135,10 @@ fn fatal_waits_at_most_the_timeout_while_the_disk_stalls() {
         let c = client(Path::new(&dir), &rec.url);
         let (t, outcome) = timed(|| c.fatal(site()));
         let spooled = std::fs::read_dir(Path::new(&dir).join("state/spool"))
-            .map(|d| d.flatten().any(|e| e.path().extension() == Some("json".as_ref())))
+            .map(|d| {
+                d.flatten()
+                    .any(|e| e.path().extension() == Some("json".as_ref()))
+            })
             .unwrap_or(false);
         // Behind the held FATAL, the queue fills; what does not fit is dropped, not waited for.
         let (mut dropped, mut slowest) = (0, Duration::ZERO);
@@ -156,7 +159,14 @@ fn fatal_waits_at_most_the_timeout_while_the_disk_stalls() {
     }
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new("strace")
-        .args(["-f", "-qq", "-o", "/dev/null", "-e", "trace=fsync,fdatasync"])
+        .args([
+            "-f",
+            "-qq",
+            "-o",
+            "/dev/null",
+            "-e",
+            "trace=fsync,fdatasync",
+        ])
         .args(["-e", "inject=fsync,fdatasync:delay_enter=6000000"])
         .arg(std::env::current_exe().unwrap())
         .args([
@@ -172,14 +182,22 @@ fn fatal_waits_at_most_the_timeout_while_the_disk_stalls() {
     let line = stdout
         .lines()
         .find_map(|l| l.split_once("child: ").map(|(_, r)| r))
-        .unwrap_or_else(|| panic!("no report from the child: {stdout} {}", String::from_utf8_lossy(&out.stderr)));
+        .unwrap_or_else(|| {
+            panic!(
+                "no report from the child: {stdout} {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
     let (ms, rest) = line.split_once(' ').unwrap();
     let (spooled, outcome) = rest.split_once(' ').unwrap();
     let ms: u64 = ms.parse().unwrap();
     // The stall is real: the event was not yet in place when FATAL returned...
     assert_eq!(spooled, "false", "the fsync was not held: {line}");
     // ...and FATAL did not wait for it.
-    assert!(ms < BOUND.as_millis() as u64, "FATAL took {ms} ms: {outcome}");
+    assert!(
+        ms < BOUND.as_millis() as u64,
+        "FATAL took {ms} ms: {outcome}"
+    );
     assert!(outcome.contains("Spooled"), "{outcome}");
     let queue = stdout
         .lines()
@@ -187,7 +205,10 @@ fn fatal_waits_at_most_the_timeout_while_the_disk_stalls() {
         .expect("no queue report");
     let (dropped, slowest) = queue.split_once(' ').unwrap();
     assert_eq!(dropped.parse::<usize>().unwrap(), EXTRA - QUEUE, "{queue}");
-    assert!(slowest.parse::<u64>().unwrap() < 100, "a capture waited {slowest} ms");
+    assert!(
+        slowest.parse::<u64>().unwrap() < 100,
+        "a capture waited {slowest} ms"
+    );
 }
 
 fn tool(name: &str) -> bool {

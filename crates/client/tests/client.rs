@@ -302,7 +302,10 @@ fn an_opt_out_while_running_stops_events_and_deletes_what_waited() {
         .mode(Mode::Local)
         .build()
         .unwrap();
-    assert!(matches!(local.send_action("START", None, None), Outcome::Logged(_)));
+    assert!(matches!(
+        local.send_action("START", None, None),
+        Outcome::Logged(_)
+    ));
     assert!(state.join("spool").exists() && state.join("local-events.ndjson").exists());
 
     std::fs::create_dir_all(dir.path().join("etc")).unwrap();
