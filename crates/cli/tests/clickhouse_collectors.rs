@@ -1,6 +1,6 @@
 //! Collectors on ClickHouse, as real processes: two collectors ingesting concurrently
-//! into a two-shard cluster answer alike, and a ClickHouse server killed during ingest
-//! costs 503s but no acknowledged event.
+//! into a two-shard cluster answer alike, a ClickHouse server killed during ingest costs
+//! 503s but no acknowledged event, and neither does a collector killed during ingest.
 //!
 //! Needs the servers scripts/test.sh starts: ANONSTATS_TEST_CLICKHOUSE (one server) and
 //! ANONSTATS_TEST_CLICKHOUSE_CLUSTER (comma-separated HTTP URLs of the cluster `anonstats`).
@@ -443,4 +443,28 @@ fn a_killed_clickhouse_costs_503s_but_no_acknowledged_event() {
     drop(c);
     ch(&node, &format!("DROP DATABASE IF EXISTS {db}"));
     instance(&["stop", NAME]);
+}
+
+/// The collector, not ClickHouse, killed with SIGKILL at random moments under load and
+/// restarted (as `collector_durability` does on the embedded store): every uuid answered
+/// 200 is stored, once, as the store reads it (`FINAL` collapses the copies that resends
+/// after a kill leave).
+#[test]
+fn a_collector_on_clickhouse_killed_during_load_keeps_every_acknowledged_event_once() {
+    let Some(node) = env_or_skip("ANONSTATS_TEST_CLICKHOUSE") else {
+        return;
+    };
+    let db = unique_db("ckill");
+    let host = node.trim_start_matches("http://");
+    let mut c = common::Collector::start_with(&["--store", &format!("clickhouse://{host}/{db}")]);
+    let acked = common::killed_during_load(&mut c);
+    let rows = ch(
+        &node,
+        &format!("SELECT toString(uuid) FROM {db}.events FINAL FORMAT TabSeparated"),
+    );
+    let stored: Vec<String> = rows.lines().map(String::from).collect();
+    common::assert_stored_once(&acked, &stored);
+    eprintln!("{} acknowledged events, each stored once", acked.len());
+    drop(c);
+    ch(&node, &format!("DROP DATABASE IF EXISTS {db}"));
 }

@@ -398,103 +398,16 @@ fn the_data_dir_is_synced_after_the_log_is_created_and_before_the_first_200() {
 }
 
 /// SIGKILL at a moment chosen at random while eight senders send batches and single
-/// events, restart, three times over (`ANONSTATS_CRASH_TRIALS`). Senders resend what was not acknowledged with
-/// the same uuids. Every uuid answered 200 is stored exactly once.
+/// events, restart, three times over (`ANONSTATS_CRASH_TRIALS`; see
+/// [`common::killed_during_load`]). Every uuid answered 200 is stored exactly once.
 #[test]
 fn killed_during_load_three_times_every_acknowledged_uuid_is_stored_exactly_once() {
-    use std::collections::HashMap;
-    use std::sync::Mutex;
-    use std::sync::atomic::AtomicBool;
     let mut c = Collector::start();
-    let url = Arc::new(Mutex::new(c.url("/batch/")));
-    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let senders: Vec<_> = (0..8u64)
-        .map(|t| {
-            let (url, token, acked, stop) = (url.clone(), c.write_token.clone(), acked.clone(), stop.clone());
-            std::thread::spawn(move || {
-                let agent = agent();
-                let mut n = 0u64;
-                let mut unsent: Option<Vec<serde_json::Value>> = None;
-                while !stop.load(Ordering::SeqCst) {
-                    let batch = unsent.take().unwrap_or_else(|| {
-                        let size = [1, 1, 10, 100][(n % 4) as usize];
-                        (0..size)
-                            .map(|i| {
-                                n += 1;
-                                let uuid = format!("0190f000-0000-7000-8000-{:04x}{:08x}", t, n * 1000 + i);
-                                json!({"event": "load", "distinct_id": format!("t{t}"), "uuid": uuid})
-                            })
-                            .collect()
-                    });
-                    let target = url.lock().unwrap().clone();
-                    let body = json!({"api_key": token, "batch": batch}).to_string();
-                    let ok = agent
-                        .post(&target)
-                        .header("content-type", "application/json")
-                        .send(body.as_bytes())
-                        .is_ok_and(|r| r.status().as_u16() == 200);
-                    if ok {
-                        let mut a = acked.lock().unwrap();
-                        a.extend(batch.iter().map(|e| e["uuid"].as_str().unwrap().to_string()));
-                    } else {
-                        unsent = Some(batch);
-                        std::thread::sleep(std::time::Duration::from_millis(20));
-                    }
-                }
-            })
-        })
+    let acked = common::killed_during_load(&mut c);
+    let stored: Vec<String> = c
+        .export()
+        .iter()
+        .map(|e| e["uuid"].as_str().unwrap().to_string())
         .collect();
-    // A seeded choice of moments, so a failure can be replayed.
-    let mut seed = std::env::var("ANONSTATS_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    eprintln!("ANONSTATS_TEST_SEED={seed}");
-    // CI runs three trials; bench/soak/run.sh runs more.
-    let trials: usize = std::env::var("ANONSTATS_CRASH_TRIALS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
-    for _ in 0..trials {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let more = 200 + (seed >> 33) as usize % 2000;
-        let target = acked.lock().unwrap().len() + more;
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-        while acked.lock().unwrap().len() < target {
-            assert!(std::time::Instant::now() < deadline, "senders stalled");
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        c.kill();
-        c.restart();
-        *url.lock().unwrap() = c.url("/batch/");
-    }
-    stop.store(true, Ordering::SeqCst);
-    for s in senders {
-        s.join().unwrap();
-    }
-    let acked = acked.lock().unwrap().clone();
-    let mut stored: HashMap<String, usize> = HashMap::new();
-    for e in c.export() {
-        *stored
-            .entry(e["uuid"].as_str().unwrap().to_string())
-            .or_default() += 1;
-    }
-    let twice: Vec<_> = stored.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(twice.is_empty(), "stored more than once: {twice:?}");
-    let missing: Vec<_> = acked.iter().filter(|u| !stored.contains_key(*u)).collect();
-    assert!(
-        missing.is_empty(),
-        "{} of {} acknowledged uuids are missing, e.g. {:?}",
-        missing.len(),
-        acked.len(),
-        &missing[..missing.len().min(5)]
-    );
+    common::assert_stored_once(&acked, &stored);
 }

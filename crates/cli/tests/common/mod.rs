@@ -359,3 +359,111 @@ pub fn contains(haystack: &[u8], needle: &str) -> bool {
         .windows(needle.len())
         .any(|w| w == needle.as_bytes())
 }
+
+/// Eight senders send single events and batches (1, 10 and 100 events) while `c` is killed
+/// with SIGKILL at moments chosen at random and restarted, `ANONSTATS_CRASH_TRIALS` times
+/// (3 by default; the choice is replayed with `ANONSTATS_TEST_SEED`). A sender resends what
+/// was not acknowledged with the same uuids, as the SDKs do. Returns every uuid answered 200.
+pub fn killed_during_load(c: &mut Collector) -> Vec<String> {
+    use serde_json::json;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let url = Arc::new(Mutex::new(c.url("/batch/")));
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let senders: Vec<_> = (0..8u64)
+        .map(|t| {
+            let (url, token, acked, stop) =
+                (url.clone(), c.write_token.clone(), acked.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let agent = agent();
+                let mut n = 0u64;
+                let mut unsent: Option<Vec<serde_json::Value>> = None;
+                while !stop.load(Ordering::SeqCst) {
+                    let batch = unsent.take().unwrap_or_else(|| {
+                        let size = [1, 1, 10, 100][(n % 4) as usize];
+                        (0..size)
+                            .map(|i| {
+                                n += 1;
+                                let uuid = format!("0190f000-0000-7000-8000-{:04x}{:08x}", t, n * 1000 + i);
+                                json!({"event": "load", "distinct_id": format!("t{t}"), "uuid": uuid})
+                            })
+                            .collect()
+                    });
+                    let target = url.lock().unwrap().clone();
+                    let body = json!({"api_key": token, "batch": batch}).to_string();
+                    let ok = agent
+                        .post(&target)
+                        .header("content-type", "application/json")
+                        .send(body.as_bytes())
+                        .is_ok_and(|r| r.status().as_u16() == 200);
+                    if ok {
+                        let mut a = acked.lock().unwrap();
+                        a.extend(batch.iter().map(|e| e["uuid"].as_str().unwrap().to_string()));
+                    } else {
+                        unsent = Some(batch);
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                }
+            })
+        })
+        .collect();
+    // A seeded choice of moments, so a failure can be replayed.
+    let mut seed = std::env::var("ANONSTATS_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    eprintln!("ANONSTATS_TEST_SEED={seed}");
+    // CI runs three trials; bench/soak/run.sh runs more.
+    let trials: usize = std::env::var("ANONSTATS_CRASH_TRIALS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    for _ in 0..trials {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let more = 200 + (seed >> 33) as usize % 2000;
+        let target = acked.lock().unwrap().len() + more;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while acked.lock().unwrap().len() < target {
+            assert!(std::time::Instant::now() < deadline, "senders stalled");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        c.kill();
+        c.restart();
+        *url.lock().unwrap() = c.url("/batch/");
+    }
+    stop.store(true, Ordering::SeqCst);
+    for s in senders {
+        s.join().unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    acked
+}
+
+/// Every acknowledged uuid is among the stored ones, and none is stored twice.
+pub fn assert_stored_once(acked: &[String], stored: &[String]) {
+    let mut count: std::collections::HashMap<&str, usize> = Default::default();
+    for u in stored {
+        *count.entry(u).or_default() += 1;
+    }
+    let twice: Vec<_> = count.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "stored more than once: {twice:?}");
+    let missing: Vec<_> = acked
+        .iter()
+        .filter(|u| !count.contains_key(u.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged uuids are missing, e.g. {:?}",
+        missing.len(),
+        acked.len(),
+        &missing[..missing.len().min(5)]
+    );
+}
