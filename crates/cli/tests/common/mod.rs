@@ -443,8 +443,7 @@ pub fn killed_during_load(c: &mut Collector) -> Vec<String> {
     for s in senders {
         s.join().unwrap();
     }
-    let acked = acked.lock().unwrap().clone();
-    acked
+    acked.lock().unwrap().clone()
 }
 
 /// Every acknowledged uuid is among the stored ones, and none is stored twice.
