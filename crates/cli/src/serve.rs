@@ -39,8 +39,9 @@ pub struct ServeArgs {
     /// capture requests get 503.
     #[arg(long, env = "ANONSTATS_QUEUE_MB", default_value_t = 64)]
     pub queue_mb: usize,
-    /// Connections served at once; more wait until one closes. Keep it under the
-    /// process's open-file limit (`ulimit -n`).
+    /// Connections served at once; more wait until one closes. The collector raises its
+    /// open-file limit to fit, up to the hard limit; under a lower hard limit it serves
+    /// fewer and says so.
     #[arg(long, env = "ANONSTATS_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
     /// Seconds a client may take to send a request's headers; idle keep-alive
@@ -178,8 +179,9 @@ impl Store {
     }
 }
 
-pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+pub fn run(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
     crate::logging::init();
+    args.max_connections = fit_open_files(args.max_connections);
     let store = Store::open(&args)?;
     first_start(store.keys())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -223,6 +225,49 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     store.close();
     tracing::info!("collector stopped");
     result.map(|()| ExitCode::SUCCESS)
+}
+
+/// File descriptors kept for everything but connections: the store, its log, the
+/// listener, ClickHouse connections, the blocking pool.
+const RESERVED_FILES: u64 = 256;
+
+/// Raise the soft open-file limit as far as the connection cap needs (service managers
+/// start processes at 1024, far under the default cap), up to the hard limit. Where the
+/// hard limit is too low, the cap is lowered to fit, and the log says so: past the limit
+/// every accept would fail instead of waiting for a free slot.
+fn fit_open_files(max_connections: usize) -> usize {
+    let want = max_connections as u64 + RESERVED_FILES;
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit on this process, with a valid struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return max_connections;
+        }
+        if lim.rlim_cur < want {
+            let raised = libc::rlimit {
+                rlim_cur: want.min(lim.rlim_max),
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim = raised;
+            }
+        }
+    }
+    if lim.rlim_cur >= want {
+        return max_connections;
+    }
+    let fits = lim.rlim_cur.saturating_sub(RESERVED_FILES).max(16) as usize;
+    tracing::warn!(
+        max_connections,
+        open_file_limit = lim.rlim_cur,
+        lowered_to = fits,
+        "the open-file limit (ulimit -n, LimitNOFILE= under systemd) is too low for \
+         --max-connections; serving at most {fits} connections at once"
+    );
+    fits
 }
 
 /// On the very first start, creates the default project and an admin token and shows

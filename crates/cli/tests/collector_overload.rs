@@ -215,3 +215,59 @@ fn connections_past_the_cap_wait_for_a_free_slot() {
         .expect("served once a slot was free");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
+
+/// The soft and hard open-file limits of a process, from `/proc/PID/limits`.
+fn open_file_limits(pid: &str) -> (u64, u64) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("open files line");
+    let mut words = line.split_whitespace().skip(3);
+    let mut next = || words.next().unwrap().parse().unwrap();
+    (next(), next())
+}
+
+/// Started as a service manager starts it (a soft open-file limit of 1024), the collector
+/// raises its limit for its connection cap; where the hard limit is too low, it lowers the
+/// cap instead and says so, so that connections past it wait rather than fail to be
+/// accepted.
+#[test]
+fn the_open_file_limit_is_raised_for_the_connection_cap_or_the_cap_lowered_to_fit() {
+    use std::io::Write;
+    let prlimit = std::process::Command::new("prlimit")
+        .arg("--version")
+        .output();
+    if !common::require(prlimit.is_ok(), "prlimit (util-linux)") {
+        return;
+    }
+    // The hard limit can only be lowered; the soft one is raised up to it.
+    let (_, hard) = open_file_limits("self");
+    let limit = format!("--nofile=1024:{hard}");
+    let c = Collector::start_under(&["prlimit", &limit, "--"], &[]);
+    let (soft, _) = open_file_limits(&c.serve_pid().to_string());
+    assert_eq!(soft, hard.min(10_000 + 256));
+    drop(c);
+
+    let c = Collector::start_under(&["prlimit", "--nofile=600:600", "--"], &[]);
+    let log = || std::fs::read_to_string(&c.stderr_log).unwrap_or_default();
+    assert!(
+        log().contains("serving at most 344 connections at once"),
+        "{}",
+        log()
+    );
+    // More connections than file descriptors: the first 344 are served, the rest wait.
+    let mut idle: Vec<_> = (0..700).map(|_| connect(&c)).collect();
+    let mut last = connect(&c);
+    last.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    idle.truncate(100);
+    let answer =
+        read_until_closed(&mut last, Duration::from_secs(30)).expect("served once slots were free");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        !log().contains("cannot accept a connection"),
+        "accepts failed: {}",
+        log()
+    );
+}
