@@ -83,7 +83,9 @@ impl ApiError {
                 | StoreError::Unavailable(_)
                 | StoreError::InUse(_),
             ) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Store(StoreError::Backend(_)) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Store(StoreError::Backend(_) | StoreError::NewerSchema { .. }) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 

@@ -30,6 +30,17 @@ pub enum StoreError {
     NotFound(String),
     #[error("{0}")]
     Invalid(String),
+    /// The store was written by a newer release, whose schema this one does not know.
+    #[error(
+        "{path} was written by a newer anonstats (schema version {found}; this one knows \
+         versions up to {known}): run that release or a later one, or restore a backup \
+         this one made"
+    )]
+    NewerSchema {
+        path: String,
+        found: i64,
+        known: i64,
+    },
 }
 
 impl From<rusqlite::Error> for StoreError {

@@ -18,6 +18,7 @@ use crate::store::{
     Project, StoreError, StoredEvent, WriteKey,
 };
 use rusqlite::{Connection, OpenFlags, params};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
@@ -104,17 +105,41 @@ impl SqliteStore {
             .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
             .map(Path::to_path_buf)
             .collect();
-        std::fs::create_dir_all(data_dir).map_err(|e| {
-            StoreError::Unavailable(format!(
-                "cannot create data dir {}: {e}",
-                data_dir.display()
-            ))
-        })?;
+        // The events and the write tokens are the owner's alone: the dirs made here are
+        // 0700 and the database 0600 (SQLite gives its log and index files the database's
+        // mode).
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(data_dir)
+            .map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "cannot create data dir {}: {e}",
+                    data_dir.display()
+                ))
+            })?;
         let path = data_dir.join(DB_FILE);
-        let mut conn = Connection::open(&path)
-            .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+        let unavailable = |e: &dyn std::fmt::Display| {
+            StoreError::Unavailable(format!("cannot open {}: {e}", path.display()))
+        };
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .append(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| unavailable(&e))?;
+        let mut conn = Connection::open(&path).map_err(|e| unavailable(&e))?;
         schema::configure(&conn)?;
         rollup::register_functions(&conn)?;
+        let found = schema::stored_version(&conn)?;
+        if found > schema::version() {
+            return Err(StoreError::NewerSchema {
+                path: path.display().to_string(),
+                found,
+                known: schema::version(),
+            });
+        }
         schema::migrate(&mut conn)?;
         // The database file and its log now exist; their names, and those of the dirs made
         // for them, must be on disk too before anything is acknowledged.
