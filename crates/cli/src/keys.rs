@@ -1,7 +1,8 @@
-//! `anonstats keys`: projects, write tokens and admin tokens. Safe while `serve` runs.
+//! `anonstats keys`: projects, write tokens, admin and viewer tokens. Safe while `serve`
+//! runs.
 
 use anonstats_server::store::sqlite::SqliteStore;
-use anonstats_server::store::{KeyStore, PrivacyMode};
+use anonstats_server::store::{KeyStore, PrivacyMode, Role};
 use anonstats_wire::format_rfc3339_ms;
 use anyhow::Context;
 use std::path::PathBuf;
@@ -29,9 +30,12 @@ enum KeysCommand {
     CreateWriteKey { project: String },
     /// Create an admin token; prints it as the last line (only its hash is stored).
     CreateAdmin,
-    /// List projects, write tokens and admin tokens (admin tokens by id and prefix).
+    /// Create a viewer token: insights and the dashboard, no SQL, raw events, erasure or
+    /// metrics. Prints it as the last line (only its hash is stored).
+    CreateViewer,
+    /// List projects, write tokens, admin and viewer tokens (those two by id and prefix).
     List,
-    /// Revoke a write token, or an admin token (whole, by prefix, or by id).
+    /// Revoke a write token, or an admin or viewer token (whole, by prefix, or by id).
     Revoke { token_or_id: String },
     /// Restrict a project to an allowlist of properties, or go back to the default denylist.
     Allowlist {
@@ -63,8 +67,13 @@ pub fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
             println!("{token}");
         }
         KeysCommand::CreateAdmin => {
-            let token = store.create_admin()?;
+            let token = store.create_secret(Role::Admin)?;
             println!("admin token (shown only now):");
+            println!("{token}");
+        }
+        KeysCommand::CreateViewer => {
+            let token = store.create_secret(Role::Viewer)?;
+            println!("viewer token (shown only now; insights and the dashboard only):");
             println!("{token}");
         }
         KeysCommand::List => list(&store)?,
@@ -110,15 +119,20 @@ fn list(store: &SqliteStore) -> anyhow::Result<()> {
             format_rfc3339_ms(k.created_ms)
         );
     }
-    println!("ADMIN TOKENS");
-    for k in store.admin_keys()? {
-        let state = if k.revoked { "revoked" } else { "active" };
-        println!(
-            "  {:<4} {}…  {state}  created {}",
-            k.id,
-            k.prefix,
-            format_rfc3339_ms(k.created_ms)
-        );
+    for (heading, role) in [
+        ("ADMIN TOKENS", Role::Admin),
+        ("VIEWER TOKENS", Role::Viewer),
+    ] {
+        println!("{heading}");
+        for k in store.secret_keys()?.into_iter().filter(|k| k.role == role) {
+            let state = if k.revoked { "revoked" } else { "active" };
+            println!(
+                "  {:<4} {}…  {state}  created {}",
+                k.id,
+                k.prefix,
+                format_rfc3339_ms(k.created_ms)
+            );
+        }
     }
     Ok(())
 }
