@@ -1,6 +1,8 @@
-//! `anonstats keys`: projects, write tokens, admin and viewer tokens. Safe while `serve`
-//! runs.
+//! `anonstats keys`: projects, write tokens, admin and viewer tokens, in the embedded
+//! store or in ClickHouse (`--store clickhouse://...`). Safe while `serve` runs.
 
+use crate::migrate::ClickHouseArgs;
+use anonstats_server::store::clickhouse::ClickHouseStore;
 use anonstats_server::store::sqlite::SqliteStore;
 use anonstats_server::store::{KeyStore, PrivacyMode, Role};
 use anonstats_wire::format_rfc3339_ms;
@@ -18,6 +20,12 @@ pub struct KeysArgs {
         global = true
     )]
     data_dir: PathBuf,
+    /// The store the collectors run on: the embedded one in --data-dir (default, or
+    /// `sqlite`), or `clickhouse://HOST:PORT/DATABASE`, as `serve --store` takes it.
+    #[arg(long, env = "ANONSTATS_STORE", global = true)]
+    store: Option<String>,
+    #[command(flatten)]
+    clickhouse: ClickHouseArgs,
     #[command(subcommand)]
     command: KeysCommand,
 }
@@ -53,9 +61,22 @@ enum KeysCommand {
     },
 }
 
+fn open(args: &KeysArgs) -> anyhow::Result<Box<dyn KeyStore>> {
+    Ok(match args.store.as_deref() {
+        None | Some("sqlite") => Box::new(
+            SqliteStore::open(&args.data_dir)
+                .with_context(|| format!("cannot open the store in {}", args.data_dir.display()))?,
+        ),
+        Some(url) => Box::new(
+            ClickHouseStore::open(args.clickhouse.config(url))
+                .with_context(|| format!("cannot open the ClickHouse store at {url}"))?,
+        ),
+    })
+}
+
 pub fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
-    let store = SqliteStore::open(&args.data_dir)
-        .with_context(|| format!("cannot open the store in {}", args.data_dir.display()))?;
+    let store = open(&args)?;
+    let store = store.as_ref();
     match args.command {
         KeysCommand::CreateProject { name } => {
             let (project, token) = store.create_project(&name)?;
@@ -76,7 +97,7 @@ pub fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
             println!("viewer token (shown only now; insights and the dashboard only):");
             println!("{token}");
         }
-        KeysCommand::List => list(&store)?,
+        KeysCommand::List => list(store)?,
         KeysCommand::Revoke { token_or_id } => println!("{}", store.revoke(&token_or_id)?),
         KeysCommand::Allowlist {
             project,
@@ -95,7 +116,7 @@ pub fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn list(store: &SqliteStore) -> anyhow::Result<()> {
+fn list(store: &dyn KeyStore) -> anyhow::Result<()> {
     println!("PROJECTS");
     for p in store.projects()? {
         let privacy = match &p.privacy {

@@ -537,3 +537,51 @@ fn the_openapi_document_describes_the_routes_and_their_roles() {
         }
     }
 }
+
+/// On ClickHouse too: a viewer made with `keys --store clickhouse://...` sits beside the
+/// admins there, reads insights from a collector on that store, is refused raw data, and
+/// is refused everything once revoked.
+#[test]
+fn a_viewer_on_clickhouse_reads_insights_and_is_refused_raw_data() {
+    let Some(url) = common::clickhouse::env_or_skip("ANONSTATS_TEST_CLICKHOUSE") else {
+        return;
+    };
+    let db = common::clickhouse::unique_db("viewer");
+    let store = format!("clickhouse://{}/{db}", url.trim_start_matches("http://"));
+    let c = Collector::start_with(&["--store", &store]);
+    let keys = |args: &[&str]| c.cli(&[&["keys", "--store", &store][..], args].concat());
+    let viewer = last_line(&keys(&["create-viewer"]));
+    assert!(viewer.starts_with("av_"), "{viewer}");
+    let hashes = common::clickhouse::ch(
+        &url,
+        &format!("SELECT prefix, hash FROM {db}.admin_tokens FORMAT TSV"),
+    );
+    assert!(hashes.contains(&viewer[..11]), "{hashes}");
+    assert!(
+        !hashes.contains(&viewer),
+        "only the hash is stored: {hashes}"
+    );
+    let list = keys(&["list"]);
+    let (_, viewers) = list.split_once("VIEWER TOKENS").expect(&list);
+    assert!(viewers.contains(&viewer[..11]), "{list}");
+
+    let auth = format!("Bearer {viewer}");
+    let as_viewer = |method: &str, path: &str| {
+        let headers = [
+            ("authorization", auth.as_str()),
+            ("content-type", "application/json"),
+        ];
+        let body = json!({"sql": "SELECT 1"}).to_string();
+        request(method, &c.url(path), &headers, Some(body.as_bytes()))
+    };
+    assert_eq!(as_viewer("GET", "/api/v1/insights/trend").status, 200);
+    for (method, path) in [("POST", "/api/v1/sql"), ("GET", "/api/v1/events/recent")] {
+        let a = as_viewer(method, path);
+        assert_eq!(a.status, 403, "{path}: {}", a.body);
+        assert!(a.detail().contains("viewer's credential"), "{}", a.body);
+    }
+    assert!(keys(&["revoke", &viewer]).contains("revoked viewer token"));
+    assert_eq!(as_viewer("GET", "/api/v1/insights/trend").status, 401);
+    drop(c);
+    common::clickhouse::ch(&url, &format!("DROP DATABASE IF EXISTS {db}"));
+}
