@@ -90,9 +90,37 @@ fn viewer_tokens_are_created_listed_apart_and_revoked_while_serving() {
     );
     assert!(admins.contains(&c.admin_token[..11]), "{list}");
 
+    // A dashboard session opened with it ends with it.
+    let body = serde_json::json!({ "token": viewer }).to_string();
+    let login = request(
+        "POST",
+        &c.url("/api/v1/session"),
+        &[("content-type", "application/json")],
+        Some(body.as_bytes()),
+    );
+    assert_eq!(login.json()["role"], "viewer", "{}", login.body);
+    let cookie = login
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let in_session = || {
+        request(
+            "GET",
+            &c.url("/api/v1/projects"),
+            &[("cookie", &cookie)],
+            None,
+        )
+        .status
+    };
+    assert_eq!(in_session(), 200);
+
     let revoked = c.cli(&["keys", "revoke", &viewer[..11]]);
     assert!(revoked.contains("revoked viewer token"), "{revoked}");
     assert_eq!(api_status(&c, &viewer), 401);
+    assert_eq!(in_session(), 401, "the session ends with its token");
     let list = c.cli(&["keys", "list"]);
     assert!(
         list.lines()
