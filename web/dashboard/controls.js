@@ -1,7 +1,7 @@
 // The bar above every page: navigation, project, date range (presets and custom),
 // property filters as chips, log-out. Everything it changes goes into the URL.
 import { h, clear } from './ui.js'
-import { current, go, PAGES, PRESETS, removeFilter, addFilter, timeWindow } from './state.js'
+import { current, go, PRESETS, removeFilter, addFilter, timeWindow } from './state.js'
 import { get } from './api.js'
 
 const TITLES = { overview: 'Overview', crashes: 'Crashes', cloud: 'Cloud', live: 'Live', data: 'Data' }
@@ -17,9 +17,10 @@ async function propertyNames(project) {
   return known.get(project)
 }
 
-export function renderControls(root, { projects, onLogout }) {
+/** `pages`: those the session's role may use; `role`: admin or viewer. */
+export function renderControls(root, { projects, pages, role, onLogout }) {
   const s = current()
-  const nav = h('nav.tabs', { 'aria-label': 'Pages' }, PAGES.map((p) => h('a.tab', {
+  const nav = h('nav.tabs', { 'aria-label': 'Pages' }, pages.map((p) => h('a.tab', {
     href: `#/${p}`,
     class: `tab${p === s.page ? ' active' : ''}`,
     'aria-current': p === s.page ? 'page' : undefined,
@@ -101,6 +102,7 @@ export function renderControls(root, { projects, onLogout }) {
       nav,
       h('div.spacer'),
       h('label.project', h('span.muted', 'Project'), project),
+      h('span.role#role', { title: role === 'viewer' ? 'insights only: no raw events, no SQL' : 'every page' }, role),
       h('button.btn.ghost#logout', { type: 'button', onclick: onLogout }, 'Log out')),
     h('div.toolbar',
       presets, custom,

@@ -1,7 +1,10 @@
-//! `anonstats keys`: projects, write tokens and admin tokens. Safe while `serve` runs.
+//! `anonstats keys`: projects, write tokens, admin and viewer tokens, in the embedded
+//! store or in ClickHouse (`--store clickhouse://...`). Safe while `serve` runs.
 
+use crate::migrate::ClickHouseArgs;
+use anonstats_server::store::clickhouse::ClickHouseStore;
 use anonstats_server::store::sqlite::SqliteStore;
-use anonstats_server::store::{KeyStore, PrivacyMode};
+use anonstats_server::store::{KeyStore, PrivacyMode, Role};
 use anonstats_wire::format_rfc3339_ms;
 use anyhow::Context;
 use std::path::PathBuf;
@@ -17,6 +20,12 @@ pub struct KeysArgs {
         global = true
     )]
     data_dir: PathBuf,
+    /// The store the collectors run on: the embedded one in --data-dir (default, or
+    /// `sqlite`), or `clickhouse://HOST:PORT/DATABASE`, as `serve --store` takes it.
+    #[arg(long, env = "ANONSTATS_STORE", global = true)]
+    store: Option<String>,
+    #[command(flatten)]
+    clickhouse: ClickHouseArgs,
     #[command(subcommand)]
     command: KeysCommand,
 }
@@ -29,9 +38,12 @@ enum KeysCommand {
     CreateWriteKey { project: String },
     /// Create an admin token; prints it as the last line (only its hash is stored).
     CreateAdmin,
-    /// List projects, write tokens and admin tokens (admin tokens by id and prefix).
+    /// Create a viewer token: insights and the dashboard, no SQL, raw events, erasure or
+    /// metrics. Prints it as the last line (only its hash is stored).
+    CreateViewer,
+    /// List projects, write tokens, admin and viewer tokens (those two by id and prefix).
     List,
-    /// Revoke a write token, or an admin token (whole, by prefix, or by id).
+    /// Revoke a write token, or an admin or viewer token (whole, by prefix, or by id).
     Revoke { token_or_id: String },
     /// Restrict a project to an allowlist of properties, or go back to the default denylist.
     Allowlist {
@@ -49,9 +61,22 @@ enum KeysCommand {
     },
 }
 
+fn open(args: &KeysArgs) -> anyhow::Result<Box<dyn KeyStore>> {
+    Ok(match args.store.as_deref() {
+        None | Some("sqlite") => Box::new(
+            SqliteStore::open(&args.data_dir)
+                .with_context(|| format!("cannot open the store in {}", args.data_dir.display()))?,
+        ),
+        Some(url) => Box::new(
+            ClickHouseStore::open(args.clickhouse.config(url))
+                .with_context(|| format!("cannot open the ClickHouse store at {url}"))?,
+        ),
+    })
+}
+
 pub fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
-    let store = SqliteStore::open(&args.data_dir)
-        .with_context(|| format!("cannot open the store in {}", args.data_dir.display()))?;
+    let store = open(&args)?;
+    let store = store.as_ref();
     match args.command {
         KeysCommand::CreateProject { name } => {
             let (project, token) = store.create_project(&name)?;
@@ -63,11 +88,16 @@ pub fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
             println!("{token}");
         }
         KeysCommand::CreateAdmin => {
-            let token = store.create_admin()?;
+            let token = store.create_secret(Role::Admin)?;
             println!("admin token (shown only now):");
             println!("{token}");
         }
-        KeysCommand::List => list(&store)?,
+        KeysCommand::CreateViewer => {
+            let token = store.create_secret(Role::Viewer)?;
+            println!("viewer token (shown only now; insights and the dashboard only):");
+            println!("{token}");
+        }
+        KeysCommand::List => list(store)?,
         KeysCommand::Revoke { token_or_id } => println!("{}", store.revoke(&token_or_id)?),
         KeysCommand::Allowlist {
             project,
@@ -86,7 +116,7 @@ pub fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn list(store: &SqliteStore) -> anyhow::Result<()> {
+fn list(store: &dyn KeyStore) -> anyhow::Result<()> {
     println!("PROJECTS");
     for p in store.projects()? {
         let privacy = match &p.privacy {
@@ -110,15 +140,20 @@ fn list(store: &SqliteStore) -> anyhow::Result<()> {
             format_rfc3339_ms(k.created_ms)
         );
     }
-    println!("ADMIN TOKENS");
-    for k in store.admin_keys()? {
-        let state = if k.revoked { "revoked" } else { "active" };
-        println!(
-            "  {:<4} {}…  {state}  created {}",
-            k.id,
-            k.prefix,
-            format_rfc3339_ms(k.created_ms)
-        );
+    for (heading, role) in [
+        ("ADMIN TOKENS", Role::Admin),
+        ("VIEWER TOKENS", Role::Viewer),
+    ] {
+        println!("{heading}");
+        for k in store.secret_keys()?.into_iter().filter(|k| k.role == role) {
+            let state = if k.revoked { "revoked" } else { "active" };
+            println!(
+                "  {:<4} {}…  {state}  created {}",
+                k.id,
+                k.prefix,
+                format_rfc3339_ms(k.created_ms)
+            );
+        }
     }
     Ok(())
 }

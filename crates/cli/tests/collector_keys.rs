@@ -1,5 +1,5 @@
-//! `anonstats keys` while the collector runs: admin tokens are created, listed by prefix
-//! only, and stop working once revoked.
+//! `anonstats keys` while the collector runs: admin and viewer tokens are created,
+//! listed by prefix only, and stop working once revoked.
 
 mod common;
 
@@ -64,7 +64,68 @@ fn admin_tokens_are_created_listed_and_revoked_while_serving() {
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr)
-            .contains("no write token, admin token or admin id matches")
+            .contains("no write token, admin or viewer token, or token id matches")
+    );
+}
+
+#[test]
+fn viewer_tokens_are_created_listed_apart_and_revoked_while_serving() {
+    let c = Collector::start();
+    let out = c.cli(&["keys", "create-viewer"]);
+    let viewer = out.lines().last().unwrap().to_string();
+    assert!(viewer.starts_with("av_") && viewer.len() == 67, "{out}");
+    assert_eq!(
+        api_status(&c, &viewer),
+        200,
+        "a new viewer token works at once"
+    );
+
+    let list = c.cli(&["keys", "list"]);
+    assert!(!list.contains(&viewer), "never listed whole: {list}");
+    let (admins, viewers) = list.split_once("VIEWER TOKENS").expect(&list);
+    assert!(viewers.contains(&viewer[..11]), "{list}");
+    assert!(
+        !admins.contains(&viewer[..11]),
+        "not among the admins: {list}"
+    );
+    assert!(admins.contains(&c.admin_token[..11]), "{list}");
+
+    // A dashboard session opened with it ends with it.
+    let body = serde_json::json!({ "token": viewer }).to_string();
+    let login = request(
+        "POST",
+        &c.url("/api/v1/session"),
+        &[("content-type", "application/json")],
+        Some(body.as_bytes()),
+    );
+    assert_eq!(login.json()["role"], "viewer", "{}", login.body);
+    let cookie = login
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let in_session = || {
+        request(
+            "GET",
+            &c.url("/api/v1/projects"),
+            &[("cookie", &cookie)],
+            None,
+        )
+        .status
+    };
+    assert_eq!(in_session(), 200);
+
+    let revoked = c.cli(&["keys", "revoke", &viewer[..11]]);
+    assert!(revoked.contains("revoked viewer token"), "{revoked}");
+    assert_eq!(api_status(&c, &viewer), 401);
+    assert_eq!(in_session(), 401, "the session ends with its token");
+    let list = c.cli(&["keys", "list"]);
+    assert!(
+        list.lines()
+            .any(|l| l.contains(&viewer[..11]) && l.contains("revoked")),
+        "{list}"
     );
 }
 

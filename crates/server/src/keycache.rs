@@ -123,7 +123,7 @@ impl KeyCache {
 mod tests {
     use super::*;
     use crate::store::sqlite::SqliteStore;
-    use crate::store::{AdminKey, Project, WriteKey};
+    use crate::store::{Project, Role, SecretKey, WriteKey};
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -152,8 +152,8 @@ mod tests {
         fn write_keys(&self) -> Result<Vec<WriteKey>, StoreError> {
             self.inner.write_keys()
         }
-        fn admin_keys(&self) -> Result<Vec<AdminKey>, StoreError> {
-            self.inner.admin_keys()
+        fn secret_keys(&self) -> Result<Vec<SecretKey>, StoreError> {
+            self.inner.secret_keys()
         }
         fn create_project(&self, name: &str) -> Result<(Project, String), StoreError> {
             self.inner.create_project(name)
@@ -161,11 +161,11 @@ mod tests {
         fn create_write_key(&self, project: &str) -> Result<String, StoreError> {
             self.inner.create_write_key(project)
         }
-        fn create_admin(&self) -> Result<String, StoreError> {
-            self.inner.create_admin()
+        fn create_secret(&self, role: Role) -> Result<String, StoreError> {
+            self.inner.create_secret(role)
         }
-        fn check_admin(&self, token: &str) -> Result<bool, StoreError> {
-            self.inner.check_admin(token)
+        fn role_of(&self, token: &str) -> Result<Option<Role>, StoreError> {
+            self.inner.role_of(token)
         }
         fn revoke(&self, what: &str) -> Result<String, StoreError> {
             self.inner.revoke(what)

@@ -229,6 +229,31 @@ test('log-out ends the session', { skip }, async () => {
   assert.equal(status, 401)
 })
 
+test('a viewer sees the insights but neither the Live page nor SQL', { skip }, async () => {
+  const viewer = execFileSync(ANONSTATS_BIN, ['keys', 'create-viewer', '--data-dir', collector.dataDir],
+    { encoding: 'utf8' }).trim().split('\n').pop().trim()
+  await logIn(page, collector.url, viewer)
+  assert.equal(await page.textContent('#role'), 'viewer')
+  assert.ok((await panelInfo(page, 'p-active')).total > 100, 'the insights are there')
+  const tabs = await page.$$eval('nav.tabs .tab', (els) => els.map((e) => e.dataset.page))
+  assert.deepEqual(tabs, ['overview', 'crashes', 'cloud', 'data'])
+  await openRoute(page, collector.url, '#/data')
+  assert.equal((await panelInfo(page, 'p-properties')).state, 'ready')
+  assert.equal(await page.$('#p-sql'), null, 'no SQL box')
+  await openRoute(page, collector.url, '#/live')
+  assert.match(await page.textContent('#view'), /needs an admin token/)
+  assert.equal(await page.$('#p-live'), null)
+  // What the page hides, the collector refuses: the session carries the viewer's role.
+  const sql = await page.evaluate(() => fetch('/api/v1/sql', {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ sql: 'SELECT 1' }),
+  }).then(async (r) => ({ status: r.status, body: await r.json() })))
+  assert.equal(sql.status, 403)
+  assert.match(sql.body.detail, /viewer's credential/)
+  await screenshot(page, 'dashboard-viewer-live')
+  await page.click('#logout')
+  await page.waitForSelector('#login-error:has-text("logged out")')
+})
+
 test('an empty collector shows empty states, not errors', { skip }, async () => {
   const empty = await startCollector()
   try {

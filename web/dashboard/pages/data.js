@@ -1,5 +1,5 @@
-// Data: every property with its distinct values and examples, and read-only SQL over the
-// raw events.
+// Data: every property with its distinct values and examples, and (for admins) read-only
+// SQL over the raw events.
 import { h, panel, table, num, clear } from '../ui.js'
 import { get, post } from '../api.js'
 import { apiParams, addFilter } from '../state.js'
@@ -13,9 +13,12 @@ ORDER BY events DESC`
 
 export default async function data(view, ctx) {
   const pProps = panel('Properties', { sub: 'every property seen in the range — click an example to filter by it', wide: true, id: 'p-properties' })
-  const pSql = panel('SQL', { sub: 'read-only, over the raw tables (events: event, distinct_id, ts_ms, properties as JSON; use json_extract)', wide: true, id: 'p-sql' })
-  view.append(h('div.grid', pSql.el), h('div.grid', pProps.el))
-  sqlBox(pSql)
+  if (ctx.role === 'admin') {
+    const pSql = panel('SQL', { sub: 'read-only, over the raw tables (events: event, distinct_id, ts_ms, properties as JSON; use json_extract)', wide: true, id: 'p-sql' })
+    view.append(h('div.grid', pSql.el))
+    sqlBox(pSql)
+  }
+  view.append(h('div.grid', pProps.el))
   await pProps.run(async (p) => {
     const r = await get('/api/v1/properties', apiParams({ interval: false }, ctx.state))
     p.setTotal(`${num(r.properties.length)} properties`, r.properties.length)

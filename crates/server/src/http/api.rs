@@ -1,18 +1,18 @@
-//! The admin API under `/api/v1/`: insights, raw data, erasure. Every route but the
-//! OpenAPI document and the log-in requires an admin (see [`Admin`]).
+//! The admin API under `/api/v1/`: insights, raw data, erasure, the dashboard's session.
+//! Who may call each handler is said once, in the route table (`super::table`).
 
 use super::AppState;
-use super::admin::{Admin, SESSION_COOKIE, SESSION_TTL, session_id};
+use super::auth::{SESSION_COOKIE, SESSION_TTL, role_of, session_id};
 use super::error::ApiError;
 use super::params::{Params, buckets};
 use crate::insights::{self, Group, InsightStore, Interval, Scope, Source, SqlLimits};
 use crate::store::StoreError;
+use crate::tokens::Role;
 use anonstats_wire::format_rfc3339_ms;
 use axum::Json;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 
@@ -38,31 +38,15 @@ pub const ERROR_CODE: &str = "error_code";
 const ACCURACY: &str =
     "exact up to 512 machines per bucket; above, a HyperLogLog estimate (typical error 1.6%)";
 
-pub fn routes() -> axum::Router<AppState> {
-    axum::Router::new()
-        .route("/api/v1/openapi.json", get(openapi))
-        .route("/api/v1/session", post(login).delete(logout))
-        .route("/api/v1/projects", get(projects))
-        .route("/api/v1/insights/trend", get(trend))
-        .route("/api/v1/insights/breakdown", get(breakdown))
-        .route("/api/v1/insights/active", get(active))
-        .route("/api/v1/insights/versions", get(versions))
-        .route("/api/v1/insights/systems", get(systems))
-        .route("/api/v1/insights/crashes", get(crashes))
-        .route("/api/v1/insights/cloud", get(cloud))
-        .route("/api/v1/events/recent", get(recent))
-        .route("/api/v1/properties", get(properties))
-        .route("/api/v1/sql", post(sql))
-        .route("/api/v1/machines/{id}", delete(erase))
-        .route_layer(axum::middleware::from_fn(json_only))
-}
-
 /// Every admin request that changes something (any method but GET, HEAD and OPTIONS)
 /// must say `Content-Type: application/json`, with or without a body. A page on another
 /// origin can make a browser send a form or a `text/plain` body, with the session
 /// cookie of a sibling origin, without asking first; it cannot send this Content-Type
 /// without a CORS preflight, which the admin API never answers.
-async fn json_only(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+pub(super) async fn json_only(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
     use axum::http::Method;
     if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
         || is_json(req.headers())
@@ -134,7 +118,7 @@ fn groups_json(groups: &[Group]) -> Vec<Value> {
         .collect()
 }
 
-async fn openapi() -> Response {
+pub(super) async fn openapi() -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
         include_str!("openapi.json"),
@@ -142,26 +126,33 @@ async fn openapi() -> Response {
         .into_response()
 }
 
-async fn login(State(st): State<AppState>, body: axum::body::Bytes) -> Result<Response, ApiError> {
+/// Opens a dashboard session for an admin or viewer token; the answer says which.
+pub(super) async fn login(
+    State(st): State<AppState>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
     let token = serde_json::from_slice::<Value>(&body)
         .ok()
         .and_then(|v| v.get("token")?.as_str().map(str::to_string))
-        .ok_or_else(|| ApiError::BadRequest("send {\"token\": \"<admin token>\"}".into()))?;
-    let keys = st.key_store.clone();
-    let check = token.clone();
-    if !blocking(move || keys.check_admin(&check)).await? {
-        return Err(ApiError::Unauthorized(
-            "admin token is unknown or revoked".into(),
-        ));
-    }
+        .ok_or_else(|| {
+            ApiError::BadRequest("send {\"token\": \"<admin or viewer token>\"}".into())
+        })?;
+    let role = role_of(&st, token.clone()).await?.ok_or_else(|| {
+        ApiError::Unauthorized("admin or viewer token is unknown or revoked".into())
+    })?;
     let id = st.sessions.open(&token);
-    let mut resp = Json(json!({"status": "ok"})).into_response();
+    let mut resp = Json(json!({"status": "ok", "role": role})).into_response();
     resp.headers_mut()
         .insert(header::SET_COOKIE, cookie(&st, &id, SESSION_TTL.as_secs())?);
     Ok(resp)
 }
 
-async fn logout(State(st): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+/// The role of the caller's credential, so that the dashboard shows only what it may use.
+pub(super) async fn session(Extension(role): Extension<Role>) -> Json<Value> {
+    Json(json!({"role": role}))
+}
+
+pub(super) async fn logout(State(st): State<AppState>, headers: axum::http::HeaderMap) -> Response {
     if let Some(id) = session_id(&headers) {
         st.sessions.close(&id);
     }
@@ -172,7 +163,7 @@ async fn logout(State(st): State<AppState>, headers: axum::http::HeaderMap) -> R
     resp
 }
 
-async fn projects(_: Admin, State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub(super) async fn projects(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
     let keys = st.key_store.clone();
     let list = blocking(move || keys.projects()).await?;
     Ok(Json(
@@ -201,8 +192,7 @@ async fn series_of(
     Ok(answer.as_object().cloned().unwrap_or_default())
 }
 
-async fn trend(
-    _: Admin,
+pub(super) async fn trend(
     State(st): State<AppState>,
     RawQuery(q): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
@@ -211,8 +201,7 @@ async fn trend(
     )))
 }
 
-async fn breakdown(
-    _: Admin,
+pub(super) async fn breakdown(
     State(st): State<AppState>,
     RawQuery(q): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
@@ -233,8 +222,7 @@ async fn breakdown(
     ))
 }
 
-async fn active(
-    _: Admin,
+pub(super) async fn active(
     State(st): State<AppState>,
     RawQuery(q): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
@@ -286,8 +274,7 @@ async fn shares_over_time(st: &AppState, p: &Params, property: &str) -> Result<V
     )
 }
 
-async fn versions(
-    _: Admin,
+pub(super) async fn versions(
     State(st): State<AppState>,
     RawQuery(q): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
@@ -295,8 +282,7 @@ async fn versions(
     Ok(Json(shares_over_time(&st, &p, "product_version").await?))
 }
 
-async fn systems(
-    _: Admin,
+pub(super) async fn systems(
     State(st): State<AppState>,
     RawQuery(q): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
@@ -354,8 +340,7 @@ async fn systems(
     ))
 }
 
-async fn crashes(
-    _: Admin,
+pub(super) async fn crashes(
     State(st): State<AppState>,
     RawQuery(q): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
@@ -377,8 +362,7 @@ async fn crashes(
     ))
 }
 
-async fn cloud(
-    _: Admin,
+pub(super) async fn cloud(
     State(st): State<AppState>,
     RawQuery(q): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
@@ -430,8 +414,7 @@ async fn cloud(
     ))
 }
 
-async fn recent(
-    _: Admin,
+pub(super) async fn recent(
     State(st): State<AppState>,
     RawQuery(q): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
@@ -451,8 +434,7 @@ async fn recent(
     Ok(Json(json!({"events": events})))
 }
 
-async fn properties(
-    _: Admin,
+pub(super) async fn properties(
     State(st): State<AppState>,
     RawQuery(q): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
@@ -465,8 +447,7 @@ async fn properties(
     ))
 }
 
-async fn sql(
-    _: Admin,
+pub(super) async fn sql(
     State(st): State<AppState>,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
@@ -479,8 +460,7 @@ async fn sql(
     Ok(Json(serde_json::to_value(result).unwrap_or(Value::Null)))
 }
 
-async fn erase(
-    _: Admin,
+pub(super) async fn erase(
     State(st): State<AppState>,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,

@@ -2,12 +2,9 @@
 //! styles and the vendored chart library. Plain files from `web/dashboard/` and
 //! `web/vendor/`, no build step. The page reads the admin API with the session cookie.
 
-use super::AppState;
-use axum::Router;
 use axum::extract::Path;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 
 /// Scripts, styles, images and requests from this origin only; never framed.
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
@@ -57,13 +54,13 @@ pub const ASSETS: &[(&str, &str, &str)] = &[
     ),
 ];
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/", get(|| async { page(HTML, INDEX, "no-cache") }))
-        .route("/dashboard/{*path}", get(asset))
+/// `/`: the page.
+pub async fn index() -> Response {
+    page(HTML, INDEX, "no-cache")
 }
 
-async fn asset(Path(path): Path<String>) -> Response {
+/// `/dashboard/{*path}`: its modules, styles and the chart library.
+pub async fn asset(Path(path): Path<String>) -> Response {
     match ASSETS.iter().find(|(p, _, _)| *p == path) {
         // Revalidated on every load: an upgraded collector serves its own files at once.
         Some((_, kind, body)) => page(kind, body, "no-cache"),

@@ -21,6 +21,8 @@ pub enum ApiError {
     RevokedToken,
     Store(StoreError),
     Unauthorized(String),
+    /// A valid credential whose role does not grant the route (403).
+    Forbidden(String),
     BadRequest(String),
     NotFound(String),
     /// The body is not of the one Content-Type the route accepts.
@@ -41,9 +43,10 @@ impl ApiError {
             }
             ApiError::Wire(WireError::MissingToken) => Reject::MissingToken,
             ApiError::Wire(WireError::MixedTokens) => Reject::MixedTokens,
-            ApiError::UnknownToken | ApiError::Unauthorized(_) | ApiError::NotFound(_) => {
-                Reject::UnknownToken
-            }
+            ApiError::UnknownToken
+            | ApiError::Unauthorized(_)
+            | ApiError::Forbidden(_)
+            | ApiError::NotFound(_) => Reject::UnknownToken,
             ApiError::RevokedToken => Reject::RevokedToken,
             ApiError::Store(StoreError::Overloaded) => Reject::Overloaded,
             ApiError::Store(StoreError::DiskFull) => Reject::DiskFull,
@@ -55,6 +58,7 @@ impl ApiError {
     fn code(&self) -> &'static str {
         match self {
             ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::NotFound(_) | ApiError::Store(StoreError::NotFound(_)) => "not_found",
             _ => self.reject_reason().as_str(),
@@ -73,6 +77,7 @@ impl ApiError {
             ApiError::UnknownToken | ApiError::RevokedToken | ApiError::Unauthorized(_) => {
                 StatusCode::UNAUTHORIZED
             }
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) | ApiError::Store(StoreError::NotFound(_)) => {
                 StatusCode::NOT_FOUND
             }
@@ -107,6 +112,7 @@ impl ApiError {
             ApiError::RevokedToken => "project token has been revoked".into(),
             ApiError::Store(e) => e.to_string(),
             ApiError::Unauthorized(m)
+            | ApiError::Forbidden(m)
             | ApiError::BadRequest(m)
             | ApiError::NotFound(m)
             | ApiError::UnsupportedMediaType(m) => m.clone(),
@@ -159,6 +165,7 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let kind = match status.as_u16() {
             401 => "authentication_error",
+            403 => "permission_error",
             400 | 408 | 413 | 415 => "validation_error",
             _ => "server_error",
         };

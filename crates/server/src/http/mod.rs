@@ -1,7 +1,8 @@
-//! Routes and nothing else; handlers live in their own modules.
+//! Routes and nothing else: one table of every route and who may call it, and the
+//! router built from it. Handlers live in their own modules.
 
-mod admin;
 pub mod api;
+mod auth;
 mod capture;
 mod dashboard;
 pub mod error;
@@ -15,7 +16,10 @@ use crate::keycache::KeyCache;
 use crate::metrics::Metrics;
 use crate::store::{EventStore, KeyStore};
 use axum::Router;
-use axum::routing::{MethodRouter, get};
+use axum::handler::Handler;
+use axum::http::Method;
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::routing::{MethodFilter, MethodRouter, on};
 use std::sync::Arc;
 use tower_http::cors::CorsLayer;
 
@@ -52,35 +56,133 @@ pub struct AppState {
     pub insights: Arc<dyn InsightStore>,
     pub metrics: Arc<Metrics>,
     pub limits: HttpLimits,
-    pub sessions: Arc<admin::Sessions>,
+    pub sessions: Arc<auth::Sessions>,
     pub settings: api::ApiSettings,
 }
 
-pub fn router(state: AppState) -> Router {
-    let capture: MethodRouter<AppState> = get(capture::capture).post(capture::capture);
-    let flags: MethodRouter<AppState> = get(capture::no_flags).post(capture::no_flags);
-    let mut public = Router::new();
+/// Who may call a route, and from where.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Senders of events, from any origin: the write token travels in the request, and
+    /// the capture handler checks it.
+    Capture,
+    /// Anyone, from any origin: feature flags and remote config, which posthog-js asks
+    /// for before it sends.
+    Open,
+    /// Anyone, with no CORS for other origins: the dashboard's files, the browser
+    /// script, health, the API description, log-in and log-out.
+    Public,
+    /// Viewers and admins: the insights, and what the dashboard reads.
+    Viewer,
+    /// Admins only: raw events, SQL, erasure.
+    Admin,
+    /// Admins, or anyone when the collector runs with `--metrics-public`.
+    Metrics,
+}
+
+/// One method on one path, who may call it, and its handler.
+pub struct Route {
+    pub method: Method,
+    pub path: String,
+    pub access: Access,
+    handler: MethodRouter<AppState>,
+}
+
+fn route<H, T>(method: Method, path: &str, access: Access, handler: H) -> Route
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    let filter = MethodFilter::try_from(method.clone()).expect("a standard method");
+    Route {
+        method,
+        path: path.to_string(),
+        access,
+        handler: on(filter, handler),
+    }
+}
+
+/// Every route the collector serves. The router is built from this table alone, so
+/// the tests that walk it (every route with every kind of credential) see every route.
+pub fn table() -> Vec<Route> {
+    use Access::*;
+    use Method as M;
+    let mut t = Vec::new();
     for path in CAPTURE_PATHS {
-        public = public
-            .route(path, capture.clone())
-            .route(&format!("{path}/"), capture.clone());
+        for p in [path.to_string(), format!("{path}/")] {
+            t.push(route(M::GET, &p, Capture, capture::capture));
+            t.push(route(M::POST, &p, Capture, capture::capture));
+        }
     }
     // posthog-js reads its remote config (compression, features) from here.
-    public = public.route("/array/{token}/config", flags.clone());
-    for path in ["/decide", "/flags"] {
-        public = public
-            .route(path, flags.clone())
-            .route(&format!("{path}/"), flags.clone());
+    for p in [
+        "/array/{token}/config",
+        "/decide",
+        "/decide/",
+        "/flags",
+        "/flags/",
+    ] {
+        t.push(route(M::GET, p, Open, capture::no_flags));
+        t.push(route(M::POST, p, Open, capture::no_flags));
     }
-    // Capture is called from browsers on other origins; the admin API below is not.
-    let public = public.layer(CorsLayer::very_permissive());
+    t.extend([
+        route(
+            M::GET,
+            "/static/anonstats.js",
+            Public,
+            static_files::script_js,
+        ),
+        route(
+            M::GET,
+            "/static/anonstats.mjs",
+            Public,
+            static_files::script_mjs,
+        ),
+        route(M::GET, "/", Public, dashboard::index),
+        route(M::GET, "/dashboard/{*path}", Public, dashboard::asset),
+        route(M::GET, "/healthz", Public, ops::healthz),
+        route(M::GET, "/metrics", Metrics, ops::metrics),
+        route(M::GET, "/api/v1/openapi.json", Public, api::openapi),
+        route(M::POST, "/api/v1/session", Public, api::login),
+        route(M::DELETE, "/api/v1/session", Public, api::logout),
+        route(M::GET, "/api/v1/session", Viewer, api::session),
+        route(M::GET, "/api/v1/projects", Viewer, api::projects),
+        route(M::GET, "/api/v1/insights/trend", Viewer, api::trend),
+        route(M::GET, "/api/v1/insights/breakdown", Viewer, api::breakdown),
+        route(M::GET, "/api/v1/insights/active", Viewer, api::active),
+        route(M::GET, "/api/v1/insights/versions", Viewer, api::versions),
+        route(M::GET, "/api/v1/insights/systems", Viewer, api::systems),
+        route(M::GET, "/api/v1/insights/crashes", Viewer, api::crashes),
+        route(M::GET, "/api/v1/insights/cloud", Viewer, api::cloud),
+        route(M::GET, "/api/v1/properties", Viewer, api::properties),
+        // Raw events, unfolded: polled, the newest events are an export.
+        route(M::GET, "/api/v1/events/recent", Admin, api::recent),
+        route(M::POST, "/api/v1/sql", Admin, api::sql),
+        route(M::DELETE, "/api/v1/machines/{id}", Admin, api::erase),
+    ]);
+    t
+}
+
+pub fn router(state: AppState) -> Router {
+    // Capture is called from browsers on other origins; nothing else is.
+    let mut any_origin = Router::new();
+    let mut own_origin = Router::new();
+    for r in table() {
+        match r.access {
+            Access::Capture | Access::Open => any_origin = any_origin.route(&r.path, r.handler),
+            access => {
+                // The credential is checked first, then the Content-Type of a write.
+                let handler = r
+                    .handler
+                    .route_layer(from_fn(api::json_only))
+                    .route_layer(from_fn_with_state((state.clone(), access), auth::guard));
+                own_origin = own_origin.route(&r.path, handler);
+            }
+        }
+    }
     Router::new()
-        .merge(public)
-        .merge(static_files::routes())
-        .merge(dashboard::routes())
-        .merge(api::routes())
-        .route("/healthz", get(ops::healthz))
-        .route("/metrics", get(ops::metrics))
+        .merge(any_origin.layer(CorsLayer::very_permissive()))
+        .merge(own_origin)
         .layer(axum::middleware::from_fn(request_id::layer))
         .with_state(state)
 }

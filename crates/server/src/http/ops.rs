@@ -1,10 +1,8 @@
 //! Health and metrics.
 
 use super::AppState;
-use super::admin::Admin;
 use super::error::fault;
 use axum::Json;
-use axum::extract::FromRequestParts;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -22,15 +20,9 @@ pub async fn healthz(State(st): State<AppState>) -> Response {
     fault(StatusCode::SERVICE_UNAVAILABLE, body, Some(detail))
 }
 
-/// Prometheus text; for admins (Bearer token or dashboard session) unless the collector
-/// runs with `--metrics-public`.
-pub async fn metrics(State(st): State<AppState>, req: axum::extract::Request) -> Response {
-    if !st.settings.metrics_public {
-        let (mut parts, _) = req.into_parts();
-        if let Err(e) = Admin::from_request_parts(&mut parts, &st).await {
-            return e.into_response();
-        }
-    }
+/// Prometheus text; for admins unless the collector runs with `--metrics-public` (see
+/// [`super::Access::Metrics`]).
+pub async fn metrics(State(st): State<AppState>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         st.metrics.render(),

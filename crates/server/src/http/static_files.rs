@@ -2,11 +2,8 @@
 //! defines `window.anonstats`) and `/static/anonstats.mjs` (the same as an ES module).
 //! Both are built from `web/anonstats.js` into `web/dist/` and committed.
 
-use super::AppState;
-use axum::Router;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 
 /// `web/dist/anonstats.min.js`: an IIFE that sets `window.anonstats`.
 pub const ANONSTATS_JS: &str = include_str!("../../../../web/dist/anonstats.min.js");
@@ -17,16 +14,14 @@ const CONTENT_TYPE: &str = "text/javascript; charset=utf-8";
 /// An hour: long enough to spare the collector, short enough that an upgrade shows soon.
 const CACHE_CONTROL: &str = "public, max-age=3600";
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/static/anonstats.js",
-            get(|| async { script(ANONSTATS_JS) }),
-        )
-        .route(
-            "/static/anonstats.mjs",
-            get(|| async { script(ANONSTATS_MJS) }),
-        )
+/// `/static/anonstats.js`.
+pub async fn script_js() -> Response {
+    script(ANONSTATS_JS)
+}
+
+/// `/static/anonstats.mjs`.
+pub async fn script_mjs() -> Response {
+    script(ANONSTATS_MJS)
 }
 
 fn script(body: &'static str) -> Response {

@@ -1,9 +1,11 @@
 //! Storage behind two traits: [`EventStore`] (events in, events out) and [`KeyStore`]
-//! (projects, write tokens, admin tokens). The embedded SQLite store implements both.
+//! (projects, write tokens, admin and viewer tokens). The embedded SQLite store implements
+//! both.
 
 pub mod clickhouse;
 pub mod sqlite;
 
+pub use crate::tokens::Role;
 use std::future::Future;
 use std::pin::Pin;
 use uuid::Uuid;
@@ -155,10 +157,11 @@ pub struct WriteKey {
     pub revoked: bool,
 }
 
-/// An admin token as the key listing shows it: never the token itself.
+/// An admin or viewer token as the key listing shows it: never the token itself.
 #[derive(Debug, Clone)]
-pub struct AdminKey {
+pub struct SecretKey {
     pub id: i64,
+    pub role: Role,
     /// The first characters of the token, to recognise it.
     pub prefix: String,
     pub created_ms: i64,
@@ -171,16 +174,21 @@ pub trait KeyStore: Send + Sync + 'static {
     fn projects(&self) -> Result<Vec<Project>, StoreError>;
     /// Every write token, revoked ones included.
     fn write_keys(&self) -> Result<Vec<WriteKey>, StoreError>;
-    fn admin_keys(&self) -> Result<Vec<AdminKey>, StoreError>;
+    /// Every admin and viewer token, revoked ones included.
+    fn secret_keys(&self) -> Result<Vec<SecretKey>, StoreError>;
     /// Creates a project and its first write token.
     fn create_project(&self, name: &str) -> Result<(Project, String), StoreError>;
     /// Adds a write token to an existing project.
     fn create_write_key(&self, project: &str) -> Result<String, StoreError>;
-    /// Creates an admin token; only its hash is kept.
-    fn create_admin(&self) -> Result<String, StoreError>;
-    /// Whether this admin token exists and is not revoked.
-    fn check_admin(&self, token: &str) -> Result<bool, StoreError>;
-    /// Revokes a write token, or an admin token given whole, by prefix or by id.
+    /// Creates an admin or viewer token; only its hash is kept, beside the other's.
+    fn create_secret(&self, role: Role) -> Result<String, StoreError>;
+    /// Creates an admin token.
+    fn create_admin(&self) -> Result<String, StoreError> {
+        self.create_secret(Role::Admin)
+    }
+    /// The role of this admin or viewer token, if it exists and is not revoked.
+    fn role_of(&self, token: &str) -> Result<Option<Role>, StoreError>;
+    /// Revokes a write token, or an admin or viewer token given whole, by prefix or by id.
     fn revoke(&self, token_or_id: &str) -> Result<String, StoreError>;
     fn set_privacy(&self, project: &str, mode: PrivacyMode) -> Result<(), StoreError>;
 }

@@ -5,7 +5,7 @@
 
 use anonstats_server::insights::{self, InsightStore, Interval, Scope, SqlLimits};
 use anonstats_server::rollup::dims;
-use anonstats_server::store::{EventStore, ExportQuery, KeyStore, NewEvent, PrivacyMode};
+use anonstats_server::store::{EventStore, ExportQuery, KeyStore, NewEvent, PrivacyMode, Role};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use uuid::Uuid;
@@ -340,8 +340,14 @@ pub fn conformance(b: &Backend) -> Transcript {
     assert!(g1 > g0, "the generation grows with every change");
     t.add("projects", (p1.id, p2.id));
     let admin = b.keys.create_admin().expect("admin");
-    t.add("admin ok", b.keys.check_admin(&admin).ok());
-    t.add("admin wrong", b.keys.check_admin("as_admin_nope").ok());
+    t.add("admin ok", b.keys.role_of(&admin).ok());
+    t.add("admin wrong", b.keys.role_of("as_admin_nope").ok());
+    // A viewer's token sits beside the admins', hashed the same way, under its own role.
+    let viewer = b.keys.create_secret(Role::Viewer).expect("viewer");
+    t.add(
+        "viewer ok",
+        (viewer.starts_with("av_"), b.keys.role_of(&viewer).ok()),
+    );
     let extra = b.keys.create_write_key("second").expect("write key");
     t.add("revoke write", b.keys.revoke(&extra).is_ok());
     t.add("revoke unknown", b.keys.revoke("aw_nope").is_err());
@@ -371,21 +377,23 @@ pub fn conformance(b: &Backend) -> Transcript {
     t.add(
         "admin keys",
         b.keys
-            .admin_keys()
+            .secret_keys()
             .expect("admins")
             .iter()
-            .map(|a| (a.id, a.revoked))
+            .map(|a| (a.id, a.role, a.revoked))
             .collect::<Vec<_>>(),
     );
     t.add("revoke admin", b.keys.revoke(&admin2).is_ok());
-    t.add("admin revoked", b.keys.check_admin(&admin2).ok());
+    t.add("admin revoked", b.keys.role_of(&admin2).ok());
+    t.add("revoke viewer", b.keys.revoke(&viewer[..11]).ok());
+    t.add("viewer revoked", b.keys.role_of(&viewer).ok());
     t.add(
         "admin keys after",
         b.keys
-            .admin_keys()
+            .secret_keys()
             .expect("admins")
             .iter()
-            .map(|a| (a.id, a.revoked))
+            .map(|a| (a.id, a.role, a.revoked))
             .collect::<Vec<_>>(),
     );
 
@@ -433,9 +441,13 @@ pub fn check_known(t: &Transcript) {
     // plus one new uuid from the resend batch.
     assert!(exported.contains("Ok("), "{exported}");
     assert!(t.get("erase m-5").contains("Ok("));
-    assert!(t.get("admin ok").contains("true"));
-    assert!(t.get("admin wrong").contains("false"));
-    assert!(t.get("admin revoked").contains("false"));
+    assert!(t.get("admin ok").contains("Admin"));
+    assert!(t.get("admin wrong").contains("None"));
+    assert!(t.get("admin revoked").contains("None"));
+    assert!(t.get("viewer ok").contains("true") && t.get("viewer ok").contains("Viewer"));
+    assert!(t.get("revoke viewer").contains("revoked viewer token"));
+    assert!(t.get("viewer revoked").contains("None"));
+    assert!(t.get("admin keys after").contains("Viewer"));
     assert!(
         t.get("before k-floor all product_version")
             .contains("\"other\"")

@@ -8,7 +8,7 @@
 
 use super::http::{Client, Kind, lit, num};
 use super::schema::Layout;
-use crate::store::{AdminKey, PrivacyMode, Project, StoreError, WriteKey};
+use crate::store::{PrivacyMode, Project, Role, SecretKey, StoreError, WriteKey};
 use crate::tokens;
 use serde::Deserialize;
 
@@ -69,6 +69,11 @@ struct AdminRow {
     created_ms: i64,
     #[serde(deserialize_with = "num")]
     revoked_ms: i64,
+}
+
+#[derive(Deserialize)]
+struct Prefix {
+    prefix: String,
 }
 
 #[derive(Deserialize)]
@@ -167,15 +172,20 @@ impl Keys<'_> {
             .collect())
     }
 
-    pub fn admin_keys(&self) -> Result<Vec<AdminKey>, StoreError> {
+    /// Admin and viewer tokens share `admin_tokens` and its ids; a row's role is the one
+    /// its token's prefix names.
+    pub fn secret_keys(&self) -> Result<Vec<SecretKey>, StoreError> {
         Ok(self
             .admins()?
             .into_iter()
-            .map(|a| AdminKey {
-                id: a.id,
-                prefix: a.prefix,
-                created_ms: a.created_ms,
-                revoked: a.revoked_ms != 0,
+            .filter_map(|a| {
+                Some(SecretKey {
+                    id: a.id,
+                    role: Role::of(&a.prefix)?,
+                    prefix: a.prefix,
+                    created_ms: a.created_ms,
+                    revoked: a.revoked_ms != 0,
+                })
             })
             .collect())
     }
@@ -279,29 +289,29 @@ impl Keys<'_> {
         })
     }
 
-    pub fn create_admin(&self) -> Result<String, StoreError> {
-        let token = tokens::new_admin_token();
+    pub fn create_secret(&self, role: Role) -> Result<String, StoreError> {
+        let token = tokens::new_secret(role);
         let id = self.admins()?.iter().map(|a| a.id).max().unwrap_or(0) + 1;
         self.put_admin(&AdminRow {
             id,
-            hash: hex::encode(tokens::hash_admin(&token)),
-            prefix: tokens::admin_prefix(&token),
+            hash: hex::encode(tokens::hash_secret(&token)),
+            prefix: tokens::secret_prefix(&token),
             created_ms: now_ms(),
             revoked_ms: 0,
         })?;
         Ok(token)
     }
 
-    pub fn check_admin(&self, token: &str) -> Result<bool, StoreError> {
-        let rows: Vec<One> = self.primary.rows(
+    pub fn role_of(&self, token: &str) -> Result<Option<Role>, StoreError> {
+        let rows: Vec<Prefix> = self.primary.rows(
             Kind::Select,
             &format!(
-                "SELECT count() AS v FROM {} FINAL WHERE hash = {} AND revoked_ms = 0",
+                "SELECT prefix FROM {} FINAL WHERE hash = {} AND revoked_ms = 0 LIMIT 1",
                 self.layout.table("admin_tokens"),
-                lit(&hex::encode(tokens::hash_admin(token)))
+                lit(&hex::encode(tokens::hash_secret(token)))
             ),
         )?;
-        Ok(rows.first().is_some_and(|r| r.v > 0))
+        Ok(rows.first().and_then(|r| Role::of(&r.prefix)))
     }
 
     pub fn revoke(&self, what: &str) -> Result<String, StoreError> {
@@ -317,8 +327,8 @@ impl Keys<'_> {
             return Ok(format!("revoked write token {what}"));
         }
         let admins = self.admins()?;
-        let found: Vec<&AdminRow> = if what.len() > tokens::admin_prefix(what).len() {
-            let hash = hex::encode(tokens::hash_admin(what));
+        let found: Vec<&AdminRow> = if what.len() > tokens::secret_prefix(what).len() {
+            let hash = hex::encode(tokens::hash_secret(what));
             admins.iter().filter(|a| a.hash == hash).collect()
         } else if let Ok(id) = what.parse::<i64>() {
             admins.iter().filter(|a| a.id == id).collect()
@@ -337,10 +347,10 @@ impl Keys<'_> {
                         revoked_ms: now,
                     })?;
                 }
-                Ok(format!("revoked admin token {}", a.id))
+                Ok(tokens::revoked_message(&a.prefix, a.id))
             }
             many => Err(StoreError::Invalid(format!(
-                "{what:?} matches {} admin tokens; revoke by id (`anonstats keys list`)",
+                "{what:?} matches {} admin or viewer tokens; revoke by id (`anonstats keys list`)",
                 many.len()
             ))),
         }
@@ -355,6 +365,6 @@ impl Keys<'_> {
 
 fn not_found(what: &str) -> StoreError {
     StoreError::NotFound(format!(
-        "no write token, admin token or admin id matches {what:?}; `anonstats keys list` shows them"
+        "no write token, admin or viewer token, or token id matches {what:?}; `anonstats keys list` shows them"
     ))
 }

@@ -14,8 +14,8 @@ pub use writer::Batching;
 
 use crate::metrics::Metrics;
 use crate::store::{
-    AdminKey, BoxFuture, EventStore, ExportQuery, Inserted, KeyStore, NewEvent, PrivacyMode,
-    Project, StoreError, StoredEvent, WriteKey,
+    BoxFuture, EventStore, ExportQuery, Inserted, KeyStore, NewEvent, PrivacyMode, Project, Role,
+    SecretKey, StoreError, StoredEvent, WriteKey,
 };
 use http::{Client, Kind, Node, SqlLog, lit, num};
 use keys::Keys;
@@ -257,7 +257,8 @@ impl ClickHouseStore {
         )
     }
 
-    /// Copies a project, a write token or an admin token as they are (for migrations).
+    /// Copies a project, a write token or an admin or viewer token as they are (for
+    /// migrations).
     pub fn import_project(&self, p: &Project) -> Result<(), StoreError> {
         self.keys().import_project(p)
     }
@@ -420,8 +421,8 @@ impl KeyStore for ClickHouseStore {
     fn write_keys(&self) -> Result<Vec<WriteKey>, StoreError> {
         self.keys().write_keys()
     }
-    fn admin_keys(&self) -> Result<Vec<AdminKey>, StoreError> {
-        self.keys().admin_keys()
+    fn secret_keys(&self) -> Result<Vec<SecretKey>, StoreError> {
+        self.keys().secret_keys()
     }
     fn create_project(&self, name: &str) -> Result<(Project, String), StoreError> {
         self.keys().create_project(name)
@@ -429,11 +430,11 @@ impl KeyStore for ClickHouseStore {
     fn create_write_key(&self, project: &str) -> Result<String, StoreError> {
         self.keys().create_write_key(project)
     }
-    fn create_admin(&self) -> Result<String, StoreError> {
-        self.keys().create_admin()
+    fn create_secret(&self, role: Role) -> Result<String, StoreError> {
+        self.keys().create_secret(role)
     }
-    fn check_admin(&self, token: &str) -> Result<bool, StoreError> {
-        self.keys().check_admin(token)
+    fn role_of(&self, token: &str) -> Result<Option<Role>, StoreError> {
+        self.keys().role_of(token)
     }
     fn revoke(&self, what: &str) -> Result<String, StoreError> {
         self.keys().revoke(what)

@@ -1,6 +1,7 @@
-//! Projects and tokens in the embedded store.
+//! Projects and tokens in the embedded store. Admin and viewer tokens share one table
+//! (`admin_tokens`) and its ids; a row's role is the one its token's prefix names.
 
-use crate::store::{AdminKey, PrivacyMode, Project, StoreError, WriteKey};
+use crate::store::{PrivacyMode, Project, Role, SecretKey, StoreError, WriteKey};
 use crate::tokens;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
@@ -77,19 +78,25 @@ pub fn write_keys(conn: &Connection) -> Result<Vec<WriteKey>, StoreError> {
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-pub fn admin_keys(conn: &Connection) -> Result<Vec<AdminKey>, StoreError> {
+pub fn secret_keys(conn: &Connection) -> Result<Vec<SecretKey>, StoreError> {
     let mut stmt = conn.prepare(
         "SELECT id, prefix, created_ms, revoked_ms IS NOT NULL FROM admin_tokens ORDER BY id",
     )?;
     let rows = stmt.query_map([], |r| {
-        Ok(AdminKey {
-            id: r.get(0)?,
-            prefix: r.get(1)?,
-            created_ms: r.get(2)?,
-            revoked: r.get(3)?,
-        })
+        let prefix: String = r.get(1)?;
+        let (id, created_ms, revoked) = (r.get(0)?, r.get(2)?, r.get(3)?);
+        Ok(Role::of(&prefix).map(|role| SecretKey {
+            id,
+            role,
+            prefix,
+            created_ms,
+            revoked,
+        }))
     })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    // Only this module writes the table, always with a role's prefix.
+    Ok(rows
+        .filter_map(Result::transpose)
+        .collect::<Result<_, _>>()?)
 }
 
 pub fn create_project(conn: &mut Connection, name: &str) -> Result<(Project, String), StoreError> {
@@ -145,14 +152,14 @@ pub fn create_write_key(conn: &mut Connection, project: &str) -> Result<String, 
     Ok(token)
 }
 
-pub fn create_admin(conn: &mut Connection) -> Result<String, StoreError> {
-    let token = tokens::new_admin_token();
+pub fn create_secret(conn: &mut Connection, role: Role) -> Result<String, StoreError> {
+    let token = tokens::new_secret(role);
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.execute(
         "INSERT INTO admin_tokens (hash, prefix, created_ms) VALUES (?1, ?2, ?3)",
         params![
-            tokens::hash_admin(&token),
-            tokens::admin_prefix(&token),
+            tokens::hash_secret(&token),
+            tokens::secret_prefix(&token),
             now_ms()
         ],
     )?;
@@ -161,12 +168,15 @@ pub fn create_admin(conn: &mut Connection) -> Result<String, StoreError> {
     Ok(token)
 }
 
-pub fn check_admin(conn: &Connection, token: &str) -> Result<bool, StoreError> {
-    Ok(conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM admin_tokens WHERE hash = ?1 AND revoked_ms IS NULL)",
-        [tokens::hash_admin(token)],
-        |r| r.get(0),
-    )?)
+pub fn role_of(conn: &Connection, token: &str) -> Result<Option<Role>, StoreError> {
+    let prefix: Option<String> = conn
+        .query_row(
+            "SELECT prefix FROM admin_tokens WHERE hash = ?1 AND revoked_ms IS NULL",
+            [tokens::hash_secret(token)],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(prefix.as_deref().and_then(Role::of))
 }
 
 pub fn revoke(conn: &mut Connection, what: &str) -> Result<String, StoreError> {
@@ -180,11 +190,11 @@ pub fn revoke(conn: &mut Connection, what: &str) -> Result<String, StoreError> {
         )?;
         (n == 1).then(|| format!("revoked write token {what}"))
     } else {
-        // An admin token whole, by its listed prefix, or by its id.
-        let id: Option<i64> = if what.len() > tokens::admin_prefix(what).len() {
+        // An admin or viewer token whole, by its listed prefix, or by its id.
+        let id: Option<i64> = if what.len() > tokens::secret_prefix(what).len() {
             tx.query_row(
                 "SELECT id FROM admin_tokens WHERE hash = ?1",
-                [tokens::hash_admin(what)],
+                [tokens::hash_secret(what)],
                 |r| r.get(0),
             )
             .optional()?
@@ -197,7 +207,7 @@ pub fn revoke(conn: &mut Connection, what: &str) -> Result<String, StoreError> {
                 .collect::<Result<_, _>>()?;
             if ids.len() > 1 {
                 return Err(StoreError::Invalid(format!(
-                    "{what:?} matches {} admin tokens; revoke by id (`anonstats keys list`)",
+                    "{what:?} matches {} admin or viewer tokens; revoke by id (`anonstats keys list`)",
                     ids.len()
                 )));
             }
@@ -205,18 +215,22 @@ pub fn revoke(conn: &mut Connection, what: &str) -> Result<String, StoreError> {
         };
         match id {
             Some(id) => {
-                let n = tx.execute(
-                    "UPDATE admin_tokens SET revoked_ms = coalesce(revoked_ms, ?2) WHERE id = ?1",
-                    params![id, now],
-                )?;
-                (n == 1).then(|| format!("revoked admin token {id}"))
+                let prefix: Option<String> = tx
+                    .query_row(
+                        "UPDATE admin_tokens SET revoked_ms = coalesce(revoked_ms, ?2) WHERE id = ?1
+                         RETURNING prefix",
+                        params![id, now],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                prefix.map(|p| tokens::revoked_message(&p, id))
             }
             None => None,
         }
     };
     let Some(message) = done else {
         return Err(StoreError::NotFound(format!(
-            "no write token, admin token or admin id matches {what:?}; `anonstats keys list` shows them"
+            "no write token, admin or viewer token, or token id matches {what:?}; `anonstats keys list` shows them"
         )));
     };
     bump(&tx)?;

@@ -14,8 +14,8 @@ mod writer;
 
 use crate::metrics::Metrics;
 use crate::store::{
-    AdminKey, BoxFuture, EventStore, ExportQuery, Inserted, KeyStore, NewEvent, PrivacyMode,
-    Project, StoreError, StoredEvent, WriteKey,
+    BoxFuture, EventStore, ExportQuery, Inserted, KeyStore, NewEvent, PrivacyMode, Project, Role,
+    SecretKey, StoreError, StoredEvent, WriteKey,
 };
 use rusqlite::{Connection, OpenFlags, params};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -414,8 +414,8 @@ impl KeyStore for SqliteStore {
     fn write_keys(&self) -> Result<Vec<WriteKey>, StoreError> {
         self.control(|c| keys::write_keys(c))
     }
-    fn admin_keys(&self) -> Result<Vec<AdminKey>, StoreError> {
-        self.control(|c| keys::admin_keys(c))
+    fn secret_keys(&self) -> Result<Vec<SecretKey>, StoreError> {
+        self.control(|c| keys::secret_keys(c))
     }
     fn create_project(&self, name: &str) -> Result<(Project, String), StoreError> {
         self.control(|c| keys::create_project(c, name))
@@ -423,11 +423,11 @@ impl KeyStore for SqliteStore {
     fn create_write_key(&self, project: &str) -> Result<String, StoreError> {
         self.control(|c| keys::create_write_key(c, project))
     }
-    fn create_admin(&self) -> Result<String, StoreError> {
-        self.control(keys::create_admin)
+    fn create_secret(&self, role: Role) -> Result<String, StoreError> {
+        self.control(|c| keys::create_secret(c, role))
     }
-    fn check_admin(&self, token: &str) -> Result<bool, StoreError> {
-        self.control(|c| keys::check_admin(c, token))
+    fn role_of(&self, token: &str) -> Result<Option<Role>, StoreError> {
+        self.control(|c| keys::role_of(c, token))
     }
     fn revoke(&self, what: &str) -> Result<String, StoreError> {
         self.control(|c| keys::revoke(c, what))
