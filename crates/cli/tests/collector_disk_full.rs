@@ -4,37 +4,17 @@
 
 mod common;
 
-use common::Collector;
+use common::{Collector, SmallDisk};
 use serde_json::json;
-use std::path::{Path, PathBuf};
 use std::process::Command;
-
-/// A small tmpfs mounted for the test, unmounted when dropped.
-struct SmallDisk(PathBuf);
-
-impl SmallDisk {
-    fn mount(at: &Path, size: &str) -> Option<SmallDisk> {
-        std::fs::create_dir_all(at).unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(at)
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then(|| SmallDisk(at.to_path_buf()))
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
 
 #[test]
 fn a_full_disk_is_answered_503_loses_nothing_acknowledged_and_capture_resumes_when_space_is_freed()
 {
     let mut disk = None;
-    let c = Collector::start_prepared(&[], &[], |data| {
+    // A load generator, not a fleet: seven machines filling a disk as fast as they can,
+    // past the default limit of 1,000 events a minute per machine.
+    let c = Collector::start_prepared(&[], &["--machine-events-per-minute", "0"], |data| {
         disk = SmallDisk::mount(data, "12m");
         if let Some(d) = &disk {
             // Room to give back later.

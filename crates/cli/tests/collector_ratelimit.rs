@@ -308,3 +308,45 @@ fn a_leaked_token_is_rotated_away_while_serving() {
     let projects: Vec<_> = c.export().iter().map(|e| e["project"].clone()).collect();
     assert!(projects.iter().all(|p| p == "default"), "{projects:?}");
 }
+
+/// A request admitted by the limits but not stored (here: every fdatasync fails, injected
+/// with strace, so no commit becomes durable) gives back what it took: a sender retrying
+/// through a 503 is not rate limited for it too.
+#[test]
+fn a_request_answered_503_spends_nothing_of_its_limits() {
+    if !common::require(std::path::Path::new("/usr/bin/strace").exists(), "strace") {
+        return;
+    }
+    let c = Collector::start_under(
+        &[
+            "strace",
+            "-f",
+            "-qq",
+            "-o",
+            "/dev/null",
+            "-e",
+            "trace=fdatasync",
+            "-e",
+            "inject=fdatasync:error=EIO",
+        ],
+        &[
+            "--machine-events-per-minute",
+            "5",
+            "--project-events-per-minute",
+            "5",
+            "--new-machines-per-minute",
+            "1",
+        ],
+    );
+    // Each a whole minute's worth of every limit: without the refund, the second would be
+    // refused.
+    for attempt in 0..3 {
+        let a = send(&c, &c.write_token, &[("r", 5)]);
+        assert_eq!(a.status, 503, "attempt {attempt}: {}", a.body);
+        assert_eq!(a.json()["code"], "unavailable", "{}", a.body);
+    }
+    for limit in ["machine_events", "project_events", "new_machines"] {
+        let series = format!("anonstats_rate_limited_total{{limit=\"{limit}\"}}");
+        assert_eq!(metric(&c, &series), 0, "{series}");
+    }
+}
