@@ -4,9 +4,31 @@
 
 mod common;
 
-use common::{Collector, SmallDisk};
+use common::Collector;
 use serde_json::json;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// A small tmpfs mounted for the test, unmounted when dropped.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(at: &Path, size: &str) -> Option<SmallDisk> {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| SmallDisk(at.to_path_buf()))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
 
 #[test]
 fn a_full_disk_is_answered_503_loses_nothing_acknowledged_and_capture_resumes_when_space_is_freed()
