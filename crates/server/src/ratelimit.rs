@@ -480,3 +480,30 @@ mod tests {
         assert_eq!(l.machines(), 100);
     }
 }
+#[cfg(test)]
+mod timing_tmp {
+    use super::*;
+    #[test]
+    fn timing_tmp() {
+        let l = RateLimiter::new(Limits { project_events: 0, machine_events: 0, new_machines: 0 });
+        let ids: Vec<String> = (0..1000).map(|i| format!("3f0c9a52-0000-4000-8000-{i:012}")).collect();
+        let t = Instant::now();
+        for r in 0..100_000usize {
+            let one = &ids[r % 1000];
+            l.admit(1, std::iter::once(one.as_str())).unwrap();
+        }
+        eprintln!("single: {:?}/request", t.elapsed() / 100_000);
+        let t = Instant::now();
+        for r in 0..10_000usize {
+            let b = (0..100).map(|i| ids[(r + i) % 1000].as_str());
+            l.admit(1, b).unwrap();
+        }
+        eprintln!("batch of 100 (100 machines): {:?}/request", t.elapsed() / 10_000);
+        let t = Instant::now();
+        for r in 0..10_000usize {
+            let b = (0..100).map(|_| ids[r % 1000].as_str());
+            l.admit(1, b).unwrap();
+        }
+        eprintln!("batch of 100 (1 machine): {:?}/request", t.elapsed() / 10_000);
+    }
+}
