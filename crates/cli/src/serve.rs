@@ -3,6 +3,7 @@
 
 use crate::migrate::ClickHouseArgs;
 use anonstats_server::metrics::Metrics;
+use anonstats_server::ratelimit::Limits;
 use anonstats_server::store::KeyStore;
 use anonstats_server::store::clickhouse::ClickHouseStore;
 use anonstats_server::store::sqlite::SqliteStore;
@@ -53,6 +54,21 @@ pub struct ServeArgs {
     #[arg(long, env = "ANONSTATS_BODY_TIMEOUT_SECS", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub body_timeout_secs: u64,
+    /// Events one project may send a minute, up to a minute's worth at once; past it,
+    /// capture answers 429 with Retry-After. 0: no limit.
+    #[arg(long, env = "ANONSTATS_PROJECT_EVENTS_PER_MINUTE",
+          default_value_t = Limits::DEFAULT.project_events)]
+    pub project_events_per_minute: u32,
+    /// Events one machine (distinct_id) may send a minute, up to a minute's worth at
+    /// once; past it, capture answers 429. 0: no limit.
+    #[arg(long, env = "ANONSTATS_MACHINE_EVENTS_PER_MINUTE",
+          default_value_t = Limits::DEFAULT.machine_events)]
+    pub machine_events_per_minute: u32,
+    /// Machines (distinct_id) a project has not seen that may begin sending a minute;
+    /// past it, their events get 429 while the machines it has seen go on. 0: no limit.
+    #[arg(long, env = "ANONSTATS_NEW_MACHINES_PER_MINUTE",
+          default_value_t = Limits::DEFAULT.new_machines)]
+    pub new_machines_per_minute: u32,
     /// Purge events older than this many days (checked at start and hourly).
     #[arg(long, env = "ANONSTATS_RETENTION_DAYS")]
     pub retention_days: Option<u32>,
@@ -208,6 +224,11 @@ pub fn run(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
             in_flight: anonstats_server::admission::Bounds {
                 events: args.queue_events,
                 bytes: args.queue_mb << 20,
+            },
+            rate: Limits {
+                project_events: args.project_events_per_minute,
+                machine_events: args.machine_events_per_minute,
+                new_machines: args.new_machines_per_minute,
             },
             ..Settings::default()
         };

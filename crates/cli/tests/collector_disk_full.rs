@@ -34,7 +34,9 @@ impl Drop for SmallDisk {
 fn a_full_disk_is_answered_503_loses_nothing_acknowledged_and_capture_resumes_when_space_is_freed()
 {
     let mut disk = None;
-    let c = Collector::start_prepared(&[], &[], |data| {
+    // A load generator, not a fleet: seven machines filling a disk as fast as they can,
+    // past the default limit of 1,000 events a minute per machine.
+    let c = Collector::start_prepared(&[], &["--machine-events-per-minute", "0"], |data| {
         disk = SmallDisk::mount(data, "12m");
         if let Some(d) = &disk {
             // Room to give back later.

@@ -7,6 +7,7 @@ pub mod insights;
 pub mod keycache;
 pub mod metrics;
 pub mod privacy;
+pub mod ratelimit;
 pub mod rollup;
 pub mod sketch;
 pub mod store;
@@ -43,6 +44,8 @@ pub struct Settings {
     pub connections: connections::ConnectionLimits,
     /// How much capture work may be in flight before new requests get 503.
     pub in_flight: admission::Bounds,
+    /// How much one project and one machine may send before capture answers 429.
+    pub rate: ratelimit::Limits,
     pub api: ApiSettings,
     /// Events older than this many days are purged, hourly.
     pub retention_days: Option<u32>,
@@ -64,6 +67,7 @@ pub async fn serve(
     }
     let state = AppState {
         admission: admission::Admission::new(settings.in_flight),
+        rate: Arc::new(ratelimit::RateLimiter::new(settings.rate)),
         events: backend.events,
         key_store: backend.keys,
         insights: backend.insights,

@@ -12,19 +12,21 @@ pub enum Reject {
     MixedTokens,
     UnknownToken,
     RevokedToken,
+    RateLimited,
     Overloaded,
     DiskFull,
     Unavailable,
 }
 
 impl Reject {
-    pub const ALL: [Reject; 9] = [
+    pub const ALL: [Reject; 10] = [
         Reject::Invalid,
         Reject::TooLarge,
         Reject::MissingToken,
         Reject::MixedTokens,
         Reject::UnknownToken,
         Reject::RevokedToken,
+        Reject::RateLimited,
         Reject::Overloaded,
         Reject::DiskFull,
         Reject::Unavailable,
@@ -38,6 +40,7 @@ impl Reject {
             Reject::MixedTokens => "mixed_tokens",
             Reject::UnknownToken => "unknown_token",
             Reject::RevokedToken => "revoked_token",
+            Reject::RateLimited => "rate_limited",
             Reject::Overloaded => "overloaded",
             Reject::DiskFull => "disk_full",
             Reject::Unavailable => "unavailable",

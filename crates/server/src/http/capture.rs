@@ -79,6 +79,15 @@ async fn handle(
         Resolved::Revoked => return Err((ApiError::RevokedToken, n)),
         Resolved::Unknown => return Err((ApiError::UnknownToken, n)),
     };
+    // Before any work on the events: a sender past its limit costs the decode only.
+    // Whatever fails after this gives the charge back.
+    let charge = st
+        .rate
+        .admit(
+            project.id,
+            decoded.events.iter().map(|e| e.distinct_id.as_str()),
+        )
+        .map_err(|l| (ApiError::RateLimited(l), n))?;
     let mut edits = privacy::Edits::default();
     let events = decoded
         .events
@@ -100,14 +109,18 @@ async fn handle(
         .collect();
     let events: Vec<NewEvent> = events;
     let held: usize = events.iter().map(NewEvent::size).sum();
-    ticket
-        .grow(n, held)
-        .map_err(|_| (ApiError::Store(StoreError::Overloaded), n))?;
+    if ticket.grow(n, held).is_err() {
+        st.rate.refund(charge);
+        return Err((ApiError::Store(StoreError::Overloaded), n));
+    }
     // The commit goes on when the sender gives up, and holds its share until then.
-    let store = st.events.clone();
+    let (store, rate) = (st.events.clone(), st.rate.clone());
     let inserted = tokio::spawn(async move {
         let inserted = store.insert(events).await;
         drop(ticket);
+        if inserted.is_err() {
+            rate.refund(charge);
+        }
         inserted
     })
     .await

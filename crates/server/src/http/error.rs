@@ -1,6 +1,7 @@
 //! Every way a request can fail, turned into PostHog-style JSON answers.
 
 use crate::metrics::Reject;
+use crate::ratelimit::Limited;
 use crate::store::StoreError;
 use anonstats_wire::WireError;
 use axum::Json;
@@ -19,6 +20,8 @@ pub enum ApiError {
     BodyTimeout(std::time::Duration),
     UnknownToken,
     RevokedToken,
+    /// The sender passed a rate limit (429); see [`crate::ratelimit`].
+    RateLimited(Limited),
     Store(StoreError),
     Unauthorized(String),
     /// A valid credential whose role does not grant the route (403).
@@ -48,6 +51,7 @@ impl ApiError {
             | ApiError::Forbidden(_)
             | ApiError::NotFound(_) => Reject::UnknownToken,
             ApiError::RevokedToken => Reject::RevokedToken,
+            ApiError::RateLimited(_) => Reject::RateLimited,
             ApiError::Store(StoreError::Overloaded) => Reject::Overloaded,
             ApiError::Store(StoreError::DiskFull) => Reject::DiskFull,
             ApiError::Store(_) => Reject::Unavailable,
@@ -73,6 +77,7 @@ impl ApiError {
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyRead(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::UnknownToken | ApiError::RevokedToken | ApiError::Unauthorized(_) => {
                 StatusCode::UNAUTHORIZED
@@ -110,6 +115,7 @@ impl ApiError {
             ),
             ApiError::UnknownToken => "project token is not known to this collector".into(),
             ApiError::RevokedToken => "project token has been revoked".into(),
+            ApiError::RateLimited(l) => l.to_string(),
             ApiError::Store(e) => e.to_string(),
             ApiError::Unauthorized(m)
             | ApiError::Forbidden(m)
@@ -167,6 +173,7 @@ impl IntoResponse for ApiError {
             401 => "authentication_error",
             403 => "permission_error",
             400 | 408 | 413 | 415 => "validation_error",
+            429 => "throttled_error",
             _ => "server_error",
         };
         let mut response = if status.is_server_error() {
@@ -186,6 +193,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let ApiError::RateLimited(l) = &self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(l.retry_after_secs()));
         }
         response
     }

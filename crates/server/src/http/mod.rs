@@ -50,6 +50,7 @@ impl Default for HttpLimits {
 #[derive(Clone)]
 pub struct AppState {
     pub admission: Arc<crate::admission::Admission>,
+    pub rate: Arc<crate::ratelimit::RateLimiter>,
     pub events: Arc<dyn EventStore>,
     pub key_store: Arc<dyn KeyStore>,
     pub keys: Arc<KeyCache>,

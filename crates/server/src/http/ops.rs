@@ -23,9 +23,7 @@ pub async fn healthz(State(st): State<AppState>) -> Response {
 /// Prometheus text; for admins unless the collector runs with `--metrics-public` (see
 /// [`super::Access::Metrics`]).
 pub async fn metrics(State(st): State<AppState>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        st.metrics.render(),
-    )
-        .into_response()
+    let mut text = st.metrics.render();
+    st.rate.render(&mut text);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
