@@ -24,7 +24,7 @@ fn concurrent_senders_then_kill_and_restart_keep_exactly_the_acknowledged_events
                     // Mixed sizes: single events and batches up to 200.
                     let size = [1, 7, 50, 200][batch_no % 4].min(10_000 - sent);
                     let batch: Vec<_> = (0..size)
-                        .map(|i| json!({"event": "load", "distinct_id": format!("t{t}"), "properties": {"n": sent + i}}))
+                        .map(|i| json!({"event": "load", "distinct_id": format!("t{t}-{}", (sent + i) % 100), "properties": {"n": sent + i}}))
                         .collect();
                     let body = json!({"api_key": token, "batch": batch}).to_string();
                     let resp = agent.post(&url).header("content-type", "application/json").send(body.as_bytes());
@@ -62,7 +62,7 @@ fn sigterm_finishes_requests_in_flight_and_loses_no_acknowledged_event() {
                 let mut n = 0;
                 while !stop.load(Ordering::SeqCst) {
                     let batch: Vec<_> = (0..20)
-                        .map(|i| json!({"event": "load", "distinct_id": format!("t{t}"), "properties": {"n": n + i}}))
+                        .map(|i| json!({"event": "load", "distinct_id": format!("t{t}-{}", (n + i) % 100), "properties": {"n": n + i}}))
                         .collect();
                     n += 20;
                     let body = json!({"api_key": token, "batch": batch}).to_string();

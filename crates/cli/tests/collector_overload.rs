@@ -30,7 +30,7 @@ fn senders_until_acknowledged(
                 let mut seen = Seen::new();
                 for n in 0u64.. {
                     let batch: Vec<_> = (0..1000)
-                        .map(|i| json!({"event": "load", "distinct_id": format!("t{t}"), "properties": {"n": n * 1000 + i}}))
+                        .map(|i| json!({"event": "load", "distinct_id": format!("t{t}-{}", i % 100), "properties": {"n": n * 1000 + i}}))
                         .collect();
                     let body = json!({"api_key": token, "batch": batch}).to_string();
                     let r = agent

@@ -386,7 +386,7 @@ pub fn killed_during_load(c: &mut Collector) -> Vec<String> {
                             .map(|i| {
                                 n += 1;
                                 let uuid = format!("0190f000-0000-7000-8000-{:04x}{:08x}", t, n * 1000 + i);
-                                json!({"event": "load", "distinct_id": format!("t{t}"), "uuid": uuid})
+                                json!({"event": "load", "distinct_id": format!("t{t}-{}", n % 256), "uuid": uuid})
                             })
                             .collect()
                     });
