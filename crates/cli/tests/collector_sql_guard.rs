@@ -221,6 +221,31 @@ fn sqlite_sql_cannot_make_the_collector_hold_much_memory() {
         "memory",
     );
 
+    // `anonstats sql` has the same bounds.
+    for (query, says) in [
+        ("SELECT length(randomblob(5e6))", "larger than the 4 MB"),
+        (
+            &format!("SELECT {}", wide.join(", ")) as &str,
+            "too many columns",
+        ),
+        (
+            "SELECT properties, properties, properties, properties, properties, properties, properties, properties FROM events",
+            "the answer is larger than 16 MB",
+        ),
+    ] {
+        let out = std::process::Command::new(common::BIN)
+            .args(["sql", query, "--data-dir"])
+            .arg(c.data_dir())
+            .output()
+            .expect("run anonstats sql");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(says),
+            "{}: {err}",
+            head(query)
+        );
+    }
+
     // The collector is up, takes events, answers reads, and stayed small.
     send_events(&c, 10);
     let a = sql(&c, "SELECT count(*) FROM events");
