@@ -295,3 +295,114 @@ fn an_existing_file_is_kept_unless_forced_and_a_failed_copy_leaves_nothing() {
     assert!(String::from_utf8_lossy(&b.stderr).contains("no anonstats database in"));
     assert!(!out.path().join("none.db").exists());
 }
+
+/// The README's ClickHouse walk-through on the real 18.16 server: FREEZE every table,
+/// copy the frozen parts into a new database's `detached/`, ATTACH PARTITION, and a
+/// collector on the new database answers as the original does.
+#[test]
+fn a_clickhouse_store_is_restored_from_frozen_parts() {
+    let Some(node) = common::clickhouse::env_or_skip("ANONSTATS_TEST_CLICKHOUSE") else {
+        return;
+    };
+    use common::clickhouse::{ch, unique_db};
+    let (from, to) = (unique_db("bkfrom"), unique_db("bkto"));
+    let store = |db: &str| format!("{}/{db}", node.replacen("http://", "clickhouse://", 1));
+    let c = Collector::start_with(&["--store", &store(&from)]);
+    for i in 0..40 {
+        let a = post_json(&c.url("/batch/"), &batch(&c.write_token, i));
+        assert_eq!(a.status, 200, "{}", a.body);
+    }
+    let tables = [
+        "events",
+        "projects",
+        "write_tokens",
+        "admin_tokens",
+        "checkpoints",
+    ];
+    let part = ch(
+        &node,
+        &format!(
+            "SELECT path FROM system.parts WHERE database = '{from}' AND table = 'events' AND active LIMIT 1"
+        ),
+    );
+    let data_path = part
+        .split(&format!("data/{from}/"))
+        .next()
+        .expect("data path")
+        .to_string();
+    if !require(
+        Path::new(&data_path).join("shadow").is_dir() || Path::new(&data_path).is_dir(),
+        "ClickHouse's data path on this machine",
+    ) {
+        return;
+    }
+    // Each table: its CREATE statement and a FREEZE; then the table made anew in the new
+    // database and the frozen parts from shadow/N attached to it.
+    ch(&node, &format!("CREATE DATABASE {to}"));
+    for table in tables {
+        let create = ch(
+            &node,
+            &format!("SHOW CREATE TABLE {from}.{table} FORMAT TSVRaw"),
+        );
+        ch(
+            &node,
+            &create.replacen(&format!("{from}.{table}"), &format!("{to}.{table}"), 1),
+        );
+        ch(&node, &format!("ALTER TABLE {from}.{table} FREEZE"));
+        // The parts, under whichever shadow/N this FREEZE made (none for an empty table).
+        let shadow = std::fs::read_dir(format!("{data_path}shadow")).expect("shadow");
+        let frozen: Vec<_> = shadow
+            .flatten()
+            .map(|n| n.path().join(format!("data/{from}/{table}")))
+            .filter(|p| p.is_dir())
+            .collect();
+        let detached = format!("{data_path}data/{to}/{table}/detached");
+        for dir in &frozen {
+            for entry in std::fs::read_dir(dir).expect("frozen parts") {
+                let status = Command::new("cp")
+                    .args(["-a"])
+                    .arg(entry.expect("part").path())
+                    .arg(&detached)
+                    .status()
+                    .expect("cp");
+                assert!(status.success());
+            }
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        let owner = format!("--reference={data_path}data/{to}/{table}");
+        let status = Command::new("chown")
+            .args(["-R", &owner, &detached])
+            .status()
+            .expect("chown");
+        assert!(status.success());
+        let partitions = ch(
+            &node,
+            &format!(
+                "SELECT DISTINCT partition FROM system.parts WHERE database = '{from}' AND table = '{table}' AND active"
+            ),
+        );
+        for p in partitions.lines().filter(|l| !l.is_empty()) {
+            ch(
+                &node,
+                &format!("ALTER TABLE {to}.{table} ATTACH PARTITION {p}"),
+            );
+        }
+    }
+    let mut copy = Collector::start_with(&["--store", &store(&to)]);
+    copy.admin_token = c.admin_token.clone();
+    let events = |db: &str| {
+        format!(
+            "SELECT toString(uuid) AS u, event, distinct_id, ts_ms, received_ms, properties FROM {db}.events FINAL ORDER BY u"
+        )
+    };
+    let original = common::admin_sql(&c, &events(&from));
+    assert_eq!(original.len(), 40 * PER_BATCH);
+    assert_eq!(original, common::admin_sql(&copy, &events(&to)));
+    assert_eq!(insights(&c, 40), insights(&copy, 40));
+    // The restored store takes events with the original's write token.
+    let a = post_json(&copy.url("/batch/"), &batch(&c.write_token, 5000));
+    assert_eq!(a.status, 200, "{}", a.body);
+    drop((c, copy));
+    ch(&node, &format!("DROP DATABASE IF EXISTS {from}"));
+    ch(&node, &format!("DROP DATABASE IF EXISTS {to}"));
+}
