@@ -367,7 +367,11 @@ fn a_clickhouse_store_is_restored_from_frozen_parts() {
                     .expect("cp");
                 assert!(status.success());
             }
+            // shadow/N/data/DB/TABLE: remove what this FREEZE made, up to shadow/N.
             let _ = std::fs::remove_dir_all(dir);
+            for up in dir.ancestors().skip(1).take(3) {
+                let _ = std::fs::remove_dir(up);
+            }
         }
         let owner = format!("--reference={data_path}data/{to}/{table}");
         let status = Command::new("chown")
