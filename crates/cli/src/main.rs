@@ -1,5 +1,5 @@
 //! The `anonstats` binary: agent-side commands (send, show, status, opt-out, opt-in) and
-//! collector commands (serve, keys, export, sql, erase, gen).
+//! collector commands (serve, keys, export, sql, erase, gen, migrate, backup).
 
 /// The collector allocates for every property of every event it decodes; mimalloc
 /// serves those small, short-lived allocations faster than the system allocator.
@@ -7,6 +7,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod agent;
+mod backup;
 mod config;
 mod erase;
 mod export;
@@ -59,6 +60,8 @@ enum Command {
     Gen(generate::GenArgs),
     /// Copy an embedded store (events, projects, keys) into ClickHouse.
     Migrate(migrate::MigrateArgs),
+    /// Copy the embedded store to a file, consistently, while `serve` runs.
+    Backup(backup::BackupArgs),
 }
 
 fn main() -> ExitCode {
@@ -90,6 +93,7 @@ fn main() -> ExitCode {
         Command::Erase(args) => erase::run(args),
         Command::Gen(args) => generate::run(args),
         Command::Migrate(args) => migrate::run(args),
+        Command::Backup(args) => backup::run(args),
     };
     match result {
         Ok(code) => code,

@@ -47,6 +47,7 @@ pub fn run(args: SqlArgs) -> anyhow::Result<ExitCode> {
     let limits = SqlLimits {
         max_rows: usize::try_from(args.max_rows).unwrap_or(usize::MAX),
         timeout: Duration::from_secs_f64(args.timeout_secs),
+        ..SqlLimits::default()
     };
     let result = store
         .sql(&args.query, limits)

@@ -39,6 +39,7 @@ fn rows(store: &SqliteStore, sql: &str) -> Vec<Vec<Value>> {
     let limits = SqlLimits {
         max_rows: 10_000,
         timeout: Duration::from_secs(10),
+        ..SqlLimits::default()
     };
     store.sql(sql, limits).expect("sql").rows
 }

@@ -490,10 +490,7 @@ impl Default for ApiSettings {
     fn default() -> Self {
         ApiSettings {
             k: 5,
-            sql: SqlLimits {
-                max_rows: 10_000,
-                timeout: std::time::Duration::from_secs(10),
-            },
+            sql: SqlLimits::default(),
             secure_cookie: false,
             metrics_public: false,
         }

@@ -84,6 +84,40 @@ pub struct PropertySummary {
 pub struct SqlLimits {
     pub max_rows: usize,
     pub timeout: std::time::Duration,
+    /// Most memory the query may take in the engine: ClickHouse's `max_memory_usage`;
+    /// SQLite runs inside the collector and gets at most 64 MiB of it.
+    pub max_memory: u64,
+    /// Largest answer, in bytes of its JSON text.
+    pub max_answer: usize,
+}
+
+impl Default for SqlLimits {
+    fn default() -> Self {
+        SqlLimits {
+            max_rows: 10_000,
+            timeout: std::time::Duration::from_secs(10),
+            max_memory: 1 << 30,
+            max_answer: 16 << 20,
+        }
+    }
+}
+
+impl SqlLimits {
+    /// The refusal of an answer past `max_answer`.
+    pub fn answer_too_large(&self) -> StoreError {
+        StoreError::Invalid(format!(
+            "the answer is larger than {} MB; select fewer rows or narrower columns (LIMIT, substr)",
+            self.max_answer >> 20
+        ))
+    }
+
+    /// The refusal of a query that needed more than `memory` bytes.
+    pub fn memory_exceeded(memory: u64) -> StoreError {
+        StoreError::Invalid(format!(
+            "the query needed more than {} MB of memory and was stopped; narrow it down",
+            memory >> 20
+        ))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -416,6 +416,7 @@ pub fn conformance(b: &Backend) -> Transcript {
             SqlLimits {
                 max_rows: 10,
                 timeout: std::time::Duration::from_secs(5),
+                ..SqlLimits::default()
             },
         ),
     );

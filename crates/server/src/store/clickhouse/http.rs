@@ -3,7 +3,7 @@
 
 use crate::store::StoreError;
 use serde::de::DeserializeOwned;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -185,19 +185,41 @@ impl Client {
         sql: &str,
         settings: &[(&str, &str)],
     ) -> Result<String, StoreError> {
+        self.text_capped(kind, sql, settings, 1 << 30)?
+            .ok_or_else(|| StoreError::Backend("ClickHouse answered more than 1 GiB".into()))
+    }
+
+    /// Runs a read and returns its whole answer as text, or None when the answer is
+    /// longer than `cap` bytes (read no further).
+    pub fn text_capped(
+        &self,
+        kind: Kind,
+        sql: &str,
+        settings: &[(&str, &str)],
+        cap: u64,
+    ) -> Result<Option<String>, StoreError> {
         let mut all: Vec<(&str, &str)> = vec![("wait_end_of_query", "1")];
         all.extend_from_slice(settings);
         let mut resp = self.post(&all, sql.as_bytes())?;
-        let text = resp
-            .body_mut()
-            .with_config()
-            .limit(1 << 30)
-            .read_to_string()
-            .map_err(|e| unreachable(&self.node, e))?;
+        let mut bytes = Vec::new();
+        resp.body_mut()
+            .as_reader()
+            .take(cap + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| unreachable(&self.node, ureq::Error::Io(e)))?;
+        if bytes.len() as u64 > cap {
+            return Ok(None);
+        }
+        let text = String::from_utf8(bytes).map_err(|_| {
+            StoreError::Backend(format!(
+                "{} answered text that is not UTF-8",
+                self.node.base
+            ))
+        })?;
         if let Some(log) = &self.log {
             log.write(kind.as_str(), sql, Some(&text));
         }
-        Ok(text)
+        Ok(Some(text))
     }
 
     /// Streams a JSONEachRow answer line by line to `each`.

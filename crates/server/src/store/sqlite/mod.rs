@@ -1,6 +1,7 @@
 //! The embedded store: one SQLite file in the data dir, in WAL mode, with full sync.
 
 mod adhoc;
+pub mod backup;
 mod erasure;
 mod insights;
 mod keys;
