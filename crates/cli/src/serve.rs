@@ -77,10 +77,20 @@ pub struct ServeArgs {
     /// Serve HTTPS with this certificate chain (PEM: the collector's certificate first,
     /// then its intermediates); needs --tls-key. Without both, plain HTTP (put a TLS
     /// proxy in front, or keep it on a private network).
-    #[arg(long, env = "ANONSTATS_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    #[arg(
+        long,
+        env = "ANONSTATS_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
     pub tls_cert: Option<PathBuf>,
     /// The private key of --tls-cert (PEM).
-    #[arg(long, env = "ANONSTATS_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    #[arg(
+        long,
+        env = "ANONSTATS_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
     pub tls_key: Option<PathBuf>,
     /// Serve `/metrics` to anyone who can reach the collector; without it, a scrape
     /// needs `Authorization: Bearer <admin token>` (ANONSTATS_METRICS_PUBLIC=1, true, yes

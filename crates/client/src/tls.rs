@@ -94,6 +94,9 @@ pub(crate) fn failure(e: &ureq::Error) -> Option<String> {
              --ca-file or ca-file in anonstats.toml)"
                 .to_string()
         }
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(e)) => {
+            format!("the collector's certificate did not verify: {e}")
+        }
         rustls::Error::InvalidCertificate(c) => {
             format!("the collector's certificate did not verify: {c}")
         }

@@ -77,14 +77,17 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let (router, http, watcher, tls) =
-            (router.clone(), http.clone(), graceful.watcher(), tls.clone());
+        let (router, http, watcher, tls) = (
+            router.clone(),
+            http.clone(),
+            graceful.watcher(),
+            tls.clone(),
+        );
         let header_timeout = limits.header_timeout;
         tokio::spawn(async move {
             match tls {
                 None => serve_connection(stream, router, &http, watcher).await,
-                Some(tls) => match tokio::time::timeout(header_timeout, tls.accept(stream)).await
-                {
+                Some(tls) => match tokio::time::timeout(header_timeout, tls.accept(stream)).await {
                     Ok(Ok(stream)) => serve_connection(stream, router, &http, watcher).await,
                     Ok(Err(e)) => tracing::trace!(error = %e, "TLS handshake failed"),
                     Err(_) => tracing::trace!("TLS handshake not done within the header timeout"),
