@@ -500,3 +500,146 @@ fn opted_out_an_https_endpoint_and_its_ca_file_are_never_touched() {
     );
     assert!(!dir.path().join("state").exists());
 }
+
+#[test]
+fn an_expired_certificate_is_refused() {
+    let ca = TestCa::new();
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    let cert = params.signed_by(&key, &ca.issuer).unwrap();
+    let (cert, key) = ca.write("expired", &cert.pem(), &key.serialize_pem());
+    let c = tls_collector(&cert, &key, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = send_wait(
+        &c,
+        dir.path(),
+        "START",
+        &["--ca-file", ca.ca_file().to_str().unwrap()],
+    );
+    let err = stderr(&out);
+    assert!(!out.status.success(), "an expired certificate was accepted");
+    assert!(
+        err.contains("certificate did not verify") && err.contains("expired"),
+        "{err}"
+    );
+    assert_eq!(spooled(&dir.path().join("state")).len(), 1);
+}
+
+/// Whether nginx is installed: in CI its absence fails the test, elsewhere it is skipped.
+fn nginx_present() -> bool {
+    let ok = Command::new("nginx")
+        .arg("-v")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "nginx is required in CI but missing: apt-get install -y nginx"
+        );
+        eprintln!("skipped: nginx is missing (apt-get install -y nginx)");
+    }
+    ok
+}
+
+/// The README's nginx block, as written there.
+fn readme_nginx_block() -> String {
+    let readme = include_str!("../../../README.md");
+    let start = readme.find("```nginx\n").expect("README has an nginx block") + 9;
+    let len = readme[start..].find("```").expect("the block ends");
+    readme[start..start + len].to_string()
+}
+
+/// Runs nginx in the foreground until dropped.
+struct Nginx(std::process::Child);
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn behind_nginx_as_in_the_readme() {
+    if !nginx_present() {
+        return;
+    }
+    let ca = TestCa::new();
+    let (cert, key) = ca.server_cert("proxy", &["stats.example.org", "127.0.0.1"]);
+    let c = Collector::start_with(&["--public-url", "https://stats.example.org"]);
+    let upstream = c.url.trim_start_matches("http://").to_string();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let block = readme_nginx_block();
+    for original in [
+        "listen 443 ssl;",
+        "/etc/ssl/stats.example.org/fullchain.pem",
+        "/etc/ssl/stats.example.org/privkey.pem",
+        "127.0.0.1:9470",
+    ] {
+        assert!(block.contains(original), "the README block changed: {block}");
+    }
+    let server = block
+        .replace("listen 443 ssl;", &format!("listen {listen} ssl;"))
+        .replace("/etc/ssl/stats.example.org/fullchain.pem", cert.to_str().unwrap())
+        .replace("/etc/ssl/stats.example.org/privkey.pem", key.to_str().unwrap())
+        .replace("127.0.0.1:9470", &upstream);
+    let run = ca.dir.path().join("nginx");
+    std::fs::create_dir_all(&run).unwrap();
+    let r = run.display();
+    std::fs::write(
+        run.join("nginx.conf"),
+        format!(
+            "daemon off;\nmaster_process off;\npid {r}/nginx.pid;\nerror_log {r}/error.log;\n\
+             events {{}}\nhttp {{\naccess_log off;\nclient_body_temp_path {r}/body;\n\
+             proxy_temp_path {r}/proxy;\nfastcgi_temp_path {r}/fastcgi;\n\
+             uwsgi_temp_path {r}/uwsgi;\nscgi_temp_path {r}/scgi;\n{server}\n}}\n"
+        ),
+    )
+    .unwrap();
+    let _nginx = Nginx(
+        Command::new("nginx")
+            .args(["-p", &r.to_string(), "-c"])
+            .arg(run.join("nginx.conf"))
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start nginx"),
+    );
+    // Ready once it accepts connections.
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(&listen).is_err() {
+        assert!(
+            std::time::Instant::now() < until,
+            "nginx did not listen: {}",
+            std::fs::read_to_string(run.join("error.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let endpoint = format!("https://{listen}");
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = send_args("START", &endpoint, dir.path());
+    args.insert(1, "--wait".into());
+    let token = args.iter().position(|a| a == "--token").unwrap() + 1;
+    args[token] = c.write_token.clone();
+    args.extend(["--ca-file".into(), ca.ca_file().display().to_string()]);
+    let out = anonstats(&strs(&args), &[]);
+    assert!(out.status.success(), "send through nginx: {}", stderr(&out));
+    assert_eq!(stored(&c, "START"), 1);
+
+    // The dashboard's log-in through the proxy: the cookie is Secure.
+    let login = client(&ca)
+        .post(format!("{endpoint}/api/v1/session"))
+        .header("content-type", "application/json")
+        .send(serde_json::json!({"token": c.admin_token}).to_string())
+        .unwrap();
+    assert_eq!(login.status(), 200);
+    let set_cookie = login.headers()["set-cookie"].to_str().unwrap().to_ascii_lowercase();
+    assert!(set_cookie.contains("; secure"), "{set_cookie}");
+}
