@@ -151,12 +151,13 @@ impl Transport {
     }
 
     fn post_once(&self, bytes: &[u8], deadline: Instant) -> Result<(), DeliveryError> {
+        // Reading the system's roots, the first time, counts against the deadline too.
+        let agent = self.agent()?;
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(DeliveryError::Timeout(Duration::ZERO));
         }
-        let response = self
-            .agent()?
+        let response = agent
             .post(&self.url)
             .config()
             .timeout_global(Some(left))
@@ -252,6 +253,20 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let hold = std::thread::spawn(move || listener.accept().map(|(s, _)| s));
         let t = Transport::new(&format!("http://{addr}"), None).unwrap();
+        let started = Instant::now();
+        let r = t.post(&serde_json::json!({}), started + Duration::from_millis(300));
+        let took = started.elapsed();
+        assert!(matches!(r, Err(DeliveryError::Timeout(_))), "{r:?}");
+        assert!(took < Duration::from_millis(600), "{took:?}");
+        drop(hold);
+    }
+
+    #[test]
+    fn a_stalled_tls_handshake_times_out_on_time() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hold = std::thread::spawn(move || listener.accept().map(|(s, _)| s));
+        let t = Transport::new(&format!("https://{addr}"), None).unwrap();
         let started = Instant::now();
         let r = t.post(&serde_json::json!({}), started + Duration::from_millis(300));
         let took = started.elapsed();
