@@ -546,7 +546,10 @@ fn nginx_present() -> bool {
 /// The README's nginx block, as written there.
 fn readme_nginx_block() -> String {
     let readme = include_str!("../../../README.md");
-    let start = readme.find("```nginx\n").expect("README has an nginx block") + 9;
+    let start = readme
+        .find("```nginx\n")
+        .expect("README has an nginx block")
+        + 9;
     let len = readme[start..].find("```").expect("the block ends");
     readme[start..start + len].to_string()
 }
@@ -583,12 +586,21 @@ fn behind_nginx_as_in_the_readme() {
         "/etc/ssl/stats.example.org/privkey.pem",
         "127.0.0.1:9470",
     ] {
-        assert!(block.contains(original), "the README block changed: {block}");
+        assert!(
+            block.contains(original),
+            "the README block changed: {block}"
+        );
     }
     let server = block
         .replace("listen 443 ssl;", &format!("listen {listen} ssl;"))
-        .replace("/etc/ssl/stats.example.org/fullchain.pem", cert.to_str().unwrap())
-        .replace("/etc/ssl/stats.example.org/privkey.pem", key.to_str().unwrap())
+        .replace(
+            "/etc/ssl/stats.example.org/fullchain.pem",
+            cert.to_str().unwrap(),
+        )
+        .replace(
+            "/etc/ssl/stats.example.org/privkey.pem",
+            key.to_str().unwrap(),
+        )
         .replace("127.0.0.1:9470", &upstream);
     let run = ca.dir.path().join("nginx");
     std::fs::create_dir_all(&run).unwrap();
@@ -640,6 +652,9 @@ fn behind_nginx_as_in_the_readme() {
         .send(serde_json::json!({"token": c.admin_token}).to_string())
         .unwrap();
     assert_eq!(login.status(), 200);
-    let set_cookie = login.headers()["set-cookie"].to_str().unwrap().to_ascii_lowercase();
+    let set_cookie = login.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
     assert!(set_cookie.contains("; secure"), "{set_cookie}");
 }
