@@ -36,6 +36,10 @@ pub struct SendArgs {
     /// The project's write token.
     #[arg(long, env = "ANONSTATS_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Trust only the CAs in this PEM file for an https endpoint (a private CA) instead
+    /// of the system's root certificates; the certificate is always verified.
+    #[arg(long, env = "ANONSTATS_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
     #[command(flatten)]
     pub dirs: DirArgs,
     /// State directory: machine id, spool, run status, local log [default: state-dir in
@@ -94,6 +98,9 @@ fn client(args: &SendArgs) -> anyhow::Result<Client> {
     }
     if let Some(t) = &args.token {
         b = b.token(t);
+    }
+    if let Some(f) = &args.ca_file {
+        b = b.ca_file(f);
     }
     if let Some(c) = &args.release_channel {
         b = b.release_channel(c);

@@ -87,9 +87,28 @@ pub struct ServeArgs {
     pub store: Option<String>,
     /// The URL browsers reach the collector at (e.g. behind a TLS proxy:
     /// `https://stats.example.org`). When it is https, the dashboard's session cookie is
-    /// marked `Secure`, so a browser never sends it over plain http.
+    /// marked `Secure`, so a browser never sends it over plain http (as it is when
+    /// --tls-cert serves https here).
     #[arg(long, env = "ANONSTATS_PUBLIC_URL", value_parser = public_url)]
     pub public_url: Option<String>,
+    /// Serve HTTPS with this certificate chain (PEM: the collector's certificate first,
+    /// then its intermediates); needs --tls-key. Without both, plain HTTP (put a TLS
+    /// proxy in front, or keep it on a private network).
+    #[arg(
+        long,
+        env = "ANONSTATS_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(
+        long,
+        env = "ANONSTATS_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
     /// Serve `/metrics` to anyone who can reach the collector; without it, a scrape
     /// needs `Authorization: Bearer <admin token>` (ANONSTATS_METRICS_PUBLIC=1, true, yes
     /// or on).
@@ -198,6 +217,11 @@ impl Store {
 pub fn run(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
     crate::logging::init();
     args.max_connections = fit_open_files(args.max_connections);
+    // Checked before the store is opened, so a bad file changes nothing.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(anonstats_server::tls::server_config(cert, key)?),
+        _ => None,
+    };
     let store = Store::open(&args)?;
     first_start(store.keys())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -211,7 +235,8 @@ pub fn run(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
         let shutdown = shutdown()?;
         store.start(metrics.clone(), args.queue)?;
         let addr = listener.local_addr()?;
-        println!("listening on http://{addr}");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        println!("listening on {scheme}://{addr}");
         std::io::stdout().flush()?;
         tracing::info!(%addr, store = %store.describe(&args), "collector started");
         let backend = store.backend();
@@ -234,10 +259,13 @@ pub fn run(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
         };
         settings.api.k = args.k_anonymity;
         settings.limits.body_timeout = std::time::Duration::from_secs(args.body_timeout_secs);
-        settings.api.secure_cookie = args
-            .public_url
-            .as_deref()
-            .is_some_and(|u| u.to_ascii_lowercase().starts_with("https://"));
+        // A browser reaches a collector that serves TLS itself over https only.
+        settings.api.secure_cookie = tls.is_some()
+            || args
+                .public_url
+                .as_deref()
+                .is_some_and(|u| u.to_ascii_lowercase().starts_with("https://"));
+        settings.tls = tls;
         settings.api.metrics_public = args.metrics_public;
         anonstats_server::serve(listener, backend, metrics, settings, shutdown).await?;
         anyhow::Ok(())

@@ -21,6 +21,7 @@ pub fn anonstats(args: &[&str], env: &[(&str, &str)]) -> Output {
         "DO_NOT_TRACK",
         "ANONSTATS_ENDPOINT",
         "ANONSTATS_TOKEN",
+        "ANONSTATS_CA_FILE",
         "ANONSTATS_MODE",
         "ANONSTATS_CONFIG_DIR",
         "ANONSTATS_STATE_DIR",

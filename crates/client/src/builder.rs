@@ -49,6 +49,7 @@ pub struct Builder {
     install_type: Option<String>,
     endpoint: Option<String>,
     token: Option<String>,
+    ca_file: Option<PathBuf>,
     config_dir: PathBuf,
     state_dir: Option<PathBuf>,
     probe_root: PathBuf,
@@ -68,6 +69,7 @@ impl Default for Builder {
             install_type: None,
             endpoint: None,
             token: None,
+            ca_file: None,
             config_dir: DEFAULT_CONFIG_DIR.into(),
             state_dir: None,
             probe_root: "/".into(),
@@ -105,6 +107,14 @@ impl Builder {
     /// The project's write token (sent as `api_key`). Required when on.
     pub fn token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
+        self
+    }
+    /// Trust only the CAs in this PEM file for an `https://` endpoint (a private CA),
+    /// instead of the system's root certificates. The file is read by `build`, which
+    /// fails naming it when it holds no usable certificate. Certificates are always
+    /// verified; there is no setting that turns that off.
+    pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_file = Some(path.into());
         self
     }
     /// Configuration directory, where the opt-out file and `anonstats.toml` live (default
@@ -173,6 +183,9 @@ impl Builder {
         or_file(&mut self.install_type, file.install_type);
         or_file(&mut self.endpoint, file.endpoint);
         or_file(&mut self.token, file.token);
+        if self.ca_file.is_none() {
+            self.ca_file = file.ca_file;
+        }
         let state_dir = self
             .state_dir
             .take()
@@ -211,7 +224,7 @@ impl Builder {
         }
         if consent.mode == Mode::On {
             let endpoint = self.endpoint.ok_or(Error::MissingEndpoint)?;
-            let transport = Transport::new(&endpoint)?;
+            let transport = Transport::new(&endpoint, self.ca_file.as_deref())?;
             let token = self
                 .token
                 .filter(|t| !t.is_empty())

@@ -7,6 +7,7 @@
 //! ```toml
 //! endpoint = "https://stats.example.org"
 //! token = "aw_..."
+//! ca-file = "/etc/mydaemon/stats-ca.pem"   # a private CA; default: the system's roots
 //! product-name = "mydaemon"
 //! product-version = "1.2.3"
 //! release-channel = "stable"
@@ -31,6 +32,7 @@ pub fn path(config_dir: &Path) -> PathBuf {
 pub struct AgentConfig {
     pub endpoint: Option<String>,
     pub token: Option<String>,
+    pub ca_file: Option<PathBuf>,
     pub product_name: Option<String>,
     pub product_version: Option<String>,
     pub release_channel: Option<String>,
@@ -50,6 +52,7 @@ pub struct ConfigError {
 const KEYS: &[&str] = &[
     "endpoint",
     "token",
+    "ca-file",
     "product-name",
     "product-version",
     "release-channel",
@@ -91,6 +94,7 @@ pub fn load(config_dir: &Path) -> Result<AgentConfig, ConfigError> {
         match name.as_str() {
             "endpoint" => config.endpoint = text,
             "token" => config.token = text,
+            "ca-file" => config.ca_file = text.map(PathBuf::from),
             "product-name" => config.product_name = text,
             "product-version" => config.product_version = text,
             "release-channel" => config.release_channel = text,
@@ -120,7 +124,8 @@ mod tests {
         std::fs::write(
             path(dir.path()),
             "endpoint = \"http://c:9470\"\ntoken = \"aw_x\"\nproduct-name = \"d\"\nproduct_version = \"1\"\n\
-             release-channel = \"stable\"\ninstall-type = \"tar\"\nmode = \"local\"\nstate-dir = \"/s\"\n",
+             release-channel = \"stable\"\ninstall-type = \"tar\"\nmode = \"local\"\nstate-dir = \"/s\"\n\
+             ca-file = \"/ca.pem\"\n",
         )
         .unwrap();
         let c = load(dir.path()).unwrap();
@@ -128,6 +133,7 @@ mod tests {
         assert_eq!(c.product_version.as_deref(), Some("1"));
         assert_eq!(c.mode, Some(Mode::Local));
         assert_eq!(c.state_dir, Some(PathBuf::from("/s")));
+        assert_eq!(c.ca_file, Some(PathBuf::from("/ca.pem")));
         for (text, why) in [
             ("mode = \"maybe\"", "unknown statistics mode"),
             ("endpont = \"x\"", "unknown setting `endpont`"),

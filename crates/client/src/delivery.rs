@@ -1,9 +1,12 @@
 //! HTTP delivery: one `POST <endpoint>/batch/` under a total deadline, at most one retry.
 
 use crate::Error;
+use crate::tls::Trust;
 use serde_json::Value;
 use std::fmt;
 use std::io::Read;
+use std::path::Path;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Why a batch was not delivered.
@@ -15,6 +18,8 @@ pub enum DeliveryError {
     Connect(String),
     /// The endpoint answered with a non-2xx status.
     Status(u16),
+    /// TLS failed: the certificate did not verify, or no roots could be read.
+    Tls(String),
     /// Anything else.
     Other(String),
 }
@@ -33,7 +38,7 @@ impl fmt::Display for DeliveryError {
                     _ => "",
                 }
             ),
-            DeliveryError::Other(e) => f.write_str(e),
+            DeliveryError::Tls(e) | DeliveryError::Other(e) => f.write_str(e),
         }
     }
 }
@@ -66,6 +71,7 @@ impl DeliveryError {
                 "{url} answered 404: check the endpoint URL, it should be the collector's base URL"
             ),
             DeliveryError::Status(s) => format!("the collector at {url} answered HTTP {s}"),
+            DeliveryError::Tls(e) => format!("cannot send to {url}: {e}"),
             DeliveryError::Other(e) => format!("cannot send to {url}: {e}"),
         }
     }
@@ -74,7 +80,8 @@ impl DeliveryError {
     fn retryable(&self) -> bool {
         match self {
             DeliveryError::Status(s) => *s == 429 || *s >= 500,
-            DeliveryError::Timeout(_) => false,
+            // The same certificate would fail the same way a moment later.
+            DeliveryError::Timeout(_) | DeliveryError::Tls(_) => false,
             _ => true,
         }
     }
@@ -84,20 +91,41 @@ impl DeliveryError {
 #[derive(Debug)]
 pub struct Transport {
     url: String,
-    agent: ureq::Agent,
+    trust: Trust,
+    /// Made at the first post, so that start-up reads no certificate store.
+    agent: OnceLock<ureq::Agent>,
 }
 
 impl Transport {
-    /// A transport for `endpoint` (the collector's base URL; `/batch/` is appended).
-    pub fn new(endpoint: &str) -> Result<Transport, Error> {
+    /// A transport for `endpoint` (the collector's base URL; `/batch/` is appended). An
+    /// `https://` endpoint's certificate is verified against the system's roots, or, with
+    /// `ca_file`, against the CAs in that PEM file only; the file is read here, so that a
+    /// missing or unusable one is an error at start.
+    pub fn new(endpoint: &str, ca_file: Option<&Path>) -> Result<Transport, Error> {
         let url = batch_url(endpoint)?;
-        let agent = ureq::Agent::config_builder()
+        let trust = match ca_file {
+            Some(path) => Trust::ca_file(path)?,
+            None => Trust::System,
+        };
+        Ok(Transport {
+            url,
+            trust,
+            agent: OnceLock::new(),
+        })
+    }
+
+    fn agent(&self) -> Result<&ureq::Agent, DeliveryError> {
+        if let Some(agent) = self.agent.get() {
+            return Ok(agent);
+        }
+        let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
-            .user_agent(concat!("anonstats-client/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .new_agent();
-        Ok(Transport { url, agent })
+            .user_agent(concat!("anonstats-client/", env!("CARGO_PKG_VERSION")));
+        if self.url.starts_with("https://") {
+            config = config.tls_config(self.trust.config().map_err(DeliveryError::Tls)?);
+        }
+        Ok(self.agent.get_or_init(|| config.build().new_agent()))
     }
 
     /// The full URL posted to.
@@ -123,12 +151,13 @@ impl Transport {
     }
 
     fn post_once(&self, bytes: &[u8], deadline: Instant) -> Result<(), DeliveryError> {
+        // Reading the system's roots, the first time, counts against the deadline too.
+        let agent = self.agent()?;
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(DeliveryError::Timeout(Duration::ZERO));
         }
-        let response = self
-            .agent
+        let response = agent
             .post(&self.url)
             .config()
             .timeout_global(Some(left))
@@ -147,18 +176,26 @@ impl Transport {
                     Err(DeliveryError::Status(status))
                 }
             }
-            Err(ureq::Error::Timeout(_)) => Err(DeliveryError::Timeout(left)),
-            Err(ureq::Error::HostNotFound) => Err(DeliveryError::Connect("host not found".into())),
-            Err(ureq::Error::ConnectionFailed) => {
-                Err(DeliveryError::Connect("connection failed".into()))
-            }
-            Err(ureq::Error::Io(e)) => Err(DeliveryError::Connect(match e.kind() {
-                std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
-                std::io::ErrorKind::ConnectionReset => "connection reset".into(),
-                _ => e.to_string(),
-            })),
-            Err(e) => Err(DeliveryError::Other(e.to_string())),
+            Err(e) => Err(failure(e, left)),
         }
+    }
+}
+
+/// Why a request that got no answer failed.
+fn failure(e: ureq::Error, left: Duration) -> DeliveryError {
+    if let Some(why) = crate::tls::failure(&e) {
+        return DeliveryError::Tls(why);
+    }
+    match e {
+        ureq::Error::Timeout(_) => DeliveryError::Timeout(left),
+        ureq::Error::HostNotFound => DeliveryError::Connect("host not found".into()),
+        ureq::Error::ConnectionFailed => DeliveryError::Connect("connection failed".into()),
+        ureq::Error::Io(e) => DeliveryError::Connect(match e.kind() {
+            std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
+            std::io::ErrorKind::ConnectionReset => "connection reset".into(),
+            _ => e.to_string(),
+        }),
+        e => DeliveryError::Other(e.to_string()),
     }
 }
 
@@ -179,12 +216,6 @@ pub fn batch_url(endpoint: &str) -> Result<String, Error> {
     let rest = if let Some(r) = e.strip_prefix("http://") {
         r
     } else if let Some(r) = e.strip_prefix("https://") {
-        if !cfg!(feature = "tls") {
-            return Err(invalid(
-                "uses https, but this build has no TLS: rebuild with the `tls` feature \
-                 or use an http:// endpoint",
-            ));
-        }
         r
     } else {
         return Err(invalid(
@@ -221,7 +252,21 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let hold = std::thread::spawn(move || listener.accept().map(|(s, _)| s));
-        let t = Transport::new(&format!("http://{addr}")).unwrap();
+        let t = Transport::new(&format!("http://{addr}"), None).unwrap();
+        let started = Instant::now();
+        let r = t.post(&serde_json::json!({}), started + Duration::from_millis(300));
+        let took = started.elapsed();
+        assert!(matches!(r, Err(DeliveryError::Timeout(_))), "{r:?}");
+        assert!(took < Duration::from_millis(600), "{took:?}");
+        drop(hold);
+    }
+
+    #[test]
+    fn a_stalled_tls_handshake_times_out_on_time() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hold = std::thread::spawn(move || listener.accept().map(|(s, _)| s));
+        let t = Transport::new(&format!("https://{addr}"), None).unwrap();
         let started = Instant::now();
         let r = t.post(&serde_json::json!({}), started + Duration::from_millis(300));
         let took = started.elapsed();
@@ -257,7 +302,7 @@ mod tests {
                 s.write_all(reply.as_bytes()).unwrap();
             }
         });
-        let t = Transport::new(&format!("http://{addr}")).unwrap();
+        let t = Transport::new(&format!("http://{addr}"), None).unwrap();
         t.post(
             &serde_json::json!({"a": 1}),
             Instant::now() + Duration::from_secs(2),

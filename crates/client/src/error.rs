@@ -36,6 +36,17 @@ pub enum Error {
         /// What is wrong with it and what to do.
         why: &'static str,
     },
+    /// The CA file given for the collector's certificate cannot be used.
+    #[error(
+        "cannot use the CA file {path}: it {why}; give the PEM certificate of the CA that \
+         signed the collector's certificate (--ca-file, or ca-file in anonstats.toml)"
+    )]
+    CaFile {
+        /// The file as given.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
     /// An event name that is empty or too long.
     #[error("event name {0:?} is empty or longer than 200 bytes; use a short name such as START")]
     InvalidEventName(String),

@@ -30,7 +30,8 @@
 //! in all, file I/O included.
 //!
 //! No async runtime, no database: two background threads per client and a small blocking
-//! HTTP client (`ureq`, plain HTTP; HTTPS with the `tls` feature).
+//! HTTP client (`ureq`; HTTPS with rustls, verified against the system's roots or a
+//! `ca-file`, see [`Builder::ca_file`]).
 
 mod builder;
 mod client;
@@ -51,6 +52,7 @@ pub mod scrub;
 pub mod spool;
 pub mod status_file;
 pub mod time;
+mod tls;
 
 pub use builder::{Builder, DEFAULT_CONFIG_DIR, DEFAULT_STATE_DIR, DEFAULT_TIMEOUT};
 pub use client::{Client, Outcome};

@@ -1,18 +1,21 @@
 //! Accepts connections up to a cap and serves each over HTTP/1.1 with read deadlines, so
 //! that clients which connect and send nothing, or send a byte now and then, cannot hold
 //! sockets and memory for ever. axum's own `serve` sets no timer, and hyper then applies
-//! no header deadline at all.
+//! no header deadline at all. With TLS, the handshake must end within the header
+//! timeout too, so a client that stalls it holds its slot no longer than a slow request.
 
 use axum::Router;
 use axum::body::Body;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 /// How many connections, and how slow they may be.
@@ -41,12 +44,16 @@ const DRAIN: Duration = Duration::from_secs(30);
 /// which would otherwise fail again at once.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
+/// Serves `router` on `listener` (over TLS when `tls` is given) until `shutdown`
+/// resolves, then lets open connections finish for a while.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ConnectionLimits,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
+    let tls = tls.map(TlsAcceptor::from);
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -70,14 +77,21 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = router
-            .clone()
-            .map_request(|req: hyper::Request<Incoming>| req.map(Body::new));
-        let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-        let conn = graceful.watch(conn);
+        let (router, http, watcher, tls) = (
+            router.clone(),
+            http.clone(),
+            graceful.watcher(),
+            tls.clone(),
+        );
+        let header_timeout = limits.header_timeout;
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::trace!(error = %e, "connection ended");
+            match tls {
+                None => serve_connection(stream, router, &http, watcher).await,
+                Some(tls) => match tokio::time::timeout(header_timeout, tls.accept(stream)).await {
+                    Ok(Ok(stream)) => serve_connection(stream, router, &http, watcher).await,
+                    Ok(Err(e)) => tracing::trace!(error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::trace!("TLS handshake not done within the header timeout"),
+                },
             }
             drop(slot);
         });
@@ -88,5 +102,19 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("connections still open after the drain time were closed");
+    }
+}
+
+/// One connection's requests, until it closes or shutdown has drained it.
+async fn serve_connection(
+    io: impl AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    router: Router,
+    http: &hyper::server::conn::http1::Builder,
+    watcher: Watcher,
+) {
+    let service = router.map_request(|req: hyper::Request<Incoming>| req.map(Body::new));
+    let conn = http.serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::trace!(error = %e, "connection ended");
     }
 }

@@ -11,6 +11,7 @@ pub mod ratelimit;
 pub mod rollup;
 pub mod sketch;
 pub mod store;
+pub mod tls;
 pub mod tokens;
 
 use http::api::ApiSettings;
@@ -37,7 +38,7 @@ pub struct Backend {
 }
 
 /// Everything `serve` can be told.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Settings {
     pub limits: HttpLimits,
     /// How many connections may be open, and how slow they may be.
@@ -49,6 +50,8 @@ pub struct Settings {
     pub api: ApiSettings,
     /// Events older than this many days are purged, hourly.
     pub retention_days: Option<u32>,
+    /// Serve TLS with these settings ([`tls::server_config`]); plain HTTP without.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Serves the collector on `listener` until `shutdown` resolves, then finishes the
@@ -81,6 +84,7 @@ pub async fn serve(
         listener,
         http::router(state),
         settings.connections,
+        settings.tls,
         shutdown,
     )
     .await;
