@@ -41,6 +41,7 @@ pub mod fatal;
 mod fsutil;
 pub mod local_log;
 pub mod machine_id;
+pub mod product;
 pub mod scrub;
 pub mod spool;
 pub mod status_file;
