@@ -121,5 +121,5 @@ fn the_trace_does_see_a_send_when_on() {
         bad.join("\n")
     );
     assert_eq!(rec.events().len(), 1);
-    assert!(dir.path().join("state/machine-id").exists());
+    assert!(dir.path().join("state/agent-test/machine-id").exists());
 }

@@ -110,11 +110,14 @@ pub(crate) fn record(state_dir: &Path, sent: &Sent, wait: Duration) {
             "event": event,
         })
     });
-    let mut lines: Vec<String> = receipts(state_dir)
-        .iter()
-        .chain(&new.collect::<Vec<_>>())
-        .map(|r| fit(r).to_string())
+    // The lines kept are copied as they are, not parsed again: only the new ones cost.
+    let old = fs::read_to_string(receipts_path(state_dir)).unwrap_or_default();
+    let mut lines: Vec<String> = old
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(String::from)
         .collect();
+    lines.extend(new.map(|r| fit(&r)));
     let excess = lines.len().saturating_sub(RECEIPTS_MAX_ENTRIES);
     lines.drain(..excess);
     let mut bytes: usize = lines.iter().map(|l| l.len() + 1).sum();
@@ -128,11 +131,13 @@ pub(crate) fn record(state_dir: &Path, sent: &Sent, wait: Duration) {
     let _ = fsutil::replace_file(&receipts_path(state_dir), text.as_bytes(), 0o600, false);
 }
 
-/// A receipt within [`RECEIPTS_MAX_BYTES`]: one too large keeps its event's name and uuid.
-fn fit(receipt: &Value) -> Value {
-    let size = receipt.to_string().len() + 1;
+/// A receipt's line, within [`RECEIPTS_MAX_BYTES`]: one too large keeps its event's name
+/// and uuid.
+fn fit(receipt: &Value) -> String {
+    let line = receipt.to_string();
+    let size = line.len() + 1;
     if size <= RECEIPTS_MAX_BYTES {
-        return receipt.clone();
+        return line;
     }
     let mut small = receipt.clone();
     let event = &receipt["event"];
@@ -141,7 +146,7 @@ fn fit(receipt: &Value) -> Value {
         "uuid": event["uuid"],
         "omitted": format!("{size} bytes, more than the receipts keep ({RECEIPTS_MAX_BYTES})"),
     });
-    small
+    small.to_string()
 }
 
 /// The receipts, oldest first. Creates nothing; a line that is not a receipt is skipped.
