@@ -4,7 +4,9 @@
 //! `send` returns at once having read two environment variables and checked one file.
 
 use anonstats_client::consent::{self, Consent, Mode, Scope};
-use anonstats_client::{Client, DEFAULT_CONFIG_DIR, DEFAULT_STATE_DIR, Outcome, local_log, product};
+use anonstats_client::{
+    Client, DEFAULT_CONFIG_DIR, DEFAULT_STATE_DIR, Outcome, local_log, product,
+};
 use anyhow::Context;
 use std::io::Write;
 use std::path::PathBuf;
@@ -285,7 +287,10 @@ pub fn opt_out(args: ProductArgs) -> anyhow::Result<ExitCode> {
         )
     })?;
     let (what, products) = target.stopped();
-    if target.state_root.join(anonstats_client::machine_id::FILE).exists()
+    if target
+        .state_root
+        .join(anonstats_client::machine_id::FILE)
+        .exists()
         && target.dirs.config_dir == target.dirs.system_dir
     {
         product::forget(&target.state_root);
@@ -348,7 +353,11 @@ pub fn log(args: ProductArgs) -> anyhow::Result<ExitCode> {
     if shown.is_empty() {
         eprintln!(
             "no receipts: no event has left this machine since the receipts in {} began",
-            target.state_root.join("PRODUCT").join(local_log::RECEIPTS_FILE).display()
+            target
+                .state_root
+                .join("PRODUCT")
+                .join(local_log::RECEIPTS_FILE)
+                .display()
         );
     }
     shown.sort_by(|a, b| a.1["at"].as_str().cmp(&b.1["at"].as_str()));

@@ -33,9 +33,18 @@ impl Product<'_> {
 
     fn env(&self) -> Vec<(&'static str, String)> {
         vec![
-            ("ANONSTATS_SYSTEM_DIR", self.system_dir().display().to_string()),
-            ("ANONSTATS_CONFIG_DIR", self.config_dir().display().to_string()),
-            ("ANONSTATS_STATE_DIR", self.host.join("state").display().to_string()),
+            (
+                "ANONSTATS_SYSTEM_DIR",
+                self.system_dir().display().to_string(),
+            ),
+            (
+                "ANONSTATS_CONFIG_DIR",
+                self.config_dir().display().to_string(),
+            ),
+            (
+                "ANONSTATS_STATE_DIR",
+                self.host.join("state").display().to_string(),
+            ),
         ]
     }
 
@@ -176,6 +185,13 @@ fn a_spooled_event_only_goes_to_the_endpoint_and_token_it_was_made_for() {
     at_a.sort();
     assert_eq!(at_a, pairs(&[("EXIT", "vendor-a"), ("FATAL", "vendor-a")]));
     assert_eq!(stored(&cb).len(), 2, "nothing more reached B's collector");
+    let state = common::all_bytes(&host.path().join("state"));
+    for token in [&ca.write_token, &cb.write_token] {
+        assert!(
+            !common::contains(&state, token),
+            "a token was written to the state"
+        );
+    }
 }
 
 /// `status` for one product, or for the machine.
@@ -207,8 +223,14 @@ fn a_products_opt_out_stops_that_product_and_the_machines_stops_every_product() 
     let out = a.run(&["opt-out", "--product", "vendor-a"]);
     ok(&out);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("vendor-a/.opt-out-from-anonymous-statistics"), "{text}");
-    assert!(text.contains("this stops the product \"vendor-a\" only"), "{text}");
+    assert!(
+        text.contains("vendor-a/.opt-out-from-anonymous-statistics"),
+        "{text}"
+    );
+    assert!(
+        text.contains("this stops the product \"vendor-a\" only"),
+        "{text}"
+    );
     assert!(status(&a, Some("vendor-a")).starts_with("off (opt-out file"));
     assert!(status(&a, Some("vendor-b")).starts_with("on ("));
     ok(&a.send(&["START"], &c.url, &c.write_token));
@@ -264,7 +286,10 @@ fn legacy_spooled(root: &Path, n: u32, product: &str, id: &str) -> String {
         "properties": {"product_name": product, "product_version": "0.9"},
     });
     std::fs::create_dir_all(root.join("spool")).unwrap();
-    let name = format!("{:020}-{uuid}.json", 1_700_000_000_000_000_000u64 + u64::from(n));
+    let name = format!(
+        "{:020}-{uuid}.json",
+        1_700_000_000_000_000_000u64 + u64::from(n)
+    );
     std::fs::write(root.join("spool").join(name), event.to_string()).unwrap();
     uuid
 }
@@ -295,16 +320,26 @@ fn an_installed_product_keeps_its_machine_id_on_upgrade() {
     };
     ok(&a.send(&["START"], &c.url, &c.write_token));
     let events = c.export();
-    let find = |name: &str| -> Vec<&Value> { events.iter().filter(|e| e["event"] == name).collect() };
+    let find =
+        |name: &str| -> Vec<&Value> { events.iter().filter(|e| e["event"] == name).collect() };
     assert_eq!(find("START").len(), 1, "{events:?}");
     assert_eq!(find("START")[0]["distinct_id"], id, "the id is kept");
     let legacy = find("LEGACY_EVENT");
-    assert_eq!(legacy.len(), 1, "only A's own spooled event went: {events:?}");
+    assert_eq!(
+        legacy.len(),
+        1,
+        "only A's own spooled event went: {events:?}"
+    );
     assert_eq!(legacy[0]["uuid"], mine.as_str());
-    assert!(!root.join("machine-id").exists(), "the root holds no id any more");
+    assert!(
+        !root.join("machine-id").exists(),
+        "the root holds no id any more"
+    );
     assert!(!root.join("spool").exists());
     assert_eq!(
-        std::fs::read_to_string(a.state_dir().join("machine-id")).unwrap().trim(),
+        std::fs::read_to_string(a.state_dir().join("machine-id"))
+            .unwrap()
+            .trim(),
         id
     );
     // B's spooled event went to B's spool, and B, which gets an id of its own, sends it.

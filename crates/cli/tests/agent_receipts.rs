@@ -13,9 +13,18 @@ use std::process::Output;
 
 fn env(host: &Path) -> Vec<(&'static str, String)> {
     vec![
-        ("ANONSTATS_SYSTEM_DIR", host.join("etc").display().to_string()),
-        ("ANONSTATS_CONFIG_DIR", host.join("etc").display().to_string()),
-        ("ANONSTATS_STATE_DIR", host.join("state").display().to_string()),
+        (
+            "ANONSTATS_SYSTEM_DIR",
+            host.join("etc").display().to_string(),
+        ),
+        (
+            "ANONSTATS_CONFIG_DIR",
+            host.join("etc").display().to_string(),
+        ),
+        (
+            "ANONSTATS_STATE_DIR",
+            host.join("state").display().to_string(),
+        ),
     ]
 }
 
@@ -141,6 +150,21 @@ fn the_log_shows_the_json_the_collector_stored_and_its_answer() {
         "{}",
         last.header
     );
+    // A collector that took the request and never answered: the event may have left.
+    let silent = agent_common::Silent::start();
+    let mut args: Vec<String> = ["send", "SILENT", "--endpoint", &silent.url, "--token", "t"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.extend(["--product-name", "mydaemon", "--timeout", "1", "--wait"].map(String::from));
+    assert_eq!(run(h, &strs(&args), &[]).status.code(), Some(1));
+    let shown = log(h, &["--product", "mydaemon"]);
+    let last = shown.last().expect("a receipt");
+    assert_eq!(last.event["event"], "SILENT");
+    assert!(last.header.contains("no answer from"), "{}", last.header);
+    // The receipts do not repeat the token.
+    let text = std::fs::read_to_string(ledger(h, "mydaemon")).unwrap();
+    assert!(!text.contains(&c.write_token));
 }
 
 #[test]
@@ -185,9 +209,13 @@ fn nothing_is_kept_when_off_and_an_opt_out_deletes_the_receipts() {
     ok(&send(h, "b", &["EXIT"], &c.url, &c.write_token));
     ok(&run(h, &["opt-out", "--product", "a"], &[]));
     assert!(!ledger(h, "a").exists(), "a's opt-out deletes a's receipts");
+    assert!(!h.join("state/a/spool").exists(), "and its spool");
     assert_eq!(log(h, &[]).len(), 1, "b's stay");
     ok(&run(h, &["opt-out"], &[]));
-    assert!(!ledger(h, "b").exists(), "the machine's opt-out deletes them all");
+    assert!(
+        !ledger(h, "b").exists(),
+        "the machine's opt-out deletes them all"
+    );
     assert!(log(h, &[]).is_empty());
     assert_eq!(c.export().len(), 4);
 }

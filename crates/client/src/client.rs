@@ -61,7 +61,10 @@ pub(crate) fn forget(state_dir: &Path, spool: &Spool) {
 pub(crate) fn forget_if_present(state_dir: &Path, spool: &Spool) {
     let exists = |p: &Path| std::fs::symlink_metadata(p).is_ok();
     let dropped = spool.dir().with_file_name(crate::spool::DROPPED_FILE);
-    if exists(spool.dir()) || exists(&dropped) || local_log::files(state_dir).iter().any(|p| exists(p)) {
+    if exists(spool.dir())
+        || exists(&dropped)
+        || local_log::files(state_dir).iter().any(|p| exists(p))
+    {
         forget(state_dir, spool);
     }
 }

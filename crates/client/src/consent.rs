@@ -354,6 +354,49 @@ mod tests {
     }
 
     #[test]
+    fn the_machines_directory_rules_every_product_and_a_products_file_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (sys, own) = (dir.path().join("sys"), dir.path().join("own"));
+        std::fs::create_dir_all(&sys).unwrap();
+        std::fs::create_dir_all(&own).unwrap();
+        let scope = |config: &Path, product: &str| Scope {
+            system_dir: sys.clone(),
+            config_dir: config.to_path_buf(),
+            product: Some(product.into()),
+        };
+        let d = |s: &Scope, host| decide(&|_: &str| None, s, host);
+        assert_eq!(d(&scope(&own, "a"), None).mode, Mode::On);
+        // One product's opt-out file stops that product only.
+        let a_off = product_opt_out_path(&sys, "a");
+        std::fs::create_dir_all(a_off.parent().unwrap()).unwrap();
+        std::fs::write(&a_off, b"").unwrap();
+        assert_eq!(d(&scope(&sys, "a"), None).reason, Reason::OptOutFile(a_off));
+        assert_eq!(d(&scope(&sys, "b"), None).mode, Mode::On);
+        // The machine's mode is a ceiling, whatever the product's own file says.
+        std::fs::write(crate::config_file::path(&own), "mode = \"on\"\n").unwrap();
+        std::fs::write(crate::config_file::path(&sys), "mode = \"local\"\n").unwrap();
+        let c = d(&scope(&own, "b"), Some(Mode::On));
+        assert_eq!(c.mode, Mode::Local);
+        assert!(
+            matches!(c.reason, Reason::MachinePolicy(_, Mode::Local)),
+            "{c}"
+        );
+        std::fs::write(crate::config_file::path(&sys), "mode = \"off\"\n").unwrap();
+        assert_eq!(d(&scope(&own, "b"), None).mode, Mode::Off);
+        std::fs::write(crate::config_file::path(&sys), "mode = \"of\"\n").unwrap();
+        assert!(matches!(
+            d(&scope(&own, "b"), None).reason,
+            Reason::ConfigInvalid(_)
+        ));
+        std::fs::write(crate::config_file::path(&sys), "mode = \"on\"\n").unwrap();
+        assert_eq!(d(&scope(&own, "b"), None).mode, Mode::On);
+        // The machine's opt-out file stops every product.
+        std::fs::write(opt_out_path(&sys), b"").unwrap();
+        let c = d(&scope(&own, "b"), Some(Mode::On));
+        assert_eq!(c.reason, Reason::OptOutFile(opt_out_path(&sys)));
+    }
+
+    #[test]
     fn display_and_parse() {
         let c = Consent {
             mode: Mode::Off,

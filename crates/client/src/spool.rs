@@ -450,6 +450,51 @@ mod tests {
     }
 
     #[test]
+    fn a_spool_for_a_route_loads_that_routes_events_and_its_products_unrouted_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = Spool::new(dir.path().join("spool"), SpoolLimits::default());
+        let a = plain
+            .clone()
+            .for_route(route_key("http://a/batch/", "t"), "p");
+        let b = plain
+            .clone()
+            .for_route(route_key("http://b/batch/", "t"), "p");
+        a.put("u1", &ev(1, 0), false).unwrap();
+        b.put("u2", &ev(2, 0), false).unwrap();
+        // Written by a version without routes, for this product and for another.
+        let mine = json!({"event": "E", "uuid": "u3", "properties": {"product_name": "p"}});
+        let theirs = json!({"event": "E", "uuid": "u4", "properties": {"product_name": "q"}});
+        fs::write(
+            plain.dir().join("00000000000000000001-u3.json"),
+            mine.to_string(),
+        )
+        .unwrap();
+        fs::write(
+            plain.dir().join("00000000000000000002-u4.json"),
+            theirs.to_string(),
+        )
+        .unwrap();
+        let uuids = |s: &Spool| -> Vec<Value> {
+            s.load()
+                .into_iter()
+                .map(|f| f.event["uuid"].clone())
+                .collect()
+        };
+        assert_eq!(uuids(&a), ["u3", "u1"]);
+        assert_eq!(uuids(&b), ["u2"]);
+        assert_eq!(
+            plain.load().len(),
+            4,
+            "a spool without a route sees them all"
+        );
+        let lock = a.try_lock().unwrap();
+        a.remove(a.load().iter().map(|f| &f.path));
+        drop(lock);
+        assert!(a.is_empty());
+        assert!(!b.is_empty());
+    }
+
+    #[test]
     fn absent_until_first_write() {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::new(dir.path().join("spool"), SpoolLimits::default());

@@ -81,7 +81,10 @@ fn undelivered_events_go_first_at_the_next_start_exactly_once() {
     // Another endpoint gets none of it: the FATAL was made for the one that was down.
     let other = Recorder::start();
     let elsewhere = builder(dir.path(), &other.url).build().unwrap();
-    assert_eq!(elsewhere.send_action("START", None, None), Outcome::Delivered(1));
+    assert_eq!(
+        elsewhere.send_action("START", None, None),
+        Outcome::Delivered(1)
+    );
     assert_eq!(elsewhere.exit(), Outcome::Delivered(1));
     assert_eq!(other.names(), ["START", "EXIT"]);
 
@@ -151,7 +154,8 @@ fn local_mode_logs_and_sends_nothing() {
         .unwrap();
     assert!(matches!(client.start(), Outcome::Logged(_)));
     assert!(matches!(client.exit(), Outcome::Logged(_)));
-    let log = std::fs::read_to_string(dir.path().join("state/test-daemon/local-events.ndjson")).unwrap();
+    let log =
+        std::fs::read_to_string(dir.path().join("state/test-daemon/local-events.ndjson")).unwrap();
     assert_eq!(log.lines().count(), 2);
     assert!(rec.events().is_empty());
     assert!(!dir.path().join("state/test-daemon/spool").exists());
@@ -253,7 +257,8 @@ fn an_event_the_full_spool_dropped_is_reported_dropped_and_counted() {
         .spool_limits(limits)
         .build()
         .unwrap();
-    let spool = anonstats_client::spool::Spool::new(dir.path().join("state/test-daemon/spool"), limits);
+    let spool =
+        anonstats_client::spool::Spool::new(dir.path().join("state/test-daemon/spool"), limits);
     // START is on its way and held by the collector; meanwhile EXIT and three more events
     // are spooled, one more than the spool keeps, so the oldest waiting one (EXIT) goes.
     assert_eq!(client.start(), Outcome::Queued);
