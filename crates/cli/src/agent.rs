@@ -352,12 +352,10 @@ pub fn log(args: ProductArgs) -> anyhow::Result<ExitCode> {
     }
     if shown.is_empty() {
         eprintln!(
-            "no receipts: no event has left this machine since the receipts in {} began",
-            target
-                .state_root
-                .join("PRODUCT")
-                .join(local_log::RECEIPTS_FILE)
-                .display()
+            "no receipts: no event has left this machine since the receipts began \
+             (each product's are in {}/<product>/{})",
+            target.state_root.display(),
+            local_log::RECEIPTS_FILE
         );
     }
     shown.sort_by(|a, b| a.1["at"].as_str().cmp(&b.1["at"].as_str()));
