@@ -23,6 +23,7 @@ CONFIG_DIR=/etc/anonstats
 BINARY=
 DISABLE=
 SETTINGS=()
+PRODUCT=
 [ -n "${DISABLE_TELEMETRY:-}" ] && DISABLE=1
 
 usage() { sed -n '2,19s/^# \{0,1\}//p' "$0"; }
@@ -37,6 +38,7 @@ while [ $# -gt 0 ]; do
     --endpoint|--token|--product-name|--product-version)
       [ $# -ge 2 ] || die "$1 needs a value"
       case "$2" in *'"'*|*'\\'*) die "$1: the value may not contain \" or \\" ;; esac
+      [ "$1" = --product-name ] && PRODUCT=$2
       SETTINGS+=("${1#--} = \"$2\""); shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) die "unknown option '$1'; run ./install.sh --help for the options" ;;
@@ -99,5 +101,9 @@ if [ -n "$DISABLE" ]; then
 else
   echo "anonymous statistics: $("$BIN_DIR/anonstats" status)"
   echo "to opt out: $BIN_DIR/anonstats opt-out --config-dir $CONFIG_DIR (or set DISABLE_TELEMETRY=1)"
+  if [ -n "$PRODUCT" ]; then
+    echo "to opt out of $PRODUCT only: $BIN_DIR/anonstats opt-out --config-dir $CONFIG_DIR --product $PRODUCT"
+  fi
+  echo "to see what was sent: $BIN_DIR/anonstats log"
 fi
 echo "installed $BIN_DIR/anonstats"

@@ -61,10 +61,10 @@ hyperfine -N --warmup 20 --runs "${RUNS:-300}" \
 
 # Detached deliveries may still be running: wait (at most 10 s) for the spool to empty.
 for _ in $(seq 100); do
-  [ -z "$(ls "$WORK/state/spool" 2> /dev/null)" ] && break
+  [ -z "$(ls "$WORK/state/bench/spool" 2> /dev/null)" ] && break
   sleep 0.1
 done
-echo "events left in the spool: $(ls "$WORK/state/spool" "$WORK/state-wait/spool" 2> /dev/null | grep -c json)"
+echo "events left in the spool: $(ls "$WORK/state/bench/spool" "$WORK/state-wait/bench/spool" 2> /dev/null | grep -c json)"
 stored=$("$BIN" export --data-dir "$DATA/data" --format ndjson | wc -l)
 echo "events stored by the collector: $stored"
 [ -z "$(ls -A "$WORK/state-off" 2> /dev/null)" ] && echo "opted out: state dir untouched"

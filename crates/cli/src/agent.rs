@@ -1,11 +1,14 @@
-//! Agent-side commands: send, show, status, opt-out, opt-in.
+//! Agent-side commands: send, show, status, opt-out, opt-in, log.
 //!
 //! These paths stay light: no logging set-up, no async runtime. When statistics are off,
 //! `send` returns at once having read two environment variables and checked one file.
 
-use anonstats_client::consent::{self, Consent, Mode};
-use anonstats_client::{Client, DEFAULT_CONFIG_DIR, Outcome};
+use anonstats_client::consent::{self, Consent, Mode, Scope};
+use anonstats_client::{
+    Client, DEFAULT_CONFIG_DIR, DEFAULT_STATE_DIR, Outcome, local_log, product,
+};
 use anyhow::Context;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -16,9 +19,28 @@ pub struct DirArgs {
     /// (named like these flags) apply where no flag or variable is given.
     #[arg(long, env = "ANONSTATS_CONFIG_DIR", default_value = DEFAULT_CONFIG_DIR)]
     pub config_dir: PathBuf,
+    /// The machine's directory: its opt-out file and the mode in its anonstats.toml hold
+    /// for every product on the machine, whatever --config-dir says.
+    #[arg(long, env = "ANONSTATS_SYSTEM_DIR", default_value = consent::SYSTEM_DIR)]
+    pub system_dir: PathBuf,
     /// The host's own setting (on, local, off); applies only when no opt-out is set.
     #[arg(long, env = "ANONSTATS_MODE", value_name = "MODE")]
     pub mode: Option<Mode>,
+}
+
+#[derive(clap::Args)]
+pub struct ProductArgs {
+    #[command(flatten)]
+    pub dirs: DirArgs,
+    /// One product only (status, opt-out, opt-in: its own opt-out file,
+    /// CONFIG_DIR/NAME/.opt-out-from-anonymous-statistics; log: its receipts)
+    /// [default for status: product-name in anonstats.toml].
+    #[arg(long, value_name = "NAME")]
+    pub product: Option<String>,
+    /// State root: each product's state is in STATE_DIR/NAME/ [default: state-dir in
+    /// anonstats.toml, else /var/lib/anonstats].
+    #[arg(long, env = "ANONSTATS_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -42,8 +64,9 @@ pub struct SendArgs {
     pub ca_file: Option<PathBuf>,
     #[command(flatten)]
     pub dirs: DirArgs,
-    /// State directory: machine id, spool, run status, local log [default: state-dir in
-    /// anonstats.toml, else /var/lib/anonstats].
+    /// State root: each product's machine id, spool, run status, local log and receipts
+    /// are in STATE_DIR/PRODUCT_NAME/ [default: state-dir in anonstats.toml, else
+    /// /var/lib/anonstats].
     #[arg(long, env = "ANONSTATS_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
     /// The product sending the event.
@@ -83,6 +106,7 @@ fn client(args: &SendArgs) -> anyhow::Result<Client> {
     }
     let mut b = Client::builder()
         .config_dir(&args.dirs.config_dir)
+        .system_dir(&args.dirs.system_dir)
         .timeout(Duration::from_secs_f64(args.timeout));
     if let Some(dir) = &args.state_dir {
         b = b.state_dir(dir);
@@ -170,24 +194,92 @@ pub fn show(args: SendArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn decide(args: &DirArgs) -> Consent {
-    consent::decide(&consent::process_env, &args.config_dir, args.mode)
+/// What `status`, `opt-out`, `opt-in` and `log` work on: the directories, the product and
+/// the state root, flags first, then anonstats.toml, then the defaults.
+struct Target {
+    dirs: DirArgs,
+    product: Option<String>,
+    /// Set by --product (not taken from anonstats.toml).
+    named: bool,
+    state_root: PathBuf,
+    /// The product anonstats.toml names.
+    configured: Option<String>,
+}
+
+impl Target {
+    fn new(args: ProductArgs) -> Target {
+        let file = anonstats_client::config_file::load(&args.dirs.config_dir).unwrap_or_default();
+        let named = args.product.is_some();
+        let configured = file.product_name.filter(|n| !n.trim().is_empty());
+        Target {
+            product: args.product.or_else(|| configured.clone()),
+            named,
+            state_root: args
+                .state_dir
+                .or(file.state_dir)
+                .unwrap_or_else(|| DEFAULT_STATE_DIR.into()),
+            configured,
+            dirs: args.dirs,
+        }
+    }
+
+    fn scope(&self, product: Option<&str>) -> Scope {
+        Scope {
+            system_dir: self.dirs.system_dir.clone(),
+            config_dir: self.dirs.config_dir.clone(),
+            product: product.map(String::from),
+        }
+    }
+
+    fn decide(&self, product: Option<&str>) -> Consent {
+        consent::decide(&consent::process_env, &self.scope(product), self.dirs.mode)
+    }
+
+    /// The opt-out file that `opt-out` creates and `opt-in` removes.
+    fn opt_out_file(&self) -> PathBuf {
+        match (&self.product, self.named) {
+            (Some(name), true) => consent::product_opt_out_path(&self.dirs.config_dir, name),
+            _ => consent::opt_out_path(&self.dirs.config_dir),
+        }
+    }
+
+    /// What an opt-out with this file stops, in words, and the products whose state goes.
+    fn stopped(&self) -> (String, Vec<String>) {
+        let all = product::products(&self.state_root);
+        match (&self.product, self.named) {
+            (Some(name), true) => (format!("the product {name:?} only"), vec![name.clone()]),
+            _ if self.dirs.config_dir == self.dirs.system_dir => {
+                ("every product on this machine".into(), all)
+            }
+            _ => (
+                format!(
+                    "the products configured in {}",
+                    self.dirs.config_dir.display()
+                ),
+                self.configured.iter().cloned().collect(),
+            ),
+        }
+    }
 }
 
 /// `anonstats status`: `on`, `local` or `off` and the rule that decided.
-pub fn status(args: DirArgs) -> anyhow::Result<ExitCode> {
-    println!("{}", decide(&args));
+pub fn status(args: ProductArgs) -> anyhow::Result<ExitCode> {
+    let target = Target::new(args);
+    println!("{}", target.decide(target.product.as_deref()));
     Ok(ExitCode::SUCCESS)
 }
 
-/// `anonstats opt-out`: create the opt-out file.
-pub fn opt_out(args: DirArgs) -> anyhow::Result<ExitCode> {
-    let path = consent::opt_out_path(&args.config_dir);
-    std::fs::create_dir_all(&args.config_dir).with_context(|| {
+/// `anonstats opt-out [--product NAME]`: create the opt-out file, and delete what waited
+/// to be sent and the receipts of the products it stops.
+pub fn opt_out(args: ProductArgs) -> anyhow::Result<ExitCode> {
+    let target = Target::new(args);
+    let path = target.opt_out_file();
+    let dir = path.parent().unwrap_or(&target.dirs.config_dir);
+    std::fs::create_dir_all(dir).with_context(|| {
         format!(
             "cannot create the configuration directory {}; run as a user who may write there, \
              or pass --config-dir",
-            args.config_dir.display()
+            dir.display()
         )
     })?;
     std::fs::write(
@@ -201,14 +293,27 @@ pub fn opt_out(args: DirArgs) -> anyhow::Result<ExitCode> {
             path.display()
         )
     })?;
-    println!("created {}", path.display());
-    println!("{}", decide(&args));
+    let (what, products) = target.stopped();
+    if target
+        .state_root
+        .join(anonstats_client::machine_id::FILE)
+        .exists()
+        && target.dirs.config_dir == target.dirs.system_dir
+    {
+        product::forget(&target.state_root);
+    }
+    for name in products {
+        product::forget(&product::state_dir(&target.state_root, &name));
+    }
+    println!("created {}: this stops {what}", path.display());
+    println!("{}", target.decide(target.product.as_deref()));
     Ok(ExitCode::SUCCESS)
 }
 
-/// `anonstats opt-in`: remove the opt-out file.
-pub fn opt_in(args: DirArgs) -> anyhow::Result<ExitCode> {
-    let path = consent::opt_out_path(&args.config_dir);
+/// `anonstats opt-in [--product NAME]`: remove the opt-out file.
+pub fn opt_in(args: ProductArgs) -> anyhow::Result<ExitCode> {
+    let target = Target::new(args);
+    let path = target.opt_out_file();
     match std::fs::remove_file(&path) {
         Ok(()) => println!("removed {}", path.display()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -223,10 +328,55 @@ pub fn opt_in(args: DirArgs) -> anyhow::Result<ExitCode> {
             });
         }
     }
-    let now = decide(&args);
+    let now = target.decide(target.product.as_deref());
     println!("{now}");
     if now.mode == Mode::Off {
         eprintln!("note: statistics stay off because {}", now.reason);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `anonstats log [--product NAME]`: the receipts of the last events that left the
+/// machine, oldest first: a line with when, which product, the collector's answer and the
+/// URL, then the exact JSON of the event sent. Products whose statistics are off have
+/// none (what they kept is deleted, as at an opt-out).
+pub fn log(args: ProductArgs) -> anyhow::Result<ExitCode> {
+    let target = Target::new(args);
+    let products = match (&target.product, target.named) {
+        (Some(name), true) => vec![name.clone()],
+        _ => product::products(&target.state_root),
+    };
+    let mut shown = Vec::new();
+    for name in &products {
+        let dir = product::state_dir(&target.state_root, name);
+        let now = target.decide(Some(name));
+        if now.mode == Mode::Off {
+            product::forget(&dir);
+            eprintln!("{name}: statistics are {now}: nothing is sent and no receipt is kept");
+            continue;
+        }
+        shown.extend(local_log::receipts(&dir).into_iter().map(|r| (name, r)));
+    }
+    if shown.is_empty() {
+        eprintln!(
+            "no receipts: no event has left this machine since the receipts began \
+             (each product's are in {}/<product>/{})",
+            target.state_root.display(),
+            local_log::RECEIPTS_FILE
+        );
+    }
+    shown.sort_by(|a, b| a.1["at"].as_str().cmp(&b.1["at"].as_str()));
+    let mut out = std::io::stdout().lock();
+    for (name, r) in shown {
+        let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+        writeln!(
+            out,
+            "{}  {name}  {}  {}",
+            text(&r["at"]),
+            text(&r["answer"]),
+            text(&r["endpoint"])
+        )?;
+        writeln!(out, "{}", r["event"])?;
     }
     Ok(ExitCode::SUCCESS)
 }

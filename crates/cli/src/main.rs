@@ -1,4 +1,4 @@
-//! The `anonstats` binary: agent-side commands (send, show, status, opt-out, opt-in) and
+//! The `anonstats` binary: agent-side commands (send, show, status, opt-out, opt-in, log) and
 //! collector commands (serve, keys, export, sql, erase, gen, migrate, backup).
 
 /// The collector allocates for every property of every event it decodes; mimalloc
@@ -41,11 +41,14 @@ enum Command {
     /// Print the exact JSON that `send` would send; sends nothing.
     Show(agent::SendArgs),
     /// Print whether statistics are on, local or off, and the rule that decided.
-    Status(agent::DirArgs),
-    /// Opt out: create the opt-out file in the config directory.
-    OptOut(agent::DirArgs),
+    Status(agent::ProductArgs),
+    /// Opt out: create the opt-out file in the config directory (--product: for one
+    /// product only), and delete what waited to be sent.
+    OptOut(agent::ProductArgs),
     /// Opt back in: remove the opt-out file from the config directory.
-    OptIn(agent::DirArgs),
+    OptIn(agent::ProductArgs),
+    /// Print the last events that left this machine: when, the exact JSON, the answer.
+    Log(agent::ProductArgs),
     /// Run the collector.
     Serve(serve::ServeArgs),
     /// Manage projects, write tokens and admin tokens.
@@ -86,6 +89,7 @@ fn main() -> ExitCode {
         Command::Status(args) => agent::status(args),
         Command::OptOut(args) => agent::opt_out(args),
         Command::OptIn(args) => agent::opt_in(args),
+        Command::Log(args) => agent::log(args),
         Command::Serve(args) => serve::run(args),
         Command::Keys(args) => keys::run(args),
         Command::Export(args) => export::run(args),

@@ -101,7 +101,8 @@ fn local_mode_logs_instead_of_sending() {
     args.extend(["--mode".into(), "local".into()]);
     let out = anonstats(&strs(&args), &[]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let log = std::fs::read_to_string(dir.path().join("state/local-events.ndjson")).expect("log");
+    let log = std::fs::read_to_string(dir.path().join("state/agent-test/local-events.ndjson"))
+        .expect("log");
     let event: serde_json::Value = serde_json::from_str(log.trim()).expect("json line");
     assert_eq!(event["event"], "START");
     assert!(rec.events().is_empty());

@@ -7,6 +7,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -75,19 +76,43 @@ pub fn tool_present(tool: &str) -> bool {
 /// Accepts connections and never answers.
 pub struct Silent {
     pub url: String,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Silent {
     pub fn start() -> Silent {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
-        std::thread::spawn(move || {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
             let mut held = Vec::new();
             for s in listener.incoming().flatten() {
+                if stopped.load(Ordering::SeqCst) {
+                    break;
+                }
                 held.push(s);
             }
         });
-        Silent { url }
+        Silent {
+            url,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Closes the listener and every connection it held; returns its address, free for a
+    /// [`Recorder::at`] that answers there.
+    pub fn stop(mut self) -> String {
+        let addr = self.url.trim_start_matches("http://").to_string();
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop, which then sees the flag.
+        let _ = TcpStream::connect(&addr);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        addr
     }
 }
 
@@ -123,8 +148,17 @@ impl Recorder {
         Recorder::with_gate(true)
     }
 
+    /// Listens on `addr`, e.g. where a [`Silent`] was.
+    pub fn at(addr: &str) -> Recorder {
+        Recorder::listen(addr, false)
+    }
+
     fn with_gate(closed: bool) -> Recorder {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        Recorder::listen("127.0.0.1:0", closed)
+    }
+
+    fn listen(addr: &str, closed: bool) -> Recorder {
+        let listener = TcpListener::bind(addr).expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let bodies = Arc::new(Mutex::new(Vec::new()));
         let gate = Arc::new(Gate {

@@ -38,7 +38,7 @@ fn names(events: &[Value]) -> Vec<String> {
 #[test]
 fn silent_collector_costs_send_nothing_and_the_event_is_delivered_once_later() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let spool = dir.path().join("state/spool");
+    let spool = dir.path().join("state/agent-test/spool");
     let silent = Silent::start();
     let started = Instant::now();
     let out = anonstats(&strs(&send_args("START", &silent.url, dir.path())), &[]);
@@ -64,7 +64,8 @@ fn silent_collector_costs_send_nothing_and_the_event_is_delivered_once_later() {
     assert_eq!(kept["uuid"], start["uuid"]);
     assert!(kept["properties"]["system_kernel_name"].is_string());
 
-    let rec = Recorder::start();
+    // The collector answers at last, at the address the event was made for.
+    let rec = Recorder::at(&silent.stop());
     ok(&anonstats(
         &strs(&send_args("EXIT", &rec.url, dir.path())),
         &[],
@@ -106,11 +107,11 @@ fn wait_delivers_before_returning_and_reports_a_silent_collector() {
         stderr.contains("spool"),
         "stderr says where the event went: {stderr}"
     );
-    let waiting = spooled(&dir.path().join("state/spool"));
+    let waiting = spooled(&dir.path().join("state/agent-test/spool"));
     assert_eq!(waiting.len(), 1, "{waiting:?}");
     let start = read_json(&waiting[0]);
 
-    let rec = Recorder::start();
+    let rec = Recorder::at(&silent.stop());
     let mut args = send_args("EXIT", &rec.url, dir.path());
     args.insert(1, "--wait".into());
     let out = anonstats(&strs(&args), &[]);
@@ -118,7 +119,7 @@ fn wait_delivers_before_returning_and_reports_a_silent_collector() {
     // Delivered when `send --wait` returns: no polling.
     assert_eq!(names(&rec.events()), ["START", "EXIT"]);
     assert_eq!(rec.events()[0]["uuid"], start["uuid"]);
-    assert!(spooled(&dir.path().join("state/spool")).is_empty());
+    assert!(spooled(&dir.path().join("state/agent-test/spool")).is_empty());
 }
 
 #[test]
@@ -138,7 +139,7 @@ fn refused_connection_returns_quickly() {
         "{:?}",
         started.elapsed()
     );
-    assert_eq!(spooled(&dir.path().join("state/spool")).len(), 1);
+    assert_eq!(spooled(&dir.path().join("state/agent-test/spool")).len(), 1);
 }
 
 /// `args` with the test token replaced by `token`.
@@ -199,7 +200,7 @@ fn concurrent_sends_post_every_event_exactly_once() {
     results.sort_by_key(|r| r.parse::<usize>().unwrap_or(usize::MAX));
     let expected: Vec<String> = (0..n).map(|i| i.to_string()).collect();
     assert_eq!(results, expected, "every event, once");
-    assert!(spooled(&dir.path().join("state/spool")).is_empty());
+    assert!(spooled(&dir.path().join("state/agent-test/spool")).is_empty());
 }
 
 #[test]
@@ -213,7 +214,7 @@ fn concurrent_sends_reach_the_real_collector() {
     let stored = c.export();
     assert_eq!(stored.len(), n);
     assert!(stored.iter().all(|e| e["event"] == "CONCURRENT"));
-    assert!(spooled(&dir.path().join("state/spool")).is_empty());
+    assert!(spooled(&dir.path().join("state/agent-test/spool")).is_empty());
 }
 
 #[test]
@@ -222,7 +223,7 @@ fn collector_down_then_the_next_send_delivers_the_spool() {
     let down_url = c.url.clone();
     c.kill();
     let dir = tempfile::tempdir().expect("temp dir");
-    let spool = dir.path().join("state/spool");
+    let spool = dir.path().join("state/agent-test/spool");
     let args = send_args("CLOUD_CONNECT_FAIL", &down_url, dir.path());
     let mut args = with_token(args, &c.write_token);
     args.insert(2, "504".into());
@@ -232,7 +233,8 @@ fn collector_down_then_the_next_send_delivers_the_spool() {
     assert_eq!(waiting.len(), 1, "{waiting:?}");
     let failed = read_json(&waiting[0]);
 
-    c.restart();
+    // Back at the same address: the spooled event was made for that endpoint.
+    c.restart_on_same_port();
     let args = with_token(send_args("START", &c.url, dir.path()), &c.write_token);
     ok(&anonstats(&strs(&args), &[]));
     wait_until("both events stored", DETACHED, || c.export().len() >= 2);
@@ -265,7 +267,7 @@ fn a_full_spool_counts_what_it_dropped_and_the_next_delivery_reports_it() {
     let down_url = c.url.clone();
     c.kill();
     let dir = tempfile::tempdir().expect("temp dir");
-    let spool = dir.path().join("state/spool");
+    let spool = dir.path().join("state/agent-test/spool");
     let sent = 70;
     for i in 0..sent {
         let mut args = wait_args("BACKLOG", &down_url, &c.write_token, dir.path());
@@ -274,7 +276,7 @@ fn a_full_spool_counts_what_it_dropped_and_the_next_delivery_reports_it() {
     }
     assert_eq!(spooled(&spool).len(), 64, "the spool keeps 64 events");
 
-    c.restart();
+    c.restart_on_same_port();
     let out = anonstats(
         &strs(&wait_args("START", &c.url, &c.write_token, dir.path())),
         &[],
@@ -327,7 +329,7 @@ fn wait_fails_with_the_reason_when_the_collector_refuses_the_token() {
         stderr.contains("not delivered") && stderr.contains("token") && stderr.contains("401"),
         "{stderr}"
     );
-    assert!(spooled(&dir.path().join("state/spool")).is_empty());
+    assert!(spooled(&dir.path().join("state/agent-test/spool")).is_empty());
     assert!(c.export().is_empty());
 
     // `show` shows the count the next event carries.
@@ -372,7 +374,7 @@ fn wait_fails_with_the_reason_when_the_collector_cannot_be_reached() {
     ] {
         assert!(stderr.contains(part), "no {part:?} in: {stderr}");
     }
-    assert_eq!(spooled(&dir.path().join("state/spool")).len(), 1);
+    assert_eq!(spooled(&dir.path().join("state/agent-test/spool")).len(), 1);
 }
 
 /// A delivery under way when the opt-out file appears sends nothing more: what waits in
@@ -380,7 +382,7 @@ fn wait_fails_with_the_reason_when_the_collector_cannot_be_reached() {
 #[test]
 fn a_detached_delivery_stops_at_opt_out() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let spool = dir.path().join("state/spool");
+    let spool = dir.path().join("state/agent-test/spool");
     let rec = Recorder::gated();
     let mut first = send_args("FIRST", &rec.url, dir.path());
     first.extend(["--timeout".into(), "20".into()]);
@@ -488,5 +490,5 @@ fn an_event_the_collector_refuses_as_too_large_is_dropped_and_counted() {
     let stored = c.export();
     assert_eq!(names(&stored), ["SMALL"]);
     assert_eq!(stored[0]["properties"]["dropped_events"], 1);
-    assert!(spooled(&dir.path().join("state/spool")).is_empty());
+    assert!(spooled(&dir.path().join("state/agent-test/spool")).is_empty());
 }

@@ -117,7 +117,8 @@ fn start_exit_and_fatal_arrive_with_their_fields() {
     assert_eq!(p["action"], "START");
     assert!(p["system_kernel_name"].is_string());
     assert!(p.get("$ip").is_none_or(|ip| ip == "127.0.0.1"));
-    let machine = std::fs::read_to_string(dir.path().join("state/machine-id")).expect("machine id");
+    let machine = std::fs::read_to_string(dir.path().join("state/demo-agent/machine-id"))
+        .expect("machine id");
     assert_eq!(start["distinct_id"], machine.trim());
 
     let mut crashing = demo.crash(&c.url, &c.write_token);
@@ -152,7 +153,7 @@ fn fatal_spooled_while_the_collector_is_down_arrives_once() {
 
     let mut crashing = demo.crash(&old_url, &c.write_token);
     assert_eq!(wait(&mut crashing).code(), Some(101));
-    let spooled: Vec<Value> = std::fs::read_dir(dir.path().join("state/spool"))
+    let spooled: Vec<Value> = std::fs::read_dir(dir.path().join("state/demo-agent/spool"))
         .expect("spool dir")
         .flatten()
         .map(|e| serde_json::from_slice(&std::fs::read(e.path()).expect("read")).expect("json"))
@@ -163,7 +164,8 @@ fn fatal_spooled_while_the_collector_is_down_arrives_once() {
         .map(|e| e["uuid"].clone())
         .expect("FATAL is in the spool");
 
-    c.restart();
+    // Back at the address the events were made for.
+    c.restart_on_same_port();
     // Each run waits for counts new to it: the spooled START, then one START and one
     // EXIT per run.
     for run in 1..=2 {
@@ -247,7 +249,7 @@ fn opt_out_while_the_agent_runs_stops_its_events() {
     let events = c.export();
     assert_eq!(events.len(), 1, "only START: {events:?}");
     assert_eq!(events[0]["event"], "START");
-    let spool = dir.path().join("state/spool");
+    let spool = dir.path().join("state/demo-agent/spool");
     let left: Vec<_> = std::fs::read_dir(&spool)
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();

@@ -134,7 +134,10 @@ fn what_the_installer_configures_is_what_the_installed_agent_reads() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("anonstats.toml"));
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(said.contains("anonstats.toml"), "{said}");
+    assert!(said.contains("opt-out --config-dir"), "{said}");
+    assert!(said.contains("--product mydaemon"), "{said}");
     let show = installed(&prefix, &["show", "START"]);
     assert!(
         show.status.success(),

@@ -2,7 +2,7 @@
 
 use crate::Error;
 use crate::client::{Client, Inner};
-use crate::consent::{self, EnvFn, Mode, Recheck};
+use crate::consent::{self, EnvFn, Mode, Recheck, Scope};
 use crate::delivery::Transport;
 use crate::dispatch::{Dispatcher, Route};
 use crate::spool::{Spool, SpoolLimits};
@@ -12,9 +12,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-/// Default configuration directory (holds the opt-out file).
-pub const DEFAULT_CONFIG_DIR: &str = "/etc/anonstats";
-/// Default state directory (machine id, spool, status file, local log).
+/// Default configuration directory (holds the opt-out file); also the machine's
+/// ([`consent::SYSTEM_DIR`]).
+pub const DEFAULT_CONFIG_DIR: &str = consent::SYSTEM_DIR;
+/// Default state root: each product's state (machine id, spool, status file, local log,
+/// receipts) is in `<state root>/<product>/` ([`crate::product`]).
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/anonstats";
 /// Default total delivery timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -51,6 +53,7 @@ pub struct Builder {
     token: Option<String>,
     ca_file: Option<PathBuf>,
     config_dir: PathBuf,
+    system_dir: PathBuf,
     state_dir: Option<PathBuf>,
     probe_root: PathBuf,
     timeout: Duration,
@@ -71,6 +74,7 @@ impl Default for Builder {
             token: None,
             ca_file: None,
             config_dir: DEFAULT_CONFIG_DIR.into(),
+            system_dir: consent::SYSTEM_DIR.into(),
             state_dir: None,
             probe_root: "/".into(),
             timeout: DEFAULT_TIMEOUT,
@@ -123,8 +127,18 @@ impl Builder {
         self.config_dir = dir.into();
         self
     }
-    /// State directory (default: `state-dir` in `anonstats.toml`, else
-    /// `/var/lib/anonstats`); created on first use, mode 0700.
+    /// The machine's directory (default `/etc/anonstats`): its opt-out file and the `mode`
+    /// of its `anonstats.toml` hold for every product, whatever [`Builder::config_dir`] says
+    /// ([`consent`]). Set it only where the machine keeps that policy elsewhere (or in
+    /// tests).
+    pub fn system_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.system_dir = dir.into();
+        self
+    }
+    /// State root (default: `state-dir` in `anonstats.toml`, else `/var/lib/anonstats`);
+    /// this product's state is in `<state root>/<product>/` ([`crate::product`]), created
+    /// on first use, mode 0700. A root that one product used alone before is taken over by
+    /// the first product that starts there, which keeps its machine id.
     pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.state_dir = Some(dir.into());
         self
@@ -194,22 +208,26 @@ impl Builder {
         self.build_with(state_dir)
     }
 
-    fn build_with(self, state_dir: PathBuf) -> Result<Client, Error> {
+    fn build_with(self, root: PathBuf) -> Result<Client, Error> {
+        let name = self.product_name.clone().filter(|n| !n.trim().is_empty());
         let recheck = Recheck {
             env: self.env.clone(),
-            config_dir: self.config_dir.clone(),
+            scope: Scope {
+                system_dir: self.system_dir.clone(),
+                config_dir: self.config_dir.clone(),
+                product: name.clone(),
+            },
             host: self.mode,
         };
         let consent = recheck.decide();
-        let spool = Spool::new(state_dir.join("spool"), self.spool_limits);
-        if consent.mode == Mode::Off {
-            crate::client::forget_if_present(&state_dir, &spool);
-        }
+        let state_dir = match &name {
+            Some(name) => crate::product::state_dir(&root, name),
+            None => root.clone(),
+        };
+        let spool = Spool::new(state_dir.join(crate::spool::DIR), self.spool_limits);
         let mut product = Map::new();
-        let mut dispatcher = None;
         if consent.mode != Mode::Off {
-            let name = self.product_name.filter(|n| !n.trim().is_empty());
-            let name = name.ok_or(Error::MissingProduct)?;
+            let name = name.clone().ok_or(Error::MissingProduct)?;
             product.insert("product_name".into(), Value::from(name));
             let fields = [
                 ("product_version", self.product_version),
@@ -222,6 +240,7 @@ impl Builder {
                 }
             }
         }
+        let mut route = None;
         if consent.mode == Mode::On {
             let endpoint = self.endpoint.ok_or(Error::MissingEndpoint)?;
             let transport = Transport::new(&endpoint, self.ca_file.as_deref())?;
@@ -229,18 +248,29 @@ impl Builder {
                 .token
                 .filter(|t| !t.is_empty())
                 .ok_or(Error::MissingToken)?;
-            dispatcher = Some(Dispatcher::new(Route {
+            let key = crate::spool::route_key(transport.url(), &token);
+            route = Some((transport, token, key));
+        }
+        if let Some(name) = &name {
+            let key = route.as_ref().map(|(_, _, key)| key.as_str());
+            crate::product::adopt_legacy(&root, name, key);
+        }
+        if consent.mode == Mode::Off {
+            crate::client::forget_if_present(&state_dir, &spool);
+        }
+        let dispatcher = route.map(|(transport, token, key)| {
+            Dispatcher::new(Route {
                 transport,
                 token,
                 timeout: self.timeout,
-                spool,
+                spool: spool.for_route(key, name.unwrap_or_default()),
                 probe_root: self.probe_root.clone(),
                 state_dir: state_dir.clone(),
                 recheck: recheck.clone(),
                 clock: self.clock.clone(),
                 unqueued: Default::default(),
-            }));
-        }
+            })
+        });
         Ok(Client::from_inner(Inner {
             consent,
             config_dir: self.config_dir,

@@ -73,8 +73,11 @@ pub(crate) fn forget(state_dir: &Path, spool: &Spool) {
 /// that is off from the start writes nothing, removes nothing that is absent).
 pub(crate) fn forget_if_present(state_dir: &Path, spool: &Spool) {
     let exists = |p: &Path| std::fs::symlink_metadata(p).is_ok();
-    let log = local_log::path(state_dir);
-    if exists(spool.dir()) || exists(&log) || exists(&log.with_extension("ndjson.1")) {
+    let dropped = spool.dir().with_file_name(crate::spool::DROPPED_FILE);
+    if exists(spool.dir())
+        || exists(&dropped)
+        || local_log::files(state_dir).iter().any(|p| exists(p))
+    {
         forget(state_dir, spool);
     }
 }
@@ -158,7 +161,13 @@ impl Client {
         &self.inner.config_dir
     }
 
-    /// The state directory.
+    /// Where the consent rules are read for this client: the machine's directory, the
+    /// configuration directory and the product.
+    pub fn scope(&self) -> &crate::consent::Scope {
+        &self.inner.recheck.scope
+    }
+
+    /// The product's state directory (`<state root>/<product>/`).
     pub fn state_dir(&self) -> &std::path::Path {
         &self.inner.state_dir
     }
@@ -338,7 +347,7 @@ impl Client {
         let spool = match &self.inner.dispatcher {
             Some(d) => d.route().spool.clone(),
             None => Spool::new(
-                self.inner.state_dir.join("spool"),
+                self.inner.state_dir.join(crate::spool::DIR),
                 crate::SpoolLimits::default(),
             ),
         };

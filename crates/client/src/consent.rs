@@ -1,13 +1,21 @@
 //! Consent: whether statistics are on, local or off, and which rule decided.
 //!
-//! The rules are checked in this order and the first that matches decides:
+//! Two directories are read: the machine's (the system dir, [`SYSTEM_DIR`]), whose rules
+//! hold for every product on the machine, and the product's own configuration directory
+//! (by default the same one). The rules are checked in this order and the first that
+//! matches decides:
 //! 1. `DISABLE_TELEMETRY` set to any non-empty value (even `0`) -> off;
 //! 2. `DO_NOT_TRACK` set to any non-empty value -> off;
-//! 3. `<config dir>/.opt-out-from-anonymous-statistics` exists -> off;
-//! 4. `mode` in `<config dir>/anonstats.toml` ([`config_file`](crate::config_file)) -> that
+//! 3. `<system dir>/.opt-out-from-anonymous-statistics` exists -> off, for every product;
+//! 4. `<config dir>/.opt-out-from-anonymous-statistics` exists -> off;
+//! 5. `<config dir>/<product>/.opt-out-from-anonymous-statistics` exists -> off, for this
+//!    product only (`anonstats opt-out --product NAME`; [`product_opt_out_path`]);
+//! 6. `mode` in `<system dir>/anonstats.toml` is `off`, or the file cannot be read or
+//!    understood -> off, for every product; `local` there makes every product at most local;
+//! 7. `mode` in `<config dir>/anonstats.toml` ([`config_file`](crate::config_file)) -> that
 //!    mode; a file that cannot be read or understood -> off, since it may say off;
-//! 5. the host's own configuration ([`Builder::mode`](crate::Builder::mode)) -> that mode;
-//! 6. otherwise on.
+//! 8. the host's own configuration ([`Builder::mode`](crate::Builder::mode)) -> that mode;
+//! 9. otherwise on.
 
 use std::ffi::OsString;
 use std::fmt;
@@ -18,6 +26,10 @@ use std::sync::Arc;
 /// Name of the opt-out file in the configuration directory.
 pub const OPT_OUT_FILE: &str = ".opt-out-from-anonymous-statistics";
 
+/// The machine's directory: its opt-out file and the `mode` of its `anonstats.toml` hold
+/// for every product on the machine, whatever configuration directory a product uses.
+pub const SYSTEM_DIR: &str = "/etc/anonstats";
+
 /// The path of the opt-out file for a configuration directory.
 ///
 /// ```
@@ -26,6 +38,42 @@ pub const OPT_OUT_FILE: &str = ".opt-out-from-anonymous-statistics";
 /// ```
 pub fn opt_out_path(config_dir: &Path) -> PathBuf {
     config_dir.join(OPT_OUT_FILE)
+}
+
+/// The path of one product's opt-out file in a configuration directory: it stops that
+/// product only.
+///
+/// ```
+/// let p = anonstats_client::consent::product_opt_out_path(std::path::Path::new("/etc/x"), "my daemon");
+/// assert_eq!(p, std::path::Path::new("/etc/x/my%20daemon/.opt-out-from-anonymous-statistics"));
+/// ```
+pub fn product_opt_out_path(config_dir: &Path, product: &str) -> PathBuf {
+    config_dir
+        .join(crate::product::dir_name(product))
+        .join(OPT_OUT_FILE)
+}
+
+/// Where the rules are read for one product.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Scope {
+    /// The machine's directory ([`SYSTEM_DIR`] unless told otherwise).
+    pub system_dir: PathBuf,
+    /// The product's configuration directory (often the system dir itself).
+    pub config_dir: PathBuf,
+    /// The product, when known: its own opt-out file is then checked too.
+    pub product: Option<String>,
+}
+
+impl Scope {
+    /// A scope whose configuration directory is the machine's: the default layout.
+    pub fn machine(system_dir: impl Into<PathBuf>) -> Scope {
+        let system_dir = system_dir.into();
+        Scope {
+            config_dir: system_dir.clone(),
+            system_dir,
+            product: None,
+        }
+    }
 }
 
 /// What the client does with events.
@@ -73,8 +121,11 @@ pub enum Reason {
     DisableTelemetry,
     /// `DO_NOT_TRACK` is set to a non-empty value.
     DoNotTrack,
-    /// The opt-out file exists (or could not be checked, which counts as existing).
+    /// An opt-out file exists (or could not be checked, which counts as existing): the
+    /// machine's, the configuration directory's or the product's, as the path says.
     OptOutFile(PathBuf),
+    /// The machine's `anonstats.toml` sets this mode for every product.
+    MachinePolicy(PathBuf, Mode),
     /// `mode` in the configuration file chose the mode.
     ConfigFile(PathBuf, Mode),
     /// The configuration file could not be read or understood (the message says why).
@@ -92,6 +143,11 @@ impl fmt::Display for Reason {
             Reason::DoNotTrack => f.write_str("DO_NOT_TRACK is set"),
             Reason::OptOutFile(p) => write!(f, "opt-out file {} exists", p.display()),
             Reason::ConfigFile(p, m) => write!(f, "{} says mode = \"{m}\"", p.display()),
+            Reason::MachinePolicy(p, m) => write!(
+                f,
+                "{} says mode = \"{m}\" for every product on this machine",
+                p.display()
+            ),
             Reason::ConfigInvalid(why) => write!(f, "the configuration file is unusable: {why}"),
             Reason::Host(m) => write!(f, "the host configuration says {m}"),
             Reason::Default => f.write_str("no opt-out is set"),
@@ -119,14 +175,14 @@ impl fmt::Display for Consent {
 /// Decide the mode. `env` looks up an environment variable (inject it in tests).
 ///
 /// ```
-/// use anonstats_client::consent::{decide, Mode, Reason};
+/// use anonstats_client::consent::{decide, Mode, Reason, Scope};
 /// let env = |name: &str| (name == "DO_NOT_TRACK").then(|| "1".into());
-/// let c = decide(&env, std::path::Path::new("/nonexistent"), None);
+/// let c = decide(&env, &Scope::machine("/nonexistent"), None);
 /// assert_eq!((c.mode, c.reason), (Mode::Off, Reason::DoNotTrack));
 /// ```
 pub fn decide(
     env: &dyn Fn(&str) -> Option<OsString>,
-    config_dir: &Path,
+    scope: &Scope,
     host: Option<Mode>,
 ) -> Consent {
     let set = |name: &str| env(name).is_some_and(|v| !v.is_empty());
@@ -140,33 +196,60 @@ pub fn decide(
     if set("DO_NOT_TRACK") {
         return off(Reason::DoNotTrack);
     }
-    let file = opt_out_path(config_dir);
-    // Any entry (even a dangling link), or one that cannot be checked, counts as opted out.
-    match std::fs::symlink_metadata(&file) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        _ => return off(Reason::OptOutFile(file)),
+    let mut files = vec![opt_out_path(&scope.system_dir)];
+    if scope.config_dir != scope.system_dir {
+        files.push(opt_out_path(&scope.config_dir));
     }
-    match crate::config_file::load(config_dir) {
-        Ok(config) => {
-            if let Some(mode) = config.mode {
-                let path = crate::config_file::path(config_dir);
-                return Consent {
-                    mode,
-                    reason: Reason::ConfigFile(path, mode),
-                };
-            }
+    if let Some(product) = &scope.product {
+        files.push(product_opt_out_path(&scope.config_dir, product));
+    }
+    for file in files {
+        // Any entry (even a dangling link), or one that cannot be checked, counts as
+        // opted out.
+        match std::fs::symlink_metadata(&file) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            _ => return off(Reason::OptOutFile(file)),
         }
-        Err(e) => return off(Reason::ConfigInvalid(e.to_string())),
     }
-    match host {
-        Some(mode) => Consent {
-            mode,
-            reason: Reason::Host(mode),
+    // The machine's mode is a ceiling for every product: off stops them, local keeps them
+    // local, on leaves the choice to each.
+    let mut ceiling = None;
+    if scope.config_dir != scope.system_dir {
+        match crate::config_file::load(&scope.system_dir) {
+            Ok(config) => {
+                let path = crate::config_file::path(&scope.system_dir);
+                match config.mode {
+                    Some(Mode::Off) => return off(Reason::MachinePolicy(path, Mode::Off)),
+                    Some(Mode::Local) => ceiling = Some(Reason::MachinePolicy(path, Mode::Local)),
+                    _ => {}
+                }
+            }
+            Err(e) => return off(Reason::ConfigInvalid(e.to_string())),
+        }
+    }
+    let chosen = match crate::config_file::load(&scope.config_dir) {
+        Ok(config) => match (config.mode, host) {
+            (Some(mode), _) => Consent {
+                mode,
+                reason: Reason::ConfigFile(crate::config_file::path(&scope.config_dir), mode),
+            },
+            (None, Some(mode)) => Consent {
+                mode,
+                reason: Reason::Host(mode),
+            },
+            (None, None) => Consent {
+                mode: Mode::On,
+                reason: Reason::Default,
+            },
         },
-        None => Consent {
-            mode: Mode::On,
-            reason: Reason::Default,
+        Err(e) => return off(Reason::ConfigInvalid(e.to_string())),
+    };
+    match ceiling {
+        Some(reason) if chosen.mode == Mode::On => Consent {
+            mode: Mode::Local,
+            reason,
         },
+        _ => chosen,
     }
 }
 
@@ -178,19 +261,19 @@ pub(crate) type EnvFn = Arc<dyn Fn(&str) -> Option<OsString> + Send + Sync>;
 #[derive(Clone)]
 pub(crate) struct Recheck {
     pub env: EnvFn,
-    pub config_dir: PathBuf,
+    pub scope: Scope,
     pub host: Option<Mode>,
 }
 
 impl Recheck {
     /// True when the rules now say off (two environment variables and one `stat`).
     pub fn opted_out(&self) -> bool {
-        decide(&*self.env, &self.config_dir, self.host).mode == Mode::Off
+        self.decide().mode == Mode::Off
     }
 
     /// The decision now.
     pub fn decide(&self) -> Consent {
-        decide(&*self.env, &self.config_dir, self.host)
+        decide(&*self.env, &self.scope, self.host)
     }
 }
 
@@ -216,7 +299,8 @@ mod tests {
     fn order_of_rules() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path();
-        let d = |pairs: &[(&str, &str)], host| decide(&env_of(pairs), cfg, host);
+        let scope = Scope::machine(cfg);
+        let d = |pairs: &[(&str, &str)], host| decide(&env_of(pairs), &scope, host);
 
         assert_eq!(d(&[], None).mode, Mode::On);
         assert_eq!(d(&[], None).reason, Reason::Default);
@@ -252,7 +336,8 @@ mod tests {
     fn the_config_files_mode_is_the_users_and_wins_over_the_hosts() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path();
-        let d = |host| decide(&|_: &str| None, cfg, host);
+        let scope = Scope::machine(cfg);
+        let d = |host| decide(&|_: &str| None, &scope, host);
         std::fs::write(crate::config_file::path(cfg), "mode = \"local\"\n").unwrap();
         let c = d(Some(Mode::On));
         assert_eq!(c.mode, Mode::Local);
@@ -266,6 +351,49 @@ mod tests {
         std::fs::write(crate::config_file::path(cfg), "mode = \"on\"\n").unwrap();
         std::fs::write(opt_out_path(cfg), b"").unwrap();
         assert!(matches!(d(None).reason, Reason::OptOutFile(_)));
+    }
+
+    #[test]
+    fn the_machines_directory_rules_every_product_and_a_products_file_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (sys, own) = (dir.path().join("sys"), dir.path().join("own"));
+        std::fs::create_dir_all(&sys).unwrap();
+        std::fs::create_dir_all(&own).unwrap();
+        let scope = |config: &Path, product: &str| Scope {
+            system_dir: sys.clone(),
+            config_dir: config.to_path_buf(),
+            product: Some(product.into()),
+        };
+        let d = |s: &Scope, host| decide(&|_: &str| None, s, host);
+        assert_eq!(d(&scope(&own, "a"), None).mode, Mode::On);
+        // One product's opt-out file stops that product only.
+        let a_off = product_opt_out_path(&sys, "a");
+        std::fs::create_dir_all(a_off.parent().unwrap()).unwrap();
+        std::fs::write(&a_off, b"").unwrap();
+        assert_eq!(d(&scope(&sys, "a"), None).reason, Reason::OptOutFile(a_off));
+        assert_eq!(d(&scope(&sys, "b"), None).mode, Mode::On);
+        // The machine's mode is a ceiling, whatever the product's own file says.
+        std::fs::write(crate::config_file::path(&own), "mode = \"on\"\n").unwrap();
+        std::fs::write(crate::config_file::path(&sys), "mode = \"local\"\n").unwrap();
+        let c = d(&scope(&own, "b"), Some(Mode::On));
+        assert_eq!(c.mode, Mode::Local);
+        assert!(
+            matches!(c.reason, Reason::MachinePolicy(_, Mode::Local)),
+            "{c}"
+        );
+        std::fs::write(crate::config_file::path(&sys), "mode = \"off\"\n").unwrap();
+        assert_eq!(d(&scope(&own, "b"), None).mode, Mode::Off);
+        std::fs::write(crate::config_file::path(&sys), "mode = \"of\"\n").unwrap();
+        assert!(matches!(
+            d(&scope(&own, "b"), None).reason,
+            Reason::ConfigInvalid(_)
+        ));
+        std::fs::write(crate::config_file::path(&sys), "mode = \"on\"\n").unwrap();
+        assert_eq!(d(&scope(&own, "b"), None).mode, Mode::On);
+        // The machine's opt-out file stops every product.
+        std::fs::write(opt_out_path(&sys), b"").unwrap();
+        let c = d(&scope(&own, "b"), Some(Mode::On));
+        assert_eq!(c.reason, Reason::OptOutFile(opt_out_path(&sys)));
     }
 
     #[test]

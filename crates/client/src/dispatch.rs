@@ -13,8 +13,8 @@ use crate::builder::Clock;
 use crate::consent::Recheck;
 use crate::delivery::{DeliveryError, Transport};
 use crate::event::{DROPPED_EVENTS, batch_body};
-use crate::facts;
 use crate::spool::{Spool, SpoolLock};
+use crate::{facts, local_log};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::ops::Range;
@@ -48,7 +48,8 @@ pub(crate) struct Route {
     pub spool: Spool,
     /// Root the system facts are read from, for events spooled without them.
     pub probe_root: PathBuf,
-    /// The state directory (for the local log, deleted on opt-out).
+    /// The product's state directory (for the receipts, and the local log deleted on
+    /// opt-out).
     pub state_dir: PathBuf,
     /// Consent, decided again before each round.
     pub recheck: Recheck,
@@ -340,7 +341,9 @@ fn send_items(
         }
         let body = batch_body(&route.token, &events, (route.clock)());
         let files = batch.iter().filter_map(|i| i.file.as_ref());
-        let outcome = match route.transport.post(&body, deadline) {
+        let answer = route.transport.post(&body, deadline);
+        keep_receipts(route, &body, &answer, deadline);
+        let outcome = match answer {
             Ok(()) => {
                 route.spool.remove(files);
                 if let Some(lock) = lock {
@@ -366,6 +369,30 @@ fn send_items(
         }
     }
     out
+}
+
+/// Keep a receipt of each event of a request that left the machine (anything but a
+/// failure to connect): the body as sent and the collector's answer.
+fn keep_receipts(
+    route: &Route,
+    body: &Value,
+    answer: &Result<(), DeliveryError>,
+    deadline: Instant,
+) {
+    let url = route.transport.url();
+    let (accepted, answer) = match answer {
+        Ok(()) => (true, "accepted".to_string()),
+        Err(DeliveryError::Connect(_)) => return,
+        Err(e) => (false, e.explain(url)),
+    };
+    let sent = local_log::Sent {
+        url,
+        body,
+        accepted,
+        answer,
+    };
+    let wait = deadline.saturating_duration_since(Instant::now());
+    local_log::record(&route.state_dir, &sent, wait.max(Duration::from_millis(50)));
 }
 
 /// A spooled event, and whether its system facts were added just now.

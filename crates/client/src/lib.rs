@@ -48,6 +48,7 @@ mod fsutil;
 mod intake;
 pub mod local_log;
 pub mod machine_id;
+pub mod product;
 pub mod scrub;
 pub mod spool;
 pub mod status_file;

@@ -1,6 +1,10 @@
 //! A bounded directory of events that are not yet delivered.
 //!
-//! One file per event, named `<nanoseconds>-<uuid>.json` so that names sort oldest first.
+//! One file per event, named `<nanoseconds>-r<route>-<uuid>.json` so that names sort oldest
+//! first; `<route>` ([`route_key`]) names the endpoint and token the event was made for, and
+//! a spool made for a route loads only that route's events, so that an event only ever
+//! goes where it was meant to (files named `<nanoseconds>-<uuid>.json`, from versions that
+//! did not name the route, are taken by the product named in their `product_name`).
 //! Files are written to a temporary name and renamed into place (fsynced when asked, as for
 //! FATAL). When the bounds are passed the oldest files are dropped, unsent, by whoever
 //! holds the delivery lock: a write that can take the lock at once, or the delivering
@@ -32,6 +36,54 @@ impl Default for SpoolLimits {
             max_bytes: 1 << 20,
         }
     }
+}
+
+/// The spool's directory name in a state directory.
+pub const DIR: &str = "spool";
+/// Its lock file, beside it.
+pub const LOCK_FILE: &str = "spool.lock";
+/// Its record of dropped events, beside it.
+pub const DROPPED_FILE: &str = "spool-dropped.json";
+
+/// The key of a route: 16 hex digits of the 64-bit FNV-1a hash of the URL posted to and
+/// the token, stable across versions and builds. The token itself is not written.
+///
+/// ```
+/// let a = anonstats_client::spool::route_key("http://a/batch/", "t1");
+/// assert_eq!(a.len(), 16);
+/// assert_ne!(a, anonstats_client::spool::route_key("http://a/batch/", "t2"));
+/// assert_ne!(a, anonstats_client::spool::route_key("http://b/batch/", "t1"));
+/// ```
+pub fn route_key(url: &str, token: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in url.bytes().chain([0]).chain(token.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// A spool file name without a route (`<nanoseconds>-<uuid>.json`) with `key` added.
+pub(crate) fn keyed_name(name: &str, key: &str) -> String {
+    match name.split_once('-') {
+        Some((nanos, rest)) if route_of(name).is_none() => format!("{nanos}-r{key}-{rest}"),
+        _ => name.to_string(),
+    }
+}
+
+/// The route key in a spool file name, if it has one.
+fn route_of(name: &str) -> Option<&str> {
+    let (_, rest) = name.split_once('-')?;
+    let key = rest.strip_prefix('r')?.get(..16)?;
+    let dash = rest.as_bytes().get(17) == Some(&b'-');
+    (dash && key.bytes().all(|b| b.is_ascii_hexdigit())).then_some(key)
+}
+
+/// Whose events a spool loads: one route's, and the unrouted ones of one product.
+#[derive(Clone, Debug)]
+struct Owner {
+    key: String,
+    product: String,
 }
 
 /// How many dropped files' names are kept, to tell a dropped event from a delivered one.
@@ -67,6 +119,7 @@ pub struct SpoolLock {
 pub struct Spool {
     dir: PathBuf,
     limits: SpoolLimits,
+    owner: Option<Owner>,
 }
 
 impl Spool {
@@ -75,7 +128,19 @@ impl Spool {
         Spool {
             dir: dir.into(),
             limits,
+            owner: None,
         }
+    }
+
+    /// The same spool, but writing and loading only the events of route `key`
+    /// ([`route_key`]) and product `product`. Other events stay where they are (and count
+    /// in the bounds).
+    pub fn for_route(mut self, key: impl Into<String>, product: impl Into<String>) -> Spool {
+        self.owner = Some(Owner {
+            key: key.into(),
+            product: product.into(),
+        });
+        self
     }
 
     /// The directory.
@@ -104,7 +169,12 @@ impl Spool {
             .chars()
             .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
             .collect();
-        let path = self.dir.join(format!("{nanos:020}-{safe_uuid}.json"));
+        let name = format!("{nanos:020}-{safe_uuid}.json");
+        let name = match &self.owner {
+            Some(o) => keyed_name(&name, &o.key),
+            None => name,
+        };
+        let path = self.dir.join(name);
         fsutil::replace_file(&path, &bytes, 0o600, durable)?;
         if let Some(lock) = self.try_lock() {
             self.trim(&lock, Some(&path));
@@ -112,23 +182,53 @@ impl Spool {
         Ok(path)
     }
 
-    /// Every spooled event, oldest first. Unreadable or corrupt files are removed.
-    /// Creates nothing when the directory does not exist.
+    /// Every spooled event of this spool's route, oldest first (all of them for a spool
+    /// without a route). An unrouted file of this spool's product is renamed to its route.
+    /// Unreadable or corrupt files are removed. Creates nothing when the directory does not
+    /// exist.
     pub fn load(&self) -> Vec<Spooled> {
         let mut out = Vec::new();
-        for path in self.files() {
+        for path in self.own_files() {
             let parsed = fs::read(&path)
                 .ok()
                 .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
                 .filter(Value::is_object);
-            match parsed {
-                Some(event) => out.push(Spooled { path, event }),
-                None => {
-                    let _ = fs::remove_file(&path);
+            let Some(event) = parsed else {
+                let _ = fs::remove_file(&path);
+                continue;
+            };
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let path = match &self.owner {
+                Some(o) if route_of(name).is_none() => {
+                    let keyed = path.with_file_name(keyed_name(name, &o.key));
+                    if fs::rename(&path, &keyed).is_err() {
+                        continue;
+                    }
+                    keyed
                 }
-            }
+                _ => path,
+            };
+            out.push(Spooled { path, event });
         }
         out
+    }
+
+    /// This spool's files, oldest first: its route's, and the unrouted ones of its product.
+    fn own_files(&self) -> Vec<PathBuf> {
+        let mut files = self.files();
+        if let Some(o) = &self.owner {
+            files.retain(|p| {
+                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                match route_of(name) {
+                    Some(key) => key == o.key,
+                    None => fs::read(p)
+                        .ok()
+                        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                        .is_some_and(|v| v["properties"]["product_name"] == o.product.as_str()),
+                }
+            });
+        }
+        files
     }
 
     /// Rewrite a spooled event in place (atomically), e.g. once its system facts are added.
@@ -137,9 +237,9 @@ impl Spool {
         fsutil::replace_file(path, &bytes, 0o600, false)
     }
 
-    /// True when no event waits. Creates nothing.
+    /// True when no event of this spool's route waits. Creates nothing.
     pub fn is_empty(&self) -> bool {
-        self.files().is_empty()
+        self.own_files().is_empty()
     }
 
     /// The delivery lock: held while a process sends from the spool and removes what was
@@ -347,6 +447,51 @@ mod tests {
 
     fn ev(i: usize, pad: usize) -> Value {
         json!({"event": "E", "uuid": format!("u{i}"), "properties": {"pad": "x".repeat(pad)}})
+    }
+
+    #[test]
+    fn a_spool_for_a_route_loads_that_routes_events_and_its_products_unrouted_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = Spool::new(dir.path().join("spool"), SpoolLimits::default());
+        let a = plain
+            .clone()
+            .for_route(route_key("http://a/batch/", "t"), "p");
+        let b = plain
+            .clone()
+            .for_route(route_key("http://b/batch/", "t"), "p");
+        a.put("u1", &ev(1, 0), false).unwrap();
+        b.put("u2", &ev(2, 0), false).unwrap();
+        // Written by a version without routes, for this product and for another.
+        let mine = json!({"event": "E", "uuid": "u3", "properties": {"product_name": "p"}});
+        let theirs = json!({"event": "E", "uuid": "u4", "properties": {"product_name": "q"}});
+        fs::write(
+            plain.dir().join("00000000000000000001-u3.json"),
+            mine.to_string(),
+        )
+        .unwrap();
+        fs::write(
+            plain.dir().join("00000000000000000002-u4.json"),
+            theirs.to_string(),
+        )
+        .unwrap();
+        let uuids = |s: &Spool| -> Vec<Value> {
+            s.load()
+                .into_iter()
+                .map(|f| f.event["uuid"].clone())
+                .collect()
+        };
+        assert_eq!(uuids(&a), ["u3", "u1"]);
+        assert_eq!(uuids(&b), ["u2"]);
+        assert_eq!(
+            plain.load().len(),
+            4,
+            "a spool without a route sees them all"
+        );
+        let lock = a.try_lock().unwrap();
+        a.remove(a.load().iter().map(|f| &f.path));
+        drop(lock);
+        assert!(a.is_empty());
+        assert!(!b.is_empty());
     }
 
     #[test]

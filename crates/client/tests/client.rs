@@ -19,6 +19,7 @@ fn builder(dir: &Path, url: &str) -> anonstats_client::Builder {
         .endpoint(url)
         .token("tok")
         .config_dir(dir.join("etc"))
+        .system_dir(dir.join("etc"))
         .state_dir(dir.join("state"))
         .env(no_env)
 }
@@ -42,7 +43,7 @@ fn start_and_exit_are_delivered_with_masks() {
     let body = &rec.bodies.lock().unwrap()[0];
     assert_eq!(body["api_key"], "tok");
     let e = &body["batch"][0];
-    let id = anonstats_client::machine_id::load(&dir.path().join("state")).unwrap();
+    let id = anonstats_client::machine_id::load(&dir.path().join("state/test-daemon")).unwrap();
     assert_eq!(e["distinct_id"], id.to_string());
     let p = &e["properties"];
     assert_eq!(p["$ip"], "127.0.0.1");
@@ -56,7 +57,7 @@ fn start_and_exit_are_delivered_with_masks() {
         "probe facts are included"
     );
     // Delivered events leave nothing in the spool.
-    let spool = dir.path().join("state/spool");
+    let spool = dir.path().join("state/test-daemon/spool");
     assert_eq!(std::fs::read_dir(spool).unwrap().count(), 0);
 }
 
@@ -77,8 +78,18 @@ fn undelivered_events_go_first_at_the_next_start_exactly_once() {
     assert!(matches!(down.fatal(site), Outcome::Spooled(_)));
     assert!(started.elapsed() < Duration::from_millis(900));
 
-    let rec = Recorder::start();
-    let up = builder(dir.path(), &rec.url).build().unwrap();
+    // Another endpoint gets none of it: the FATAL was made for the one that was down.
+    let other = Recorder::start();
+    let elsewhere = builder(dir.path(), &other.url).build().unwrap();
+    assert_eq!(
+        elsewhere.send_action("START", None, None),
+        Outcome::Delivered(1)
+    );
+    assert_eq!(elsewhere.exit(), Outcome::Delivered(1));
+    assert_eq!(other.names(), ["START", "EXIT"]);
+
+    let rec = Recorder::at(dead.trim_start_matches("http://"));
+    let up = builder(dir.path(), &dead).build().unwrap();
     assert_eq!(up.send_action("START", None, None), Outcome::Delivered(2));
     assert_eq!(rec.names(), ["FATAL", "START"]);
     assert_eq!(rec.bodies.lock().unwrap().len(), 1, "one batch");
@@ -94,7 +105,7 @@ fn an_event_the_spool_already_delivered_is_not_sent_again() {
     // The delivery thread's first round waits for the spool lock, held here, while a
     // second event is spooled and queued behind it: that round reads both from the spool.
     let spool = anonstats_client::spool::Spool::new(
-        dir.path().join("state/spool"),
+        dir.path().join("state/test-daemon/spool"),
         anonstats_client::SpoolLimits::default(),
     );
     let lock = spool.try_lock().expect("the spool is free");
@@ -144,10 +155,11 @@ fn local_mode_logs_and_sends_nothing() {
     // START is written by the client's thread; EXIT waits until it is written.
     assert_eq!(client.start(), Outcome::Queued);
     assert!(matches!(client.exit(), Outcome::Logged(_)));
-    let log = std::fs::read_to_string(dir.path().join("state/local-events.ndjson")).unwrap();
+    let log =
+        std::fs::read_to_string(dir.path().join("state/test-daemon/local-events.ndjson")).unwrap();
     assert_eq!(log.lines().count(), 2);
     assert!(rec.events().is_empty());
-    assert!(!dir.path().join("state/spool").exists());
+    assert!(!dir.path().join("state/test-daemon/spool").exists());
 }
 
 #[test]
@@ -246,7 +258,8 @@ fn an_event_the_full_spool_dropped_is_reported_dropped_and_counted() {
         .spool_limits(limits)
         .build()
         .unwrap();
-    let spool = anonstats_client::spool::Spool::new(dir.path().join("state/spool"), limits);
+    let spool =
+        anonstats_client::spool::Spool::new(dir.path().join("state/test-daemon/spool"), limits);
     // START is on its way and held by the collector; meanwhile EXIT and three more events
     // are spooled, one more than the spool keeps, so the oldest waiting one (EXIT) goes.
     assert_eq!(client.start(), Outcome::Queued);
@@ -285,7 +298,7 @@ fn an_event_the_full_spool_dropped_is_reported_dropped_and_counted() {
 #[test]
 fn an_opt_out_while_running_stops_events_and_deletes_what_waited() {
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
+    let state = dir.path().join("state/test-daemon");
     let dead = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://{}", l.local_addr().unwrap())

@@ -36,7 +36,7 @@ fn panic_becomes_fatal() {
         "previous hook ran"
     );
 
-    let log = std::fs::read_to_string(dir.path().join("state/local-events.ndjson")).unwrap();
+    let log = std::fs::read_to_string(dir.path().join("state/hooked/local-events.ndjson")).unwrap();
     let fatal: serde_json::Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
     let p = &fatal["properties"];
     assert_eq!(fatal["event"], "FATAL");
@@ -55,7 +55,7 @@ fn panic_becomes_fatal() {
 
     // The explicit macro captures the enclosing function.
     anonstats_client::fatal!(client, "disk {} is full", "/var");
-    let log = std::fs::read_to_string(dir.path().join("state/local-events.ndjson")).unwrap();
+    let log = std::fs::read_to_string(dir.path().join("state/hooked/local-events.ndjson")).unwrap();
     let fatal: serde_json::Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
     assert_eq!(
         fatal["properties"]["fatal_function"],
@@ -110,7 +110,7 @@ fn panic_text_is_scrubbed_before_it_is_written() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("192.0.2.10"), "the real panic: {stderr}");
-    let log = std::fs::read_to_string(dir.path().join("state/local-events.ndjson")).unwrap();
+    let log = std::fs::read_to_string(dir.path().join("state/hooked/local-events.ndjson")).unwrap();
     let events: Vec<serde_json::Value> = log
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())

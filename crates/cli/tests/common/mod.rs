@@ -20,6 +20,8 @@ pub struct Collector {
     child: Option<Child>,
     pub stderr_log: PathBuf,
     extra_args: Vec<String>,
+    /// The address `serve` listens on (`127.0.0.1:0` until [`Collector::restart_on_same_port`]).
+    listen: String,
     /// A command the collector runs under (e.g. strace injecting faults).
     wrapper: Vec<String>,
 }
@@ -56,6 +58,7 @@ impl Collector {
             admin_token: String::new(),
             child: None,
             extra_args: args.iter().map(|a| a.to_string()).collect(),
+            listen: "127.0.0.1:0".into(),
             wrapper: wrapper.iter().map(|a| a.to_string()).collect(),
         };
         c.spawn();
@@ -81,7 +84,7 @@ impl Collector {
             None => Command::new(BIN),
         };
         let mut child = command
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["serve", "--listen", &self.listen, "--data-dir"])
             .arg(self.data_dir())
             .args(&self.extra_args)
             .env("ANONSTATS_LOG", "trace")
@@ -169,6 +172,13 @@ impl Collector {
     pub fn restart(&mut self) {
         self.stop();
         self.spawn();
+    }
+
+    /// Restarts at the address it had, so that senders configured with its URL reach it
+    /// again (after a [`Collector::stop`], that URL refuses connections).
+    pub fn restart_on_same_port(&mut self) {
+        self.listen = self.url.trim_start_matches("http://").to_string();
+        self.restart();
     }
 
     /// Runs `anonstats ARGS --data-dir DIR` and returns stdout; panics on failure.

@@ -27,7 +27,7 @@ const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// What the info endpoint needs, copied out of the client so the server thread owns it.
 struct Info {
     sends: bool,
-    config_dir: PathBuf,
+    scope: consent::Scope,
     state_dir: PathBuf,
     host_mode: Option<Mode>,
     endpoint: Option<String>,
@@ -37,7 +37,7 @@ struct Info {
 impl Info {
     fn statistics(&self) -> consent::Consent {
         let env = |name: &str| std::env::var_os(name);
-        consent::decide(&env, &self.config_dir, self.host_mode)
+        consent::decide(&env, &self.scope, self.host_mode)
     }
 
     fn to_json(&self) -> serde_json::Value {
@@ -66,7 +66,7 @@ pub fn start(
     let local = listener.local_addr()?;
     let info = Arc::new(Info {
         sends: client.sends(),
-        config_dir: client.config_dir().to_path_buf(),
+        scope: client.scope().clone(),
         state_dir: client.state_dir().to_path_buf(),
         host_mode,
         endpoint: endpoint.map(|e| e.trim_end_matches('/').to_string()),

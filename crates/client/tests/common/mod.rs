@@ -37,8 +37,17 @@ impl Recorder {
         Recorder::with_gate(true)
     }
 
+    /// Listens on `addr` (e.g. the address of an endpoint that was down until now).
+    pub fn at(addr: &str) -> Recorder {
+        Recorder::listen(addr, false)
+    }
+
     fn with_gate(closed: bool) -> Recorder {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Recorder::listen("127.0.0.1:0", closed)
+    }
+
+    fn listen(addr: &str, closed: bool) -> Recorder {
+        let listener = TcpListener::bind(addr).unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let bodies = Arc::new(Mutex::new(Vec::new()));
         let gate = Arc::new(Gate {
