@@ -5,7 +5,8 @@
 # passes.
 #
 # Usage: scripts/fuzz.sh [seconds per target] [target...]
-#   FUZZ_RUNS=N       stop each target after N executions instead (the time still bounds it)
+#   FUZZ_RUNS=N       stop each target after N executions (the time still bounds it)
+#   FUZZ_SEED=N       libFuzzer's random seed (CI fixes it, so that a run is repeatable)
 #   FUZZ_SANITIZER=   address (the default) or none
 # A crash stops the script with libFuzzer's report; its input is in fuzz/artifacts/TARGET/.
 set -euo pipefail
@@ -33,6 +34,7 @@ for t in "${targets[@]}"; do
   mkdir -p "corpus/$t"
   args=(-max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1)
   if [ -n "${FUZZ_RUNS:-}" ]; then args+=(-runs="$FUZZ_RUNS"); fi
+  if [ -n "${FUZZ_SEED:-}" ]; then args+=(-seed="$FUZZ_SEED"); fi
   if [ -f "dicts/$t.dict" ]; then args+=(-dict="dicts/$t.dict"); fi
   echo "== fuzz $t (at most ${seconds} s)"
   # New inputs go to corpus/ (not kept in git); seeds/ stays as committed.

@@ -82,7 +82,9 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    if !matches!(text.trim_start().as_bytes().first(), Some(b'{' | b'[')) {
+    // As the decoder reads it: JSON's own whitespace, then an object or an array.
+    let json_start = text.trim_start_matches([' ', '\t', '\n', '\r']);
+    if !matches!(json_start.as_bytes().first(), Some(b'{' | b'[')) {
         return;
     }
     let plain = decode(data, None, Some("application/json"), None);

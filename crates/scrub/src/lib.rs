@@ -132,7 +132,7 @@ pub fn message(text_in: &str, ctx: &Context) -> String {
 
 /// Free text: its first line, scrubbed, at most `max` characters (a mask is never cut).
 pub fn text(text: &str, ctx: &Context, max: usize) -> String {
-    let line = text.lines().next().unwrap_or("");
+    let line = first_line(text);
     let scrubbed = line_scrub(line, ctx);
     let capped = cap_start(&scrubbed, max);
     if capped.len() == scrubbed.len() {
@@ -157,7 +157,7 @@ pub fn text(text: &str, ctx: &Context, max: usize) -> String {
 /// path keeps its part from the last `src` directory's parent on (else the file name);
 /// `/` separators; the last [`FILE_MAX`] characters.
 pub fn file(path: &str, ctx: &Context) -> String {
-    let first = path.lines().next().unwrap_or("");
+    let first = first_line(path);
     let mut p = first.trim().replace('\\', "/");
     if let Some(rest) = p.strip_prefix("//?/") {
         p = rest.to_string();
@@ -194,13 +194,13 @@ pub fn file(path: &str, ctx: &Context) -> String {
             }
         })
         .collect();
-    cap_end(&parts.join("/"), FILE_MAX)
+    cap_end(&parts.join("/"), FILE_MAX).trim().to_string()
 }
 
 /// A FATAL's `action_data` in the reference form `LINE@FILE:FUNCTION/ERRNO`, its file and
 /// function scrubbed as `fatal_file` and `fatal_function` are; other text as free text.
 pub fn fatal_action_data(data: &str, ctx: &Context) -> String {
-    let data = data.lines().next().unwrap_or("");
+    let data = first_line(data);
     let Some((line, rest)) = data.split_once('@') else {
         return text(data, ctx, MESSAGE_MAX);
     };
@@ -340,6 +340,11 @@ fn cap_end(s: &str, max: usize) -> String {
         Some(i) if i + 1 < tail.len() => tail[i + 1..].to_string(),
         _ => tail.to_string(),
     }
+}
+
+/// Up to the first line break; a lone carriage return counts, as it does on a terminal.
+fn first_line(text: &str) -> &str {
+    text.split(['\n', '\r']).next().unwrap_or("")
 }
 
 fn is_delimiter(c: char) -> bool {

@@ -372,3 +372,20 @@ fn a_word_cut_by_the_cap_is_scrubbed_as_what_is_left() {
         assert_eq!(message(&once, &ctx), once, "from {long:?}");
     }
 }
+
+/// Found by `scripts/fuzz.sh scrub`: a file whose last component begins with a space came
+/// out with it, and the next pass trimmed it.
+#[test]
+fn a_file_ending_in_spaced_words_is_scrubbed_once() {
+    let ctx = Context::none();
+    let once = file("/tmp/build/x/ge//?/ ::1 [fe80::1%eth0];19999", &ctx);
+    assert_eq!(file(&once, &ctx), once);
+}
+
+/// Found by `scripts/fuzz.sh scrub`: a lone carriage return ended no line.
+#[test]
+fn a_carriage_return_ends_the_line() {
+    let ctx = Context::none();
+    assert_eq!(message("first\rsecond", &ctx), "first");
+    assert_eq!(file("src/a.rs\rx", &ctx), "src/a.rs");
+}
