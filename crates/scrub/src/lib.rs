@@ -132,8 +132,24 @@ pub fn message(text_in: &str, ctx: &Context) -> String {
 
 /// Free text: its first line, scrubbed, at most `max` characters (a mask is never cut).
 pub fn text(text: &str, ctx: &Context, max: usize) -> String {
-    let line = text.lines().next().unwrap_or("");
-    cap_start(&line_scrub(line, ctx), max)
+    let line = first_line(text);
+    let scrubbed = line_scrub(line, ctx);
+    let capped = cap_start(&scrubbed, max);
+    if capped.len() == scrubbed.len() {
+        return capped;
+    }
+    // The cap may end inside a word, and what is left of it is another word (a run of
+    // hex digits cut short): scrubbed as such, so that a second pass changes nothing.
+    let again = line_scrub(&capped, ctx);
+    if again.chars().count() <= max {
+        return again;
+    }
+    // Its mask is longer than what was left of it: without that word.
+    let whole = capped
+        .char_indices()
+        .rfind(|&(_, c)| is_delimiter(c))
+        .map_or(0, |(i, c)| i + c.len_utf8());
+    capped[..whole].to_string()
 }
 
 /// A source file: relative, without the home directory, the cargo registry or git
@@ -141,7 +157,7 @@ pub fn text(text: &str, ctx: &Context, max: usize) -> String {
 /// path keeps its part from the last `src` directory's parent on (else the file name);
 /// `/` separators; the last [`FILE_MAX`] characters.
 pub fn file(path: &str, ctx: &Context) -> String {
-    let first = path.lines().next().unwrap_or("");
+    let first = first_line(path);
     let mut p = first.trim().replace('\\', "/");
     if let Some(rest) = p.strip_prefix("//?/") {
         p = rest.to_string();
@@ -178,13 +194,13 @@ pub fn file(path: &str, ctx: &Context) -> String {
             }
         })
         .collect();
-    cap_end(&parts.join("/"), FILE_MAX)
+    cap_end(&parts.join("/"), FILE_MAX).trim().to_string()
 }
 
 /// A FATAL's `action_data` in the reference form `LINE@FILE:FUNCTION/ERRNO`, its file and
 /// function scrubbed as `fatal_file` and `fatal_function` are; other text as free text.
 pub fn fatal_action_data(data: &str, ctx: &Context) -> String {
-    let data = data.lines().next().unwrap_or("");
+    let data = first_line(data);
     let Some((line, rest)) = data.split_once('@') else {
         return text(data, ctx, MESSAGE_MAX);
     };
@@ -326,12 +342,35 @@ fn cap_end(s: &str, max: usize) -> String {
     }
 }
 
+/// Up to the first line break; a lone carriage return counts, as it does on a terminal.
+fn first_line(text: &str) -> &str {
+    text.split(['\n', '\r']).next().unwrap_or("")
+}
+
 fn is_delimiter(c: char) -> bool {
     c.is_whitespace() || "\"'`()[]{}<>,;|".contains(c)
 }
 
-/// One line: the home directory as `~`, then each word by the rules, then the user name.
+/// One line, scrubbed until a pass changes nothing more: a mask holds `<` and `>`, which
+/// split words, so what was one word on a pass may be several on the next (the `::1`
+/// left after `<hex>` in `dead::1` is an address of its own).
 fn line_scrub(line: &str, ctx: &Context) -> String {
+    let mut out = scrub_pass(line, ctx);
+    // Each pass only replaces text by masks, which the rules leave alone: two or three
+    // passes settle it; the bound is for safety.
+    for _ in 0..8 {
+        let next = scrub_pass(&out, ctx);
+        if next == out {
+            break;
+        }
+        out = next;
+    }
+    out
+}
+
+/// One pass over a line: the home directory as `~`, then each word by the rules, then
+/// the user name.
+fn scrub_pass(line: &str, ctx: &Context) -> String {
     let line = match &ctx.home {
         Some(h) => replace_home(line, h),
         None => Cow::Borrowed(line),
@@ -433,9 +472,9 @@ fn classify(core: &str, ctx: &Context, after_mask: bool) -> String {
     if let Some(i) = core.find("://") {
         let before = &core[..i];
         let s = before
-            .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '+' || c == '-' || c == '.'))
-            .map(|j| j + 1)
-            .unwrap_or(0);
+            .char_indices()
+            .rfind(|&(_, c)| !(c.is_ascii_alphanumeric() || c == '+' || c == '-' || c == '.'))
+            .map_or(0, |(j, c)| j + c.len_utf8());
         let scheme = &before[s..];
         if core.len() == i + 3 {
             return core.to_string();

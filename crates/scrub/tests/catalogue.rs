@@ -334,3 +334,58 @@ fn action_data_and_properties() {
         "worker-<n>"
     );
 }
+
+/// Found by `scripts/fuzz.sh scrub`: a scheme after a character of more than one byte
+/// cut that character in two.
+#[test]
+fn a_url_after_a_non_ascii_character_is_masked() {
+    assert_eq!(message("café://x/y", &Context::none()), "café<url>");
+    assert_eq!(
+        message("a\u{fffd}https://x/y", &Context::none()),
+        "a\u{fffd}<url:https>"
+    );
+}
+
+/// Found by `scripts/fuzz.sh privacy`: a mask split a word, and what followed it was an
+/// address of its own on the next pass.
+#[test]
+fn what_a_mask_leaves_of_a_word_is_scrubbed_too() {
+    let ctx = Context::none();
+    let once = message("ok for aliAce@$bbbbbbbbbbe40::1", &ctx);
+    assert_eq!(message(&once, &ctx), once);
+    assert!(!once.contains("::1"), "{once}");
+}
+
+/// Found by `scripts/fuzz.sh privacy`: the cap cut a word in two, and what was left read
+/// as another word (a run of hex digits) on the next pass.
+#[test]
+fn a_word_cut_by_the_cap_is_scrubbed_as_what_is_left() {
+    let ctx = Context::none();
+    for long in [
+        format!("cannot r{}fatal_{}g", "e".repeat(113), "e".repeat(100)),
+        format!("see {}x", "ab12".repeat(60)),
+        format!("x {}zz", "0".repeat(300)),
+        format!("{} /home/bob/{}.rs", "w".repeat(180), "a".repeat(40)),
+    ] {
+        let once = message(&long, &ctx);
+        assert!(once.chars().count() <= 200, "{once}");
+        assert_eq!(message(&once, &ctx), once, "from {long:?}");
+    }
+}
+
+/// Found by `scripts/fuzz.sh scrub`: a file whose last component begins with a space came
+/// out with it, and the next pass trimmed it.
+#[test]
+fn a_file_ending_in_spaced_words_is_scrubbed_once() {
+    let ctx = Context::none();
+    let once = file("/tmp/build/x/ge//?/ ::1 [fe80::1%eth0];19999", &ctx);
+    assert_eq!(file(&once, &ctx), once);
+}
+
+/// Found by `scripts/fuzz.sh scrub`: a lone carriage return ended no line.
+#[test]
+fn a_carriage_return_ends_the_line() {
+    let ctx = Context::none();
+    assert_eq!(message("first\rsecond", &ctx), "first");
+    assert_eq!(file("src/a.rs\rx", &ctx), "src/a.rs");
+}

@@ -24,6 +24,7 @@ mod time;
 
 pub use error::WireError;
 pub use event::{Decoded, Event};
+pub use lz64::decompress_base64 as decompress_lz64;
 pub use payload::Request;
 pub use props::{PropValue, Properties};
 pub use time::{

@@ -65,7 +65,7 @@ fn utf8_len(units: &[u16]) -> usize {
 
 /// Decompresses an LZString base64 string; fails once the output, as UTF-8, passes `max`
 /// bytes.
-pub(crate) fn decompress_base64(input: &str, max: usize) -> Result<String, WireError> {
+pub fn decompress_base64(input: &str, max: usize) -> Result<String, WireError> {
     let corrupt = || WireError::invalid("lz64 payload is corrupt: it refers to an unknown entry");
     let too_large = || {
         WireError::TooLarge(format!(
