@@ -66,7 +66,10 @@ pub async fn serve(
         admission: admission::Admission::new(settings.in_flight),
         events: backend.events,
         key_store: backend.keys,
-        insights: backend.insights,
+        insights: Arc::new(insights::floor::KFloor::new(
+            backend.insights,
+            settings.api.k,
+        )),
         keys,
         metrics,
         limits: settings.limits,
