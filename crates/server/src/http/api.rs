@@ -428,30 +428,25 @@ async fn cloud(
             (e.to_string(), Value::Array(series))
         })
         .collect();
-    // What was withheld: the question as a whole, or some events' series.
-    let reasons: Vec<String> = codes
-        .folded
+    // The question as a whole is `folded`; an event sent by fewer than k machines has
+    // no points and its reason in `folded_events`.
+    let folded_events: serde_json::Map<String, Value> = per_event
         .iter()
-        .map(|f| f.reason.clone())
-        .chain(
-            per_event
-                .iter()
-                .filter_map(|(e, a)| Some(format!("{e}: {}", a.folded.as_ref()?.reason))),
-        )
+        .filter_map(|(e, a)| Some((e.to_string(), json!(a.folded.as_ref()?))))
         .collect();
-    let folded = (!reasons.is_empty()).then(|| Folded {
-        reason: reasons.join("; "),
-        k: st.settings.k,
-    });
+    let codes_folded = codes.folded;
     let codes: Vec<Value> = codes
         .value
         .0
         .iter()
         .map(|g| json!({"t": format_rfc3339_ms(g.bucket_ms), "code": g.value, "count": g.count, "machines": g.machines}))
         .collect();
-    let answer = json!({"range": range(&scope), "interval": interval, "k": st.settings.k,
+    let mut answer = json!({"range": range(&scope), "interval": interval, "k": st.settings.k,
         "events": events, "codes": codes});
-    Ok(Json(with_folded(answer, folded.as_ref())))
+    if codes_folded.is_none() && !folded_events.is_empty() {
+        answer["folded_events"] = Value::Object(folded_events);
+    }
+    Ok(Json(with_folded(answer, codes_folded.as_ref())))
 }
 
 async fn recent(
