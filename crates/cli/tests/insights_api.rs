@@ -190,6 +190,22 @@ fn insights_have_the_known_answers_and_equal_sql_over_raw_events() {
         }
     }
 
+    let four = admin_get(
+        &c,
+        &format!(
+            "/api/v1/insights/trend?filter=host_os_name=Debian&filter=product_version=2.0&filter=system_architecture=x86_64&filter=a=b&{RANGE}"
+        ),
+    );
+    assert_eq!(
+        four["folded"]["reason"],
+        "at most 3 filters can be combined; this question has 4"
+    );
+    let doc = admin_get(&c, "/api/v1/openapi.json");
+    assert_eq!(
+        doc["components"]["schemas"]["Folded"]["required"],
+        json!(["reason", "k"])
+    );
+
     // Filters: two from the rollups, three from the raw events. Debian on 2.0 is m0-m4;
     // every 2.0 machine runs Debian, and Debian on 1.0 is 6 machines: no difference
     // isolates fewer than k.

@@ -44,6 +44,9 @@ pub struct Answer<T> {
     pub folded: Option<Folded>,
 }
 
+/// Folded groups, and every group's machines before folding, summed per bucket.
+pub type Shares = (Vec<Group>, HashMap<i64, u64>);
+
 /// The insights of a store, with the k floor applied to every answer.
 pub struct KFloor {
     store: Arc<dyn InsightStore>,
@@ -281,7 +284,7 @@ impl KFloor {
         property: &str,
         over: Option<Interval>,
         top: usize,
-    ) -> Result<Answer<(Vec<Group>, HashMap<i64, u64>)>, StoreError> {
+    ) -> Result<Answer<Shares>, StoreError> {
         if let Some(reason) = self.refusal(scope)? {
             return Ok(self.folded(reason));
         }

@@ -388,7 +388,10 @@ fn floor_questions(t: &mut Transcript, b: &Backend, tag: &str, all: &Scope) {
 }
 
 /// What the floor must do on every store, checked where the answers are made.
-fn check_floor(b: &Backend, floor: &KFloor, with: &dyn Fn(&[(&str, &str)]) -> Scope) {
+/// A scope with these property filters.
+type WithFilters<'a> = &'a dyn Fn(&[(&str, &str)]) -> Scope;
+
+fn check_floor(b: &Backend, floor: &KFloor, with: WithFilters<'_>) {
     let raw = &b.insights;
     let reason = |a: &Answer<Vec<(i64, u64)>>| a.folded.as_ref().map(|f| f.reason.clone());
 
