@@ -1,6 +1,8 @@
 // The admin API, read with the session cookie. A 401 anywhere means the session is gone:
 // the app shows the log-in screen again.
 
+import { Folded } from './ui.js'
+
 export class AuthError extends Error {}
 
 let onUnauthorized = () => {}
@@ -46,4 +48,9 @@ export const del = (path) => call('DELETE', path)
 
 export const login = (token) => post('/api/v1/session', { token })
 export const logout = () => del('/api/v1/session')
-export const insight = (name, params) => get(`/api/v1/insights/${name}`, params)
+/** An insight; a whole answer the k floor withheld rejects with `Folded` and its reason. */
+export const insight = async (name, params) => {
+  const r = await get(`/api/v1/insights/${name}`, params)
+  if (r?.folded) throw new Folded(r.folded)
+  return r
+}

@@ -59,6 +59,11 @@ export function ago(iso, now = Date.now()) {
 }
 
 export const OTHER = 'other'
+
+/** An answer the collector withheld by its k floor; the message says why. */
+export class Folded extends Error {
+  constructor({ reason, k }) { super(reason); this.k = k }
+}
 export const otherNote = (k) =>
   `values seen on fewer than ${k} machines, folded together so that no machine stands out`
 
@@ -86,6 +91,12 @@ export function panel(title, { sub, wide, cls, id } = {}) {
       el.dataset.state = 'empty'
       clear(body, h('div.state.empty', h('strong', 'Nothing here yet'), h('span', msg)))
     },
+    /** The collector folded this panel's answer: say so, and why, instead of numbers. */
+    folded(f) {
+      el.dataset.state = 'folded'
+      clear(body, h('div.state.folded', { role: 'note' },
+        h('strong', `Folded to keep fewer than ${f.k} machines from standing out`), h('span.folded-reason', f.message)))
+    },
     error(e) {
       el.dataset.state = 'error'
       clear(body, h('div.state.error', { role: 'alert' },
@@ -93,7 +104,10 @@ export function panel(title, { sub, wide, cls, id } = {}) {
     },
     /** Runs `fn(p)`; a throw becomes the panel's error state. */
     async run(fn) {
-      try { await fn(p) } catch (e) { if (el.dataset.state === 'loading' || el.dataset.state === 'ready') p.error(e) }
+      try { await fn(p) } catch (e) {
+        if (e instanceof Folded) p.folded(e)
+        else if (el.dataset.state === 'loading' || el.dataset.state === 'ready') p.error(e)
+      }
     },
   }
   return p

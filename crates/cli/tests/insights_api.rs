@@ -156,13 +156,59 @@ fn insights_have_the_known_answers_and_equal_sql_over_raw_events() {
     );
     assert_eq!(series(&all, "count"), [total as u64]);
 
-    // Filters: one or two from the rollups, three from the raw events.
+    // The k floor: Alpine runs on m9 alone, so a filter on it would be m9's activity.
+    let alone = admin_get(
+        &c,
+        &format!("/api/v1/insights/trend?filter=host_os_name=Alpine&{RANGE}"),
+    );
+    assert_eq!(alone["series"], json!([]), "{alone}");
+    assert_eq!(
+        alone["folded"],
+        json!({"reason": "the filter host_os_name=Alpine matches fewer than k=5 machines in this range", "k": 5})
+    );
+    // Debian runs on 6 machines, but the unfiltered trend less Debian's would be the 4
+    // others: one of the two is folded.
     let f = admin_get(
         &c,
         &format!("/api/v1/insights/trend?event=START&filter=host_os_name=Debian&{RANGE}"),
     );
-    assert_eq!(series(&f, "count"), [6; 10]);
-    assert_eq!(f["source"], "rollup");
+    assert_eq!(f["series"], json!([]), "{f}");
+    assert_eq!(
+        f["folded"]["reason"],
+        "without the filter host_os_name=Debian the answer would add events of fewer than k=5 machines, so the two answers together would single them out"
+    );
+    // (m9 sent no cloud failures: the cloud page under that filter is empty, not folded.)
+    for path in ["active", "crashes", "breakdown?property=product_version"] {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let a = admin_get(
+            &c,
+            &format!("/api/v1/insights/{path}{sep}filter=host_os_name=Alpine&{RANGE}"),
+        );
+        assert_eq!(a["folded"], alone["folded"], "{path}: {a}");
+        for list in ["series", "sites", "codes", "rows"] {
+            assert!(a.get(list).is_none_or(|l| l == &json!([])), "{path}: {a}");
+        }
+    }
+
+    let four = admin_get(
+        &c,
+        &format!(
+            "/api/v1/insights/trend?filter=host_os_name=Debian&filter=product_version=2.0&filter=system_architecture=x86_64&filter=a=b&{RANGE}"
+        ),
+    );
+    assert_eq!(
+        four["folded"]["reason"],
+        "at most 3 filters can be combined; this question has 4"
+    );
+    let doc = admin_get(&c, "/api/v1/openapi.json");
+    assert_eq!(
+        doc["components"]["schemas"]["Folded"]["required"],
+        json!(["reason", "k"])
+    );
+
+    // Filters: two from the rollups, three from the raw events. Debian on 2.0 is m0-m4;
+    // every 2.0 machine runs Debian, and Debian on 1.0 is 6 machines: no difference
+    // isolates fewer than k.
     let f2 = admin_get(
         &c,
         &format!(
@@ -226,7 +272,8 @@ fn insights_have_the_known_answers_and_equal_sql_over_raw_events() {
             "/api/v1/insights/breakdown?property=product_version&event=START&filter=host_os_name=Debian&{RANGE}"
         ),
     );
-    assert_eq!(rows(&bf), [("1.0".into(), 35, 6), ("2.0".into(), 25, 5)]);
+    assert_eq!(rows(&bf), []);
+    assert_eq!(bf["folded"]["reason"], f["folded"]["reason"]);
 
     // Version adoption per week: shares of the week's machines.
     let v = admin_get(
@@ -296,7 +343,17 @@ fn insights_have_the_known_answers_and_equal_sql_over_raw_events() {
         (sites[0]["count"].as_u64(), sites[0]["machines"].as_u64()),
         (Some(6), Some(6))
     );
-    assert_eq!(sites[0]["versions"], json!(["1.0", "2.0"]));
+    // m5 alone crashed on 1.0: its version folds.
+    assert_eq!(sites[0]["versions"], json!(["2.0", "other"]));
+    assert_eq!(
+        admin_sql(
+            &c,
+            "SELECT json_extract(properties, '$.product_version'), COUNT(DISTINCT distinct_id) FROM events
+             WHERE event = 'FATAL' AND json_extract(properties, '$.fatal_function') = 'f_main' GROUP BY 1 ORDER BY 1"
+        ),
+        vec![vec![json!("1.0"), json!(1)], vec![json!("2.0"), json!(5)]],
+        "raw SQL stays unfolded"
+    );
     assert_eq!(sites[0]["first_seen"], "2024-03-07T11:00:00.000Z");
     assert_eq!(sites[0]["last_seen"], "2024-03-07T11:00:05.000Z");
     assert_eq!(
@@ -412,10 +469,8 @@ fn retention_purges_old_events_and_their_rollups() {
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let t = admin_get(
-        &c,
-        "/api/v1/insights/trend?event=START&interval=month&from=2000-01-01",
-    );
+    // Unfiltered: two machines are fewer than k, so `event=START` would be folded.
+    let t = admin_get(&c, "/api/v1/insights/trend?interval=month&from=2000-01-01");
     assert_eq!(
         series(&t, "count").iter().sum::<u64>(),
         2,

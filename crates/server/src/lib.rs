@@ -73,7 +73,10 @@ pub async fn serve(
         rate: Arc::new(ratelimit::RateLimiter::new(settings.rate)),
         events: backend.events,
         key_store: backend.keys,
-        insights: backend.insights,
+        insights: Arc::new(insights::floor::KFloor::new(
+            backend.insights,
+            settings.api.k,
+        )),
         keys,
         metrics,
         limits: settings.limits,

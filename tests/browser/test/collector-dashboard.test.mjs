@@ -130,6 +130,35 @@ test('a filter changes the numbers, is kept in the URL and can be removed', { sk
   await rerender(page, 'overview', () => page.click('.chip-x'))
 })
 
+test('a filter on a value seen on fewer than k machines shows each panel folded, with the reason', { skip }, async () => {
+  // A second project holds one machine with an OS of its own.
+  const out = execFileSync(ANONSTATS_BIN, ['keys', 'create-project', 'lonely', '--data-dir', collector.dataDir], { encoding: 'utf8' })
+  const token = out.match(/aw_\S+/)?.[0]
+  assert.ok(token, out)
+  // The collector picks up the new token within a moment: send until it is known.
+  const send = () => fetch(`${collector.url}/batch/`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ api_key: token, batch: [{ event: 'START', distinct_id: 'only-one', uuid: '01900000-0000-7000-8000-00000000f01d', properties: { host_os_name: 'Plan 9' } }] }),
+  })
+  let res = await send()
+  for (const until = Date.now() + 10_000; res.status === 401 && Date.now() < until;) res = await send()
+  assert.equal(res.status, 200)
+  // A fresh tab, so that the project list holds the new project.
+  const tab = await browser.context.newPage()
+  await tab.goto(`${collector.url}/#/overview?project=lonely&filter=${encodeURIComponent('host_os_name=Plan 9')}`)
+  await waitReady(tab, 'overview')
+  const active = await panelInfo(tab, 'p-active')
+  assert.equal(active.state, 'folded')
+  assert.equal(active.canvases, 0, 'no numbers drawn')
+  assert.equal(await tab.textContent('#p-active .folded-reason'),
+    'the filter host_os_name=Plan 9 matches fewer than k=5 machines in this range')
+  assert.match(await tab.textContent('#p-active .state.folded'), /Folded to keep fewer than 5 machines from standing out/)
+  assert.equal((await panelInfo(tab, 'p-host_os_name')).state, 'folded')
+  await screenshot(tab, 'dashboard-folded')
+  await tab.close()
+})
+
 test('date range presets change the range', { skip }, async () => {
   await openRoute(page, collector.url, '#/overview?range=30')
   const month = Number(await kpiValue(page, 'kpi-events'))

@@ -21,7 +21,8 @@ export default async function cloud(view, ctx) {
   await Promise.allSettled([
     pEvents.run(async (p) => {
       const r = await q
-      const names = Object.keys(r.events)
+      // Events sent by fewer than k machines come folded, without points.
+      const names = Object.keys(r.events).filter((n) => r.events[n].length)
       const times = r.events[names[0]]?.map((x) => x.t) || []
       const series = names.map((n, i) => ({ label: n, values: r.events[n].map((x) => x.count), color: EVENTS[n]?.[1] || PALETTE[i] }))
       const sum = series.reduce((a, s) => a + total(s.values), 0)

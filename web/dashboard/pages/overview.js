@@ -1,6 +1,6 @@
 // Overview: headline numbers, active installs and events over time, version adoption as
 // stacked shares, and the systems the software runs on.
-import { h, panel, bars, kpi, num, pct, compact, OTHER, otherNote } from '../ui.js'
+import { h, panel, bars, kpi, num, pct, compact, OTHER, otherNote, Folded } from '../ui.js'
 import { timeChart, total, PALETTE, OTHER_COLOR } from '../charts.js'
 import { insight } from '../api.js'
 import { apiParams, timeWindow, addFilter } from '../state.js'
@@ -39,7 +39,9 @@ export default async function overview(view, ctx) {
 
   const activeQ = insight('active', apiParams({}, ctx.state))
   const trendQ = insight('trend', apiParams({}, ctx.state))
-  const perEventQ = Promise.all(EVENT_SERIES.map((s) => insight('trend', apiParams({ event: s.event }, ctx.state))))
+  // An event kind sent by fewer than k machines is folded: left out of the chart.
+  const perEventQ = Promise.all(EVENT_SERIES.map((s) => insight('trend', apiParams({ event: s.event }, ctx.state))
+    .catch((e) => (e instanceof Folded ? { series: [] } : Promise.reject(e)))))
   const versionsQ = insight('versions', apiParams({ interval: w.interval === 'hour' ? 'day' : w.interval, limit: 20 }, ctx.state))
   // One request per panel: each is drawn as soon as its own answer is in.
   const systemsQ = SYSTEMS.map(([prop]) => insight('systems', apiParams({ interval: false, limit: 8, property: prop }, ctx.state)))
@@ -63,7 +65,9 @@ export default async function overview(view, ctx) {
       if (!sum) return p.empty('No events in this range. Widen the range or remove filters.')
       p.ready()
       const series = [{ label: 'all events', values, color: '#64748b' }]
-      EVENT_SERIES.forEach((s, i) => series.push({ label: s.label, values: per[i].series.map((x) => x.count), color: s.color }))
+      EVENT_SERIES.forEach((s, i) => {
+        if (per[i].series.length) series.push({ label: s.label, values: per[i].series.map((x) => x.count), color: s.color })
+      })
       timeChart(p.body, all.series.map((x) => x.t), series, { interval: all.interval })
     }),
     pVersions.run(async (p) => {
@@ -111,7 +115,9 @@ export default async function overview(view, ctx) {
       kpis.dataset.state = 'ready'
     } catch (e) {
       kpis.dataset.state = 'error'
-      kpis.append(h('div.state.error', { role: 'alert' }, h('strong', 'Headline numbers unavailable'), h('span', e.message)))
+      kpis.append(h(`div.state.${e instanceof Folded ? 'folded' : 'error'}`, { role: 'alert' },
+        h('strong', e instanceof Folded ? `Folded to keep fewer than ${e.k} machines from standing out` : 'Headline numbers unavailable'),
+        h('span.folded-reason', e.message)))
     }
   })()
 
@@ -121,7 +127,7 @@ export default async function overview(view, ctx) {
     p.setTotal(`${num(machines)} machines`, machines)
     if (!rows.length) return p.empty(`No machine reported ${prop} in this range.`)
     p.ready(bars(rows, { k: r.k, onPick: (v) => addFilter(prop, v) }))
-  }, (e) => p.error(e)))
+  }, (e) => (e instanceof Folded ? p.folded(e) : p.error(e))))
 
   await Promise.allSettled([...jobs, kpiJob, ...sysJobs])
 }

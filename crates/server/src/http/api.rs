@@ -5,7 +5,8 @@ use super::AppState;
 use super::auth::{SESSION_COOKIE, SESSION_TTL, role_of, session_id};
 use super::error::ApiError;
 use super::params::{Params, buckets};
-use crate::insights::{self, Group, InsightStore, Interval, Scope, Source, SqlLimits};
+use crate::insights::floor::{Answer, Folded, KFloor};
+use crate::insights::{Group, Interval, Scope, SqlLimits};
 use crate::store::StoreError;
 use crate::tokens::Role;
 use anonstats_wire::format_rfc3339_ms;
@@ -111,6 +112,14 @@ fn filled(points: &[(i64, u64)], interval: Interval, scope: &Scope, name: &str) 
         .collect()
 }
 
+/// Adds why the floor withheld (part of) an answer, when it did.
+fn with_folded(mut answer: Value, folded: Option<&Folded>) -> Value {
+    if let (Some(obj), Some(f)) = (answer.as_object_mut(), folded) {
+        obj.insert("folded".into(), json!(f));
+    }
+    answer
+}
+
 fn groups_json(groups: &[Group]) -> Vec<Value> {
     groups
         .iter()
@@ -171,24 +180,29 @@ pub(super) async fn projects(State(st): State<AppState>) -> Result<Json<Value>, 
     ))
 }
 
-/// The store's answer to a time-series question.
-type Series = Result<(Vec<(i64, u64)>, Source), StoreError>;
+/// The floor's answer to a time-series question.
+type Series = Result<Answer<Vec<(i64, u64)>>, StoreError>;
 
 /// A time-series insight: scope and interval from the query, the store's points, a point
-/// for every bucket of the range.
+/// for every bucket of the range; no points when the floor folded the answer.
 async fn series_of(
     st: &AppState,
     q: Option<String>,
     name: &str,
-    ask: fn(&dyn InsightStore, &Scope, Interval) -> Series,
+    ask: fn(&KFloor, &Scope, Interval) -> Series,
 ) -> Result<serde_json::Map<String, Value>, ApiError> {
     let p = Params::parse(q.as_deref());
     let interval = p.interval()?;
     let scope = scope_of(st, &p, interval).await?;
     let (store, s) = (st.insights.clone(), scope.clone());
-    let (points, source) = blocking(move || ask(store.as_ref(), &s, interval)).await?;
-    let answer = json!({"range": range(&scope), "interval": interval, "source": source,
-        "series": filled(&points, interval, &scope, name)});
+    let a = blocking(move || ask(&store, &s, interval)).await?;
+    let series = match a.folded {
+        Some(_) => vec![],
+        None => filled(&a.value, interval, &scope, name),
+    };
+    let answer = json!({"range": range(&scope), "interval": interval, "source": a.source,
+        "series": series});
+    let answer = with_folded(answer, a.folded.as_ref());
     Ok(answer.as_object().cloned().unwrap_or_default())
 }
 
@@ -214,12 +228,10 @@ pub(super) async fn breakdown(
     let scope = scope_of(&st, &p, Interval::Day).await?;
     let store = st.insights.clone();
     let (s, prop) = (scope.clone(), property.clone());
-    let (groups, source) = blocking(move || store.breakdown(&s, &prop, None)).await?;
-    let rows = insights::fold(groups, st.settings.k, limit);
-    Ok(Json(
-        json!({"range": range(&scope), "property": property, "k": st.settings.k, "source": source,
-        "rows": groups_json(&rows)}),
-    ))
+    let a = blocking(move || store.breakdown(&s, &prop, None, limit)).await?;
+    let answer = json!({"range": range(&scope), "property": property, "k": st.settings.k,
+        "source": a.source, "rows": groups_json(&a.value.0)});
+    Ok(Json(with_folded(answer, a.folded.as_ref())))
 }
 
 pub(super) async fn active(
@@ -244,17 +256,18 @@ async fn shares_over_time(st: &AppState, p: &Params, property: &str) -> Result<V
     let scope = scope_of(st, p, interval).await?;
     let limit = p.limit(10)?;
     let (store, s, prop) = (st.insights.clone(), scope.clone(), property.to_string());
-    let ((groups, source), (totals, _)) = blocking(move || {
+    let (shares, totals) = blocking(move || {
         Ok((
-            store.breakdown(&s, &prop, Some(interval))?,
+            store.breakdown(&s, &prop, Some(interval), limit)?,
             store.active(&s, interval)?,
         ))
     })
     .await?;
-    let folded = insights::fold(groups, st.settings.k, limit);
-    let totals: HashMap<i64, u64> = totals.into_iter().collect();
+    let folded = shares.value.0;
+    let totals: HashMap<i64, u64> = totals.value.into_iter().collect();
     let series: Vec<Value> = buckets(interval, scope.from_ms, scope.to_ms)
         .into_iter()
+        .filter(|_| shares.folded.is_none())
         .map(|t| {
             let total = totals.get(&t).copied().unwrap_or(0);
             let values: Vec<Value> = folded
@@ -268,10 +281,9 @@ async fn shares_over_time(st: &AppState, p: &Params, property: &str) -> Result<V
             json!({"t": format_rfc3339_ms(t), "machines": total, "values": values})
         })
         .collect();
-    Ok(
-        json!({"range": range(&scope), "interval": interval, "property": property, "k": st.settings.k,
-        "source": source, "series": series}),
-    )
+    let answer = json!({"range": range(&scope), "interval": interval, "property": property,
+        "k": st.settings.k, "source": shares.source, "series": series});
+    Ok(with_folded(answer, shares.folded.as_ref()))
 }
 
 pub(super) async fn versions(
@@ -308,7 +320,7 @@ pub(super) async fn systems(
         .map(|prop| {
             let (store, s) = (st.insights.clone(), scope.clone());
             tokio::spawn(blocking(move || {
-                Ok((prop, store.breakdown(&s, prop, None)?.0))
+                Ok((prop, store.breakdown(&s, prop, None, limit)?))
             }))
         })
         .collect();
@@ -320,9 +332,12 @@ pub(super) async fn systems(
         );
     }
     let mut out = serde_json::Map::new();
-    for (prop, groups) in all {
-        let total: u64 = groups.iter().map(|g| g.machines).sum();
-        let rows: Vec<Value> = insights::fold(groups, st.settings.k, limit)
+    // The question is folded as a whole or not at all, so one reason covers every property.
+    let folded = all.iter().find_map(|(_, a)| a.folded.clone());
+    for (prop, a) in all {
+        let (groups, totals) = a.value;
+        let total: u64 = totals.values().sum();
+        let rows: Vec<Value> = groups
             .iter()
             .map(|g| {
                 let share = if total == 0 {
@@ -335,9 +350,8 @@ pub(super) async fn systems(
             .collect();
         out.insert(prop.to_string(), Value::Array(rows));
     }
-    Ok(Json(
-        json!({"range": range(&scope), "k": st.settings.k, "properties": out}),
-    ))
+    let answer = json!({"range": range(&scope), "k": st.settings.k, "properties": out});
+    Ok(Json(with_folded(answer, folded.as_ref())))
 }
 
 pub(super) async fn crashes(
@@ -348,8 +362,9 @@ pub(super) async fn crashes(
     let limit = p.limit(20)?;
     let scope = scope_of(&st, &p, Interval::Day).await?;
     let (store, s) = (st.insights.clone(), scope.clone());
-    let sites = blocking(move || store.crash_sites(&s)).await?;
-    let sites: Vec<Value> = insights::fold_crashes(sites, st.settings.k, limit)
+    let a = blocking(move || store.crash_sites(&s, limit)).await?;
+    let sites: Vec<Value> = a
+        .value
         .into_iter()
         .map(|c| {
             json!({"function": c.function, "file": c.file, "line": c.line, "count": c.count, "machines": c.machines,
@@ -357,9 +372,8 @@ pub(super) async fn crashes(
                 "versions": c.versions})
         })
         .collect();
-    Ok(Json(
-        json!({"range": range(&scope), "k": st.settings.k, "sites": sites}),
-    ))
+    let answer = json!({"range": range(&scope), "k": st.settings.k, "sites": sites});
+    Ok(Json(with_folded(answer, a.folded.as_ref())))
 }
 
 pub(super) async fn cloud(
@@ -375,43 +389,48 @@ pub(super) async fn cloud(
         let per_event = CLOUD_EVENTS
             .iter()
             .map(|e| {
-                Ok((
-                    *e,
-                    store
-                        .trend(
-                            &Scope {
-                                events: vec![e.to_string()],
-                                ..s.clone()
-                            },
-                            interval,
-                        )?
-                        .0,
-                ))
+                let one = Scope {
+                    events: vec![e.to_string()],
+                    ..s.clone()
+                };
+                Ok((*e, store.trend(&one, interval)?))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         Ok((
             per_event,
-            store.breakdown(&s, ERROR_CODE, Some(interval))?.0,
+            store.breakdown(&s, ERROR_CODE, Some(interval), 10)?,
         ))
     })
     .await?;
     let events: serde_json::Map<String, Value> = per_event
         .iter()
-        .map(|(e, pts)| {
-            (
-                e.to_string(),
-                Value::Array(filled(pts, interval, &scope, "count")),
-            )
+        .map(|(e, a)| {
+            let series = match a.folded {
+                Some(_) => vec![],
+                None => filled(&a.value, interval, &scope, "count"),
+            };
+            (e.to_string(), Value::Array(series))
         })
         .collect();
-    let codes = insights::fold(codes, st.settings.k, 10);
+    // The question as a whole is `folded`; an event sent by fewer than k machines has
+    // no points and its reason in `folded_events`.
+    let folded_events: serde_json::Map<String, Value> = per_event
+        .iter()
+        .filter_map(|(e, a)| Some((e.to_string(), json!(a.folded.as_ref()?))))
+        .collect();
+    let codes_folded = codes.folded;
     let codes: Vec<Value> = codes
+        .value
+        .0
         .iter()
         .map(|g| json!({"t": format_rfc3339_ms(g.bucket_ms), "code": g.value, "count": g.count, "machines": g.machines}))
         .collect();
-    Ok(Json(
-        json!({"range": range(&scope), "interval": interval, "k": st.settings.k, "events": events, "codes": codes}),
-    ))
+    let mut answer = json!({"range": range(&scope), "interval": interval, "k": st.settings.k,
+        "events": events, "codes": codes});
+    if codes_folded.is_none() && !folded_events.is_empty() {
+        answer["folded_events"] = Value::Object(folded_events);
+    }
+    Ok(Json(with_folded(answer, codes_folded.as_ref())))
 }
 
 pub(super) async fn recent(
@@ -441,7 +460,7 @@ pub(super) async fn properties(
     let p = Params::parse(q.as_deref());
     let scope = scope_of(&st, &p, Interval::Day).await?;
     let (store, s, k) = (st.insights.clone(), scope.clone(), st.settings.k);
-    let props = blocking(move || store.properties(&s, k)).await?;
+    let props = blocking(move || store.properties(&s)).await?;
     Ok(Json(
         json!({"range": range(&scope), "k": k, "properties": props}),
     ))

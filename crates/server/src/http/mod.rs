@@ -11,7 +11,7 @@ mod params;
 pub mod request_id;
 mod static_files;
 
-use crate::insights::InsightStore;
+use crate::insights::floor::KFloor;
 use crate::keycache::KeyCache;
 use crate::metrics::Metrics;
 use crate::store::{EventStore, KeyStore};
@@ -54,7 +54,8 @@ pub struct AppState {
     pub events: Arc<dyn EventStore>,
     pub key_store: Arc<dyn KeyStore>,
     pub keys: Arc<KeyCache>,
-    pub insights: Arc<dyn InsightStore>,
+    /// The only way to the insights: every answer passes the k floor.
+    pub insights: Arc<KFloor>,
     pub metrics: Arc<Metrics>,
     pub limits: HttpLimits,
     pub sessions: Arc<auth::Sessions>,

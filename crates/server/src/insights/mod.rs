@@ -1,6 +1,8 @@
 //! Insights: the questions a maintainer asks every morning, answered from the rollups
 //! where they can be, and made k-anonymous before anyone sees them.
 
+pub mod floor;
+
 use crate::store::{StoreError, StoredEvent};
 use serde::{Deserialize, Serialize};
 
@@ -173,6 +175,16 @@ pub const OTHER: &str = "other";
 /// largest, into one "other" group per bucket. Groups are ordered by machines, then
 /// events, then value.
 pub fn fold(groups: Vec<Group>, k: u64, top: usize) -> Vec<Group> {
+    fold_where(groups, k, top, |_| true)
+}
+
+/// [`fold`], also folding every group for which `named` is false.
+pub fn fold_where(
+    groups: Vec<Group>,
+    k: u64,
+    top: usize,
+    named: impl Fn(&Group) -> bool,
+) -> Vec<Group> {
     let mut by_bucket: std::collections::BTreeMap<i64, Vec<Group>> = Default::default();
     for g in groups {
         by_bucket.entry(g.bucket_ms).or_default().push(g);
@@ -193,7 +205,7 @@ pub fn fold(groups: Vec<Group>, k: u64, top: usize) -> Vec<Group> {
         };
         let mut kept = 0;
         for g in gs {
-            if g.machines >= k && kept < top && g.value != OTHER {
+            if g.machines >= k && kept < top && g.value != OTHER && named(&g) {
                 kept += 1;
                 out.push(g);
             } else {
@@ -210,12 +222,22 @@ pub fn fold(groups: Vec<Group>, k: u64, top: usize) -> Vec<Group> {
 }
 
 /// Folds crash sites seen on fewer than `k` machines into one "other" site.
-pub fn fold_crashes(mut sites: Vec<CrashSite>, k: u64, top: usize) -> Vec<CrashSite> {
+pub fn fold_crashes(sites: Vec<CrashSite>, k: u64, top: usize) -> Vec<CrashSite> {
+    fold_crashes_where(sites, k, top, |_| true)
+}
+
+/// [`fold_crashes`], also folding every site for which `named` is false.
+pub fn fold_crashes_where(
+    mut sites: Vec<CrashSite>,
+    k: u64,
+    top: usize,
+    named: impl Fn(&CrashSite) -> bool,
+) -> Vec<CrashSite> {
     sites.sort_by(|a, b| b.count.cmp(&a.count).then(b.machines.cmp(&a.machines)));
     let mut out = Vec::new();
     let mut other: Option<CrashSite> = None;
     for s in sites {
-        if s.machines >= k && out.len() < top {
+        if s.machines >= k && out.len() < top && named(&s) {
             out.push(s);
             continue;
         }

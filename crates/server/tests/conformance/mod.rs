@@ -3,6 +3,7 @@
 //! transcripts, and the embedded store's is also checked against known numbers.
 #![allow(dead_code)]
 
+use anonstats_server::insights::floor::{Answer, KFloor};
 use anonstats_server::insights::{self, InsightStore, Interval, Scope, SqlLimits};
 use anonstats_server::rollup::dims;
 use anonstats_server::store::{EventStore, ExportQuery, KeyStore, NewEvent, PrivacyMode, Role};
@@ -281,6 +282,7 @@ fn questions(t: &mut Transcript, b: &Backend, tag: &str, from: i64, to: i64) {
         );
         t.add(format!("{tag} crashes {name}"), sites);
     }
+    floor_questions(t, b, tag, &all);
     t.add(format!("{tag} properties"), ins.properties(&all, K));
     t.add(
         format!("{tag} properties starts"),
@@ -318,6 +320,152 @@ fn questions(t: &mut Transcript, b: &Backend, tag: &str, from: i64, to: i64) {
         t.add(format!("{tag} export {name} count"), n);
         t.add(format!("{tag} export {name}"), rows);
     }
+}
+
+/// The k floor's answers: what a filter on few machines, a pair of filters whose
+/// difference is one machine, and a crash site's versions come to.
+fn floor_questions(t: &mut Transcript, b: &Backend, tag: &str, all: &Scope) {
+    let floor = KFloor::new(b.insights.clone(), K);
+    let with = |filters: &[(&str, &str)]| Scope {
+        filters: filters
+            .iter()
+            .map(|(p, v)| (p.to_string(), v.to_string()))
+            .collect(),
+        ..all.clone()
+    };
+    for (name, s) in [
+        ("none", with(&[])),
+        ("beta", with(&[("product_version", "2.0-beta")])),
+        ("debian", with(&[("host_os_name", "debian")])),
+        (
+            "debian 1.0",
+            with(&[("host_os_name", "debian"), ("product_version", "1.0")]),
+        ),
+        (
+            "1.0 debian k8s",
+            with(&[
+                ("product_version", "1.0"),
+                ("host_os_name", "debian"),
+                ("host_is_k8s_node", "true"),
+            ]),
+        ),
+        ("nobody", with(&[("host_os_name", "plan9")])),
+        (
+            "fatal",
+            Scope {
+                events: vec!["FATAL".into()],
+                ..all.clone()
+            },
+        ),
+    ] {
+        let answer = |a: Result<Answer<Vec<(i64, u64)>>, _>| a.map(|a| (a.value, a.folded));
+        t.add(
+            format!("{tag} floor trend {name}"),
+            answer(floor.trend(&s, Interval::Day)),
+        );
+        t.add(
+            format!("{tag} floor active {name}"),
+            answer(floor.active(&s, Interval::Week)),
+        );
+        for over in [None, Some(Interval::Week)] {
+            t.add(
+                format!("{tag} floor breakdown {name} {over:?}"),
+                floor
+                    .breakdown(&s, "system_kernel_version", over, 10)
+                    .map(|a| {
+                        let mut g = a.value.0;
+                        g.sort_by(|a, b| (a.bucket_ms, &a.value).cmp(&(b.bucket_ms, &b.value)));
+                        (g, a.folded)
+                    }),
+            );
+        }
+        t.add(
+            format!("{tag} floor crashes {name}"),
+            floor.crash_sites(&s, 10).map(|a| (a.value, a.folded)),
+        );
+    }
+    check_floor(b, &floor, &with);
+}
+
+/// What the floor must do on every store, checked where the answers are made.
+/// A scope with these property filters.
+type WithFilters<'a> = &'a dyn Fn(&[(&str, &str)]) -> Scope;
+
+fn check_floor(b: &Backend, floor: &KFloor, with: WithFilters<'_>) {
+    let raw = &b.insights;
+    let reason = |a: &Answer<Vec<(i64, u64)>>| a.folded.as_ref().map(|f| f.reason.clone());
+
+    // 2.0-beta runs on 3 machines: the store answers, the floor folds and says why.
+    let beta = with(&[("product_version", "2.0-beta")]);
+    assert!(!raw.trend(&beta, Interval::Day).unwrap().0.is_empty());
+    let a = floor.trend(&beta, Interval::Day).unwrap();
+    assert!(a.value.is_empty(), "{a:?}");
+    assert_eq!(
+        reason(&a).as_deref(),
+        Some("the filter product_version=2.0-beta matches fewer than k=5 machines in this range")
+    );
+    assert_eq!(a.folded.as_ref().map(|f| f.k), Some(K));
+
+    // Differencing: every Debian machine runs 1.0 but m-0, which runs 2.0-beta, so
+    // debian minus (debian and 1.0) is m-0 alone. The first is answered exactly, the
+    // second is folded, so the two never subtract to one machine.
+    let debian = with(&[("host_os_name", "debian")]);
+    let debian_10 = with(&[("host_os_name", "debian"), ("product_version", "1.0")]);
+    let split = raw.breakdown(&debian, "product_version", None).unwrap().0;
+    let left_out: Vec<_> = split.iter().filter(|g| g.value != "1.0").collect();
+    assert_eq!(left_out.len(), 1);
+    assert_eq!(
+        (left_out[0].value.as_str(), left_out[0].machines),
+        ("2.0-beta", 1)
+    );
+    assert_ne!(
+        raw.trend(&debian, Interval::Day).unwrap().0,
+        raw.trend(&debian_10, Interval::Day).unwrap().0,
+        "the store alone would answer both"
+    );
+    for (ask, name) in [
+        (KFloor::trend as fn(&KFloor, &Scope, Interval) -> _, "trend"),
+        (KFloor::active, "active"),
+    ] {
+        let whole = ask(floor, &debian, Interval::Day).unwrap();
+        assert_eq!(whole.folded, None, "{name}");
+        let store = if name == "trend" {
+            raw.trend(&debian, Interval::Day)
+        } else {
+            raw.active(&debian, Interval::Day)
+        };
+        assert_eq!(whole.value, store.unwrap().0, "{name} is exact");
+        let part = ask(floor, &debian_10, Interval::Day).unwrap();
+        assert!(part.value.is_empty(), "{name}: {part:?}");
+        assert_eq!(
+            reason(&part).as_deref(),
+            Some(
+                "without the filter product_version=1.0 the answer would add events of fewer \
+                 than k=5 machines, so the two answers together would single them out"
+            ),
+            "{name}"
+        );
+    }
+    // A breakdown under the filter is folded likewise; under none, its values stand.
+    let b10 = floor
+        .breakdown(&debian_10, "system_kernel_version", None, 10)
+        .unwrap();
+    assert!(b10.value.0.is_empty() && b10.folded.is_some(), "{b10:?}");
+
+    // A value no machine has singles no one out: an empty, exact answer.
+    let nobody = floor
+        .trend(&with(&[("host_os_name", "plan9")]), Interval::Day)
+        .unwrap();
+    assert_eq!((nobody.value.len(), nobody.folded), (0, None));
+
+    // The crash site `main` is seen on 5 machines, each of its versions on fewer: the
+    // store lists them, the floor folds them into "other".
+    let stored = raw.crash_sites(&with(&[])).unwrap();
+    let main = stored.iter().find(|c| c.function == "main").unwrap();
+    assert!(main.versions.len() > 1, "{main:?}");
+    let sites = floor.crash_sites(&with(&[]), 10).unwrap().value;
+    let main = sites.iter().find(|c| c.function == "main").unwrap();
+    assert_eq!(main.versions, [insights::OTHER], "{main:?}");
 }
 
 /// Runs the whole suite against one store and returns every answer.
