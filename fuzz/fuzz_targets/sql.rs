@@ -67,10 +67,13 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
     }
 });
 
-const LIMITS: SqlLimits = SqlLimits {
-    max_rows: 50,
-    timeout: Duration::from_secs(2),
-};
+fn limits() -> SqlLimits {
+    SqlLimits {
+        max_rows: 50,
+        timeout: Duration::from_secs(2),
+        ..SqlLimits::default()
+    }
+}
 
 fuzz_target!(|data: &[u8]| {
     let Ok(sql) = std::str::from_utf8(data) else {
@@ -78,9 +81,9 @@ fuzz_target!(|data: &[u8]| {
     };
     let f = &*FIXTURE;
     let before = (state(&f.watcher.lock().unwrap()), files(&f.path));
-    match f.store.sql(sql, LIMITS) {
+    match f.store.sql(sql, limits()) {
         Ok(result) => {
-            assert!(result.rows.len() <= LIMITS.max_rows);
+            assert!(result.rows.len() <= limits().max_rows);
             assert!(result.rows.iter().all(|r| r.len() == result.columns.len()));
         }
         Err(StoreError::Invalid(detail)) => assert!(!detail.is_empty()),

@@ -132,6 +132,26 @@ pub fn message(text_in: &str, ctx: &Context) -> String {
 
 /// Free text: its first line, scrubbed, at most `max` characters (a mask is never cut).
 pub fn text(text: &str, ctx: &Context, max: usize) -> String {
+    settled(text, |t| text_once(t, ctx, max))
+}
+
+/// One rule applied until it changes nothing more. One pass can leave what another would
+/// change again (a cargo registry path inside a registry path, a home reduced to `~`, a
+/// separator that a mask moved): the collector scrubs what an agent already scrubbed, and
+/// must change nothing of it.
+fn settled(input: &str, rule: impl Fn(&str) -> String) -> String {
+    let mut out = rule(input);
+    for _ in 0..8 {
+        let again = rule(&out);
+        if again == out {
+            break;
+        }
+        out = again;
+    }
+    out
+}
+
+fn text_once(text: &str, ctx: &Context, max: usize) -> String {
     let line = first_line(text);
     let scrubbed = line_scrub(line, ctx);
     let capped = cap_start(&scrubbed, max);
@@ -157,6 +177,10 @@ pub fn text(text: &str, ctx: &Context, max: usize) -> String {
 /// path keeps its part from the last `src` directory's parent on (else the file name);
 /// `/` separators; the last [`FILE_MAX`] characters.
 pub fn file(path: &str, ctx: &Context) -> String {
+    settled(path, |p| file_once(p, ctx))
+}
+
+fn file_once(path: &str, ctx: &Context) -> String {
     let first = first_line(path);
     let mut p = first.trim().replace('\\', "/");
     if let Some(rest) = p.strip_prefix("//?/") {
@@ -200,6 +224,10 @@ pub fn file(path: &str, ctx: &Context) -> String {
 /// A FATAL's `action_data` in the reference form `LINE@FILE:FUNCTION/ERRNO`, its file and
 /// function scrubbed as `fatal_file` and `fatal_function` are; other text as free text.
 pub fn fatal_action_data(data: &str, ctx: &Context) -> String {
+    settled(data, |d| fatal_action_data_once(d, ctx))
+}
+
+fn fatal_action_data_once(data: &str, ctx: &Context) -> String {
     let data = first_line(data);
     let Some((line, rest)) = data.split_once('@') else {
         return text(data, ctx, MESSAGE_MAX);

@@ -389,3 +389,13 @@ fn a_carriage_return_ends_the_line() {
     assert_eq!(message("first\rsecond", &ctx), "first");
     assert_eq!(file("src/a.rs\rx", &ctx), "src/a.rs");
 }
+
+/// Found by `scripts/fuzz.sh scrub`: a FATAL's `action_data` whose file and function a
+/// second pass split differently.
+#[test]
+fn action_data_reaches_its_fixed_point_in_one_call() {
+    let ctx = Context::new(Some("root"), Some("\u{fffd}"));
+    let data = "12@C\\:Users\\carol\\src\\main\u{e}s/rs:ap/U:mc\u{fffd}n/-12";
+    let once = anonstats_scrub::fatal_action_data(data, &ctx);
+    assert_eq!(anonstats_scrub::fatal_action_data(&once, &ctx), once);
+}

@@ -131,11 +131,13 @@ pub fn apply(props: &mut Properties, policy: &Policy, edits: &mut Edits) {
 }
 
 /// Scrubs the agent's free-text properties ([`anonstats_scrub::PROPERTIES`]) in place: strings by the rules (without the
-/// agent's user name and home directory, which only it knows), objects and arrays as
+/// agent's user name and home directory, which only it knows), numbers and other scalars
+/// as their text (a long number is an id the rules mask), objects and arrays as
 /// [`MASKED`]. Returns the names of those it changed.
 fn scrub(props: &mut Properties) -> Vec<&'static str> {
     // The values are read first (the action may come after them), then changed.
-    let mut found: Vec<(&'static str, Option<String>)> = Vec::new();
+    // (name, its text, whether it was a string); no text for an object or array.
+    let mut found: Vec<(&'static str, Option<String>, bool)> = Vec::new();
     let mut action: Option<String> = None;
     for (k, v) in props.iter() {
         if k == "action" {
@@ -143,19 +145,21 @@ fn scrub(props: &mut Properties) -> Vec<&'static str> {
         }
         if let Some(key) = anonstats_scrub::PROPERTIES.iter().find(|name| **name == k) {
             if v.json().starts_with(['{', '[']) {
-                found.push((key, None));
+                found.push((key, None, false));
             } else if let Some(s) = v.as_str() {
-                found.push((key, Some(s.into_owned())));
+                found.push((key, Some(s.into_owned()), true));
+            } else {
+                found.push((key, Some(v.json().to_string()), false));
             }
         }
     }
     let ctx = anonstats_scrub::Context::none();
     let mut changed = Vec::new();
-    for (key, value) in found {
+    for (key, value, string) in found {
         let clean = match value {
             None => MASKED.to_string(),
             Some(v) => match anonstats_scrub::property(key, &v, action.as_deref(), &ctx) {
-                Some(clean) if clean != v => clean,
+                Some(clean) if clean != v || !string => clean,
                 _ => continue,
             },
         };
@@ -240,6 +244,27 @@ mod tests {
             vec![("fatal_file", 1), ("fatal_message", 1), ("fatal_thread", 1)]
         );
         assert!(edits.dropped.is_empty());
+    }
+
+    /// Found by `scripts/fuzz.sh privacy`: a number sent as crash text was kept as it came,
+    /// past the rule that masks long numbers.
+    #[test]
+    fn crash_text_sent_as_a_number_is_scrubbed_as_text() {
+        let mut props = props(json!({
+            "action": "FATAL",
+            "fatal_message": 4155550123456789u64,
+            "fatal_line_hint": 2,
+            "fatal_file": 2,
+            "fatal_thread": true
+        }));
+        let mut edits = Edits::default();
+        apply(&mut props, &Policy::default(), &mut edits);
+        let v = value(props);
+        assert_eq!(v["fatal_file"], "2");
+        assert_eq!(v["fatal_thread"], "true");
+        let message = v["fatal_message"].as_str().expect("a string");
+        assert!(!message.contains("4155550123456789"), "{message}");
+        assert_eq!(v["fatal_line_hint"], 2, "other properties keep their type");
     }
 
     #[test]
