@@ -225,6 +225,10 @@ pub fn run(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
     let store = Store::open(&args)?;
     first_start(store.keys())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        // Decoding big or compressed bodies runs on the blocking pool: as many threads as
+        // requests in flight would only share the same cores, each holding its decoded
+        // events meanwhile.
+        .max_blocking_threads(BLOCKING_THREADS)
         .enable_all()
         .build()?;
     let metrics = Arc::new(Metrics::default());
@@ -275,6 +279,9 @@ pub fn run(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
     tracing::info!("collector stopped");
     result.map(|()| ExitCode::SUCCESS)
 }
+
+/// Threads of the blocking pool (decoding, store look-ups, ClickHouse calls).
+const BLOCKING_THREADS: usize = 64;
 
 /// File descriptors kept for everything but connections: the store, its log, the
 /// listener, ClickHouse connections, the blocking pool.

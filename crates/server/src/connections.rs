@@ -40,6 +40,9 @@ impl Default for ConnectionLimits {
 /// After shutdown is asked, connections get this long to finish their requests.
 const DRAIN: Duration = Duration::from_secs(30);
 
+/// Largest read buffer of one connection (hyper's default is about 400 KB).
+const READ_BUFFER: usize = 64 * 1024;
+
 /// How long accepting pauses after an error such as running out of file descriptors,
 /// which would otherwise fail again at once.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -58,7 +61,11 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout);
+        .header_read_timeout(limits.header_timeout)
+        // A connection's read buffer, whatever its client sends: bodies are read in chunks
+        // that the admission bounds count, so a big buffer per connection only multiplies
+        // memory by the number of connections.
+        .max_buf_size(READ_BUFFER);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let slot = tokio::select! {
