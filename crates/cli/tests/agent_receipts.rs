@@ -113,7 +113,10 @@ fn the_log_shows_the_json_the_collector_stored_and_its_answer() {
             .find(|e| e.event["uuid"] == uuid)
             .unwrap_or_else(|| panic!("no receipt of {uuid}"));
         assert!(
-            entry.header.contains("  mydaemon  accepted  ")
+            // The collector's answer as it came.
+            entry
+                .header
+                .contains("  mydaemon  accepted: HTTP 200 {\"status\":1}  ")
                 && entry.header.ends_with(&format!("{}/batch/", c.url)),
             "{}",
             entry.header
@@ -146,7 +149,8 @@ fn the_log_shows_the_json_the_collector_stored_and_its_answer() {
     let last = &shown[2];
     assert_eq!(last.event["event"], "EXIT");
     assert!(
-        last.header.contains("refused the token (401)"),
+        last.header.contains("refused the token (401)")
+            && last.header.contains("HTTP 401 {\"code\":"),
         "{}",
         last.header
     );

@@ -16,8 +16,8 @@ pub enum DeliveryError {
     Timeout(Duration),
     /// The endpoint could not be reached.
     Connect(String),
-    /// The endpoint answered with a non-2xx status.
-    Status(u16),
+    /// The endpoint answered with a non-2xx status; the start of its body.
+    Status(u16, String),
     /// TLS failed: the certificate did not verify, or no roots could be read.
     Tls(String),
     /// Anything else.
@@ -29,7 +29,7 @@ impl fmt::Display for DeliveryError {
         match self {
             DeliveryError::Timeout(d) => write!(f, "no answer within {} ms", d.as_millis()),
             DeliveryError::Connect(e) => write!(f, "cannot connect: {e}"),
-            DeliveryError::Status(s) => write!(
+            DeliveryError::Status(s, _) => write!(
                 f,
                 "the collector answered HTTP {s}{}",
                 match s {
@@ -48,7 +48,7 @@ impl DeliveryError {
     /// 408 and 429: a bad token, a malformed or too large batch). Anything else (no
     /// connection, no answer in time, 5xx, 429) may succeed later.
     pub fn refused(&self) -> bool {
-        matches!(self, DeliveryError::Status(s) if (400..500).contains(s) && *s != 408 && *s != 429)
+        matches!(self, DeliveryError::Status(s, _) if (400..500).contains(s) && *s != 408 && *s != 429)
     }
 
     /// One line for the person who runs the agent: what happened at `url`.
@@ -58,19 +58,19 @@ impl DeliveryError {
                 format!("no answer from {url} within {} ms", d.as_millis())
             }
             DeliveryError::Connect(e) => format!("cannot connect to {url}: {e}"),
-            DeliveryError::Status(s @ (401 | 403)) => {
+            DeliveryError::Status(s @ (401 | 403), _) => {
                 format!("the collector refused the token ({s}): check the project write token")
             }
-            DeliveryError::Status(400) => {
+            DeliveryError::Status(400, _) => {
                 "the collector refused the events as malformed (400)".to_string()
             }
-            DeliveryError::Status(413) => {
+            DeliveryError::Status(413, _) => {
                 "the collector refused the events as too large (413)".to_string()
             }
-            DeliveryError::Status(404) => format!(
+            DeliveryError::Status(404, _) => format!(
                 "{url} answered 404: check the endpoint URL, it should be the collector's base URL"
             ),
-            DeliveryError::Status(s) => format!("the collector at {url} answered HTTP {s}"),
+            DeliveryError::Status(s, _) => format!("the collector at {url} answered HTTP {s}"),
             DeliveryError::Tls(e) => format!("cannot send to {url}: {e}"),
             DeliveryError::Other(e) => format!("cannot send to {url}: {e}"),
         }
@@ -79,13 +79,16 @@ impl DeliveryError {
     /// Worth one more try: the network or the server, not the request.
     fn retryable(&self) -> bool {
         match self {
-            DeliveryError::Status(s) => *s == 429 || *s >= 500,
+            DeliveryError::Status(s, _) => *s == 429 || *s >= 500,
             // The same certificate would fail the same way a moment later.
             DeliveryError::Timeout(_) | DeliveryError::Tls(_) => false,
             _ => true,
         }
     }
 }
+
+/// How much of the collector's answer is kept (its body's start).
+const ANSWER_MAX: usize = 1024;
 
 /// Sends batches to one endpoint.
 #[derive(Debug)]
@@ -134,7 +137,8 @@ impl Transport {
     }
 
     /// POST `body` before `deadline`, retrying once if the first try failed early enough.
-    pub fn post(&self, body: &Value, deadline: Instant) -> Result<(), DeliveryError> {
+    /// Accepted, the collector's answer as it came: `HTTP 200 {"status":1}`.
+    pub fn post(&self, body: &Value, deadline: Instant) -> Result<String, DeliveryError> {
         let bytes = serde_json::to_vec(body).map_err(|e| DeliveryError::Other(e.to_string()))?;
         let first = self.post_once(&bytes, deadline);
         match first {
@@ -150,7 +154,7 @@ impl Transport {
         }
     }
 
-    fn post_once(&self, bytes: &[u8], deadline: Instant) -> Result<(), DeliveryError> {
+    fn post_once(&self, bytes: &[u8], deadline: Instant) -> Result<String, DeliveryError> {
         // Reading the system's roots, the first time, counts against the deadline too.
         let agent = self.agent()?;
         let left = deadline.saturating_duration_since(Instant::now());
@@ -167,13 +171,15 @@ impl Transport {
         match response {
             Ok(mut r) => {
                 let status = r.status().as_u16();
-                // Drain a little of the answer so the connection ends cleanly.
-                let mut sink = [0u8; 1024];
-                let _ = r.body_mut().as_reader().read(&mut sink);
+                // The start of the answer, for the receipts; reading it lets the
+                // connection end cleanly too.
+                let mut start = [0u8; ANSWER_MAX];
+                let n = r.body_mut().as_reader().read(&mut start).unwrap_or(0);
+                let text = String::from_utf8_lossy(&start[..n]).trim().to_string();
                 if (200..300).contains(&status) {
-                    Ok(())
+                    Ok(format!("HTTP {status} {text}"))
                 } else {
-                    Err(DeliveryError::Status(status))
+                    Err(DeliveryError::Status(status, text))
                 }
             }
             Err(e) => Err(failure(e, left)),

@@ -344,7 +344,7 @@ fn send_items(
         let answer = route.transport.post(&body, deadline);
         keep_receipts(route, &body, &answer, deadline);
         let outcome = match answer {
-            Ok(()) => {
+            Ok(_) => {
                 route.spool.remove(files);
                 if let Some(lock) = lock {
                     route.spool.settle_dropped(lock, carried);
@@ -376,13 +376,17 @@ fn send_items(
 fn keep_receipts(
     route: &Route,
     body: &Value,
-    answer: &Result<(), DeliveryError>,
+    answer: &Result<String, DeliveryError>,
     deadline: Instant,
 ) {
     let url = route.transport.url();
+    // In words, then exactly what came back (status and the start of the body).
     let (accepted, answer) = match answer {
-        Ok(()) => (true, "accepted".to_string()),
+        Ok(reply) => (true, format!("accepted: {reply}")),
         Err(DeliveryError::Connect(_)) => return,
+        Err(e @ DeliveryError::Status(status, text)) => {
+            (false, format!("{}: HTTP {status} {text}", e.explain(url)))
+        }
         Err(e) => (false, e.explain(url)),
     };
     let sent = local_log::Sent {
