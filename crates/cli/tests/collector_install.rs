@@ -1,0 +1,237 @@
+//! install-collector.sh into a temporary root: the unit passes `systemd-analyze verify`,
+//! the data dir and config have the modes and owners promised, completions and the man
+//! page are there, the installed binary started with the installed config answers
+//! /healthz, and --uninstall removes what was installed but the data, which --purge
+//! removes too.
+
+mod common;
+
+use common::{BIN, require};
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../install-collector.sh");
+
+const INSTALLED: &[&str] = &[
+    "usr/local/bin/anonstats",
+    "etc/systemd/system/anonstats.service",
+    "etc/anonstats/collector.toml",
+    "usr/lib/sysusers.d/anonstats.conf",
+    "usr/lib/tmpfiles.d/anonstats.conf",
+    "usr/local/share/bash-completion/completions/anonstats",
+    "usr/local/share/zsh/site-functions/_anonstats",
+    "usr/local/share/fish/vendor_completions.d/anonstats.fish",
+    "usr/local/share/man/man1/anonstats.1",
+];
+
+fn script(root: &Path, args: &[&str]) -> Output {
+    let out = Command::new("bash")
+        .arg(SCRIPT)
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .output()
+        .expect("run install-collector.sh");
+    assert!(
+        out.status.success(),
+        "install-collector.sh {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Whether this test can install: the systemd tools the script uses, and root, which
+/// owns the files it installs and gives the data dir to the service's user.
+fn can_install() -> bool {
+    let tools = ["systemd-sysusers", "systemd-tmpfiles", "systemd-analyze"]
+        .iter()
+        .all(|t| {
+            Command::new(t)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    require(tools, "systemd (systemd-sysusers, systemd-tmpfiles, systemd-analyze)")
+        && require(root, "running as root (the installer sets owners)")
+}
+
+fn install() -> tempfile::TempDir {
+    let root = tempfile::tempdir().expect("temp root");
+    script(root.path(), &["--binary", BIN, "--public-url", "https://stats.example.org"]);
+    root
+}
+
+/// The numeric id of `name` in the root's passwd or group file.
+fn id_in(root: &Path, file: &str, name: &str) -> u32 {
+    let text = std::fs::read_to_string(root.join("etc").join(file)).expect("read");
+    text.lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f[0] == name)
+        .unwrap_or_else(|| panic!("no {name} in etc/{file}: {text}"))[2]
+        .parse()
+        .expect("numeric id")
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p).expect("stat").permissions().mode() & 0o7777
+}
+
+#[test]
+fn the_unit_passes_systemd_analyze_verify() {
+    if !can_install() {
+        return;
+    }
+    let root = install();
+    // Verify resolves the unit's targets and its ExecStart inside the root, so it needs
+    // systemd's own units there, as on a real system.
+    let units = root.path().join("usr/lib/systemd/system");
+    std::fs::create_dir_all(&units).unwrap();
+    for entry in std::fs::read_dir("/usr/lib/systemd/system").expect("systemd's units") {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), units.join(entry.file_name())).unwrap();
+        }
+    }
+    let verify = || {
+        Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(format!("--root={}", root.path().display()))
+            // Documentation=man:anonstats(1) would be looked up on this machine's manpath,
+            // not in the root; another test checks the installed page.
+            .arg("--man=no")
+            .arg("anonstats.service")
+            .env("SYSTEMD_LOG_LEVEL", "notice")
+            .output()
+            .expect("systemd-analyze")
+    };
+    let out = verify();
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success() && said.trim().is_empty(), "verify: {said}");
+
+    // It does look: without the binary the unit fails verification.
+    std::fs::remove_file(root.path().join("usr/local/bin/anonstats")).unwrap();
+    let out = verify();
+    assert!(!out.status.success(), "verify passed without the binary");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("/usr/local/bin/anonstats"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_install_sets_owners_modes_completions_and_man_page() {
+    if !can_install() {
+        return;
+    }
+    let root = install();
+    let r = root.path();
+    for f in INSTALLED {
+        assert!(r.join(f).is_file(), "{f} was not installed");
+    }
+    let uid = id_in(r, "passwd", "anonstats");
+    let gid = id_in(r, "group", "anonstats");
+    assert_ne!(uid, 0);
+
+    let data = r.join("var/lib/anonstats");
+    let meta = std::fs::metadata(&data).expect("data dir");
+    assert!(meta.is_dir());
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!((meta.uid(), meta.gid()), (uid, gid));
+
+    let config = r.join("etc/anonstats/collector.toml");
+    let meta = std::fs::metadata(&config).unwrap();
+    assert_eq!(mode(&config), 0o640);
+    assert_eq!((meta.uid(), meta.gid()), (0, gid));
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("data-dir = \"/var/lib/anonstats\""), "{text}");
+    assert!(text.contains("public-url = \"https://stats.example.org\""), "{text}");
+
+    let unit = std::fs::read_to_string(r.join("etc/systemd/system/anonstats.service")).unwrap();
+    for line in [
+        "User=anonstats",
+        "ExecStart=/usr/local/bin/anonstats serve --config /etc/anonstats/collector.toml",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ReadWritePaths=/var/lib/anonstats",
+        "PrivateTmp=yes",
+    ] {
+        assert!(unit.lines().any(|l| l == line), "no {line} in the unit: {unit}");
+    }
+
+    for f in &INSTALLED[5..] {
+        let text = std::fs::read_to_string(r.join(f)).unwrap();
+        assert!(text.contains("serve"), "{f} does not mention serve");
+    }
+
+    // A second install (an upgrade) keeps the config as the operator left it.
+    std::fs::write(&config, "data-dir = \"/var/lib/anonstats\"\n# mine\n").unwrap();
+    let out = script(r, &["--binary", BIN]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("kept the existing"));
+    assert!(std::fs::read_to_string(&config).unwrap().contains("# mine"));
+}
+
+#[test]
+fn the_installed_binary_with_the_installed_config_serves() {
+    if !can_install() {
+        return;
+    }
+    let root = install();
+    let r = root.path();
+    // The config names /var/lib/anonstats and port 9470 of the real system; the flags,
+    // which win over the file, point them into the root and at a free port.
+    let mut child = Command::new(r.join("usr/local/bin/anonstats"))
+        .arg("serve")
+        .arg("--config")
+        .arg(r.join("etc/anonstats/collector.toml"))
+        .arg("--data-dir")
+        .arg(r.join("var/lib/anonstats"))
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the installed anonstats");
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = lines
+        .map_while(Result::ok)
+        .find_map(|l| l.strip_prefix("listening on ").map(str::to_string))
+        .expect("the installed collector did not start");
+    let answer = common::request("GET", &format!("{url}/healthz"), &[], None);
+    // SAFETY: a signal to the child this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn uninstall_keeps_the_data_and_purge_removes_it() {
+    if !can_install() {
+        return;
+    }
+    let root = install();
+    let r = root.path();
+    let data: PathBuf = r.join("var/lib/anonstats");
+    std::fs::write(data.join("events.db"), "kept").unwrap();
+
+    let out = script(r, &["--uninstall"]);
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(said.contains("its data stays in /var/lib/anonstats"), "{said}");
+    for f in INSTALLED {
+        assert!(!r.join(f).exists(), "{f} is still there");
+    }
+    assert!(!r.join("etc/anonstats").exists());
+    assert_eq!(std::fs::read_to_string(data.join("events.db")).unwrap(), "kept");
+    id_in(r, "passwd", "anonstats");
+
+    let out = script(r, &["--uninstall", "--purge"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("its data"));
+    assert!(!data.exists(), "purge left the data");
+    let passwd = std::fs::read_to_string(r.join("etc/passwd")).unwrap();
+    assert!(!passwd.contains("anonstats"), "{passwd}");
+}
