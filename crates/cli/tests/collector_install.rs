@@ -56,13 +56,18 @@ fn can_install() -> bool {
         });
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
-    require(tools, "systemd (systemd-sysusers, systemd-tmpfiles, systemd-analyze)")
-        && require(root, "running as root (the installer sets owners)")
+    require(
+        tools,
+        "systemd (systemd-sysusers, systemd-tmpfiles, systemd-analyze)",
+    ) && require(root, "running as root (the installer sets owners)")
 }
 
 fn install() -> tempfile::TempDir {
     let root = tempfile::tempdir().expect("temp root");
-    script(root.path(), &["--binary", BIN, "--public-url", "https://stats.example.org"]);
+    script(
+        root.path(),
+        &["--binary", BIN, "--public-url", "https://stats.example.org"],
+    );
     root
 }
 
@@ -111,7 +116,10 @@ fn the_unit_passes_systemd_analyze_verify() {
     };
     let out = verify();
     let said = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success() && said.trim().is_empty(), "verify: {said}");
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "verify: {said}"
+    );
 
     // It does look: without the binary the unit fails verification.
     std::fs::remove_file(root.path().join("usr/local/bin/anonstats")).unwrap();
@@ -150,7 +158,10 @@ fn the_install_sets_owners_modes_completions_and_man_page() {
     assert_eq!((meta.uid(), meta.gid()), (0, gid));
     let text = std::fs::read_to_string(&config).unwrap();
     assert!(text.contains("data-dir = \"/var/lib/anonstats\""), "{text}");
-    assert!(text.contains("public-url = \"https://stats.example.org\""), "{text}");
+    assert!(
+        text.contains("public-url = \"https://stats.example.org\""),
+        "{text}"
+    );
 
     let unit = std::fs::read_to_string(r.join("etc/systemd/system/anonstats.service")).unwrap();
     for line in [
@@ -161,7 +172,10 @@ fn the_install_sets_owners_modes_completions_and_man_page() {
         "ReadWritePaths=/var/lib/anonstats",
         "PrivateTmp=yes",
     ] {
-        assert!(unit.lines().any(|l| l == line), "no {line} in the unit: {unit}");
+        assert!(
+            unit.lines().any(|l| l == line),
+            "no {line} in the unit: {unit}"
+        );
     }
 
     for f in &INSTALLED[5..] {
@@ -221,12 +235,18 @@ fn uninstall_keeps_the_data_and_purge_removes_it() {
 
     let out = script(r, &["--uninstall"]);
     let said = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(said.contains("its data stays in /var/lib/anonstats"), "{said}");
+    assert!(
+        said.contains("its data stays in /var/lib/anonstats"),
+        "{said}"
+    );
     for f in INSTALLED {
         assert!(!r.join(f).exists(), "{f} is still there");
     }
     assert!(!r.join("etc/anonstats").exists());
-    assert_eq!(std::fs::read_to_string(data.join("events.db")).unwrap(), "kept");
+    assert_eq!(
+        std::fs::read_to_string(data.join("events.db")).unwrap(),
+        "kept"
+    );
     id_in(r, "passwd", "anonstats");
 
     let out = script(r, &["--uninstall", "--purge"]);
