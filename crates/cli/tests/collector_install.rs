@@ -9,6 +9,7 @@ mod common;
 use common::{BIN, require};
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -171,6 +172,10 @@ fn the_install_sets_owners_modes_completions_and_man_page() {
         "ProtectSystem=strict",
         "ReadWritePaths=/var/lib/anonstats",
         "PrivateTmp=yes",
+        "ProtectHome=yes",
+        "CapabilityBoundingSet=",
+        "SystemCallFilter=@system-service",
+        "Restart=on-failure",
     ] {
         assert!(
             unit.lines().any(|l| l == line),
@@ -197,14 +202,24 @@ fn the_installed_binary_with_the_installed_config_serves() {
     }
     let root = install();
     let r = root.path();
+    // As the service's user, who must be able to reach the binary in the temporary root.
+    std::fs::set_permissions(r, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (uid, gid) = (
+        id_in(r, "passwd", "anonstats"),
+        id_in(r, "group", "anonstats"),
+    );
+    let bin = r.join("usr/local/bin/anonstats");
+    let data = r.join("var/lib/anonstats");
     // The config names /var/lib/anonstats and port 9470 of the real system; the flags,
     // which win over the file, point them into the root and at a free port.
-    let mut child = Command::new(r.join("usr/local/bin/anonstats"))
+    let mut child = Command::new(&bin)
+        .uid(uid)
+        .gid(gid)
         .arg("serve")
         .arg("--config")
         .arg(r.join("etc/anonstats/collector.toml"))
         .arg("--data-dir")
-        .arg(r.join("var/lib/anonstats"))
+        .arg(&data)
         .args(["--listen", "127.0.0.1:0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -216,11 +231,32 @@ fn the_installed_binary_with_the_installed_config_serves() {
         .find_map(|l| l.strip_prefix("listening on ").map(str::to_string))
         .expect("the installed collector did not start");
     let answer = common::request("GET", &format!("{url}/healthz"), &[], None);
+    // The README's way to an admin token while the service runs, as its user.
+    let keys = Command::new(&bin)
+        .uid(uid)
+        .gid(gid)
+        .arg("keys")
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("create-admin")
+        .output()
+        .unwrap();
     // SAFETY: a signal to the child this test started.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = child.wait().unwrap();
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert!(status.success(), "{status}");
+    assert!(
+        keys.status.success(),
+        "keys create-admin: {}",
+        String::from_utf8_lossy(&keys.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&keys.stdout).trim().is_empty());
+    // What the service wrote is its user's.
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let meta = entry.unwrap().metadata().unwrap();
+        assert_eq!(meta.uid(), uid);
+    }
 }
 
 #[test]
