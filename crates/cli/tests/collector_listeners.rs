@@ -150,13 +150,10 @@ fn under_a_base_path_the_dashboard_its_api_and_capture_work() {
     // The dashboard's calls, as api.js makes them relative to /stats/.
     let login = post_json(&c.url("/api/v1/session"), &json!({"token": c.admin_token}));
     assert_eq!(login.status, 200, "{}", login.body);
-    let cookie = login
-        .header("set-cookie")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let set_cookie = login.header("set-cookie").unwrap();
+    // The session is the sub-path's alone: other sites on the host never receive it.
+    assert!(set_cookie.contains("; Path=/stats;"), "{set_cookie}");
+    let cookie = set_cookie.split(';').next().unwrap().to_string();
     for path in [
         "/api/v1/projects",
         "/api/v1/session",

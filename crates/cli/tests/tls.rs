@@ -455,4 +455,3 @@ fn an_expired_certificate_is_refused() {
     );
     assert_eq!(spooled(&dir.path().join("state")).len(), 1);
 }
-

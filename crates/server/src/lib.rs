@@ -86,6 +86,7 @@ pub async fn serve(
         limits: settings.limits,
         sessions: Arc::default(),
         settings: settings.api,
+        base_path: settings.base_path.as_str().into(),
     };
     let base = settings.base_path.as_str();
     match admin {

@@ -96,6 +96,7 @@ test('the dashboard works under /stats/ through nginx', { skip }, async () => {
   assert.ok((await panelInfo(page, 'p-active')).total > 0, 'active machines from the data')
   const cookie = (await browser.context.cookies()).find((c) => c.name === 'anonstats_session')
   assert.ok(cookie?.secure, 'the session cookie is Secure')
+  assert.equal(cookie.path, '/stats', 'and the sub-path\'s alone')
   await screenshot(page, 'dashboard-base-path')
 
   assert.deepEqual(errors, [])

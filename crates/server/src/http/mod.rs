@@ -60,6 +60,8 @@ pub struct AppState {
     pub limits: HttpLimits,
     pub sessions: Arc<auth::Sessions>,
     pub settings: api::ApiSettings,
+    /// The path every route is served under (`""` at the root): the session cookie's.
+    pub base_path: Arc<str>,
 }
 
 /// Who may call a route, and from where.
