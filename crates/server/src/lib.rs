@@ -88,10 +88,9 @@ pub async fn serve(
         settings: settings.api,
         base_path: settings.base_path.as_str().into(),
     };
-    let base = settings.base_path.as_str();
     match admin {
         None => {
-            let router = http::router(state, None, base);
+            let router = http::router(state, None);
             connections::serve(
                 listener,
                 router,
@@ -114,8 +113,8 @@ pub async fn serve(
                     let _ = stopped.wait_for(|s| *s).await;
                 }
             };
-            let public = http::router(state.clone(), Some(http::Listener::Public), base);
-            let private = http::router(state, Some(http::Listener::Admin), base);
+            let public = http::router(state.clone(), Some(http::Listener::Public));
+            let private = http::router(state, Some(http::Listener::Admin));
             tokio::join!(
                 connections::serve(
                     listener,

@@ -207,19 +207,20 @@ pub fn table() -> Vec<Route> {
     t
 }
 
-/// The routes served on one listener (`side`; `None`: every route), each under
-/// `base_path` (`""`, or `/stats` behind a proxy that forwards a sub-path).
-pub fn router(state: AppState, side: Option<Listener>, base_path: &str) -> Router {
+/// The routes served on one listener (`side`; `None`: every route), each under the
+/// state's base path (`""`, or `/stats` behind a proxy that forwards a sub-path).
+pub fn router(state: AppState, side: Option<Listener>) -> Router {
     // Capture is called from browsers on other origins; nothing else is.
     let mut any_origin = Router::new();
     let mut own_origin = Router::new();
+    let base_path = state.base_path.clone();
     for mut r in table().into_iter().filter(|r| r.listener.serves(side)) {
         if !base_path.is_empty() {
             if r.path == "/" {
                 // The dashboard's links are relative to its page, which must end in `/`.
                 let to = format!("{base_path}/");
                 own_origin = own_origin.route(
-                    base_path,
+                    &base_path,
                     axum::routing::get(
                         move || async move { axum::response::Redirect::permanent(&to) },
                     ),
