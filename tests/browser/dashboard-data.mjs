@@ -23,7 +23,7 @@ function serve(dataDir, args = []) {
     const timer = setTimeout(() => { proc.kill('SIGKILL'); fail(new Error(`serve did not start: ${out}${err}`)) }, 30_000)
     proc.stdout.on('data', (d) => {
       out += d
-      const m = out.match(/listening on (http:\/\/\S+)/)
+      const m = out.match(/^listening on (http:\/\/\S+)/m)
       if (m) { clearTimeout(timer); ok({ proc, url: m[1].replace(/\/$/, ''), out: () => out }) }
     })
     proc.on('exit', (code) => { clearTimeout(timer); fail(new Error(`serve exited with ${code}: ${err}`)) })

@@ -83,7 +83,7 @@ export async function startCollector() {
   const started = spawnUntil(
     ANONSTATS_BIN,
     ['serve', '--data-dir', dataDir, '--listen', '127.0.0.1:0'],
-    { env: process.env, ready: /listening on (http:\/\/[^\s]+)/, what: 'anonstats serve' },
+    { env: process.env, ready: /^listening on (http:\/\/[^\s]+)/m, what: 'anonstats serve' },
   )
   const { proc, out, match } = await started
   const token = out().match(/write token: (\S+)/)?.[1]
