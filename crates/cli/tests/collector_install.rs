@@ -1,8 +1,9 @@
 //! install-collector.sh into a temporary root: the unit passes `systemd-analyze verify`,
 //! the data dir and config have the modes and owners promised, completions and the man
 //! page are there, the installed binary started with the installed config answers
-//! /healthz, and --uninstall removes what was installed but the data, which --purge
-//! removes too.
+//! /healthz, what the unit's sandbox allows covers every system call, mapping and socket
+//! of the collector (under strace), and --uninstall removes what was installed but the
+//! data, which --purge removes too.
 
 mod common;
 
@@ -290,4 +291,167 @@ fn uninstall_keeps_the_data_and_purge_removes_it() {
     assert!(!data.exists(), "purge left the data");
     let passwd = std::fs::read_to_string(r.join("etc/passwd")).unwrap();
     assert!(!passwd.contains("anonstats"), "{passwd}");
+}
+
+/// Every system call in `group` (`@system-service`), its nested groups expanded.
+fn syscall_group(group: &str, into: &mut std::collections::BTreeSet<String>) {
+    let out = Command::new("systemd-analyze")
+        .args(["syscall-filter", group])
+        .output()
+        .expect("systemd-analyze syscall-filter");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    for line in text.lines().skip(1) {
+        let name = line.trim();
+        if name.is_empty() || name.starts_with('#') {
+            continue;
+        }
+        if name.starts_with('@') {
+            syscall_group(name, into);
+        } else {
+            into.insert(name.to_string());
+        }
+    }
+}
+
+#[test]
+fn the_collector_stays_inside_the_units_sandbox() {
+    // The unit cannot be started here (no systemd as PID 1), so what its sandbox would
+    // stop is checked on the installed collector under strace: every system call it
+    // makes is in the unit's SystemCallFilter, no memory is writable and executable
+    // (MemoryDenyWriteExecute), and no socket is outside RestrictAddressFamilies.
+    if !can_install() || !require(tool_runs("strace"), "strace") {
+        return;
+    }
+    let root = install();
+    let r = root.path();
+    let unit = std::fs::read_to_string(r.join("etc/systemd/system/anonstats.service")).unwrap();
+    let filter = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("SystemCallFilter="))
+        .expect("a SystemCallFilter line");
+    let mut allowed = std::collections::BTreeSet::new();
+    syscall_group(filter, &mut allowed);
+    assert!(allowed.len() > 200, "{filter}: {allowed:?}");
+
+    let bin = r.join("usr/local/bin/anonstats");
+    let data = r.join("var/lib/anonstats");
+    let key = |args: &[&str]| {
+        let out = Command::new(&bin)
+            .arg("keys")
+            .arg("--data-dir")
+            .arg(&data)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.trim().lines().last().unwrap().trim().to_string()
+    };
+    let write = key(&["create-project", "sandbox"]);
+    let admin = key(&["create-admin"]);
+
+    let trace = r.join("trace");
+    let mut child = Command::new("strace")
+        .args(["-f", "-qq", "-o"])
+        .arg(&trace)
+        .arg(&bin)
+        .arg("serve")
+        .arg("--config")
+        .arg(r.join("etc/anonstats/collector.toml"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("strace");
+    let url = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| l.strip_prefix("listening on ").map(str::to_string))
+        .expect("the collector did not start under strace");
+    // Capture, a commit, the dashboard's log-in and an insight, and metrics.
+    let sent = common::post_json(
+        &format!("{url}/batch/"),
+        &serde_json::json!({"api_key": write, "batch": [{"event": "START", "distinct_id": "m1"}]}),
+    );
+    assert_eq!(sent.status, 200, "{}", sent.body);
+    let bearer = format!("Bearer {admin}");
+    for path in [
+        "/healthz",
+        "/api/v1/insights/trend?project=sandbox",
+        "/metrics",
+        "/",
+    ] {
+        let a = common::request(
+            "GET",
+            &format!("{url}{path}"),
+            &[("authorization", &bearer)],
+            None,
+        );
+        assert_eq!(a.status, 200, "{path}: {}", a.body);
+    }
+    // SIGTERM to the collector itself (its pid is in the lock file); strace ends with it.
+    let pid = std::fs::read_to_string(data.join("anonstats.lock")).unwrap();
+    // SAFETY: a signal to the collector this test started.
+    unsafe { libc::kill(pid.trim().parse().unwrap(), libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let mut outside = std::collections::BTreeSet::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        let call = line
+            .split_once(' ')
+            .map_or("", |(_, rest)| rest.trim_start());
+        let Some((name, args)) = call.split_once('(') else {
+            continue;
+        };
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            || name.is_empty()
+        {
+            continue;
+        }
+        seen.insert(name.to_string());
+        // execve is strace starting the collector, before any filter would apply.
+        if !allowed.contains(name) && name != "execve" {
+            outside.insert(name.to_string());
+        }
+        if matches!(name, "mmap" | "mprotect" | "pkey_mprotect")
+            && args.contains("PROT_WRITE")
+            && args.contains("PROT_EXEC")
+        {
+            panic!("writable and executable memory: {line}");
+        }
+        if name == "socket" {
+            assert!(
+                ["AF_INET,", "AF_INET6,", "AF_UNIX,"]
+                    .iter()
+                    .any(|f| args.starts_with(f)),
+                "a socket outside RestrictAddressFamilies: {line}"
+            );
+        }
+    }
+    // The trace was read: it holds the calls that serving and committing need.
+    for call in ["accept4", "epoll_wait", "pwrite64", "prlimit64"] {
+        assert!(seen.contains(call), "no {call} in {seen:?}");
+    }
+    assert!(
+        outside.is_empty(),
+        "system calls outside {filter}: {outside:?}"
+    );
+}
+
+/// Whether `tool -V` runs (strace).
+fn tool_runs(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
