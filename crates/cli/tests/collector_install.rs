@@ -318,7 +318,8 @@ fn the_collector_stays_inside_the_units_sandbox() {
     // The unit cannot be started here (no systemd as PID 1), so what its sandbox would
     // stop is checked on the installed collector under strace: every system call it
     // makes is in the unit's SystemCallFilter, no memory is writable and executable
-    // (MemoryDenyWriteExecute), and no socket is outside RestrictAddressFamilies.
+    // (MemoryDenyWriteExecute), no socket is outside RestrictAddressFamilies, and it
+    // writes in the data dir only (ProtectSystem=strict, ReadWritePaths).
     if !can_install() || !require(tool_runs("strace"), "strace") {
         return;
     }
@@ -404,6 +405,7 @@ fn the_collector_stays_inside_the_units_sandbox() {
     let text = std::fs::read_to_string(&trace).unwrap();
     let mut outside = std::collections::BTreeSet::new();
     let mut seen = std::collections::BTreeSet::new();
+    let mut writes_seen = 0;
     for line in text.lines() {
         let call = line
             .split_once(' ')
@@ -429,6 +431,22 @@ fn the_collector_stays_inside_the_units_sandbox() {
         {
             panic!("writable and executable memory: {line}");
         }
+        // ProtectSystem=strict: nothing but the data dir (ReadWritePaths) is writable.
+        let writes = (matches!(name, "open" | "openat" | "creat")
+            && ["O_WRONLY", "O_RDWR", "O_CREAT"]
+                .iter()
+                .any(|f| args.contains(f)))
+            || name.starts_with("mkdir")
+            || name.starts_with("unlink")
+            || name.starts_with("rename");
+        if writes {
+            let path = args.split('"').nth(1).unwrap_or_default();
+            assert!(
+                path.starts_with(data.to_str().unwrap()) || path == "/dev/null",
+                "written outside the data dir: {line}"
+            );
+            writes_seen += 1;
+        }
         if name == "socket" {
             assert!(
                 ["AF_INET,", "AF_INET6,", "AF_UNIX,"]
@@ -439,6 +457,7 @@ fn the_collector_stays_inside_the_units_sandbox() {
         }
     }
     // The trace was read: it holds the calls that serving and committing need.
+    assert!(writes_seen > 0);
     for call in ["accept4", "epoll_wait", "pwrite64", "prlimit64"] {
         assert!(seen.contains(call), "no {call} in {seen:?}");
     }
