@@ -315,6 +315,23 @@ fn syscall_group(group: &str, into: &mut std::collections::BTreeSet<String>) {
 
 #[test]
 fn the_collector_stays_inside_the_units_sandbox() {
+    sandboxed(None);
+}
+
+#[test]
+fn the_collector_on_clickhouse_stays_inside_the_units_sandbox() {
+    let Some(ch) = common::clickhouse::env_or_skip("ANONSTATS_TEST_CLICKHOUSE") else {
+        return;
+    };
+    // By name, so that resolving it is part of the trace.
+    let port = ch.rsplit(':').next().unwrap().trim_end_matches('/');
+    let db = common::clickhouse::unique_db("sandbox");
+    sandboxed(Some(format!("clickhouse://localhost:{port}/{db}")));
+    common::clickhouse::ch(&ch, &format!("DROP DATABASE IF EXISTS {db}"));
+}
+
+/// The installed collector under strace, on the embedded store or on `store`.
+fn sandboxed(store: Option<String>) {
     // The unit cannot be started here (no systemd as PID 1), so what its sandbox would
     // stop is checked on the installed collector under strace: every system call it
     // makes is in the unit's SystemCallFilter, no memory is writable and executable
@@ -341,6 +358,7 @@ fn the_collector_stays_inside_the_units_sandbox() {
             .arg("keys")
             .arg("--data-dir")
             .arg(&data)
+            .args(store.iter().flat_map(|s| ["--store", s.as_str()]))
             .args(args)
             .output()
             .unwrap();
@@ -366,6 +384,7 @@ fn the_collector_stays_inside_the_units_sandbox() {
         .arg("--data-dir")
         .arg(&data)
         .args(["--listen", "127.0.0.1:0"])
+        .args(store.iter().flat_map(|s| ["--store", s.as_str()]))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -396,10 +415,10 @@ fn the_collector_stays_inside_the_units_sandbox() {
         );
         assert_eq!(a.status, 200, "{path}: {}", a.body);
     }
-    // SIGTERM to the collector itself (its pid is in the lock file); strace ends with it.
-    let pid = std::fs::read_to_string(data.join("anonstats.lock")).unwrap();
+    // SIGTERM to the collector itself, strace's child; strace ends with it.
+    let pid = child_of(child.id());
     // SAFETY: a signal to the collector this test started.
-    unsafe { libc::kill(pid.trim().parse().unwrap(), libc::SIGTERM) };
+    unsafe { libc::kill(pid, libc::SIGTERM) };
     assert!(child.wait().unwrap().success());
 
     let text = std::fs::read_to_string(&trace).unwrap();
@@ -457,14 +476,36 @@ fn the_collector_stays_inside_the_units_sandbox() {
         }
     }
     // The trace was read: it holds the calls that serving and committing need.
-    assert!(writes_seen > 0);
-    for call in ["accept4", "epoll_wait", "pwrite64", "prlimit64"] {
-        assert!(seen.contains(call), "no {call} in {seen:?}");
+    assert!(writes_seen > 0 || store.is_some());
+    let needed: &[&str] = match store {
+        None => &["accept4", "epoll_wait", "pwrite64", "prlimit64"],
+        Some(_) => &["accept4", "epoll_wait", "connect", "sendto"],
+    };
+    for call in needed {
+        assert!(seen.contains(*call), "no {call} in {seen:?}");
     }
     assert!(
         outside.is_empty(),
         "system calls outside {filter}: {outside:?}"
     );
+}
+
+/// The one process whose parent is `parent`.
+fn child_of(parent: u32) -> i32 {
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...: comm may hold spaces, so read after its ')'.
+        let after = &stat[stat.rfind(')').unwrap() + 1..];
+        if after.split_whitespace().nth(1) == Some(&parent.to_string()) {
+            return pid;
+        }
+    }
+    panic!("no child of {parent}");
 }
 
 /// Whether `tool -V` runs (strace).
