@@ -13,8 +13,8 @@ function hasGen() {
   return r.status === 0 && /--events/.test(r.stdout)
 }
 
-function serve(dataDir) {
-  const proc = spawn(ANONSTATS_BIN, ['serve', '--data-dir', dataDir, '--listen', '127.0.0.1:0'],
+function serve(dataDir, args = []) {
+  const proc = spawn(ANONSTATS_BIN, ['serve', '--data-dir', dataDir, '--listen', '127.0.0.1:0', ...args],
     { stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
   let err = ''
@@ -23,7 +23,7 @@ function serve(dataDir) {
     const timer = setTimeout(() => { proc.kill('SIGKILL'); fail(new Error(`serve did not start: ${out}${err}`)) }, 30_000)
     proc.stdout.on('data', (d) => {
       out += d
-      const m = out.match(/listening on (http:\/\/\S+)/)
+      const m = out.match(/^listening on (http:\/\/\S+)/m)
       if (m) { clearTimeout(timer); ok({ proc, url: m[1].replace(/\/$/, ''), out: () => out }) }
     })
     proc.on('exit', (code) => { clearTimeout(timer); fail(new Error(`serve exited with ${code}: ${err}`)) })
@@ -32,16 +32,17 @@ function serve(dataDir) {
 
 /**
  * Starts `anonstats serve` on a fresh data dir holding `events` events of `machines`
- * machines over `days` days. Returns {url, adminToken, dataDir, generator, stop()}.
+ * machines over `days` days, with more `serve` arguments `args`. Returns {url, adminToken,
+ * dataDir, generator, stop()}.
  */
-export async function startSeededCollector({ events = 20000, machines = 300, days = 30, seed = 7 } = {}) {
+export async function startSeededCollector({ events = 20000, machines = 300, days = 30, seed = 7, args = [] } = {}) {
   const dataDir = tempDir('dash')
   const generator = hasGen() ? 'anonstats gen' : 'synthetic /batch/ posts'
   if (generator === 'anonstats gen') {
     execFileSync(ANONSTATS_BIN, ['gen', '--data-dir', dataDir, '--events', String(events),
       '--machines', String(machines), '--days', String(days), '--seed', String(seed)], { stdio: 'pipe' })
   }
-  const server = await serve(dataDir)
+  const server = await serve(dataDir, args)
   if (generator !== 'anonstats gen') {
     const token = server.out().match(/write token: (\S+)/)?.[1]
     if (!token) throw new Error(`no write token in: ${server.out()}`)

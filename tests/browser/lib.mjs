@@ -83,7 +83,7 @@ export async function startCollector() {
   const started = spawnUntil(
     ANONSTATS_BIN,
     ['serve', '--data-dir', dataDir, '--listen', '127.0.0.1:0'],
-    { env: process.env, ready: /listening on (http:\/\/[^\s]+)/, what: 'anonstats serve' },
+    { env: process.env, ready: /^listening on (http:\/\/[^\s]+)/m, what: 'anonstats serve' },
   )
   const { proc, out, match } = await started
   const token = out().match(/write token: (\S+)/)?.[1]
@@ -142,13 +142,17 @@ export async function startAgent({ collector, env = {}, configDir, stateDir, mod
   return { url: match[1], proc, out, stop: () => stopProc(proc) }
 }
 
-/** Chromium in a fresh user-data-dir; every request the browser makes is logged. */
-export async function launchBrowser() {
+/**
+ * Chromium in a fresh user-data-dir; every request the browser makes is logged.
+ * `ignoreHTTPSErrors` accepts a throw-away certificate.
+ */
+export async function launchBrowser({ ignoreHTTPSErrors = false } = {}) {
   const userDataDir = tempDir('chromium')
   const context = await chromium.launchPersistentContext(userDataDir, {
     executablePath: CHROMIUM,
     headless: true,
     args: CHROMIUM_ARGS,
+    ignoreHTTPSErrors,
   })
   const requests = []
   context.on('request', (r) => requests.push(r))

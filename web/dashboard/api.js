@@ -18,7 +18,9 @@ async function detailOf(res) {
 }
 
 async function call(method, path, { params, body } = {}) {
-  const url = params ? `${path}?${params}` : path
+  // Relative to the page, so that the dashboard works under `serve --base-path`.
+  const rel = path.replace(/^\//, '')
+  const url = params ? `${rel}?${params}` : rel
   let res
   try {
     res = await fetch(url, {

@@ -48,7 +48,7 @@ function loginScreen(message) {
       }
     },
   },
-  h('div.login-brand', h('img', { src: '/dashboard/favicon.svg', alt: '', width: 40, height: 40 }), h('h1', 'anonstats')),
+  h('div.login-brand', h('img', { src: 'dashboard/favicon.svg', alt: '', width: 40, height: 40 }), h('h1', 'anonstats')),
   h('p.muted', 'Anonymous usage statistics of your software. Log in with an admin or viewer token.'),
   h('label', { for: 'token' }, 'Admin or viewer token'), token, error, button,
   h('p.fine', 'The token is exchanged for a session cookie that scripts cannot read; it is not stored in this browser.'))

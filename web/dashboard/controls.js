@@ -98,7 +98,7 @@ export function renderControls(root, { projects, pages, role, onLogout }) {
 
   clear(root,
     h('div.topbar',
-      h('a.brand', { href: '#/overview' }, h('img', { src: '/dashboard/favicon.svg', alt: '', width: 22, height: 22 }), 'anonstats'),
+      h('a.brand', { href: '#/overview' }, h('img', { src: 'dashboard/favicon.svg', alt: '', width: 22, height: 22 }), 'anonstats'),
       nav,
       h('div.spacer'),
       h('label.project', h('span.muted', 'Project'), project),

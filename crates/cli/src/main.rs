@@ -1,5 +1,6 @@
 //! The `anonstats` binary: agent-side commands (send, show, status, opt-out, opt-in, log) and
-//! collector commands (serve, keys, export, sql, erase, gen, migrate, backup).
+//! collector commands (serve, keys, export, sql, erase, gen, migrate, backup), and its own
+//! completions and man page.
 
 /// The collector allocates for every property of every event it decodes; mimalloc
 /// serves those small, short-lived allocations faster than the system allocator.
@@ -16,6 +17,7 @@ mod export;
 mod generate;
 mod keys;
 mod logging;
+mod manual;
 mod migrate;
 mod serve;
 mod sql;
@@ -65,6 +67,10 @@ enum Command {
     Migrate(migrate::MigrateArgs),
     /// Copy the embedded store to a file, consistently, while `serve` runs.
     Backup(backup::BackupArgs),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell).
+    Completions(manual::CompletionsArgs),
+    /// Print the man page, anonstats(1).
+    Man,
 }
 
 fn main() -> ExitCode {
@@ -98,6 +104,8 @@ fn main() -> ExitCode {
         Command::Gen(args) => generate::run(args),
         Command::Migrate(args) => migrate::run(args),
         Command::Backup(args) => backup::run(args),
+        Command::Completions(args) => manual::completions(args),
+        Command::Man => manual::man(),
     };
     match result {
         Ok(code) => code,

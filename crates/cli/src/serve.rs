@@ -29,6 +29,18 @@ pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free one).
     #[arg(long, env = "ANONSTATS_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: String,
+    /// Serve the dashboard, the APIs (`/api/v1/...`, the OpenAPI document included) and
+    /// `/metrics` on this address only, e.g. `127.0.0.1:9471`; the --listen address then
+    /// serves capture, flags, the browser script and `/healthz`, and answers 404 to the
+    /// rest. Without it, --listen serves everything.
+    #[arg(long, env = "ANONSTATS_ADMIN_LISTEN", value_name = "ADDR")]
+    pub admin_listen: Option<String>,
+    /// Serve every route under this path, e.g. `/stats` behind a proxy that forwards
+    /// `https://example.org/stats/` with the path unchanged: the dashboard is then
+    /// `/stats/` and capture `/stats/batch/`.
+    #[arg(long, env = "ANONSTATS_BASE_PATH", value_name = "PATH", value_parser = base_path,
+          default_value = "")]
+    pub base_path: String,
     /// Capture requests that may wait for a commit before new ones get 503.
     #[arg(long, env = "ANONSTATS_QUEUE", default_value_t = 4096)]
     pub queue: usize,
@@ -137,6 +149,27 @@ fn public_url(s: &str) -> Result<String, String> {
     Ok(s.to_string())
 }
 
+/// `""`, or a path of one or more segments such as `/stats` (a trailing `/` is dropped).
+fn base_path(s: &str) -> Result<String, String> {
+    let p = s.trim_end_matches('/');
+    if p.is_empty() {
+        return Ok(String::new());
+    }
+    if !p.starts_with('/') {
+        return Err("must start with /, e.g. /stats".into());
+    }
+    if p.contains("//")
+        || !p
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/-_.~".contains(c))
+    {
+        return Err(
+            "may hold only letters, digits, -, _, . and ~ between single /, e.g. /stats".into(),
+        );
+    }
+    Ok(p.to_string())
+}
+
 /// The store a collector runs on.
 enum Store {
     Sqlite(Arc<SqliteStore>),
@@ -236,11 +269,27 @@ pub fn run(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let admin = match &args.admin_listen {
+            Some(a) => Some(
+                tokio::net::TcpListener::bind(a)
+                    .await
+                    .with_context(|| format!("cannot listen on {a} (--admin-listen)"))?,
+            ),
+            None => None,
+        };
         let shutdown = shutdown()?;
         store.start(metrics.clone(), args.queue)?;
         let addr = listener.local_addr()?;
         let scheme = if tls.is_some() { "https" } else { "http" };
-        println!("listening on {scheme}://{addr}");
+        let base = &args.base_path;
+        // Printed before the public address, which ends the start-up lines.
+        if let Some(admin) = &admin {
+            println!(
+                "admin listening on {scheme}://{}{base}",
+                admin.local_addr()?
+            );
+        }
+        println!("listening on {scheme}://{addr}{base}");
         std::io::stdout().flush()?;
         tracing::info!(%addr, store = %store.describe(&args), "collector started");
         let backend = store.backend();
@@ -270,8 +319,9 @@ pub fn run(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
                 .as_deref()
                 .is_some_and(|u| u.to_ascii_lowercase().starts_with("https://"));
         settings.tls = tls;
+        settings.base_path = args.base_path.clone();
         settings.api.metrics_public = args.metrics_public;
-        anonstats_server::serve(listener, backend, metrics, settings, shutdown).await?;
+        anonstats_server::serve(listener, admin, backend, metrics, settings, shutdown).await?;
         anyhow::Ok(())
     });
     // Commits what the writer still holds before the process ends.

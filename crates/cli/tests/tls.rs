@@ -9,73 +9,13 @@ mod common;
 
 use agent_common::{anonstats, files_under, send_args, strs, tool_present};
 use common::Collector;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use common::proxy::TestCa;
+use rcgen::{CertificateParams, KeyPair};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::Arc;
 use std::time::Duration;
-
-/// A CA made for one test, and the files it wrote.
-struct TestCa {
-    dir: tempfile::TempDir,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-impl TestCa {
-    fn new() -> TestCa {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let key = KeyPair::generate().expect("CA key");
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "anonstats test CA");
-        let cert = params.self_signed(&key).expect("CA certificate");
-        std::fs::write(dir.path().join("ca.pem"), cert.pem()).expect("write ca.pem");
-        TestCa {
-            dir,
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    fn ca_file(&self) -> PathBuf {
-        self.dir.path().join("ca.pem")
-    }
-
-    /// A server certificate for `names` signed by this CA: (cert file, key file).
-    fn server_cert(&self, tag: &str, names: &[&str]) -> (PathBuf, PathBuf) {
-        let key = KeyPair::generate().expect("key");
-        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let cert = CertificateParams::new(names)
-            .expect("params")
-            .signed_by(&key, &self.issuer)
-            .expect("sign");
-        self.write(tag, &cert.pem(), &key.serialize_pem())
-    }
-
-    /// A self-signed server certificate for `names`, signed by no CA.
-    fn self_signed(&self, tag: &str, names: &[&str]) -> (PathBuf, PathBuf) {
-        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let key = KeyPair::generate().expect("key");
-        let cert = CertificateParams::new(names)
-            .expect("params")
-            .self_signed(&key)
-            .expect("self-sign");
-        self.write(tag, &cert.pem(), &key.serialize_pem())
-    }
-
-    fn write(&self, tag: &str, cert: &str, key: &str) -> (PathBuf, PathBuf) {
-        let (c, k) = (
-            self.dir.path().join(format!("{tag}.crt")),
-            self.dir.path().join(format!("{tag}.key")),
-        );
-        std::fs::write(&c, cert).expect("write cert");
-        std::fs::write(&k, key).expect("write key");
-        (c, k)
-    }
-}
 
 fn tls_collector(cert: &Path, key: &Path, extra: &[&str]) -> Collector {
     let mut args = vec![
@@ -346,19 +286,8 @@ fn unusable_certificate_files_stop_serve_at_start_naming_the_file() {
     assert!(err.contains("--tls-key"), "{err}");
 }
 
-/// An HTTP client that trusts only the test CA.
 fn client(ca: &TestCa) -> ureq::Agent {
-    let pem = std::fs::read(ca.ca_file()).unwrap();
-    let root = ureq::tls::Certificate::from_pem(&pem).unwrap();
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .tls_config(
-            ureq::tls::TlsConfig::builder()
-                .root_certs(ureq::tls::RootCerts::Specific(Arc::new(vec![root])))
-                .build(),
-        )
-        .build()
-        .into()
+    ca.client()
 }
 
 #[test]
@@ -525,136 +454,4 @@ fn an_expired_certificate_is_refused() {
         "{err}"
     );
     assert_eq!(spooled(&dir.path().join("state")).len(), 1);
-}
-
-/// Whether nginx is installed: in CI its absence fails the test, elsewhere it is skipped.
-fn nginx_present() -> bool {
-    let ok = Command::new("nginx")
-        .arg("-v")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "nginx is required in CI but missing: apt-get install -y nginx"
-        );
-        eprintln!("skipped: nginx is missing (apt-get install -y nginx)");
-    }
-    ok
-}
-
-/// The README's nginx block, as written there.
-fn readme_nginx_block() -> String {
-    let readme = include_str!("../../../README.md");
-    let start = readme
-        .find("```nginx\n")
-        .expect("README has an nginx block")
-        + 9;
-    let len = readme[start..].find("```").expect("the block ends");
-    readme[start..start + len].to_string()
-}
-
-/// Runs nginx in the foreground until dropped.
-struct Nginx(std::process::Child);
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-#[test]
-fn behind_nginx_as_in_the_readme() {
-    if !nginx_present() {
-        return;
-    }
-    let ca = TestCa::new();
-    let (cert, key) = ca.server_cert("proxy", &["stats.example.org", "127.0.0.1"]);
-    let c = Collector::start_with(&["--public-url", "https://stats.example.org"]);
-    let upstream = c.url.trim_start_matches("http://").to_string();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
-    let block = readme_nginx_block();
-    for original in [
-        "listen 443 ssl;",
-        "/etc/ssl/stats.example.org/fullchain.pem",
-        "/etc/ssl/stats.example.org/privkey.pem",
-        "127.0.0.1:9470",
-    ] {
-        assert!(
-            block.contains(original),
-            "the README block changed: {block}"
-        );
-    }
-    let server = block
-        .replace("listen 443 ssl;", &format!("listen {listen} ssl;"))
-        .replace(
-            "/etc/ssl/stats.example.org/fullchain.pem",
-            cert.to_str().unwrap(),
-        )
-        .replace(
-            "/etc/ssl/stats.example.org/privkey.pem",
-            key.to_str().unwrap(),
-        )
-        .replace("127.0.0.1:9470", &upstream);
-    let run = ca.dir.path().join("nginx");
-    std::fs::create_dir_all(&run).unwrap();
-    let r = run.display();
-    std::fs::write(
-        run.join("nginx.conf"),
-        format!(
-            "daemon off;\nmaster_process off;\npid {r}/nginx.pid;\nerror_log {r}/error.log;\n\
-             events {{}}\nhttp {{\naccess_log off;\nclient_body_temp_path {r}/body;\n\
-             proxy_temp_path {r}/proxy;\nfastcgi_temp_path {r}/fastcgi;\n\
-             uwsgi_temp_path {r}/uwsgi;\nscgi_temp_path {r}/scgi;\n{server}\n}}\n"
-        ),
-    )
-    .unwrap();
-    let _nginx = Nginx(
-        Command::new("nginx")
-            .args(["-p", &r.to_string(), "-c"])
-            .arg(run.join("nginx.conf"))
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start nginx"),
-    );
-    // Ready once it accepts connections.
-    let until = std::time::Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(&listen).is_err() {
-        assert!(
-            std::time::Instant::now() < until,
-            "nginx did not listen: {}",
-            std::fs::read_to_string(run.join("error.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-
-    let endpoint = format!("https://{listen}");
-    let dir = tempfile::tempdir().unwrap();
-    let mut args = send_args("START", &endpoint, dir.path());
-    args.insert(1, "--wait".into());
-    let token = args.iter().position(|a| a == "--token").unwrap() + 1;
-    args[token] = c.write_token.clone();
-    args.extend(["--ca-file".into(), ca.ca_file().display().to_string()]);
-    let out = anonstats(&strs(&args), &[]);
-    assert!(out.status.success(), "send through nginx: {}", stderr(&out));
-    assert_eq!(stored(&c, "START"), 1);
-
-    // The dashboard's log-in through the proxy: the cookie is Secure.
-    let login = client(&ca)
-        .post(format!("{endpoint}/api/v1/session"))
-        .header("content-type", "application/json")
-        .send(serde_json::json!({"token": c.admin_token}).to_string())
-        .unwrap();
-    assert_eq!(login.status(), 200);
-    let set_cookie = login.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .to_ascii_lowercase();
-    assert!(set_cookie.contains("; secure"), "{set_cookie}");
 }

@@ -52,12 +52,16 @@ pub struct Settings {
     pub retention_days: Option<u32>,
     /// Serve TLS with these settings ([`tls::server_config`]); plain HTTP without.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Every route is served under this path (`""`, or e.g. `/stats`).
+    pub base_path: String,
 }
 
 /// Serves the collector on `listener` until `shutdown` resolves, then finishes the
-/// requests in flight.
+/// requests in flight. With an `admin` listener, the dashboard, the APIs and `/metrics`
+/// are served there only ([`http::Listener`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
+    admin: Option<tokio::net::TcpListener>,
     backend: Backend,
     metrics: Arc<Metrics>,
     settings: Settings,
@@ -82,15 +86,47 @@ pub async fn serve(
         limits: settings.limits,
         sessions: Arc::default(),
         settings: settings.api,
+        base_path: settings.base_path.as_str().into(),
     };
-    connections::serve(
-        listener,
-        http::router(state),
-        settings.connections,
-        settings.tls,
-        shutdown,
-    )
-    .await;
+    match admin {
+        None => {
+            let router = http::router(state, None);
+            connections::serve(
+                listener,
+                router,
+                settings.connections,
+                settings.tls,
+                shutdown,
+            )
+            .await;
+        }
+        Some(admin) => {
+            // One shutdown for both listeners.
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                shutdown.await;
+                let _ = stop.send(true);
+            });
+            let until = || {
+                let mut stopped = stopped.clone();
+                async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                }
+            };
+            let public = http::router(state.clone(), Some(http::Listener::Public));
+            let private = http::router(state, Some(http::Listener::Admin));
+            tokio::join!(
+                connections::serve(
+                    listener,
+                    public,
+                    settings.connections,
+                    settings.tls.clone(),
+                    until()
+                ),
+                connections::serve(admin, private, settings.connections, settings.tls, until()),
+            );
+        }
+    }
     for task in tasks {
         task.abort();
     }

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod clickhouse;
+pub mod proxy;
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};
@@ -15,6 +16,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_anonstats");
 pub struct Collector {
     pub dir: tempfile::TempDir,
     pub url: String,
+    /// The `--admin-listen` address's URL, when it was given.
+    pub admin_url: Option<String>,
     pub write_token: String,
     pub admin_token: String,
     child: Option<Child>,
@@ -54,6 +57,7 @@ impl Collector {
             stderr_log: dir.path().join("serve.log"),
             dir,
             url: String::new(),
+            admin_url: None,
             write_token: String::new(),
             admin_token: String::new(),
             child: None,
@@ -102,6 +106,8 @@ impl Collector {
                 self.write_token = t.to_string();
             } else if let Some(t) = line.strip_prefix("admin token: ") {
                 self.admin_token = t.to_string();
+            } else if let Some(url) = line.strip_prefix("admin listening on ") {
+                self.admin_url = Some(url.to_string());
             } else if let Some(url) = line.strip_prefix("listening on ") {
                 self.url = url.to_string();
                 break;

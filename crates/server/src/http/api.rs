@@ -71,14 +71,21 @@ fn is_json(headers: &axum::http::HeaderMap) -> bool {
 }
 
 /// The session cookie's attributes; `Secure` when the collector is reached over https.
+/// Under a base path, the cookie is that path's alone: the other sites of the host never
+/// receive it.
 fn cookie(st: &AppState, value: &str, max_age: u64) -> Result<HeaderValue, ApiError> {
     let secure = if st.settings.secure_cookie {
         "; Secure"
     } else {
         ""
     };
+    let path = if st.base_path.is_empty() {
+        "/"
+    } else {
+        &st.base_path
+    };
     HeaderValue::from_str(&format!(
-        "{SESSION_COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}"
+        "{SESSION_COOKIE}={value}; HttpOnly; SameSite=Strict; Path={path}; Max-Age={max_age}{secure}"
     ))
     .map_err(|e| ApiError::BadRequest(e.to_string()))
 }

@@ -1,5 +1,6 @@
 //! The web dashboard, embedded in the binary: `/` is its page, `/dashboard/*` its modules,
-//! styles and the vendored chart library. Plain files from `web/dashboard/` and
+//! styles and the vendored chart library, each linked relative to the page so that it works
+//! under `serve --base-path`. Plain files from `web/dashboard/` and
 //! `web/vendor/`, no build step. The page reads the admin API with the session cookie.
 
 use axum::extract::Path;
@@ -117,7 +118,7 @@ mod tests {
         for body in sources {
             for part in body.split(['\'', '"']) {
                 let Some(rel) = part
-                    .strip_prefix("/dashboard/")
+                    .strip_prefix("dashboard/")
                     .or_else(|| part.strip_prefix("./"))
                     .or_else(|| part.strip_prefix("../"))
                 else {
@@ -132,6 +133,19 @@ mod tests {
                         .any(|(p, _, _)| *p == rel || p.ends_with(&format!("/{rel}"))),
                     "{rel} is referenced but not embedded"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn the_page_links_nothing_by_absolute_path() {
+        // An absolute link would miss the base path the collector is served under (API
+        // paths go through api.js, which makes them relative).
+        let mut sources: Vec<&str> = ASSETS.iter().map(|(_, _, b)| *b).collect();
+        sources.push(INDEX);
+        for body in sources {
+            for bad in ["\"/dashboard/", "'/dashboard/", "`/dashboard/"] {
+                assert!(!body.contains(bad), "an absolute link {bad}...");
             }
         }
     }

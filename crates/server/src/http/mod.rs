@@ -60,6 +60,8 @@ pub struct AppState {
     pub limits: HttpLimits,
     pub sessions: Arc<auth::Sessions>,
     pub settings: api::ApiSettings,
+    /// The path every route is served under (`""` at the root): the session cookie's.
+    pub base_path: Arc<str>,
 }
 
 /// Who may call a route, and from where.
@@ -82,12 +84,43 @@ pub enum Access {
     Metrics,
 }
 
-/// One method on one path, who may call it, and its handler.
+/// Where a route is served when `serve --admin-listen` gives the dashboard, the APIs and
+/// `/metrics` an address of their own; without it one listener serves every route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// The public address: what senders and web pages that embed the script call.
+    Public,
+    /// The admin address: the dashboard, every `/api/v1` route and `/metrics`.
+    Admin,
+    /// Both addresses (health checks).
+    Both,
+}
+
+impl Listener {
+    /// Whether a route placed at `self` is served by a router for `side` (`None`: the
+    /// one listener that serves everything).
+    pub fn serves(self, side: Option<Listener>) -> bool {
+        match side {
+            None => true,
+            Some(side) => self == Listener::Both || self == side,
+        }
+    }
+}
+
+/// One method on one path, who may call it, where it is served, and its handler.
 pub struct Route {
     pub method: Method,
     pub path: String,
     pub access: Access,
+    pub listener: Listener,
     handler: MethodRouter<AppState>,
+}
+
+impl Route {
+    fn on(mut self, listener: Listener) -> Route {
+        self.listener = listener;
+        self
+    }
 }
 
 fn route<H, T>(method: Method, path: &str, access: Access, handler: H) -> Route
@@ -96,10 +129,17 @@ where
     T: 'static,
 {
     let filter = MethodFilter::try_from(method.clone()).expect("a standard method");
+    // What senders call is public; everything else is on the admin address unless the
+    // table says otherwise, so a new route is never exposed by mistake.
+    let listener = match access {
+        Access::Capture | Access::Open => Listener::Public,
+        _ => Listener::Admin,
+    };
     Route {
         method,
         path: path.to_string(),
         access,
+        listener,
         handler: on(filter, handler),
     }
 }
@@ -133,16 +173,18 @@ pub fn table() -> Vec<Route> {
             "/static/anonstats.js",
             Public,
             static_files::script_js,
-        ),
+        )
+        .on(Listener::Public),
         route(
             M::GET,
             "/static/anonstats.mjs",
             Public,
             static_files::script_mjs,
-        ),
+        )
+        .on(Listener::Public),
         route(M::GET, "/", Public, dashboard::index),
         route(M::GET, "/dashboard/{*path}", Public, dashboard::asset),
-        route(M::GET, "/healthz", Public, ops::healthz),
+        route(M::GET, "/healthz", Public, ops::healthz).on(Listener::Both),
         route(M::GET, "/metrics", Metrics, ops::metrics),
         route(M::GET, "/api/v1/openapi.json", Public, api::openapi),
         route(M::POST, "/api/v1/session", Public, api::login),
@@ -165,11 +207,27 @@ pub fn table() -> Vec<Route> {
     t
 }
 
-pub fn router(state: AppState) -> Router {
+/// The routes served on one listener (`side`; `None`: every route), each under the
+/// state's base path (`""`, or `/stats` behind a proxy that forwards a sub-path).
+pub fn router(state: AppState, side: Option<Listener>) -> Router {
     // Capture is called from browsers on other origins; nothing else is.
     let mut any_origin = Router::new();
     let mut own_origin = Router::new();
-    for r in table() {
+    let base_path = state.base_path.clone();
+    for mut r in table().into_iter().filter(|r| r.listener.serves(side)) {
+        if !base_path.is_empty() {
+            if r.path == "/" {
+                // The dashboard's links are relative to its page, which must end in `/`.
+                let to = format!("{base_path}/");
+                own_origin = own_origin.route(
+                    &base_path,
+                    axum::routing::get(
+                        move || async move { axum::response::Redirect::permanent(&to) },
+                    ),
+                );
+            }
+            r.path = format!("{base_path}{}", r.path);
+        }
         match r.access {
             Access::Capture | Access::Open => any_origin = any_origin.route(&r.path, r.handler),
             access => {
