@@ -488,7 +488,9 @@ pub(super) async fn erase(
     let scope = scope_of(&st, &p, Interval::Day).await?;
     let (store, project) = (st.insights.clone(), scope.project_id);
     let machine = id.clone();
-    let deleted = blocking(move || store.erase_machine(project, &machine)).await?;
+    let deleted = blocking(move || store.erase_machine(project, &machine)).await;
+    st.metrics.erasure_ran(deleted.as_ref().ok().copied());
+    let deleted = deleted?;
     tracing::info!(deleted, "erased one machine's events");
     Ok(Json(json!({"machine": id, "deleted_events": deleted})))
 }
