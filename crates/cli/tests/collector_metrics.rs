@@ -224,6 +224,12 @@ fn exercise_and_check(c: &Collector, store_parts: &[&str]) -> Scrape {
         .map(|(_, v)| v)
         .collect();
     assert!(buckets.len() >= 10, "{buckets:?}");
+    assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{buckets:?}");
+    for le in ["0.001", "60", "+Inf"] {
+        after.get(&format!(
+            "anonstats_api_request_duration_seconds_bucket{{class=\"insight\",le=\"{le}\"}}"
+        ));
+    }
 
     assert_eq!(
         after.get("anonstats_erasure_runs_total{result=\"ok\"}"),
