@@ -217,12 +217,17 @@ fn exercise_and_check(c: &Collector, store_parts: &[&str]) -> Scrape {
     let sum = after.get("anonstats_api_request_duration_seconds_sum{class=\"admin\"}");
     assert!(inf >= 2.0 && sum > 0.0, "inf {inf}, sum {sum}");
     // Buckets are cumulative.
-    let buckets: Vec<f64> = after
+    let mut by_le: Vec<(f64, f64)> = after
         .family("anonstats_api_request_duration_seconds")
         .into_iter()
-        .filter(|(k, _)| k.contains("_bucket{class=\"insight\""))
-        .map(|(_, v)| v)
+        .filter_map(|(k, v)| {
+            let le = k.strip_prefix("anonstats_api_request_duration_seconds_bucket{class=\"insight\",le=\"")?;
+            let le = le.trim_end_matches("\"}");
+            Some((if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? }, v))
+        })
         .collect();
+    by_le.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let buckets: Vec<f64> = by_le.into_iter().map(|(_, v)| v).collect();
     assert!(buckets.len() >= 10, "{buckets:?}");
     assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{buckets:?}");
     for le in ["0.001", "60", "+Inf"] {
