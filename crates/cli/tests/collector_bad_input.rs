@@ -181,7 +181,6 @@ impl Control<'_> {
     }
 }
 
-
 /// The answer to a body that is no JSON in any encoding the collector reads.
 const UNRECOGNISED: &str = "payload is not JSON, nor any encoding of JSON the collector recognises (tried: JSON, gzip, base64); send a JSON event, an array of events or {\"api_key\": ..., \"batch\": [...]}, or name the encoding with `compression=gzip|lz64|base64` in the query";
 

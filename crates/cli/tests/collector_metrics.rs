@@ -221,9 +221,18 @@ fn exercise_and_check(c: &Collector, store_parts: &[&str]) -> Scrape {
         .family("anonstats_api_request_duration_seconds")
         .into_iter()
         .filter_map(|(k, v)| {
-            let le = k.strip_prefix("anonstats_api_request_duration_seconds_bucket{class=\"insight\",le=\"")?;
+            let le = k.strip_prefix(
+                "anonstats_api_request_duration_seconds_bucket{class=\"insight\",le=\"",
+            )?;
             let le = le.trim_end_matches("\"}");
-            Some((if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? }, v))
+            Some((
+                if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().ok()?
+                },
+                v,
+            ))
         })
         .collect();
     by_le.sort_by(|a, b| a.0.total_cmp(&b.0));

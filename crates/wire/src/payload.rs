@@ -104,13 +104,12 @@ pub(crate) fn extract(req: &Request<'_>, limits: &Limits) -> Result<Payload, Wir
     };
 
     let bytes = decompress(raw, compression, limits.max_payload)?;
-    let json = String::from_utf8(bytes)
-        .map_err(|e| {
-            WireError::invalid(format!(
-                "payload is not valid UTF-8 text (at byte {}): send the JSON encoded as UTF-8",
-                e.utf8_error().valid_up_to()
-            ))
-        })?;
+    let json = String::from_utf8(bytes).map_err(|e| {
+        WireError::invalid(format!(
+            "payload is not valid UTF-8 text (at byte {}): send the JSON encoded as UTF-8",
+            e.utf8_error().valid_up_to()
+        ))
+    })?;
     Ok(Payload { json, sent_at_ms })
 }
 
