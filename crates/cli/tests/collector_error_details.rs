@@ -1,0 +1,101 @@
+//! Each 4xx `detail` of the collector names the field, parameter or command that fixes it;
+//! these are the exact words.
+
+mod common;
+
+use common::{Answer, Collector, post_json, request};
+use serde_json::json;
+
+fn get(c: &Collector, path: &str, token: &str) -> Answer {
+    let auth = format!("Bearer {token}");
+    request("GET", &c.url(path), &[("authorization", &auth)], None)
+}
+
+fn capture(c: &Collector, token: &str) -> Answer {
+    post_json(
+        &c.url("/e/"),
+        &json!({"api_key": token, "event": "START", "distinct_id": "m"}),
+    )
+}
+
+#[test]
+fn api_refusals_name_what_fixes_them() {
+    let c = Collector::start();
+    let admin = c.admin_token.clone();
+
+    let a = get(&c, "/api/v1/insights/trend", "aa_not_a_token");
+    assert_eq!(a.status, 401);
+    assert_eq!(
+        a.detail(),
+        "admin or viewer token is unknown or revoked: `anonstats keys list` on the collector \
+         shows the tokens, `anonstats keys create-admin` or `create-viewer` makes one"
+    );
+
+    let a = get(&c, "/api/v1/insights/trend?project=nope", &admin);
+    assert_eq!(a.status, 404);
+    assert_eq!(
+        a.detail(),
+        "no project named \"nope\": give `project` one of \"default\" (GET /api/v1/projects \
+         lists them)"
+    );
+
+    let a = get(&c, "/api/v1/insights/breakdown", &admin);
+    assert_eq!(a.status, 400);
+    assert_eq!(
+        a.detail(),
+        "`property` is required, e.g. property=product_version (GET /api/v1/properties lists \
+         the properties seen)"
+    );
+
+    let a = get(&c, "/api/v1/insights/versions?interval=hour", &admin);
+    assert_eq!(a.status, 400);
+    assert_eq!(
+        a.detail(),
+        "`interval` hour is not offered for shares: use day, week or month"
+    );
+}
+
+#[test]
+fn capture_refusals_name_what_fixes_them() {
+    let c = Collector::start();
+    let a = capture(&c, "aw_not_a_token");
+    assert_eq!(a.status, 401);
+    assert_eq!(
+        a.detail(),
+        "project token is not known to this collector: send a write token of one of its \
+         projects (`anonstats keys list` on the collector shows them)"
+    );
+
+    let revoked = c.cli(&["keys", "create-write-key", "default"]);
+    let revoked = revoked.lines().last().expect("the token").trim().to_string();
+    c.cli(&["keys", "revoke", &revoked]);
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let a = loop {
+        // The collector sees key changes within a moment.
+        let a = capture(&c, &revoked);
+        if a.status != 200 || std::time::Instant::now() > until {
+            break a;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(a.status, 401);
+    assert_eq!(
+        a.detail(),
+        "project token has been revoked: send another write token of its project \
+         (`anonstats keys create-write-key PROJECT` on the collector makes one)"
+    );
+
+    let big = "x".repeat(3 << 20);
+    let a = request(
+        "POST",
+        &c.url("/e/"),
+        &[("content-type", "application/json")],
+        Some(big.as_bytes()),
+    );
+    assert_eq!(a.status, 413);
+    assert_eq!(
+        a.detail(),
+        "request body is larger than the 2 MB limit of this endpoint: split the events over \
+         several requests, or send them gzipped"
+    );
+}
