@@ -235,7 +235,12 @@ pub fn run(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
     let result = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
-            .with_context(|| format!("cannot listen on {}", args.listen))?;
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot listen on {}: {e}; give --listen a free HOST:PORT (port 0 picks one)",
+                    args.listen
+                )
+            })?;
         let shutdown = shutdown()?;
         store.start(metrics.clone(), args.queue)?;
         let addr = listener.local_addr()?;

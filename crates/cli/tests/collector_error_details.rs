@@ -67,7 +67,12 @@ fn capture_refusals_name_what_fixes_them() {
     );
 
     let revoked = c.cli(&["keys", "create-write-key", "default"]);
-    let revoked = revoked.lines().last().expect("the token").trim().to_string();
+    let revoked = revoked
+        .lines()
+        .last()
+        .expect("the token")
+        .trim()
+        .to_string();
     c.cli(&["keys", "revoke", &revoked]);
     let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let a = loop {
@@ -97,5 +102,56 @@ fn capture_refusals_name_what_fixes_them() {
         a.detail(),
         "request body is larger than the 2 MB limit of this endpoint: split the events over \
          several requests, or send them gzipped"
+    );
+}
+
+/// `anonstats serve ARGS` that fails at start; returns its stderr.
+fn serve_fails(args: &[&str]) -> String {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = std::process::Command::new(common::BIN)
+        .args(["serve", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .args(args)
+        .output()
+        .expect("run serve");
+    assert!(!out.status.success(), "serve {args:?} started");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn serve_start_failures_name_the_flag() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().unwrap().to_string();
+    let err = serve_fails(&["--listen", &addr]);
+    assert!(
+        err.ends_with(&format!(
+            "anonstats: cannot listen on {addr}: Address already in use (os error 98); give \
+             --listen a free HOST:PORT (port 0 picks one)\n"
+        )),
+        "{err}"
+    );
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let missing = dir.path().join("missing.pem");
+    let present = dir.path().join("empty.pem");
+    std::fs::write(&present, "").unwrap();
+    let (m, p) = (missing.to_str().unwrap(), present.to_str().unwrap());
+    let err = serve_fails(&["--listen", "127.0.0.1:0", "--tls-cert", m, "--tls-key", p]);
+    assert!(
+        err.contains(&format!(
+            "cannot serve TLS: the certificate file {m} (--tls-cert) cannot be read"
+        )),
+        "{err}"
+    );
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let good = dir.path().join("cert.pem");
+    std::fs::write(&good, cert.cert.pem()).unwrap();
+    let g = good.to_str().unwrap();
+    let err = serve_fails(&["--listen", "127.0.0.1:0", "--tls-cert", g, "--tls-key", m]);
+    assert!(
+        err.contains(&format!(
+            "cannot serve TLS: the key file {m} (--tls-key) cannot be read"
+        )),
+        "{err}"
     );
 }
