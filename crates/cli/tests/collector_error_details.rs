@@ -155,3 +155,21 @@ fn serve_start_failures_name_the_flag() {
         "{err}"
     );
 }
+
+#[test]
+fn migrate_from_a_dir_without_a_store_names_the_flag() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let from = dir.path().display().to_string();
+    let out = std::process::Command::new(common::BIN)
+        .args(["migrate", "--from", &from, "--to", "clickhouse://127.0.0.1:1/x"])
+        .output()
+        .expect("run migrate");
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "anonstats: {from} has no embedded store ({from}/anonstats.db is missing): give \
+             --from the data dir `anonstats serve` uses\n"
+        )
+    );
+}
