@@ -161,7 +161,13 @@ fn migrate_from_a_dir_without_a_store_names_the_flag() {
     let dir = tempfile::tempdir().expect("temp dir");
     let from = dir.path().display().to_string();
     let out = std::process::Command::new(common::BIN)
-        .args(["migrate", "--from", &from, "--to", "clickhouse://127.0.0.1:1/x"])
+        .args([
+            "migrate",
+            "--from",
+            &from,
+            "--to",
+            "clickhouse://127.0.0.1:1/x",
+        ])
         .output()
         .expect("run migrate");
     assert!(!out.status.success());
