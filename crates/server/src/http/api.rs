@@ -148,7 +148,7 @@ pub(super) async fn login(
         })?;
     let role = role_of(&st, token.clone())
         .await?
-        .ok_or_else(|| ApiError::unknown_secret())?;
+        .ok_or_else(ApiError::unknown_secret)?;
     let id = st.sessions.open(&token);
     let mut resp = Json(json!({"status": "ok", "role": role})).into_response();
     resp.headers_mut()

@@ -103,8 +103,11 @@ pub struct ClickHouseStore {
     queued: RwLock<Arc<QueueDepth>>,
     /// The tables' sizes and when they were read: `system.parts` is asked at most once
     /// per [`SIZE_EVERY`], however often `/metrics` is scraped.
-    sizes: Mutex<Option<(Instant, Vec<(String, u64)>)>>,
+    sizes: Mutex<Option<(Instant, TableSizes)>>,
 }
+
+/// Bytes on disk by table.
+type TableSizes = Vec<(String, u64)>;
 
 /// How long the tables' sizes are shown before they are read again.
 const SIZE_EVERY: Duration = Duration::from_secs(60);
@@ -456,7 +459,7 @@ impl EventStore for ClickHouseStore {
 
 impl ClickHouseStore {
     /// Bytes on disk of each table of the database, summed over the nodes.
-    fn table_sizes(&self) -> Result<Vec<(String, u64)>, StoreError> {
+    fn table_sizes(&self) -> Result<TableSizes, StoreError> {
         #[derive(Deserialize)]
         struct Size {
             table: String,
