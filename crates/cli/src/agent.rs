@@ -177,17 +177,29 @@ pub fn send(SendCmd { args, wait }: SendCmd) -> anyhow::Result<ExitCode> {
         Outcome::Queued => client.deliver_spool_detached(),
         other => other,
     };
+    let state_hint = |why: String| {
+        // A state dir that cannot be written is fixed by giving another.
+        let state = client.state_dir().display().to_string();
+        if why.starts_with("cannot ") && why.contains(&state) {
+            format!(
+                "{why}, or give another with --state-dir DIR (or state-dir in {})",
+                anonstats_client::config_file::path(&args.dirs.config_dir).display()
+            )
+        } else {
+            why
+        }
+    };
     Ok(match outcome {
         Outcome::Off | Outcome::Logged(_) | Outcome::Delivered(_) | Outcome::Queued => {
             ExitCode::SUCCESS
         }
         // Without --wait the event is only promised to the spool, where it is.
         Outcome::Spooled(why) if !wait => {
-            eprintln!("anonstats: not delivered yet: {why}");
+            eprintln!("anonstats: not delivered yet: {}", state_hint(why));
             ExitCode::SUCCESS
         }
         Outcome::Spooled(why) | Outcome::Dropped(why) => {
-            eprintln!("anonstats: not delivered: {why}");
+            eprintln!("anonstats: not delivered: {}", state_hint(why));
             ExitCode::FAILURE
         }
     })

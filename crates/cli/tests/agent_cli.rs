@@ -179,3 +179,40 @@ fn missing_settings_say_what_to_do() {
     assert!(out.status.success());
     assert!(out.stderr.is_empty() && out.stdout.is_empty());
 }
+
+#[test]
+fn an_unusable_state_dir_names_the_flag() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let etc = dir.path().join("etc").display().to_string();
+    // A regular file where the state root should be: nothing can be made under it.
+    let state = dir.path().join("state");
+    std::fs::write(&state, "").unwrap();
+    let state = state.display().to_string();
+    let out = anonstats(
+        &[
+            "send",
+            "START",
+            "--wait",
+            "--product-name",
+            "p",
+            "--endpoint",
+            "http://127.0.0.1:9",
+            "--token",
+            "t",
+            "--config-dir",
+            &etc,
+            "--state-dir",
+            &state,
+        ],
+        &[],
+    );
+    assert!(!out.status.success());
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "anonstats: not delivered: cannot create directory {state}/p: Not a directory (os \
+             error 20); check that the directory exists and this user may write it, or give \
+             another with --state-dir DIR (or state-dir in {etc}/anonstats.toml)\n"
+        )
+    );
+}
