@@ -169,12 +169,9 @@ fn decompress(raw: &[u8], compression: Compression, max: usize) -> Result<Vec<u8
         return gunzip(raw, max);
     }
     match compression {
-        Compression::Gzip => Err(WireError::invalid(
-            "compression is gzip but the payload does not start with the gzip magic bytes",
-        )),
+        Compression::Gzip => Err(WireError::invalid(GZIP_NAMED)),
         Compression::Lz64 => {
-            let text = std::str::from_utf8(raw)
-                .map_err(|_| WireError::invalid("lz64 payload is not ASCII text"))?;
+            let text = std::str::from_utf8(raw).map_err(|_| WireError::invalid(LZ64_NOT_TEXT))?;
             lz64::decompress_base64(text.trim(), max).map(String::into_bytes)
         }
         Compression::Base64 => unbase64(raw, max, |e| {
@@ -194,6 +191,11 @@ fn decompress(raw: &[u8], compression: Compression, max: usize) -> Result<Vec<u8
         }
     }
 }
+
+const GZIP_NAMED: &str = "compression is gzip but the payload does not start with the gzip \
+    magic bytes: gzip the payload, or leave out `compression=gzip` and `Content-Encoding: gzip`";
+const LZ64_NOT_TEXT: &str = "lz64 payload is not ASCII text: send LZString's \
+    compressToBase64 output, or leave out `compression=lz64`";
 
 /// The refusal of a body that is no JSON in any encoding the collector reads.
 const UNRECOGNISED: &str = "payload is not JSON, nor any encoding of JSON the collector \
@@ -386,7 +388,14 @@ mod tests {
             ..Default::default()
         })
         .unwrap_err();
-        assert!(e.to_string().contains("gzip magic"), "{e}");
+        assert_eq!(e.to_string(), GZIP_NAMED);
+        let e = json_of(Request {
+            body: b"\xff\xfe",
+            query: Some("compression=lz64"),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(e.to_string(), LZ64_NOT_TEXT);
         let e = json_of(Request {
             body: b"[]",
             query: Some("compression=zstd"),
