@@ -406,8 +406,8 @@ fn the_queue_depth_rises_while_the_disk_stalls_and_stays_within_its_bound() {
     );
 }
 
-/// Every metric name the dashboard's queries use, from each `expr` of each panel.
-fn dashboard_metrics(dashboard: &Value) -> Vec<String> {
+/// Every `expr` of every panel of the dashboard.
+fn dashboard_exprs(dashboard: &Value) -> Vec<String> {
     let mut exprs = Vec::new();
     fn walk(v: &Value, out: &mut Vec<String>) {
         match v {
@@ -424,7 +424,12 @@ fn dashboard_metrics(dashboard: &Value) -> Vec<String> {
         }
     }
     walk(dashboard, &mut exprs);
-    let mut names: Vec<String> = exprs
+    exprs
+}
+
+/// Every metric name the dashboard's queries use.
+fn dashboard_metrics(dashboard: &Value) -> Vec<String> {
+    let mut names: Vec<String> = dashboard_exprs(dashboard)
         .iter()
         .flat_map(|e| {
             e.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
@@ -476,6 +481,56 @@ fn the_grafana_dashboard_uses_only_metrics_a_collector_serves() {
         missing.is_empty(),
         "the dashboard queries metrics /metrics does not serve: {missing:?}"
     );
+    // Each query's brackets pair up, and each label it selects on is one the metric has
+    // (`instance` is Prometheus's own).
+    for e in dashboard_exprs(&dashboard) {
+        let mut open = Vec::new();
+        for ch in e.chars() {
+            match ch {
+                '(' | '{' | '[' => open.push(ch),
+                ')' | '}' | ']' => {
+                    let want = match ch {
+                        ')' => '(',
+                        '}' => '{',
+                        _ => '[',
+                    };
+                    assert_eq!(open.pop(), Some(want), "unbalanced {ch:?} in {e}");
+                }
+                _ => {}
+            }
+        }
+        assert!(open.is_empty(), "unclosed {open:?} in {e}");
+        let mut rest = e.as_str();
+        while let Some(at) = rest.find("anonstats_") {
+            rest = &rest[at..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            let (name, after) = rest.split_at(end);
+            rest = after;
+            let Some(selector) = after.strip_prefix('{') else {
+                continue;
+            };
+            let selector = &selector[..selector.find('}').expect("closed selector")];
+            for matcher in selector.split(',') {
+                let label = matcher
+                    .split(['=', '!', '~'])
+                    .next()
+                    .unwrap_or_default()
+                    .trim();
+                if label == "instance" {
+                    continue;
+                }
+                assert!(
+                    s.samples
+                        .keys()
+                        .any(|k| k.split('{').next() == Some(name)
+                            && k.contains(&format!("{label}=\""))),
+                    "{name} has no label {label:?} (in {e})"
+                );
+            }
+        }
+    }
     // Each panel's datasource is the one the import asks for.
     let inputs = dashboard["__inputs"].as_array().expect("__inputs");
     assert_eq!(inputs[0]["pluginId"], "prometheus");
