@@ -138,8 +138,9 @@ fn admin(c: &Collector, method: &str, path: &str) -> common::Answer {
     request(method, &c.url(path), &headers, None)
 }
 
-/// Ingest, an insight, SQL, an erasure: then every family holds what happened.
-fn exercise_and_check(c: &Collector, store_parts: &[&str]) -> Scrape {
+/// Ingest, an insight, SQL, an erasure: then every family holds what happened. Returns
+/// the scrapes from before and after.
+fn exercise_and_check(c: &Collector, store_parts: &[&str]) -> (Scrape, Scrape) {
     let before = scrape(c);
     for (name, kind) in NEW_FAMILIES {
         assert_eq!(
@@ -273,13 +274,18 @@ fn exercise_and_check(c: &Collector, store_parts: &[&str]) -> Scrape {
             "{series} missing or 0 in {sizes:?}"
         );
     }
-    after
+    (before, after)
 }
 
 #[test]
 fn sqlite_metrics_show_queues_size_runs_lag_latency_and_build() {
     let mut c = Collector::start_with(&["--retention-days", "30"]);
-    let s = exercise_and_check(&c, &["anonstats.db", "anonstats.db-wal"]);
+    let (_, s) = exercise_and_check(&c, &["anonstats.db", "anonstats.db-wal"]);
+    assert_eq!(
+        s.get("anonstats_rollup_lag_seconds"),
+        0.0,
+        "the insight read folded every event in, and none came after"
+    );
     let db = std::fs::metadata(c.data_dir().join("anonstats.db"))
         .unwrap()
         .len() as f64;
@@ -316,6 +322,23 @@ fn sqlite_metrics_show_queues_size_runs_lag_latency_and_build() {
 }
 
 #[test]
+fn rollup_lag_grows_while_events_wait_to_be_folded_and_drops_once_they_are() {
+    // Events wait up to ten minutes before the rollups count them, unless read.
+    let c = Collector::start_with(&["--rollup-fold-ms", "600000"]);
+    batch(&c, &[json!({"event": "START", "distinct_id": "m"})]);
+    let first = scrape_until(&c, "the rollups trailed", |s| {
+        s.get("anonstats_rollup_lag_seconds") > 0.0
+    })
+    .get("anonstats_rollup_lag_seconds");
+    scrape_until(&c, "the lag grew", |s| {
+        s.get("anonstats_rollup_lag_seconds") > first
+    });
+    // An insight folds them in before it answers.
+    assert_eq!(admin(&c, "GET", "/api/v1/insights/trend").status, 200);
+    assert_eq!(scrape(&c).get("anonstats_rollup_lag_seconds"), 0.0);
+}
+
+#[test]
 fn clickhouse_metrics_show_queues_size_runs_lag_latency_and_build() {
     let Some(host) = env_or_skip("ANONSTATS_TEST_CLICKHOUSE") else {
         return;
@@ -330,10 +353,15 @@ fn clickhouse_metrics_show_queues_size_runs_lag_latency_and_build() {
     ]);
     // The sizes are read at most once a minute: the first scrape read them before the
     // events, so only the tables that existed then are asked for.
-    let s = exercise_and_check(&c, &[]);
+    let (before, s) = exercise_and_check(&c, &[]);
     assert!(
         !s.family("anonstats_store_size_bytes").is_empty(),
         "no table sizes from system.parts"
+    );
+    assert_eq!(
+        before.family("anonstats_store_size_bytes"),
+        s.family("anonstats_store_size_bytes"),
+        "system.parts is read once a minute, not at every scrape"
     );
     assert_eq!(s.get("anonstats_rollup_lag_seconds"), 0.0);
     scrape_until(&c, "retention ran at start", |s| {

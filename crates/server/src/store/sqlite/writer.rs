@@ -309,10 +309,11 @@ impl Writer {
             } else {
                 since_checkpoint += self.insert(&mut fold, jobs, total, due);
             }
+            // Before the answers: whoever settled sees no lag.
+            self.publish_lag(&fold);
             for reply in settles {
                 let _ = reply.send(());
             }
-            self.publish_lag(&fold);
             // Requests that arrive meanwhile queue up and go into the next, larger commit.
             if since_checkpoint >= CHECKPOINT_AFTER_BYTES {
                 since_checkpoint = 0;
