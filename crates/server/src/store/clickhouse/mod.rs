@@ -104,6 +104,8 @@ pub struct ClickHouseStore {
     /// The tables' sizes and when they were read: `system.parts` is asked at most once
     /// per [`SIZE_EVERY`], however often `/metrics` is scraped.
     sizes: Mutex<Option<(Instant, TableSizes)>>,
+    /// Held while one scrape reads the sizes.
+    sizing: Mutex<()>,
 }
 
 /// Bytes on disk by table.
@@ -111,6 +113,8 @@ type TableSizes = Vec<(String, u64)>;
 
 /// How long the tables' sizes are shown before they are read again.
 const SIZE_EVERY: Duration = Duration::from_secs(60);
+/// How long a node may take to tell its tables' sizes.
+const SIZE_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl ClickHouseStore {
     /// Connects, finds the cluster's nodes and creates every table that is missing.
@@ -154,6 +158,7 @@ impl ClickHouseStore {
             seq: Arc::default(),
             queued: RwLock::default(),
             sizes: Mutex::new(None),
+            sizing: Mutex::new(()),
         })
     }
 
@@ -436,21 +441,31 @@ impl EventStore for ClickHouseStore {
     }
 
     fn vitals(&self) -> StoreVitals {
-        let mut cached = self.sizes.lock().unwrap_or_else(|p| p.into_inner());
-        if cached
+        let cached = || self.sizes.lock().unwrap_or_else(|p| p.into_inner());
+        let stale = cached()
             .as_ref()
-            .is_none_or(|(at, _)| at.elapsed() >= SIZE_EVERY)
-        {
-            match self.table_sizes() {
-                Ok(sizes) => *cached = Some((Instant::now(), sizes)),
-                // The last sizes read stay shown; none before the first succeeds.
+            .is_none_or(|(at, _)| at.elapsed() >= SIZE_EVERY);
+        // One scrape asks at a time, without holding up the others, which show what was
+        // read last (nothing before the first answer).
+        if let (true, Ok(_asking)) = (stale, self.sizing.try_lock()) {
+            let read = self.table_sizes();
+            let mut cached = cached();
+            let sizes = match read {
+                Ok(sizes) => sizes,
+                // Asked again only a minute later: an unreachable ClickHouse is not asked
+                // at every scrape.
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot read the tables' sizes from ClickHouse")
+                    tracing::warn!(error = %e, "cannot read the tables' sizes from ClickHouse");
+                    cached.take().map(|(_, s)| s).unwrap_or_default()
                 }
-            }
+            };
+            *cached = Some((Instant::now(), sizes));
         }
         StoreVitals {
-            size_bytes: cached.as_ref().map(|(_, s)| s.clone()).unwrap_or_default(),
+            size_bytes: cached()
+                .as_ref()
+                .map(|(_, s)| s.clone())
+                .unwrap_or_default(),
             // Insights are answered from the events themselves.
             rollup_lag: Duration::ZERO,
         }
@@ -468,7 +483,8 @@ impl ClickHouseStore {
         }
         let mut sizes = std::collections::BTreeMap::<String, u64>::new();
         for node in &self.nodes {
-            let rows: Vec<Size> = node.rows(
+            // A scrape must not wait for as long as a query may take.
+            let rows: Vec<Size> = node.with_timeout(SIZE_TIMEOUT).rows(
                 Kind::Poll,
                 &format!(
                     "SELECT table, sum(bytes_on_disk) AS bytes FROM system.parts WHERE database = {} AND active GROUP BY table",
