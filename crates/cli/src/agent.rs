@@ -97,7 +97,8 @@ pub struct SendCmd {
     pub wait: bool,
 }
 
-fn client(args: &SendArgs) -> anyhow::Result<Client> {
+/// A client for `send`, or for `show` (`preview`: no endpoint or token needed).
+fn client(args: &SendArgs, preview: bool) -> anyhow::Result<Client> {
     if !(args.timeout > 0.0 && args.timeout <= 60.0) {
         anyhow::bail!(
             "--timeout {} is out of range: give seconds between 0 and 60, e.g. 2",
@@ -132,13 +133,40 @@ fn client(args: &SendArgs) -> anyhow::Result<Client> {
     if let Some(i) = &args.install_type {
         b = b.install_type(i);
     }
-    Ok(b.build()?)
+    if preview {
+        b = b.preview_only();
+    }
+    b.build()
+        .map_err(|e| in_cli_terms(e, &args.dirs.config_dir))
+}
+
+/// The library's errors that name its calls, said with this command's flags, variables
+/// and configuration file instead.
+fn in_cli_terms(e: anonstats_client::Error, config_dir: &std::path::Path) -> anyhow::Error {
+    use anonstats_client::Error as E;
+    let file = anonstats_client::config_file::path(config_dir);
+    let file = file.display();
+    match e {
+        E::MissingProduct => anyhow::anyhow!(
+            "no product name: pass --product-name NAME (and --product-version VERSION), set \
+             ANONSTATS_PRODUCT_NAME, or set product-name in {file}"
+        ),
+        E::MissingEndpoint => anyhow::anyhow!(
+            "no endpoint: pass --endpoint URL, set ANONSTATS_ENDPOINT, or set endpoint in \
+             {file}; or opt out (`anonstats opt-out`) if statistics are not wanted"
+        ),
+        E::MissingToken => anyhow::anyhow!(
+            "no project write token: pass --token TOKEN, set ANONSTATS_TOKEN, or set token in \
+             {file}; `anonstats keys create-project NAME` on the collector prints one"
+        ),
+        other => other.into(),
+    }
 }
 
 /// `anonstats send ACTION [ACTION_RESULT [ACTION_DATA]]`: the event goes to the spool, and
 /// the spool is delivered by a detached process (with `--wait`, by this one).
 pub fn send(SendCmd { args, wait }: SendCmd) -> anyhow::Result<ExitCode> {
-    let client = client(&args)?;
+    let client = client(&args, false)?;
     let spooled = client.spool_action(
         &args.action,
         args.action_result.as_deref(),
@@ -149,17 +177,29 @@ pub fn send(SendCmd { args, wait }: SendCmd) -> anyhow::Result<ExitCode> {
         Outcome::Queued => client.deliver_spool_detached(),
         other => other,
     };
+    let state_hint = |why: String| {
+        // A state dir that cannot be written is fixed by giving another.
+        let state = client.state_dir().display().to_string();
+        if why.starts_with("cannot ") && why.contains(&state) {
+            format!(
+                "{why}, or give another with --state-dir DIR (or state-dir in {})",
+                anonstats_client::config_file::path(&args.dirs.config_dir).display()
+            )
+        } else {
+            why
+        }
+    };
     Ok(match outcome {
         Outcome::Off | Outcome::Logged(_) | Outcome::Delivered(_) | Outcome::Queued => {
             ExitCode::SUCCESS
         }
         // Without --wait the event is only promised to the spool, where it is.
         Outcome::Spooled(why) if !wait => {
-            eprintln!("anonstats: not delivered yet: {why}");
+            eprintln!("anonstats: not delivered yet: {}", state_hint(why));
             ExitCode::SUCCESS
         }
         Outcome::Spooled(why) | Outcome::Dropped(why) => {
-            eprintln!("anonstats: not delivered: {why}");
+            eprintln!("anonstats: not delivered: {}", state_hint(why));
             ExitCode::FAILURE
         }
     })
@@ -167,7 +207,7 @@ pub fn send(SendCmd { args, wait }: SendCmd) -> anyhow::Result<ExitCode> {
 
 /// `anonstats show ...`: the exact JSON `send` would send.
 pub fn show(args: SendArgs) -> anyhow::Result<ExitCode> {
-    let client = client(&args)?;
+    let client = client(&args, true)?;
     let Some(body) = client.preview(
         &args.action,
         args.action_result.as_deref(),
@@ -187,6 +227,13 @@ pub fn show(args: SendArgs) -> anyhow::Result<ExitCode> {
         eprintln!(
             "note: no machine id exists yet in {}; `send` creates one, the distinct_id shown is an example",
             client.state_dir().display()
+        );
+    }
+    if client.consent().mode == Mode::On && body["api_key"].as_str().is_none_or(str::is_empty) {
+        eprintln!(
+            "note: without an endpoint and a write token `send` cannot send this (--endpoint, \
+             --token, or endpoint and token in {})",
+            anonstats_client::config_file::path(&args.dirs.config_dir).display()
         );
     }
     let text = serde_json::to_string_pretty(&body).context("format the event as JSON")?;

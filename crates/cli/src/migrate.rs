@@ -95,7 +95,7 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
     let db = args.from.join(anonstats_server::store::sqlite::DB_FILE);
     anyhow::ensure!(
         db.exists(),
-        "{} has no embedded store ({} is missing)",
+        "{} has no embedded store ({} is missing): give --from the data dir `anonstats serve` uses",
         args.from.display(),
         db.display()
     );

@@ -268,13 +268,18 @@ pub fn run(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
     let result = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
-            .with_context(|| format!("cannot listen on {}", args.listen))?;
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot listen on {}: {e}; give --listen a free HOST:PORT (port 0 picks one)",
+                    args.listen
+                )
+            })?;
         let admin = match &args.admin_listen {
-            Some(a) => Some(
-                tokio::net::TcpListener::bind(a)
-                    .await
-                    .with_context(|| format!("cannot listen on {a} (--admin-listen)"))?,
-            ),
+            Some(a) => Some(tokio::net::TcpListener::bind(a).await.map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot listen on {a}: {e}; give --admin-listen a free HOST:PORT (port 0 picks one)"
+                )
+            })?),
             None => None,
         };
         let shutdown = shutdown()?;

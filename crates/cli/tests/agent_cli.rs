@@ -116,12 +116,59 @@ fn missing_settings_say_what_to_do() {
     let base = ["send", "START", "--config-dir", &etc, "--state-dir", &state];
     let out = anonstats(&base, &[]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("--product-name"), "{}", stderr(&out));
+    // The CLI's flags, variables and file, not the library's calls.
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "anonstats: no product name: pass --product-name NAME (and --product-version \
+             VERSION), set ANONSTATS_PRODUCT_NAME, or set product-name in {etc}/anonstats.toml\n"
+        )
+    );
     let mut args = base.to_vec();
     args.extend(["--product-name", "p"]);
     let out = anonstats(&args, &[]);
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "anonstats: no endpoint: pass --endpoint URL, set ANONSTATS_ENDPOINT, or set \
+             endpoint in {etc}/anonstats.toml; or opt out (`anonstats opt-out`) if statistics \
+             are not wanted\n"
+        )
+    );
+    let mut with_endpoint = args.clone();
+    with_endpoint.extend(["--endpoint", "http://127.0.0.1:9"]);
+    let out = anonstats(&with_endpoint, &[]);
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "anonstats: no project write token: pass --token TOKEN, set ANONSTATS_TOKEN, or set \
+             token in {etc}/anonstats.toml; `anonstats keys create-project NAME` on the \
+             collector prints one\n"
+        )
+    );
+    // `show` sends nothing, so it needs neither: it shows the event.
+    let mut show = args.clone();
+    show[0] = "show";
+    let out = anonstats(&show, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let body: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("show prints JSON");
+    assert_eq!(body["batch"][0]["event"], "START");
+    assert_eq!(body["batch"][0]["properties"]["product_name"], "p");
     assert!(
-        stderr(&out).contains("--endpoint URL or ANONSTATS_ENDPOINT"),
+        stderr(&out).contains(&format!(
+            "note: without an endpoint and a write token `send` cannot send this (--endpoint, \
+             --token, or endpoint and token in {etc}/anonstats.toml)"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    // Without a product name even `show` cannot say what would be sent.
+    let mut show = base.to_vec();
+    show[0] = "show";
+    let out = anonstats(&show, &[]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("--product-name NAME"),
         "{}",
         stderr(&out)
     );
@@ -131,4 +178,41 @@ fn missing_settings_say_what_to_do() {
     let out = anonstats(&base, &[("DO_NOT_TRACK", "1")]);
     assert!(out.status.success());
     assert!(out.stderr.is_empty() && out.stdout.is_empty());
+}
+
+#[test]
+fn an_unusable_state_dir_names_the_flag() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let etc = dir.path().join("etc").display().to_string();
+    // A regular file where the state root should be: nothing can be made under it.
+    let state = dir.path().join("state");
+    std::fs::write(&state, "").unwrap();
+    let state = state.display().to_string();
+    let out = anonstats(
+        &[
+            "send",
+            "START",
+            "--wait",
+            "--product-name",
+            "p",
+            "--endpoint",
+            "http://127.0.0.1:9",
+            "--token",
+            "t",
+            "--config-dir",
+            &etc,
+            "--state-dir",
+            &state,
+        ],
+        &[],
+    );
+    assert!(!out.status.success());
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "anonstats: not delivered: cannot create directory {state}/p: Not a directory (os \
+             error 20); check that the directory exists and this user may write it, or give \
+             another with --state-dir DIR (or state-dir in {etc}/anonstats.toml)\n"
+        )
+    );
 }

@@ -181,6 +181,9 @@ impl Control<'_> {
     }
 }
 
+/// The answer to a body that is no JSON in any encoding the collector reads.
+const UNRECOGNISED: &str = "payload is not JSON, nor any encoding of JSON the collector recognises (tried: JSON, gzip, base64); send a JSON event, an array of events or {\"api_key\": ..., \"batch\": [...]}, or name the encoding with `compression=gzip|lz64|base64` in the query";
+
 #[test]
 fn bad_input_is_answered_4xx_with_a_detail_and_nothing_is_stored() {
     let started = std::time::Instant::now();
@@ -556,10 +559,13 @@ fn bad_input_is_answered_4xx_with_a_detail_and_nothing_is_stored() {
         post("an event that is a string", "/batch/", raw(r#"{"api_key":"TOK","batch":["e"]}"#), 400, "event 0 is not a JSON object"),
         post("event name of 201 characters", "/e/", ev(json!({"event": "x".repeat(201)})), 400, "`event` is longer than 200 characters"),
         post("properties as a string", "/e/", ev(json!({"properties": "x"})), 400, "`properties` must be an object"),
-        post("XML with an XML content type", "/e/", "<event name=\"e\"/>", 400, "neither JSON nor valid base64").headers(&[("content-type", "application/xml")]),
-        post("a PNG", "/e/", b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec(), 400, "neither JSON nor valid base64").headers(&[("content-type", "image/png")]),
-        post("multipart form", "/e/", "--x\r\nContent-Disposition: form-data; name=\"data\"\r\n\r\n{}\r\n--x--\r\n", 400, "neither JSON nor valid base64").headers(&[("content-type", "multipart/form-data; boundary=x")]),
+        post("XML with an XML content type", "/e/", "<event name=\"e\"/>", 400, UNRECOGNISED).headers(&[("content-type", "application/xml")]),
+        post("a PNG", "/e/", b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec(), 400, UNRECOGNISED).headers(&[("content-type", "image/png")]),
+        post("multipart form", "/e/", "--x\r\nContent-Disposition: form-data; name=\"data\"\r\n\r\n{}\r\n--x--\r\n", 400, UNRECOGNISED).headers(&[("content-type", "multipart/form-data; boundary=x")]),
         post("JSON sent as a form", "/e/", "{\"api_key\":", 400, "body is not valid JSON").headers(&[FORM]),
+        // Valid base64 by chance ("not+json"), decoding to bytes that are no JSON.
+        post("plain text", "/e/", "not json", 400, UNRECOGNISED),
+        post("plain text as JSON", "/batch/", "hello", 400, UNRECOGNISED).headers(&[("content-type", "application/json")]),
     ]);
 
     let n_cases = cases.len();

@@ -61,6 +61,7 @@ pub struct Builder {
     env: EnvFn,
     clock: Clock,
     spool_limits: SpoolLimits,
+    preview_only: bool,
 }
 
 impl Default for Builder {
@@ -82,6 +83,7 @@ impl Default for Builder {
             env: Arc::new(consent::process_env),
             clock: Arc::new(SystemTime::now),
             spool_limits: SpoolLimits::default(),
+            preview_only: false,
         }
     }
 }
@@ -178,6 +180,13 @@ impl Builder {
         self
     }
 
+    /// For a client that only shows what it would send ([`crate::Client::preview`]): a
+    /// missing endpoint or token is then no error, and the client sends nothing.
+    pub fn preview_only(mut self) -> Self {
+        self.preview_only = true;
+        self
+    }
+
     /// Decide consent and make the client. When off, nothing else is checked, and nothing
     /// is touched but what waited to be sent: the spool and the local log are deleted.
     pub fn build(mut self) -> Result<Client, Error> {
@@ -241,7 +250,8 @@ impl Builder {
             }
         }
         let mut route = None;
-        if consent.mode == Mode::On {
+        let unroutable = self.endpoint.is_none() || self.token.as_deref().is_none_or(str::is_empty);
+        if consent.mode == Mode::On && !(self.preview_only && unroutable) {
             let endpoint = self.endpoint.ok_or(Error::MissingEndpoint)?;
             let transport = Transport::new(&endpoint, self.ca_file.as_deref())?;
             let token = self

@@ -70,7 +70,11 @@ pub async fn serve(
     let keys = Arc::new(KeyCache::load(backend.keys.clone())?);
     let mut tasks = vec![tokio::spawn(refresh_keys(keys.clone()))];
     if let Some(days) = settings.retention_days {
-        tasks.push(tokio::spawn(retention(backend.insights.clone(), days)));
+        tasks.push(tokio::spawn(retention(
+            backend.insights.clone(),
+            days,
+            metrics.clone(),
+        )));
     }
     let state = AppState {
         admission: admission::Admission::new(settings.in_flight),
@@ -144,11 +148,13 @@ async fn refresh_keys(keys: Arc<KeyCache>) {
 }
 
 /// Purges events older than `days` whole UTC days, now and every hour.
-async fn retention(store: Arc<dyn InsightStore>, days: u32) {
+async fn retention(store: Arc<dyn InsightStore>, days: u32, metrics: Arc<Metrics>) {
     loop {
         let cutoff = chrono::Utc::now().timestamp_millis() - i64::from(days) * insights::DAY_MS;
         let s = store.clone();
-        match tokio::task::spawn_blocking(move || s.purge_before(cutoff)).await {
+        let outcome = tokio::task::spawn_blocking(move || s.purge_before(cutoff)).await;
+        metrics.retention_ran(outcome.as_ref().ok().and_then(|r| r.as_ref().ok()).copied());
+        match outcome {
             Ok(Ok(n)) => tracing::info!(purged = n, days, "retention ran"),
             Ok(Err(e)) => tracing::warn!(error = %e, "retention failed; it runs again in an hour"),
             Err(e) => tracing::warn!(error = %e, "retention task failed"),

@@ -9,10 +9,12 @@ use std::sync::Arc;
 
 /// A certificate or key file that cannot be served with.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot serve TLS: the {what} {path} {why}")]
+#[error("cannot serve TLS: the {what} {path} ({flag}) {why}")]
 pub struct TlsFileError {
     /// "certificate file" or "key file".
     pub what: &'static str,
+    /// The `serve` flag that names the file.
+    pub flag: &'static str,
     pub path: PathBuf,
     pub why: String,
 }
@@ -22,11 +24,13 @@ pub struct TlsFileError {
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsFileError> {
     let cert_error = |why: String| TlsFileError {
         what: "certificate file",
+        flag: "--tls-cert",
         path: cert.to_path_buf(),
         why,
     };
     let key_error = |why: String| TlsFileError {
         what: "key file",
+        flag: "--tls-key",
         path: key.to_path_buf(),
         why,
     };

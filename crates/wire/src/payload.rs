@@ -104,8 +104,12 @@ pub(crate) fn extract(req: &Request<'_>, limits: &Limits) -> Result<Payload, Wir
     };
 
     let bytes = decompress(raw, compression, limits.max_payload)?;
-    let json = String::from_utf8(bytes)
-        .map_err(|_| WireError::invalid("payload is not valid UTF-8 text"))?;
+    let json = String::from_utf8(bytes).map_err(|e| {
+        WireError::invalid(format!(
+            "payload is not valid UTF-8 text (at byte {}): send the JSON encoded as UTF-8",
+            e.utf8_error().valid_up_to()
+        ))
+    })?;
     Ok(Payload { json, sent_at_ms })
 }
 
@@ -165,25 +169,44 @@ fn decompress(raw: &[u8], compression: Compression, max: usize) -> Result<Vec<u8
         return gunzip(raw, max);
     }
     match compression {
-        Compression::Gzip => Err(WireError::invalid(
-            "compression is gzip but the payload does not start with the gzip magic bytes",
-        )),
+        Compression::Gzip => Err(WireError::invalid(GZIP_NAMED)),
         Compression::Lz64 => {
-            let text = std::str::from_utf8(raw)
-                .map_err(|_| WireError::invalid("lz64 payload is not ASCII text"))?;
+            let text = std::str::from_utf8(raw).map_err(|_| WireError::invalid(LZ64_NOT_TEXT))?;
             lz64::decompress_base64(text.trim(), max).map(String::into_bytes)
         }
-        Compression::Base64 => unbase64(raw, max),
+        Compression::Base64 => unbase64(raw, max, |e| {
+            WireError::invalid(format!("payload is neither JSON nor valid base64: {e}"))
+        }),
         Compression::None => {
-            let first = raw.iter().find(|b| !b.is_ascii_whitespace());
-            if matches!(first, Some(b'{') | Some(b'[')) || is_json_scalar(raw) {
-                bounded(raw.to_vec(), max)
-            } else {
-                // Older clients send base64 without saying so.
-                unbase64(raw, max)
+            if opens_like_json(raw) {
+                return bounded(raw.to_vec(), max);
+            }
+            // Older clients send base64 without saying so; what is neither JSON nor
+            // base64 of JSON is answered with what was tried.
+            let unrecognised = || WireError::invalid(UNRECOGNISED);
+            match unbase64(raw, max, |_| unrecognised()) {
+                Ok(bytes) if !opens_like_json(&bytes) => Err(unrecognised()),
+                decoded => decoded,
             }
         }
     }
+}
+
+const GZIP_NAMED: &str = "compression is gzip but the payload does not start with the gzip \
+    magic bytes: gzip the payload, or leave out `compression=gzip` and `Content-Encoding: gzip`";
+const LZ64_NOT_TEXT: &str = "lz64 payload is not ASCII text: send LZString's \
+    compressToBase64 output, or leave out `compression=lz64`";
+
+/// The refusal of a body that is no JSON in any encoding the collector reads.
+const UNRECOGNISED: &str = "payload is not JSON, nor any encoding of JSON the collector \
+    recognises (tried: JSON, gzip, base64); send a JSON event, an array of events or \
+    {\"api_key\": ..., \"batch\": [...]}, or name the encoding with \
+    `compression=gzip|lz64|base64` in the query";
+
+/// Whether the text opens as a JSON object or array, or is one JSON scalar.
+fn opens_like_json(raw: &[u8]) -> bool {
+    let first = raw.iter().find(|b| !b.is_ascii_whitespace());
+    matches!(first, Some(b'{') | Some(b'[')) || is_json_scalar(raw)
 }
 
 fn bounded(bytes: Vec<u8>, max: usize) -> Result<Vec<u8>, WireError> {
@@ -211,7 +234,12 @@ fn gunzip(raw: &[u8], max: usize) -> Result<Vec<u8>, WireError> {
     bounded(out, max)
 }
 
-fn unbase64(raw: &[u8], max: usize) -> Result<Vec<u8>, WireError> {
+/// Decodes base64 (gzip inside it too); `not_base64` makes the refusal of what is not.
+fn unbase64(
+    raw: &[u8],
+    max: usize,
+    not_base64: impl FnOnce(base64::DecodeError) -> WireError,
+) -> Result<Vec<u8>, WireError> {
     // Form decoding turns an unescaped `+` into a space; put it back.
     let cleaned: Vec<u8> = raw
         .iter()
@@ -226,9 +254,7 @@ fn unbase64(raw: &[u8], max: usize) -> Result<Vec<u8>, WireError> {
     if cleaned.len() / 4 * 3 > max + 3 {
         return Err(too_large(max));
     }
-    let decoded = engine.decode(&cleaned).map_err(|e| {
-        WireError::invalid(format!("payload is neither JSON nor valid base64: {e}"))
-    })?;
+    let decoded = engine.decode(&cleaned).map_err(not_base64)?;
     if decoded.starts_with(&GZIP_MAGIC) {
         return gunzip(&decoded, max);
     }
@@ -249,6 +275,29 @@ mod tests {
 
     fn json_of(req: Request<'_>) -> Result<String, WireError> {
         extract(&req, &Limits::default()).map(|p| p.json)
+    }
+
+    #[test]
+    fn text_that_is_no_json_says_what_was_tried() {
+        // "not json" is valid base64 by chance ("not+json"), of bytes that are no text.
+        for body in [&b"not json"[..], b"hello", b"<xml/>"] {
+            let e = json_of(Request {
+                body,
+                ..Default::default()
+            })
+            .unwrap_err();
+            assert_eq!(e.to_string(), UNRECOGNISED, "{body:?}");
+        }
+        // Base64 of JSON still decodes.
+        let b64 = base64::engine::general_purpose::STANDARD.encode(b"[1]");
+        assert_eq!(
+            json_of(Request {
+                body: b64.as_bytes(),
+                ..Default::default()
+            })
+            .unwrap(),
+            "[1]"
+        );
     }
 
     #[test]
@@ -332,17 +381,21 @@ mod tests {
             ..Default::default()
         })
         .unwrap_err();
-        assert!(
-            e.to_string().contains("neither JSON nor valid base64"),
-            "{e}"
-        );
+        assert_eq!(e.to_string(), UNRECOGNISED);
         let e = json_of(Request {
             body: b"abc",
             query: Some("compression=gzip"),
             ..Default::default()
         })
         .unwrap_err();
-        assert!(e.to_string().contains("gzip magic"), "{e}");
+        assert_eq!(e.to_string(), GZIP_NAMED);
+        let e = json_of(Request {
+            body: b"\xff\xfe",
+            query: Some("compression=lz64"),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(e.to_string(), LZ64_NOT_TEXT);
         let e = json_of(Request {
             body: b"[]",
             query: Some("compression=zstd"),

@@ -153,9 +153,9 @@ pub(super) async fn login(
         .ok_or_else(|| {
             ApiError::BadRequest("send {\"token\": \"<admin or viewer token>\"}".into())
         })?;
-    let role = role_of(&st, token.clone()).await?.ok_or_else(|| {
-        ApiError::Unauthorized("admin or viewer token is unknown or revoked".into())
-    })?;
+    let role = role_of(&st, token.clone())
+        .await?
+        .ok_or_else(ApiError::unknown_secret)?;
     let id = st.sessions.open(&token);
     let mut resp = Json(json!({"status": "ok", "role": role})).into_response();
     resp.headers_mut()
@@ -229,7 +229,13 @@ pub(super) async fn breakdown(
     let p = Params::parse(q.as_deref());
     let property = p
         .get("property")
-        .ok_or_else(|| ApiError::BadRequest("`property` is required".into()))?
+        .ok_or_else(|| {
+            ApiError::BadRequest(
+                "`property` is required, e.g. property=product_version (GET /api/v1/properties \
+                 lists the properties seen)"
+                    .into(),
+            )
+        })?
         .to_string();
     let limit = p.limit(10)?;
     let scope = scope_of(&st, &p, Interval::Day).await?;
@@ -255,7 +261,7 @@ async fn shares_over_time(st: &AppState, p: &Params, property: &str) -> Result<V
     let interval = match p.interval()? {
         Interval::Hour => {
             return Err(ApiError::BadRequest(
-                "shares are per day, week or month".into(),
+                "`interval` hour is not offered for shares: use day, week or month".into(),
             ));
         }
         i => i,
@@ -495,7 +501,9 @@ pub(super) async fn erase(
     let scope = scope_of(&st, &p, Interval::Day).await?;
     let (store, project) = (st.insights.clone(), scope.project_id);
     let machine = id.clone();
-    let deleted = blocking(move || store.erase_machine(project, &machine)).await?;
+    let deleted = blocking(move || store.erase_machine(project, &machine)).await;
+    st.metrics.erasure_ran(deleted.as_ref().ok().copied());
+    let deleted = deleted?;
     tracing::info!(deleted, "erased one machine's events");
     Ok(Json(json!({"machine": id, "deleted_events": deleted})))
 }

@@ -96,7 +96,7 @@ async fn credential(st: &AppState, headers: &HeaderMap) -> Result<Role, ApiError
     };
     role_of(st, token)
         .await?
-        .ok_or_else(|| ApiError::Unauthorized("admin or viewer token is unknown or revoked".into()))
+        .ok_or_else(ApiError::unknown_secret)
 }
 
 /// Lets a request through when its credential grants `access`; the role goes into the

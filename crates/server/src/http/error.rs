@@ -104,7 +104,8 @@ impl ApiError {
             ApiError::Wire(e) => e.to_string(),
             ApiError::BodyTooLarge { limit } => {
                 format!(
-                    "request body is larger than the {} MB limit of this endpoint",
+                    "request body is larger than the {} MB limit of this endpoint: split the \
+                     events over several requests, or send them gzipped",
                     limit / (1024 * 1024)
                 )
             }
@@ -113,8 +114,14 @@ impl ApiError {
                 "the request body did not arrive within {} s; send it at once",
                 t.as_secs()
             ),
-            ApiError::UnknownToken => "project token is not known to this collector".into(),
-            ApiError::RevokedToken => "project token has been revoked".into(),
+            ApiError::UnknownToken => "project token is not known to this collector: send a \
+                write token of one of its projects (`anonstats keys list` on the collector \
+                shows them)"
+                .into(),
+            ApiError::RevokedToken => "project token has been revoked: send another write \
+                token of its project (`anonstats keys create-write-key PROJECT` on the \
+                collector makes one)"
+                .into(),
             ApiError::RateLimited(l) => l.to_string(),
             ApiError::Store(e) => e.to_string(),
             ApiError::Unauthorized(m)
@@ -123,6 +130,18 @@ impl ApiError {
             | ApiError::NotFound(m)
             | ApiError::UnsupportedMediaType(m) => m.clone(),
         }
+    }
+}
+
+impl ApiError {
+    /// An admin or viewer token that is not known or was revoked.
+    pub fn unknown_secret() -> Self {
+        ApiError::Unauthorized(
+            "admin or viewer token is unknown or revoked: `anonstats keys list` on the \
+             collector shows the tokens, `anonstats keys create-admin` or `create-viewer` \
+             makes one"
+                .into(),
+        )
     }
 }
 

@@ -13,7 +13,7 @@ mod static_files;
 
 use crate::insights::floor::KFloor;
 use crate::keycache::KeyCache;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RouteClass};
 use crate::store::{EventStore, KeyStore};
 use axum::Router;
 use axum::handler::Handler;
@@ -207,6 +207,27 @@ pub fn table() -> Vec<Route> {
     t
 }
 
+/// The latency class a route is timed under on `/metrics`, if any.
+fn timed(access: Access) -> Option<RouteClass> {
+    match access {
+        Access::Viewer => Some(RouteClass::Insight),
+        Access::Admin => Some(RouteClass::Admin),
+        _ => None,
+    }
+}
+
+/// Times a request from its arrival to its answer, refusals included.
+async fn time_api(
+    axum::extract::State((metrics, class)): axum::extract::State<(Arc<Metrics>, RouteClass)>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    metrics.api_request(class, started.elapsed().as_secs_f64());
+    response
+}
+
 /// The routes served on one listener (`side`; `None`: every route), each under the
 /// state's base path (`""`, or `/stats` behind a proxy that forwards a sub-path).
 pub fn router(state: AppState, side: Option<Listener>) -> Router {
@@ -232,10 +253,14 @@ pub fn router(state: AppState, side: Option<Listener>) -> Router {
             Access::Capture | Access::Open => any_origin = any_origin.route(&r.path, r.handler),
             access => {
                 // The credential is checked first, then the Content-Type of a write.
-                let handler = r
+                let mut handler = r
                     .handler
                     .route_layer(from_fn(api::json_only))
                     .route_layer(from_fn_with_state((state.clone(), access), auth::guard));
+                if let Some(class) = timed(access) {
+                    handler = handler
+                        .route_layer(from_fn_with_state((state.metrics.clone(), class), time_api));
+                }
                 own_origin = own_origin.route(&r.path, handler);
             }
         }

@@ -25,5 +25,12 @@ pub async fn healthz(State(st): State<AppState>) -> Response {
 pub async fn metrics(State(st): State<AppState>) -> Response {
     let mut text = st.metrics.render();
     st.rate.render(&mut text);
+    crate::metrics::render_queues(&mut text, &st.admission, &st.metrics.store_queue);
+    let store = st.events.clone();
+    match tokio::task::spawn_blocking(move || store.vitals()).await {
+        Ok(vitals) => vitals.render(&mut text),
+        Err(e) => tracing::warn!(error = %e, "cannot read the store's size and rollup lag"),
+    }
+    crate::metrics::render_build_info(&mut text);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

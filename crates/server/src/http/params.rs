@@ -65,10 +65,18 @@ impl Params {
         now_ms: i64,
     ) -> Result<Scope, ApiError> {
         let name = self.get("project").unwrap_or("default");
-        let project = projects
-            .iter()
-            .find(|p| p.name == name)
-            .ok_or_else(|| ApiError::NotFound(format!("no project named {name:?}")))?;
+        let project = projects.iter().find(|p| p.name == name).ok_or_else(|| {
+            let names: Vec<String> = projects
+                .iter()
+                .take(20)
+                .map(|p| format!("{:?}", p.name))
+                .collect();
+            ApiError::NotFound(format!(
+                "no project named {name:?}: give `project` one of {} (GET /api/v1/projects \
+                     lists them)",
+                names.join(", ")
+            ))
+        })?;
         let unit = if align == Interval::Hour {
             HOUR_MS
         } else {

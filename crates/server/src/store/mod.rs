@@ -129,6 +129,12 @@ pub trait EventStore: Send + Sync + 'static {
         query: &ExportQuery,
         each: &mut dyn FnMut(StoredEvent) -> Result<(), StoreError>,
     ) -> Result<u64, StoreError>;
+
+    /// What `/metrics` shows of the store: its size on disk and how far its rollups
+    /// trail (blocking; figures that cost a query are cached).
+    fn vitals(&self) -> crate::metrics::StoreVitals {
+        crate::metrics::StoreVitals::default()
+    }
 }
 
 /// How a project filters properties before storage.

@@ -12,7 +12,7 @@ mod writer;
 
 pub use writer::Batching;
 
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, QueueDepth, StoreVitals};
 use crate::store::{
     BoxFuture, EventStore, ExportQuery, Inserted, KeyStore, NewEvent, PrivacyMode, Project, Role,
     SecretKey, StoreError, StoredEvent, WriteKey,
@@ -99,7 +99,22 @@ pub struct ClickHouseStore {
     writer: RwLock<Option<SyncSender<writer::Job>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     seq: Arc<writer::Seq>,
+    /// The writers' queue, as `/metrics` shows it.
+    queued: RwLock<Arc<QueueDepth>>,
+    /// The tables' sizes and when they were read: `system.parts` is asked at most once
+    /// per [`SIZE_EVERY`], however often `/metrics` is scraped.
+    sizes: Mutex<Option<(Instant, TableSizes)>>,
+    /// Held while one scrape reads the sizes.
+    sizing: Mutex<()>,
 }
+
+/// Bytes on disk by table.
+type TableSizes = Vec<(String, u64)>;
+
+/// How long the tables' sizes are shown before they are read again.
+const SIZE_EVERY: Duration = Duration::from_secs(60);
+/// How long a node may take to tell its tables' sizes.
+const SIZE_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl ClickHouseStore {
     /// Connects, finds the cluster's nodes and creates every table that is missing.
@@ -141,6 +156,9 @@ impl ClickHouseStore {
             writer: RwLock::new(None),
             threads: Mutex::new(Vec::new()),
             seq: Arc::default(),
+            queued: RwLock::default(),
+            sizes: Mutex::new(None),
+            sizing: Mutex::new(()),
         })
     }
 
@@ -156,6 +174,8 @@ impl ClickHouseStore {
     /// Starts the batching writers.
     pub fn start_writer(&self, metrics: Arc<Metrics>) -> Result<(), StoreError> {
         let (tx, rx) = mpsc::sync_channel(self.config.queue.max(1));
+        metrics.store_queue.set_bound(self.config.queue.max(1));
+        *self.queued.write().unwrap_or_else(|p| p.into_inner()) = metrics.store_queue.clone();
         let rx = Arc::new(Mutex::new(rx));
         let mut settings: Vec<(&'static str, &'static str)> = vec![];
         if self.layout.cluster.is_some() {
@@ -349,12 +369,22 @@ impl EventStore for ClickHouseStore {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
+        let queue = self
+            .queued
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         Box::pin(async move {
             let sender = sender
                 .ok_or_else(|| StoreError::Unavailable("the collector is shutting down".into()))?;
             let (reply, answer) = oneshot::channel();
+            let queued = queue.enter(events.len(), events.iter().map(NewEvent::size).sum());
             sender
-                .try_send(writer::Job { events, reply })
+                .try_send(writer::Job {
+                    events,
+                    reply,
+                    queued,
+                })
                 .map_err(|e| match e {
                     TrySendError::Full(_) => StoreError::Overloaded,
                     TrySendError::Disconnected(_) => {
@@ -408,6 +438,64 @@ impl EventStore for ClickHouseStore {
             },
         )?;
         Ok(n)
+    }
+
+    fn vitals(&self) -> StoreVitals {
+        let cached = || self.sizes.lock().unwrap_or_else(|p| p.into_inner());
+        let stale = cached()
+            .as_ref()
+            .is_none_or(|(at, _)| at.elapsed() >= SIZE_EVERY);
+        // One scrape asks at a time, without holding up the others, which show what was
+        // read last (nothing before the first answer).
+        if let (true, Ok(_asking)) = (stale, self.sizing.try_lock()) {
+            let read = self.table_sizes();
+            let mut cached = cached();
+            let sizes = match read {
+                Ok(sizes) => sizes,
+                // Asked again only a minute later: an unreachable ClickHouse is not asked
+                // at every scrape.
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the tables' sizes from ClickHouse");
+                    cached.take().map(|(_, s)| s).unwrap_or_default()
+                }
+            };
+            *cached = Some((Instant::now(), sizes));
+        }
+        StoreVitals {
+            size_bytes: cached()
+                .as_ref()
+                .map(|(_, s)| s.clone())
+                .unwrap_or_default(),
+            // Insights are answered from the events themselves.
+            rollup_lag: Duration::ZERO,
+        }
+    }
+}
+
+impl ClickHouseStore {
+    /// Bytes on disk of each table of the database, summed over the nodes.
+    fn table_sizes(&self) -> Result<TableSizes, StoreError> {
+        #[derive(Deserialize)]
+        struct Size {
+            table: String,
+            #[serde(deserialize_with = "num")]
+            bytes: i64,
+        }
+        let mut sizes = std::collections::BTreeMap::<String, u64>::new();
+        for node in &self.nodes {
+            // A scrape must not wait for as long as a query may take.
+            let rows: Vec<Size> = node.with_timeout(SIZE_TIMEOUT).rows(
+                Kind::Poll,
+                &format!(
+                    "SELECT table, sum(bytes_on_disk) AS bytes FROM system.parts WHERE database = {} AND active GROUP BY table",
+                    lit(&self.layout.db)
+                ),
+            )?;
+            for r in rows {
+                *sizes.entry(r.table).or_default() += r.bytes.max(0) as u64;
+            }
+        }
+        Ok(sizes.into_iter().collect())
     }
 }
 

@@ -19,6 +19,8 @@ use tokio::sync::oneshot;
 pub(super) struct Job {
     pub events: Vec<NewEvent>,
     pub reply: oneshot::Sender<Result<Inserted, StoreError>>,
+    /// Its place in the queue's depth, left when a writer takes it.
+    pub queued: crate::metrics::Queued,
 }
 
 /// How the writers batch.
@@ -136,16 +138,18 @@ pub(super) fn run(
     loop {
         let jobs = {
             let rx = rx.lock().unwrap_or_else(|p| p.into_inner());
-            let Ok(first) = rx.recv() else {
+            let Ok(mut first) = rx.recv() else {
                 return;
             };
+            first.queued.leave();
             let mut total = first.events.len();
             let mut jobs = vec![first];
             let deadline = Instant::now() + batching.linger;
             while total < batching.max_events {
                 let left = deadline.saturating_duration_since(Instant::now());
                 match rx.recv_timeout(left) {
-                    Ok(job) => {
+                    Ok(mut job) => {
+                        job.queued.leave();
                         total += job.events.len();
                         jobs.push(job);
                     }

@@ -13,7 +13,7 @@ mod schema;
 mod spans;
 mod writer;
 
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, QueueDepth, StoreVitals};
 use crate::store::{
     BoxFuture, EventStore, ExportQuery, Inserted, KeyStore, NewEvent, PrivacyMode, Project, Role,
     SecretKey, StoreError, StoredEvent, WriteKey,
@@ -40,6 +40,10 @@ pub struct SqliteStore {
     unfolded: Arc<AtomicBool>,
     /// How long a committed event may wait to be folded into the rollups.
     fold_after: std::time::Duration,
+    /// Since when the oldest committed event not yet folded waits (the writer sets it).
+    unfolded_since: Arc<Mutex<Option<std::time::Instant>>>,
+    /// The writer's queue, as `/metrics` shows it.
+    queued: RwLock<Arc<QueueDepth>>,
     writer_thread: Mutex<Option<JoinHandle<()>>>,
     /// Readers for insights, kept between questions.
     readers: Mutex<Vec<Connection>>,
@@ -156,6 +160,8 @@ impl SqliteStore {
             writer: RwLock::new(None),
             unfolded: Arc::new(AtomicBool::new(false)),
             fold_after: DEFAULT_FOLD_AFTER,
+            unfolded_since: Arc::default(),
+            queued: RwLock::default(),
             writer_thread: Mutex::new(None),
             compactor: Mutex::new(None),
             readers: Mutex::new(Vec::new()),
@@ -225,6 +231,8 @@ impl SqliteStore {
         // Until the writer has looked, events from before a crash may wait to be folded.
         self.unfolded.store(true, Ordering::SeqCst);
         let (tx, rx) = std::sync::mpsc::sync_channel(queue.max(1));
+        metrics.store_queue.set_bound(queue.max(1));
+        *self.queued.write().unwrap_or_else(|p| p.into_inner()) = metrics.store_queue.clone();
         let mut wal = self.path.clone().into_os_string();
         wal.push("-wal");
         let wal = std::path::PathBuf::from(wal);
@@ -236,6 +244,7 @@ impl SqliteStore {
             syncer,
             metrics,
             unfolded: self.unfolded.clone(),
+            unfolded_since: self.unfolded_since.clone(),
             fold_after: self.fold_after,
         };
         let handle = std::thread::Builder::new()
@@ -358,12 +367,22 @@ impl EventStore for SqliteStore {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
+        let queue = self
+            .queued
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         Box::pin(async move {
             let sender = sender
                 .ok_or_else(|| StoreError::Unavailable("the collector is shutting down".into()))?;
             let (reply, answer) = oneshot::channel();
+            let queued = queue.enter(events.len(), events.iter().map(NewEvent::size).sum());
             sender
-                .try_send(writer::Msg::Insert(writer::Job { events, reply }))
+                .try_send(writer::Msg::Insert(writer::Job {
+                    events,
+                    reply,
+                    queued,
+                }))
                 .map_err(|e| match e {
                     TrySendError::Full(_) => StoreError::Overloaded,
                     TrySendError::Disconnected(_) => {
@@ -402,6 +421,27 @@ impl EventStore for SqliteStore {
             n += 1;
         }
         Ok(n)
+    }
+
+    fn vitals(&self) -> StoreVitals {
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        let size_bytes = [self.path.clone(), PathBuf::from(wal)]
+            .iter()
+            .filter_map(|p| {
+                let name = p.file_name()?.to_string_lossy().into_owned();
+                // The log is absent while no connection is open.
+                Some((name, std::fs::metadata(p).map_or(0, |m| m.len())))
+            })
+            .collect();
+        let since = *self
+            .unfolded_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        StoreVitals {
+            size_bytes,
+            rollup_lag: since.map(|t| t.elapsed()).unwrap_or_default(),
+        }
     }
 }
 

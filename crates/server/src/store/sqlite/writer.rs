@@ -23,6 +23,8 @@ use tokio::sync::oneshot;
 pub(super) struct Job {
     pub events: Vec<NewEvent>,
     pub reply: oneshot::Sender<Result<Inserted, StoreError>>,
+    /// Its place in the queue's depth, left when the writer takes it.
+    pub queued: crate::metrics::Queued,
 }
 
 pub(super) enum Msg {
@@ -205,6 +207,8 @@ pub(super) struct Writer {
     pub metrics: Arc<Metrics>,
     /// Set while committed events wait to be folded, so readers know to settle first.
     pub unfolded: Arc<AtomicBool>,
+    /// When the oldest of them was committed, for `/metrics`.
+    pub unfolded_since: Arc<std::sync::Mutex<Option<Instant>>>,
     pub fold_after: Duration,
 }
 
@@ -258,6 +262,7 @@ impl Writer {
             }
         };
         self.fold_alone(&mut fold);
+        self.publish_lag(&fold);
         let mut since_checkpoint = 0usize;
         loop {
             let msg = match fold.since {
@@ -277,7 +282,8 @@ impl Writer {
             let mut next = msg;
             loop {
                 match next {
-                    Some(Msg::Insert(job)) => {
+                    Some(Msg::Insert(mut job)) => {
+                        job.queued.leave();
                         total += job.events.len();
                         jobs.push(job);
                     }
@@ -303,6 +309,8 @@ impl Writer {
             } else {
                 since_checkpoint += self.insert(&mut fold, jobs, total, due);
             }
+            // Before the answers: whoever settled sees no lag.
+            self.publish_lag(&fold);
             for reply in settles {
                 let _ = reply.send(());
             }
@@ -323,6 +331,13 @@ impl Writer {
             c.finish();
         }
         checkpoint(&self.conn, "PASSIVE");
+    }
+
+    fn publish_lag(&self, fold: &Fold) {
+        *self
+            .unfolded_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = fold.since;
     }
 
     /// Where the rollups stand: events stored past the mark (a crash before their fold)
