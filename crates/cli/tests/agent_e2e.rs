@@ -117,8 +117,10 @@ fn start_exit_and_fatal_arrive_with_their_fields() {
     assert_eq!(p["action"], "START");
     assert!(p["system_kernel_name"].is_string());
     assert!(p.get("$ip").is_none_or(|ip| ip == "127.0.0.1"));
-    let machine = std::fs::read_to_string(dir.path().join("state/demo-agent/machine-id"))
-        .expect("machine id");
+    let machine = std::fs::read_to_string(
+        agent_common::id_dir(&dir.path().join("state/demo-agent"), &c.url).join("machine-id"),
+    )
+    .expect("machine id");
     assert_eq!(start["distinct_id"], machine.trim());
 
     let mut crashing = demo.crash(&c.url, &c.write_token);

@@ -9,7 +9,7 @@ use crate::spool::{Spool, SpoolLimits};
 use serde_json::{Map, Value};
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 /// Default configuration directory (holds the opt-out file); also the machine's
@@ -241,6 +241,11 @@ impl Builder {
             }
         }
         let mut route = None;
+        // In local mode too, so that the local log shows the id the endpoint would get.
+        let id_dir = match self.endpoint.as_deref().map(crate::delivery::batch_url) {
+            Some(Ok(url)) => crate::product::endpoint_dir(&state_dir, &url),
+            _ => state_dir.clone(),
+        };
         if consent.mode == Mode::On {
             let endpoint = self.endpoint.ok_or(Error::MissingEndpoint)?;
             let transport = Transport::new(&endpoint, self.ca_file.as_deref())?;
@@ -275,6 +280,8 @@ impl Builder {
             consent,
             config_dir: self.config_dir,
             state_dir,
+            id_dir,
+            claimed: OnceLock::new(),
             probe_root: self.probe_root,
             timeout: self.timeout,
             product,

@@ -43,7 +43,7 @@ fn start_and_exit_are_delivered_with_masks() {
     let body = &rec.bodies.lock().unwrap()[0];
     assert_eq!(body["api_key"], "tok");
     let e = &body["batch"][0];
-    let id = anonstats_client::machine_id::load(&dir.path().join("state/test-daemon")).unwrap();
+    let id = client.machine_id().expect("made by START");
     assert_eq!(e["distinct_id"], id.to_string());
     let p = &e["properties"];
     assert_eq!(p["$ip"], "127.0.0.1");
