@@ -119,6 +119,16 @@ impl fmt::Debug for Client {
     }
 }
 
+impl Drop for Client {
+    /// A handle dropped by the host wakes the intake thread if events wait, so that they
+    /// are written at once, not at the next drain ([`intake::DRAIN`]).
+    fn drop(&mut self) {
+        if !self.inner.intake.on_worker() {
+            self.inner.intake.nudge();
+        }
+    }
+}
+
 /// Whether a caller waits for delivery, and whether the spool write is fsynced first.
 /// `Spool` only writes the event to the spool (fsynced for FATAL), without its system
 /// facts, which the delivering process adds.
@@ -466,7 +476,7 @@ impl Client {
         let client = self.clone();
         let done = (wait != Wait::No).then(|| tx.clone());
         let task: intake::Task = Box::new(move || work(&client, done));
-        match self.inner.intake.run(task) {
+        match self.inner.intake.run(task, wait != Wait::No) {
             Ok(()) if wait == Wait::No => Outcome::Queued,
             Ok(()) => rx
                 .recv_timeout(self.inner.timeout)

@@ -62,6 +62,23 @@ fn start_and_exit_are_delivered_with_masks() {
 }
 
 #[test]
+fn a_captured_event_arrives_without_any_other_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = Recorder::start();
+    let client = builder(dir.path(), &rec.url).build().unwrap();
+    // Queued without waking the client's thread: it is taken at the next drain.
+    let mut props = serde_json::Map::new();
+    props.insert("dashboard".into(), "overview".into());
+    assert_eq!(client.capture("CONFIGURED", props), Outcome::Queued);
+    let until = Instant::now() + Duration::from_secs(30);
+    while rec.names().is_empty() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(rec.names(), ["CONFIGURED"]);
+    drop(client);
+}
+
+#[test]
 fn undelivered_events_go_first_at_the_next_start_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     // Nothing listens on this port once the listener is dropped.
