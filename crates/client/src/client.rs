@@ -246,8 +246,10 @@ impl Client {
         self.emit(&name, p, Wait::No)
     }
 
-    /// A custom event with the host's properties, in the background. The client's own
-    /// properties and the masks are added; the masks cannot be overridden.
+    /// A custom event with the host's properties, in the background: it is written to the
+    /// spool at the client's next drain (every 20 ms while events come), without waking
+    /// any thread now; [`Client::sync`] waits for it. The client's own properties and the
+    /// masks are added; the masks cannot be overridden.
     ///
     /// ```
     /// # let client = anonstats_client::Client::builder().mode(anonstats_client::Mode::Off).build().unwrap();
