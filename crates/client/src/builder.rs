@@ -264,11 +264,14 @@ impl Builder {
             crate::client::forget_if_present(&state_dir, &spool);
         }
         let dispatcher = route.map(|(transport, token, key)| {
+            let endpoint = crate::product::endpoint_key(transport.url());
             Dispatcher::new(Route {
                 transport,
                 token,
                 timeout: self.timeout,
-                spool: spool.for_route(key, name.unwrap_or_default()),
+                spool: spool
+                    .for_route(key, name.unwrap_or_default())
+                    .at_endpoint(endpoint),
                 probe_root: self.probe_root.clone(),
                 state_dir: state_dir.clone(),
                 recheck: recheck.clone(),

@@ -390,3 +390,57 @@ fn a_backlog_goes_out_in_batches_of_at_most_100_events() {
         .collect();
     assert_eq!(rec.names(), expected, "in order, each once");
 }
+
+#[test]
+fn events_dropped_for_one_endpoint_are_reported_to_that_endpoint_only() {
+    let dir = tempfile::tempdir().unwrap();
+    // A's collector is down (nothing listens there until it comes back below).
+    let down = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let limits = anonstats_client::SpoolLimits {
+        max_files: 1,
+        max_bytes: 1 << 20,
+    };
+    let a = builder(dir.path(), &format!("http://{down}"))
+        .timeout(Duration::from_millis(500))
+        .spool_limits(limits)
+        .build()
+        .unwrap();
+    // The spool keeps one event: the second drops the first, which is counted.
+    for name in ["A_FIRST", "A_SECOND"] {
+        let outcome = a.capture_and_wait(name, Default::default());
+        assert!(matches!(outcome, Outcome::Spooled(_)), "{outcome:?}");
+    }
+    let ledger = dir.path().join("state/test-daemon/spool-dropped.json");
+    until("the drop counted", || ledger.exists());
+
+    // The same product reporting to another collector does not report A's loss there.
+    let rec_b = Recorder::start();
+    let b = builder(dir.path(), &rec_b.url)
+        .spool_limits(limits)
+        .build()
+        .unwrap();
+    let outcome = b.capture_and_wait("B_EVENT", Default::default());
+    assert!(matches!(outcome, Outcome::Delivered(_)), "{outcome:?}");
+    let at_b = rec_b.events();
+    assert_eq!(rec_b.names(), ["B_EVENT"]);
+    assert!(
+        at_b[0]["properties"].get("dropped_events").is_none(),
+        "{}",
+        at_b[0]
+    );
+
+    // A's collector, back, is told of both: its second event went too, to make room for
+    // B's (the spool's bounds are the product's).
+    let rec_a = Recorder::at(&down);
+    let outcome = a.capture_and_wait("A_BACK", Default::default());
+    assert!(matches!(outcome, Outcome::Delivered(_)), "{outcome:?}");
+    let reported: Vec<u64> = rec_a
+        .events()
+        .iter()
+        .filter_map(|e| e["properties"]["dropped_events"].as_u64())
+        .collect();
+    assert_eq!(reported, [2], "{:?}", rec_a.events());
+}
