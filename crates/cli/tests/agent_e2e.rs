@@ -232,6 +232,7 @@ fn opt_out_while_the_agent_runs_stops_its_events() {
     };
     let mut agent = demo.start(&c.url, &c.write_token);
     wait_for(&c, "START", 1);
+    let before = capture_requests(&c);
     let out = Command::new(common::BIN)
         .arg("opt-out")
         .arg("--config-dir")
@@ -251,9 +252,23 @@ fn opt_out_while_the_agent_runs_stops_its_events() {
     let events = c.export();
     assert_eq!(events.len(), 1, "only START: {events:?}");
     assert_eq!(events[0]["event"], "START");
+    assert_eq!(
+        capture_requests(&c),
+        before,
+        "no request reached the collector after the opt-out"
+    );
     let spool = dir.path().join("state/demo-agent/spool");
     let left: Vec<_> = std::fs::read_dir(&spool)
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
     assert!(left.is_empty(), "{left:?}");
+}
+
+/// Capture requests the collector has answered, whatever the answer (`/metrics`).
+fn capture_requests(c: &Collector) -> u64 {
+    common::admin_metrics(c)
+        .lines()
+        .filter(|l| l.starts_with("anonstats_requests_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
 }
