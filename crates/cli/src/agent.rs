@@ -223,7 +223,7 @@ pub fn show(args: SendArgs) -> anyhow::Result<ExitCode> {
             anonstats_client::local_log::path(client.state_dir()).display()
         );
     }
-    if anonstats_client::machine_id::load(client.state_dir()).is_none() {
+    if client.machine_id().is_none() {
         eprintln!(
             "note: no machine id exists yet in {}; `send` creates one, the distinct_id shown is an example",
             client.state_dir().display()

@@ -33,6 +33,13 @@ pub fn anonstats(args: &[&str], env: &[(&str, &str)]) -> Output {
     cmd.output().expect("run anonstats")
 }
 
+/// Where a product whose state directory is `state_dir` keeps the machine id it sends to
+/// the collector at `endpoint`.
+pub fn id_dir(state_dir: &Path, endpoint: &str) -> PathBuf {
+    let url = anonstats_client::delivery::batch_url(endpoint).expect("an endpoint");
+    anonstats_client::product::endpoint_dir(state_dir, &url)
+}
+
 /// The usual `send` arguments for a test directory.
 pub fn send_args(action: &str, endpoint: &str, dir: &Path) -> Vec<String> {
     vec![

@@ -117,8 +117,10 @@ fn start_exit_and_fatal_arrive_with_their_fields() {
     assert_eq!(p["action"], "START");
     assert!(p["system_kernel_name"].is_string());
     assert!(p.get("$ip").is_none_or(|ip| ip == "127.0.0.1"));
-    let machine = std::fs::read_to_string(dir.path().join("state/demo-agent/machine-id"))
-        .expect("machine id");
+    let machine = std::fs::read_to_string(
+        agent_common::id_dir(&dir.path().join("state/demo-agent"), &c.url).join("machine-id"),
+    )
+    .expect("machine id");
     assert_eq!(start["distinct_id"], machine.trim());
 
     let mut crashing = demo.crash(&c.url, &c.write_token);
@@ -230,6 +232,7 @@ fn opt_out_while_the_agent_runs_stops_its_events() {
     };
     let mut agent = demo.start(&c.url, &c.write_token);
     wait_for(&c, "START", 1);
+    let before = capture_requests(&c);
     let out = Command::new(common::BIN)
         .arg("opt-out")
         .arg("--config-dir")
@@ -249,9 +252,23 @@ fn opt_out_while_the_agent_runs_stops_its_events() {
     let events = c.export();
     assert_eq!(events.len(), 1, "only START: {events:?}");
     assert_eq!(events[0]["event"], "START");
+    assert_eq!(
+        capture_requests(&c),
+        before,
+        "no request reached the collector after the opt-out"
+    );
     let spool = dir.path().join("state/demo-agent/spool");
     let left: Vec<_> = std::fs::read_dir(&spool)
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
     assert!(left.is_empty(), "{left:?}");
+}
+
+/// Capture requests the collector has answered, whatever the answer (`/metrics`).
+fn capture_requests(c: &Collector) -> u64 {
+    common::admin_metrics(c)
+        .lines()
+        .filter(|l| l.starts_with("anonstats_requests_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
 }

@@ -56,7 +56,24 @@ impl Product<'_> {
 
     /// `send ACTION... --wait` to `url` under `token`.
     fn send(&self, action: &[&str], url: &str, token: &str) -> Output {
-        let mut args: Vec<String> = vec!["send".into()];
+        let mut args = self.args("send", action, url, token);
+        args.push("--wait".into());
+        self.run(&strs(&args))
+    }
+
+    /// The `distinct_id` that `show START` prints for `url` and `token`.
+    fn shown_id(&self, url: &str, token: &str) -> String {
+        let out = self.run(&strs(&self.args("show", &["START"], url, token)));
+        ok(&out);
+        let body: Value = serde_json::from_slice(&out.stdout).expect("show prints JSON");
+        body["batch"][0]["distinct_id"]
+            .as_str()
+            .expect("a distinct_id")
+            .to_string()
+    }
+
+    fn args(&self, command: &str, action: &[&str], url: &str, token: &str) -> Vec<String> {
+        let mut args: Vec<String> = vec![command.into()];
         args.extend(action.iter().map(|a| a.to_string()));
         for (flag, value) in [
             ("--endpoint", url),
@@ -68,8 +85,7 @@ impl Product<'_> {
             args.push(flag.into());
             args.push(value.into());
         }
-        args.push("--wait".into());
-        self.run(&strs(&args))
+        args
     }
 
     fn state_dir(&self) -> PathBuf {
@@ -137,7 +153,7 @@ fn two_products_on_one_host_have_their_own_machine_id() {
         "one id would link both vendors' data"
     );
     let on_disk = |p: &Product| {
-        std::fs::read_to_string(p.state_dir().join("machine-id"))
+        std::fs::read_to_string(agent_common::id_dir(&p.state_dir(), &c.url).join("machine-id"))
             .expect("the product's machine id")
             .trim()
             .to_string()
@@ -192,6 +208,90 @@ fn a_spooled_event_only_goes_to_the_endpoint_and_token_it_was_made_for() {
             "a token was written to the state"
         );
     }
+}
+
+/// The `distinct_id`s of the events `c` stored, by event name.
+fn ids(c: &Collector) -> Vec<(String, String)> {
+    c.export()
+        .iter()
+        .map(|e| {
+            let id = e["distinct_id"].as_str().unwrap_or("?");
+            (e["event"].as_str().unwrap().to_string(), id.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn one_product_reporting_to_two_collectors_has_an_unrelated_id_at_each() {
+    let host = tempfile::tempdir().expect("temp dir");
+    let (c1, mut c2) = (Collector::start(), Collector::start());
+    let a = Product {
+        name: "vendor-a",
+        host: host.path(),
+        config_dir: None,
+    };
+    // An installation made before ids were per endpoint: one id for the product.
+    let old = "5f0c2a4e-1111-4222-8333-444455556666";
+    std::fs::create_dir_all(a.state_dir()).unwrap();
+    std::fs::write(a.state_dir().join("machine-id"), format!("{old}\n")).unwrap();
+    assert_eq!(a.shown_id(&c1.url, &c1.write_token), old);
+
+    // START at both, then EXIT at both: two runs side by side, as a product and its fork
+    // that report to two vendors would make.
+    for action in ["START", "EXIT"] {
+        ok(&a.send(&[action], &c1.url, &c1.write_token));
+        ok(&a.send(&[action], &c2.url, &c2.write_token));
+    }
+    let (at1, at2) = (ids(&c1), ids(&c2));
+    let names = |v: &[(String, String)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    // Neither run is reported to the other's collector as unfinished (its START's uuid
+    // would link the two).
+    assert_eq!(names(&at1), ["START", "EXIT"], "{at1:?}");
+    assert_eq!(names(&at2), ["START", "EXIT"], "{at2:?}");
+    assert!(
+        at1.iter().all(|(_, id)| id == old),
+        "the first endpoint keeps the id: {at1:?}"
+    );
+    let other = at2[0].1.clone();
+    assert!(at2.iter().all(|(_, id)| *id == other), "{at2:?}");
+    assert_ne!(other, old, "one id would link both collectors' data");
+    assert_eq!(a.shown_id(&c1.url, &c1.write_token), old);
+    assert_eq!(a.shown_id(&c2.url, &c2.write_token), other);
+    let starts = |c: &Collector| -> Vec<String> {
+        c.export()
+            .iter()
+            .filter(|e| e["event"] == "START")
+            .map(|e| e["uuid"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let all2 = c2.export().iter().map(Value::to_string).collect::<String>();
+    assert!(starts(&c1).iter().all(|u| !all2.contains(u.as_str())));
+
+    // Each id stays across runs.
+    ok(&a.send(&["START"], &c1.url, &c1.write_token));
+    ok(&a.send(&["START"], &c2.url, &c2.write_token));
+    assert!(ids(&c1).iter().all(|(_, id)| id == old), "{:?}", ids(&c1));
+    assert!(
+        ids(&c2).iter().all(|(_, id)| *id == other),
+        "{:?}",
+        ids(&c2)
+    );
+
+    // An opt-out deletes what waits for either endpoint.
+    c2.stop();
+    assert_eq!(
+        a.send(&["EXIT"], &c2.url, &c2.write_token).status.code(),
+        Some(1)
+    );
+    ok(&a.run(&["opt-out", "--product", "vendor-a"]));
+    let spool = a.state_dir().join("spool");
+    let left = std::fs::read_dir(&spool).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(
+        left,
+        0,
+        "{} holds events after the opt-out",
+        spool.display()
+    );
 }
 
 /// `status` for one product, or for the machine.
@@ -337,7 +437,7 @@ fn an_installed_product_keeps_its_machine_id_on_upgrade() {
     );
     assert!(!root.join("spool").exists());
     assert_eq!(
-        std::fs::read_to_string(a.state_dir().join("machine-id"))
+        std::fs::read_to_string(agent_common::id_dir(&a.state_dir(), &c.url).join("machine-id"))
             .unwrap()
             .trim(),
         id

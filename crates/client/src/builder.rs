@@ -9,7 +9,7 @@ use crate::spool::{Spool, SpoolLimits};
 use serde_json::{Map, Value};
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 /// Default configuration directory (holds the opt-out file); also the machine's
@@ -250,6 +250,11 @@ impl Builder {
             }
         }
         let mut route = None;
+        // In local mode too, so that the local log shows the id the endpoint would get.
+        let id_dir = match self.endpoint.as_deref().map(crate::delivery::batch_url) {
+            Some(Ok(url)) => crate::product::endpoint_dir(&state_dir, &url),
+            _ => state_dir.clone(),
+        };
         let unroutable = self.endpoint.is_none() || self.token.as_deref().is_none_or(str::is_empty);
         if consent.mode == Mode::On && !(self.preview_only && unroutable) {
             let endpoint = self.endpoint.ok_or(Error::MissingEndpoint)?;
@@ -269,11 +274,14 @@ impl Builder {
             crate::client::forget_if_present(&state_dir, &spool);
         }
         let dispatcher = route.map(|(transport, token, key)| {
+            let endpoint = crate::product::endpoint_key(transport.url());
             Dispatcher::new(Route {
                 transport,
                 token,
                 timeout: self.timeout,
-                spool: spool.for_route(key, name.unwrap_or_default()),
+                spool: spool
+                    .for_route(key, name.unwrap_or_default())
+                    .at_endpoint(endpoint),
                 probe_root: self.probe_root.clone(),
                 state_dir: state_dir.clone(),
                 recheck: recheck.clone(),
@@ -285,6 +293,8 @@ impl Builder {
             consent,
             config_dir: self.config_dir,
             state_dir,
+            id_dir,
+            claimed: OnceLock::new(),
             probe_root: self.probe_root,
             timeout: self.timeout,
             product,

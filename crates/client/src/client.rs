@@ -40,6 +40,11 @@ pub(crate) struct Inner {
     pub consent: Consent,
     pub config_dir: PathBuf,
     pub state_dir: PathBuf,
+    /// Where the machine id and the run status for this client's endpoint are
+    /// ([`crate::product::endpoint_dir`]; the state directory itself without an endpoint).
+    pub id_dir: PathBuf,
+    /// Set once the product's id of earlier versions was offered to this endpoint.
+    pub claimed: OnceLock<()>,
     pub probe_root: PathBuf,
     pub timeout: Duration,
     pub product: Map<String, Value>,
@@ -114,6 +119,16 @@ impl fmt::Debug for Client {
     }
 }
 
+impl Drop for Client {
+    /// A handle dropped by the host wakes the intake thread if events wait, so that they
+    /// are written at once, not at the next drain ([`intake::DRAIN`]).
+    fn drop(&mut self) {
+        if !self.inner.intake.on_worker() {
+            self.inner.intake.nudge();
+        }
+    }
+}
+
 /// Whether a caller waits for delivery, and whether the spool write is fsynced first.
 /// `Spool` only writes the event to the spool (fsynced for FATAL), without its system
 /// facts, which the delivering process adds.
@@ -172,6 +187,30 @@ impl Client {
         &self.inner.state_dir
     }
 
+    /// The `distinct_id` this client sends: the machine id for its product and endpoint
+    /// (each endpoint has its own, see [`crate::product`]). Reads, creates nothing; `None`
+    /// before the first event made it.
+    pub fn machine_id(&self) -> Option<uuid::Uuid> {
+        let inner = &self.inner;
+        machine_id::load(&inner.id_dir).or_else(|| {
+            // Not claimed yet: the product's id of earlier versions goes to the first
+            // endpoint that sends.
+            (inner.id_dir != inner.state_dir)
+                .then(|| machine_id::load(&inner.state_dir))
+                .flatten()
+        })
+    }
+
+    /// The directory of this client's machine id and run status, once it was offered the
+    /// product's id of earlier versions. Runs where the event's work runs.
+    fn id_dir(&self) -> &Path {
+        let inner = &self.inner;
+        inner
+            .claimed
+            .get_or_init(|| crate::product::claim_for_endpoint(&inner.state_dir, &inner.id_dir));
+        &inner.id_dir
+    }
+
     /// START, in the background. Marks the run in the status file; if the previous run never
     /// closed, reports it once as INCOMPLETE_SHUTDOWN first.
     pub fn start(&self) -> Outcome {
@@ -207,8 +246,10 @@ impl Client {
         self.emit(&name, p, Wait::No)
     }
 
-    /// A custom event with the host's properties, in the background. The client's own
-    /// properties and the masks are added; the masks cannot be overridden.
+    /// A custom event with the host's properties, in the background: it is written to the
+    /// spool at the client's next drain (every 20 ms while events come), without waking
+    /// any thread now; [`Client::sync`] waits for it. The client's own properties and the
+    /// masks are added; the masks cannot be overridden.
     ///
     /// ```
     /// # let client = anonstats_client::Client::builder().mode(anonstats_client::Mode::Off).build().unwrap();
@@ -302,7 +343,7 @@ impl Client {
             let site = FatalSite::from_reference(result.unwrap_or(""), data.unwrap_or(""));
             props = site.properties();
         }
-        let id = machine_id::load(&self.inner.state_dir).unwrap_or_else(uuid::Uuid::new_v4);
+        let id = self.machine_id().unwrap_or_else(uuid::Uuid::new_v4);
         let ev = self.build_event(&name, &id.to_string(), props, Wait::Yes);
         let mut ev = ev.to_json();
         if let Some(d) = &self.inner.dispatcher {
@@ -385,7 +426,7 @@ impl Client {
 
     fn exit_with(&self, wait: Wait) -> Outcome {
         self.hand_off(wait, move |c, done| {
-            let _ = status_file::close(&c.inner.state_dir, RunState::Exited);
+            let _ = status_file::close(c.id_dir(), RunState::Exited);
             let p = event::action_properties(event::EXIT, None, None);
             c.emit_now(event::EXIT, p, wait, done);
         })
@@ -393,7 +434,7 @@ impl Client {
 
     fn fatal_with(&self, site: FatalSite, wait: Wait) -> Outcome {
         self.hand_off(wait, move |c, done| {
-            let _ = status_file::close(&c.inner.state_dir, RunState::Fatal);
+            let _ = status_file::close(c.id_dir(), RunState::Fatal);
             c.emit_now(event::FATAL, site.properties(), wait, done);
         })
     }
@@ -437,7 +478,7 @@ impl Client {
         let client = self.clone();
         let done = (wait != Wait::No).then(|| tx.clone());
         let task: intake::Task = Box::new(move || work(&client, done));
-        match self.inner.intake.run(task) {
+        match self.inner.intake.run(task, wait != Wait::No) {
             Ok(()) if wait == Wait::No => Outcome::Queued,
             Ok(()) => rx
                 .recv_timeout(self.inner.timeout)
@@ -478,7 +519,7 @@ impl Client {
     }
 
     fn start_now(&self, wait: Wait, done: Done) {
-        let id = match machine_id::load_or_create(&self.inner.state_dir) {
+        let id = match machine_id::load_or_create(self.id_dir()) {
             Ok(id) => id.to_string(),
             Err(e) => return reply(done, Outcome::Dropped(e.to_string())),
         };
@@ -494,7 +535,7 @@ impl Client {
             pid: std::process::id(),
             started: start.timestamp.clone(),
         };
-        if let Ok(Some(previous)) = status_file::begin(&self.inner.state_dir, &run) {
+        if let Ok(Some(previous)) = status_file::begin(self.id_dir(), &run) {
             // The unfinished run is named by its START's uuid; its pid would only add a
             // value unique to one machine and run.
             let p = event::action_properties(
@@ -514,7 +555,7 @@ impl Client {
     }
 
     fn emit_now(&self, name: &str, props: Map<String, Value>, wait: Wait, done: Done) {
-        match machine_id::load_or_create(&self.inner.state_dir) {
+        match machine_id::load_or_create(self.id_dir()) {
             Ok(id) => {
                 let ev = self.build_event(name, &id.to_string(), props, wait);
                 self.deliver(ev, wait, done)

@@ -24,9 +24,10 @@
 //! assert!(matches!(client.exit(), Outcome::Logged(_))); // waits until written
 //! ```
 //!
-//! The host's thread only queues an event: the client's own threads (one for the file work,
-//! one for delivery) read the system facts, scrub, spool and send, so that a slow disk or
-//! network never slows the host; a caller that waits (EXIT, FATAL) waits at most the timeout
+//! The host's thread only queues an event, waking no thread (the client's file-work thread
+//! takes what waits every 20 ms, and at once when a caller waits): the client's own threads
+//! (one for the file work, one for delivery) read the system facts, scrub, spool and send,
+//! so that a slow disk or network never slows the host; a caller that waits (EXIT, FATAL) waits at most the timeout
 //! in all, file I/O included.
 //!
 //! No async runtime, no database: two background threads per client and a small blocking

@@ -7,6 +7,13 @@
 //! move into that product's directory, so an installed product keeps its id on upgrade.
 //! Its spooled events move to the spool of the product that made them (`product_name`),
 //! so that none is delivered by another product.
+//!
+//! Inside a product's directory, what names the machine to a collector belongs to one
+//! endpoint: `endpoint-<key>/` ([`endpoint_dir`]) holds the machine id and the run status
+//! for that endpoint, so that one product reporting to two collectors (two vendors, or a
+//! fork) gives each an id of its own that nothing links. A product id of earlier versions
+//! (`<product>/machine-id`) is claimed by the first endpoint the product reports to after
+//! the upgrade ([`claim_for_endpoint`]), which keeps it; other endpoints get new ones.
 
 use crate::{fsutil, local_log, machine_id, spool, status_file};
 use std::fs;
@@ -44,6 +51,73 @@ pub fn dir_name(product: &str) -> String {
 /// The state directory of `product` under `root`.
 pub fn state_dir(root: &Path, product: &str) -> PathBuf {
     root.join(dir_name(product))
+}
+
+/// The key of an endpoint: 16 hex digits of the 64-bit FNV-1a hash of the URL posted to
+/// without its scheme, so that moving a collector from `http://` to `https://` keeps its
+/// id. The token is not part of it: a new token at the same collector keeps the id.
+///
+/// ```
+/// use anonstats_client::product::endpoint_key;
+/// let a = endpoint_key("https://stats.a.example/batch/");
+/// assert_eq!(a.len(), 16);
+/// assert_eq!(a, endpoint_key("http://stats.a.example/batch/"));
+/// assert_ne!(a, endpoint_key("https://stats.b.example/batch/"));
+/// ```
+pub fn endpoint_key(batch_url: &str) -> String {
+    let rest = batch_url.split_once("://").map_or(batch_url, |(_, r)| r);
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in rest.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// The directory of what belongs to one endpoint inside a product's state directory: the
+/// machine id and the run status sent to the collector at `batch_url` (the URL posted to).
+pub fn endpoint_dir(state_dir: &Path, batch_url: &str) -> PathBuf {
+    state_dir.join(format!("{ENDPOINT_PREFIX}{}", endpoint_key(batch_url)))
+}
+
+const ENDPOINT_PREFIX: &str = "endpoint-";
+
+/// Give the endpoint whose directory is `endpoint_dir` the product's id of earlier
+/// versions (`<state_dir>/machine-id`) and its run status, if the endpoint has no id yet
+/// and no other endpoint claimed it first. The rename is the claim: of two endpoints
+/// starting at once, one gets the id and the other makes its own.
+pub(crate) fn claim_for_endpoint(state_dir: &Path, endpoint_dir: &Path) {
+    let old = machine_id::path(state_dir);
+    if endpoint_dir == state_dir
+        || !fs::symlink_metadata(&old).is_ok_and(|m| m.is_file())
+        || machine_id::load(endpoint_dir).is_some()
+        || fsutil::ensure_dir(endpoint_dir).is_err()
+    {
+        return;
+    }
+    if fs::rename(&old, machine_id::path(endpoint_dir)).is_ok() {
+        fsutil::sync_dir(&machine_id::path(endpoint_dir));
+        let _ = fs::rename(
+            state_dir.join(status_file::FILE),
+            endpoint_dir.join(status_file::FILE),
+        );
+    }
+}
+
+/// True when the product whose state directory this is has a machine id, for any endpoint.
+fn has_id(state_dir: &Path) -> bool {
+    if machine_id::load(state_dir).is_some() {
+        return true;
+    }
+    let Ok(entries) = fs::read_dir(state_dir) else {
+        return false;
+    };
+    entries.filter_map(Result::ok).any(|e| {
+        e.file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(ENDPOINT_PREFIX))
+            && machine_id::load(&e.path()).is_some()
+    })
 }
 
 /// The product names that have a state directory under `root` (their receipts, spool
@@ -110,7 +184,7 @@ pub(crate) fn adopt_legacy(root: &Path, product: &str, own_key: Option<&str>) {
         return;
     }
     let dir = state_dir(root, product);
-    if machine_id::load(&dir).is_some() || fsutil::ensure_dir(&dir).is_err() {
+    if has_id(&dir) || fsutil::ensure_dir(&dir).is_err() {
         return;
     }
     // The rename is the claim: of two products starting at once, one gets the id and the
@@ -169,6 +243,26 @@ mod tests {
         assert_eq!(decode("%zz"), None);
         assert_eq!(decode("%61"), None, "not the directory `a` would have");
         assert_eq!(decode("spool"), None, "the one-product layout's spool");
+    }
+
+    #[test]
+    fn the_first_endpoint_keeps_the_products_id_and_the_next_gets_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let product = dir.path();
+        let id = machine_id::load_or_create(product).unwrap();
+        std::fs::write(product.join(status_file::FILE), b"{}").unwrap();
+        let (one, two) = (
+            endpoint_dir(product, "https://a.example/batch/"),
+            endpoint_dir(product, "https://b.example/batch/"),
+        );
+        assert_ne!(one, two);
+        claim_for_endpoint(product, &one);
+        assert_eq!(machine_id::load(&one), Some(id));
+        assert!(one.join(status_file::FILE).exists());
+        assert_eq!(machine_id::load(product), None);
+        claim_for_endpoint(product, &two);
+        assert_eq!(machine_id::load(&two), None, "nothing left to claim");
+        assert!(has_id(product));
     }
 
     #[test]

@@ -9,12 +9,14 @@
 //! FATAL). When the bounds are passed the oldest files are dropped, unsent, by whoever
 //! holds the delivery lock: a write that can take the lock at once, or the delivering
 //! process before it lets the lock go. Every dropped event is counted in
-//! `<dir>-dropped.json` beside the directory (with the names of the latest ones), so that
-//! the count survives the process, the next delivered event can report it
-//! (`dropped_events`), and a file that vanished can be told from one that was delivered.
+//! `<dir>-dropped.json` beside the directory, per route (with the names of the latest
+//! ones), so that the count survives the process, the next event delivered to the same
+//! endpoint reports it (`dropped_events`; no other endpoint is told), and a file
+//! that vanished can be told from one that was delivered.
 
 use crate::{Error, fsutil};
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::fs::{self, File, TryLockError};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -84,6 +86,9 @@ fn route_of(name: &str) -> Option<&str> {
 struct Owner {
     key: String,
     product: String,
+    /// The endpoint's key ([`crate::product::endpoint_key`]), when known: losses of every
+    /// route to the same endpoint (another token) are reported by this one too.
+    endpoint: Option<String>,
 }
 
 /// How many dropped files' names are kept, to tell a dropped event from a delivered one.
@@ -92,7 +97,14 @@ pub const RECENT_DROPS: usize = 1024;
 /// The record of dropped events.
 #[derive(Debug, Default)]
 struct Ledger {
-    /// Dropped and not yet reported by a delivered event.
+    /// Dropped and not yet reported by a delivered event, per route ([`route_key`]), so
+    /// that a loss is reported to the endpoint whose events were lost, and to no other.
+    routes: BTreeMap<String, u64>,
+    /// The endpoint of each route that recorded one, so that a route reports the losses
+    /// of the other routes to its endpoint (a token that was refused, then replaced).
+    endpoints: BTreeMap<String, String>,
+    /// Dropped events without a route (spooled by versions before routes, when a product
+    /// had one endpoint): reported by the first route that delivers.
     count: u64,
     /// The names of the latest dropped files, oldest first.
     recent: Vec<String>,
@@ -139,8 +151,36 @@ impl Spool {
         self.owner = Some(Owner {
             key: key.into(),
             product: product.into(),
+            endpoint: None,
         });
         self
+    }
+
+    /// The same spool, reporting the dropped events of every route to the endpoint whose
+    /// key is `endpoint` ([`crate::product::endpoint_key`]), whatever their token. Only
+    /// after [`Spool::for_route`].
+    pub fn at_endpoint(mut self, endpoint: impl Into<String>) -> Spool {
+        if let Some(o) = &mut self.owner {
+            o.endpoint = Some(endpoint.into());
+        }
+        self
+    }
+
+    /// The routes whose losses this spool reports, its own first.
+    fn reporting(&self, ledger: &Ledger) -> Vec<String> {
+        let Some(o) = &self.owner else {
+            return ledger.routes.keys().cloned().collect();
+        };
+        let mut keys = vec![o.key.clone()];
+        keys.extend(
+            ledger
+                .routes
+                .keys()
+                .filter(|k| **k != o.key)
+                .filter(|k| o.endpoint.is_some() && ledger.endpoints.get(*k) == o.endpoint.as_ref())
+                .cloned(),
+        );
+        keys
     }
 
     /// The directory.
@@ -305,9 +345,16 @@ impl Spool {
         self.count_dropped(&names, unspooled);
     }
 
-    /// How many events were dropped, unsent, and not yet reported by a delivered event.
+    /// How many events of this spool's route were dropped, unsent, and not yet reported by
+    /// a delivered event (for a spool without a route: of every route).
     pub fn dropped_count(&self) -> u64 {
-        self.ledger().count
+        let ledger = self.ledger();
+        let routes: u64 = self
+            .reporting(&ledger)
+            .iter()
+            .filter_map(|k| ledger.routes.get(k))
+            .sum();
+        routes + ledger.count
     }
 
     /// True when the spool dropped the event of this file (among the latest
@@ -326,7 +373,17 @@ impl Spool {
         if n == 0 {
             return;
         }
-        self.update_ledger(|l| l.count = l.count.saturating_sub(n));
+        self.update_ledger(|l| {
+            let mut left = n;
+            for key in self.reporting(l) {
+                if let Some(count) = l.routes.get_mut(&key) {
+                    let taken = left.min(*count);
+                    *count -= taken;
+                    left -= taken;
+                }
+            }
+            l.count = l.count.saturating_sub(left);
+        });
     }
 
     /// Delete every waiting event and the count of dropped ones (after an opt-out).
@@ -380,8 +437,18 @@ impl Spool {
         if n == 0 {
             return;
         }
+        let own = self.owner.as_ref().map(|o| o.key.as_str());
         self.update_ledger(|l| {
-            l.count += n;
+            // Each dropped file counts for the route it was made for; events without a
+            // file, for this spool's.
+            let mut add = |route: Option<&str>, n: u64| match route {
+                Some(key) => *l.routes.entry(key.to_string()).or_default() += n,
+                None => l.count += n,
+            };
+            for name in names {
+                add(route_of(name), 1);
+            }
+            add(own, unspooled);
             l.recent.extend(names.iter().cloned());
             let excess = l.recent.len().saturating_sub(RECENT_DROPS);
             l.recent.drain(..excess);
@@ -400,6 +467,22 @@ impl Spool {
             .ok()
             .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
             .map(|v| Ledger {
+                routes: v["routes"]
+                    .as_object()
+                    .map(|m| {
+                        m.iter()
+                            .filter_map(|(k, n)| Some((k.clone(), n.as_u64()?)))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                endpoints: v["endpoints"]
+                    .as_object()
+                    .map(|m| {
+                        m.iter()
+                            .filter_map(|(k, e)| Some((k.clone(), e.as_str()?.to_string())))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
                 count: v["count"].as_u64().unwrap_or(0),
                 recent: v["recent"]
                     .as_array()
@@ -418,7 +501,26 @@ impl Spool {
     fn update_ledger(&self, change: impl FnOnce(&mut Ledger)) {
         let mut ledger = self.ledger();
         change(&mut ledger);
-        let v = serde_json::json!({"count": ledger.count, "recent": ledger.recent});
+        if let Some(Owner {
+            key,
+            endpoint: Some(endpoint),
+            ..
+        }) = &self.owner
+        {
+            ledger.endpoints.insert(key.clone(), endpoint.clone());
+        }
+        ledger.routes.retain(|_, n| *n > 0);
+        let own = self.owner.as_ref().map(|o| o.key.as_str());
+        let routes = &ledger.routes;
+        ledger
+            .endpoints
+            .retain(|k, _| routes.contains_key(k) || Some(k.as_str()) == own);
+        let v = serde_json::json!({
+            "routes": ledger.routes,
+            "endpoints": ledger.endpoints,
+            "count": ledger.count,
+            "recent": ledger.recent,
+        });
         let _ = fsutil::replace_file(&self.ledger_path(), v.to_string().as_bytes(), 0o600, false);
     }
 

@@ -43,7 +43,7 @@ fn start_and_exit_are_delivered_with_masks() {
     let body = &rec.bodies.lock().unwrap()[0];
     assert_eq!(body["api_key"], "tok");
     let e = &body["batch"][0];
-    let id = anonstats_client::machine_id::load(&dir.path().join("state/test-daemon")).unwrap();
+    let id = client.machine_id().expect("made by START");
     assert_eq!(e["distinct_id"], id.to_string());
     let p = &e["properties"];
     assert_eq!(p["$ip"], "127.0.0.1");
@@ -59,6 +59,23 @@ fn start_and_exit_are_delivered_with_masks() {
     // Delivered events leave nothing in the spool.
     let spool = dir.path().join("state/test-daemon/spool");
     assert_eq!(std::fs::read_dir(spool).unwrap().count(), 0);
+}
+
+#[test]
+fn a_captured_event_arrives_without_any_other_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = Recorder::start();
+    let client = builder(dir.path(), &rec.url).build().unwrap();
+    // Queued without waking the client's thread: it is taken at the next drain.
+    let mut props = serde_json::Map::new();
+    props.insert("dashboard".into(), "overview".into());
+    assert_eq!(client.capture("CONFIGURED", props), Outcome::Queued);
+    let until = Instant::now() + Duration::from_secs(30);
+    while rec.names().is_empty() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(rec.names(), ["CONFIGURED"]);
+    drop(client);
 }
 
 #[test]
@@ -372,4 +389,58 @@ fn a_backlog_goes_out_in_batches_of_at_most_100_events() {
         .chain((0..250).map(|i| format!("QUEUED_{i}")))
         .collect();
     assert_eq!(rec.names(), expected, "in order, each once");
+}
+
+#[test]
+fn events_dropped_for_one_endpoint_are_reported_to_that_endpoint_only() {
+    let dir = tempfile::tempdir().unwrap();
+    // A's collector is down (nothing listens there until it comes back below).
+    let down = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let limits = anonstats_client::SpoolLimits {
+        max_files: 1,
+        max_bytes: 1 << 20,
+    };
+    let a = builder(dir.path(), &format!("http://{down}"))
+        .timeout(Duration::from_millis(500))
+        .spool_limits(limits)
+        .build()
+        .unwrap();
+    // The spool keeps one event: the second drops the first, which is counted.
+    for name in ["A_FIRST", "A_SECOND"] {
+        let outcome = a.capture_and_wait(name, Default::default());
+        assert!(matches!(outcome, Outcome::Spooled(_)), "{outcome:?}");
+    }
+    let ledger = dir.path().join("state/test-daemon/spool-dropped.json");
+    until("the drop counted", || ledger.exists());
+
+    // The same product reporting to another collector does not report A's loss there.
+    let rec_b = Recorder::start();
+    let b = builder(dir.path(), &rec_b.url)
+        .spool_limits(limits)
+        .build()
+        .unwrap();
+    let outcome = b.capture_and_wait("B_EVENT", Default::default());
+    assert!(matches!(outcome, Outcome::Delivered(_)), "{outcome:?}");
+    let at_b = rec_b.events();
+    assert_eq!(rec_b.names(), ["B_EVENT"]);
+    assert!(
+        at_b[0]["properties"].get("dropped_events").is_none(),
+        "{}",
+        at_b[0]
+    );
+
+    // A's collector, back, is told of both: its second event went too, to make room for
+    // B's (the spool's bounds are the product's).
+    let rec_a = Recorder::at(&down);
+    let outcome = a.capture_and_wait("A_BACK", Default::default());
+    assert!(matches!(outcome, Outcome::Delivered(_)), "{outcome:?}");
+    let reported: Vec<u64> = rec_a
+        .events()
+        .iter()
+        .filter_map(|e| e["properties"]["dropped_events"].as_u64())
+        .collect();
+    assert_eq!(reported, [2], "{:?}", rec_a.events());
 }

@@ -11,12 +11,11 @@
 //! rules, checked again on every request, still say on: an `anonstats opt-out` made while
 //! the agent runs turns the page's statistics off at its next load.
 
+use anonstats_client::Client;
 use anonstats_client::consent::{self, Mode};
-use anonstats_client::{Client, machine_id};
 use serde_json::json;
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +27,8 @@ const MAX_HEADER_BYTES: usize = 16 * 1024;
 struct Info {
     sends: bool,
     scope: consent::Scope,
-    state_dir: PathBuf,
+    /// For the machine id it sends (read at each request: made by its first event).
+    client: Client,
     host_mode: Option<Mode>,
     endpoint: Option<String>,
     token: Option<String>,
@@ -46,7 +46,7 @@ impl Info {
         json!({
             "anonymous_statistics": on,
             "statistics": now.to_string(),
-            "machine_guid": machine_id::load(&self.state_dir).map(|id| id.to_string()),
+            "machine_guid": self.client.machine_id().map(|id| id.to_string()),
             "version": env!("CARGO_PKG_VERSION"),
             "api_host": if on { self.endpoint.clone() } else { None },
             "token": if on { self.token.clone() } else { None },
@@ -67,7 +67,7 @@ pub fn start(
     let info = Arc::new(Info {
         sends: client.sends(),
         scope: client.scope().clone(),
-        state_dir: client.state_dir().to_path_buf(),
+        client: client.clone(),
         host_mode,
         endpoint: endpoint.map(|e| e.trim_end_matches('/').to_string()),
         token,
