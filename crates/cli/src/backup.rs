@@ -12,6 +12,10 @@ pub struct BackupArgs {
     /// Write the copy to this file; it appears only once it is complete.
     #[arg(long, value_name = "FILE")]
     to: PathBuf,
+    /// serve's TOML config file: its `data-dir` (and `store`) settings apply here too,
+    /// under flags and environment variables.
+    #[arg(long, env = "ANONSTATS_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Directory of the embedded database.
     #[arg(long, env = "ANONSTATS_DATA_DIR", default_value = "./anonstats-data")]
     data_dir: PathBuf,

@@ -13,6 +13,10 @@ pub struct EraseArgs {
     /// The machine's id: the `distinct_id` of its events.
     #[arg(long)]
     machine: String,
+    /// serve's TOML config file: its `data-dir` (and `store`) settings apply here too,
+    /// under flags and environment variables.
+    #[arg(long, env = "ANONSTATS_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Directory of the embedded database.
     #[arg(long, env = "ANONSTATS_DATA_DIR", default_value = "./anonstats-data")]
     data_dir: PathBuf,

@@ -93,7 +93,9 @@ impl ApiError {
                 | StoreError::Unavailable(_)
                 | StoreError::InUse(_),
             ) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Store(StoreError::Backend(_) | StoreError::NewerSchema { .. }) => {
+            ApiError::Store(
+                StoreError::Backend(_) | StoreError::NewerSchema { .. } | StoreError::NoStore(_),
+            ) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         }
