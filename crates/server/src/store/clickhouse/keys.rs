@@ -244,11 +244,16 @@ impl Keys<'_> {
         let rows: Vec<Name> = self.primary.rows(
             Kind::Select,
             &format!(
-                "SELECT DISTINCT arrayJoin(dim_keys) AS name FROM {} WHERE project_id = {project_id}",
+                "SELECT DISTINCT arrayJoin(dim_keys) AS name FROM {} WHERE project_id = {project_id} \
+                 ORDER BY name",
                 self.layout.events()
             ),
         )?;
-        Ok(rows.into_iter().map(|r| r.name).collect())
+        Ok(rows
+            .into_iter()
+            .map(|r| r.name)
+            .filter(|n| n != crate::rollup::FATAL_SITE)
+            .collect())
     }
 
     fn put_project(&self, p: &Project) -> Result<(), StoreError> {

@@ -134,14 +134,19 @@ fn other_working_admins(conn: &Connection, except: i64) -> Result<usize, StoreEr
 }
 
 pub fn property_names(conn: &Connection, project_id: i64) -> Result<Vec<String>, StoreError> {
-    // The rollups hold every scalar property ever stored; the newest events add the rest.
+    // The rollups hold every scalar property ever stored; the names are read by skipping
+    // from one to the next along the primary key, not by reading every row.
     let mut stmt = conn.prepare(
-        "SELECT prop FROM rollup_props WHERE project_id = ?1 GROUP BY prop
-         UNION
-         SELECT j.key FROM (SELECT properties FROM events WHERE project_id = ?1
-                            ORDER BY seq DESC LIMIT 10000) e, json_each(e.properties) j",
+        "WITH RECURSIVE p(prop) AS (
+             SELECT MIN(prop) FROM rollup_props WHERE project_id = ?1
+             UNION ALL
+             SELECT (SELECT MIN(prop) FROM rollup_props WHERE project_id = ?1 AND prop > p.prop)
+             FROM p WHERE p.prop IS NOT NULL)
+         SELECT prop FROM p WHERE prop IS NOT NULL AND prop != ?2",
     )?;
-    let rows = stmt.query_map([project_id], |r| r.get::<_, String>(0))?;
+    let rows = stmt.query_map(params![project_id, crate::rollup::FATAL_SITE], |r| {
+        r.get::<_, String>(0)
+    })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 

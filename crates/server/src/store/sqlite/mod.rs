@@ -446,7 +446,7 @@ impl KeyStore for SqliteStore {
         self.control(|c| keys::set_privacy(c, project, &mode))
     }
     fn property_names(&self, project_id: i64) -> Result<Vec<String>, StoreError> {
-        let conn = self.reader()?;
+        let conn = self.settled_reader()?;
         keys::property_names(&conn, project_id)
     }
 }
