@@ -370,6 +370,17 @@ pub fn initial_tokens(data_dir: &Path) -> Option<(String, String)> {
     Some((find("write token: ")?, find("admin token: ")?))
 }
 
+/// Every byte of the database files in a data dir (`anonstats.db` and its log).
+pub fn store_bytes(data_dir: &Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(data_dir).expect("read dir").flatten() {
+        if entry.file_name().to_string_lossy().starts_with("anonstats.db") {
+            out.extend(std::fs::read(entry.path()).unwrap_or_default());
+        }
+    }
+    out
+}
+
 /// Every byte of every file under `dir`.
 pub fn all_bytes(dir: &Path) -> Vec<u8> {
     let mut out = Vec::new();

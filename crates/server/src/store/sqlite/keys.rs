@@ -134,15 +134,21 @@ fn other_working_admins(conn: &Connection, except: i64) -> Result<usize, StoreEr
 }
 
 pub fn property_names(conn: &Connection, project_id: i64) -> Result<Vec<String>, StoreError> {
-    // The rollups hold every scalar property ever stored; the names are read by skipping
-    // from one to the next along the primary key, not by reading every row.
+    // The rollups hold every scalar property of the events they count; the names are read
+    // by skipping from one to the next along the primary key, not by reading every row.
+    // Events committed but not yet counted (at most a fold interval's) are read whole.
     let mut stmt = conn.prepare(
         "WITH RECURSIVE p(prop) AS (
              SELECT MIN(prop) FROM rollup_props WHERE project_id = ?1
              UNION ALL
              SELECT (SELECT MIN(prop) FROM rollup_props WHERE project_id = ?1 AND prop > p.prop)
              FROM p WHERE p.prop IS NOT NULL)
-         SELECT prop FROM p WHERE prop IS NOT NULL AND prop != ?2",
+         SELECT prop FROM p WHERE prop IS NOT NULL AND prop != ?2
+         UNION
+         SELECT j.key FROM events e, json_each(e.properties) j
+         WHERE e.project_id = ?1
+           AND e.seq > (SELECT value FROM meta WHERE key = 'rollup_seq')
+         ORDER BY 1",
     )?;
     let rows = stmt.query_map(params![project_id, crate::rollup::FATAL_SITE], |r| {
         r.get::<_, String>(0)
