@@ -16,7 +16,7 @@ pub struct BackupArgs {
     /// under flags and environment variables.
     #[arg(long, env = "ANONSTATS_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Directory of the embedded database.
+    /// Directory of the embedded database; it must hold a store (`serve` makes one).
     #[arg(long, env = "ANONSTATS_DATA_DIR", default_value = "./anonstats-data")]
     data_dir: PathBuf,
     /// The store `serve` uses; only the embedded one is copied by this command.

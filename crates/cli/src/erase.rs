@@ -17,7 +17,7 @@ pub struct EraseArgs {
     /// under flags and environment variables.
     #[arg(long, env = "ANONSTATS_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Directory of the embedded database.
+    /// Directory of the embedded database; it must hold a store (`serve` makes one).
     #[arg(long, env = "ANONSTATS_DATA_DIR", default_value = "./anonstats-data")]
     data_dir: PathBuf,
     /// Only this project's events (default: every project).

@@ -31,7 +31,7 @@ pub struct ExportArgs {
     /// under flags and environment variables.
     #[arg(long, env = "ANONSTATS_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Directory of the embedded database.
+    /// Directory of the embedded database; it must hold a store (`serve` makes one).
     #[arg(long, env = "ANONSTATS_DATA_DIR", default_value = "./anonstats-data")]
     data_dir: PathBuf,
     #[arg(long, value_enum, default_value = "ndjson")]
