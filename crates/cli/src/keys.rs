@@ -168,7 +168,9 @@ fn new_secret(a: &SecretArgs) -> anyhow::Result<NewSecret> {
         Some(text) => {
             let at = expiry(text, now)?;
             if at <= now {
-                bail!("--expires {text:?} is in the past; give a later time or a duration such as 30d");
+                bail!(
+                    "--expires {text:?} is in the past; give a later time or a duration such as 30d"
+                );
             }
             Some(at)
         }
@@ -223,9 +225,7 @@ fn allowlist(store: &dyn KeyStore, a: AllowlistArgs) -> anyhow::Result<()> {
                 );
                 AllowlistAction::Clear { project }
             } else if a.properties.is_empty() {
-                bail!(
-                    "give the names to keep: `anonstats keys allowlist add {project} NAME...`"
-                );
+                bail!("give the names to keep: `anonstats keys allowlist add {project} NAME...`");
             } else {
                 eprintln!(
                     "warning: `keys allowlist PROJECT --property ...` replaces the whole list and \

@@ -209,13 +209,20 @@ fn write_tokens_are_stored_only_hashed_listed_by_prefix_and_revoked_by_it() {
 
     let (ok, out, err) = keys(&c, &["revoke", &second[..11]]);
     assert!(ok, "{err}");
-    assert!(out.contains(&format!("revoked write token {}", &second[..11])), "{out}");
+    assert!(
+        out.contains(&format!("revoked write token {}", &second[..11])),
+        "{out}"
+    );
     // A token the cache does not know makes it reload the keys before it answers.
     send(&c, "aw_unknown", json!({}));
     let refused = send(&c, &second, json!({}));
     assert_eq!(refused.status, 401);
     assert!(refused.detail().contains("revoked"), "{}", refused.body);
-    assert_eq!(send(&c, &c.write_token, json!({})).status, 200, "the other goes on");
+    assert_eq!(
+        send(&c, &c.write_token, json!({})).status,
+        200,
+        "the other goes on"
+    );
     let list = c.cli(&["keys", "list"]);
     assert!(
         list.lines()
@@ -227,7 +234,10 @@ fn write_tokens_are_stored_only_hashed_listed_by_prefix_and_revoked_by_it() {
 #[test]
 fn admin_tokens_are_named_expire_and_an_expired_one_is_refused_saying_so() {
     let c = Collector::start();
-    let (ok, out, err) = keys(&c, &["create-admin", "--name", "grafana", "--expires", "30d"]);
+    let (ok, out, err) = keys(
+        &c,
+        &["create-admin", "--name", "grafana", "--expires", "30d"],
+    );
     assert!(ok, "{err}");
     let grafana = out.lines().last().unwrap().to_string();
     assert_eq!(api_status(&c, &grafana), 200);
@@ -236,13 +246,22 @@ fn admin_tokens_are_named_expire_and_an_expired_one_is_refused_saying_so() {
         .lines()
         .find(|l| l.contains(&grafana[..11]))
         .unwrap_or_else(|| panic!("{list}"));
-    assert!(line.contains("grafana") && line.contains("active"), "{line}");
-    assert!(line.contains("created 20") && line.contains("expires 20"), "{line}");
+    assert!(
+        line.contains("grafana") && line.contains("active"),
+        "{line}"
+    );
+    assert!(
+        line.contains("created 20") && line.contains("expires 20"),
+        "{line}"
+    );
     let initial = list
         .lines()
         .find(|l| l.contains(&c.admin_token[..11]))
         .unwrap_or_else(|| panic!("{list}"));
-    assert!(initial.contains("initial") && initial.contains("expires never"), "{initial}");
+    assert!(
+        initial.contains("initial") && initial.contains("expires never"),
+        "{initial}"
+    );
 
     // A time in the past, or nonsense, is refused before anything is made.
     for bad in ["2001-01-01", "soon"] {
@@ -254,19 +273,24 @@ fn admin_tokens_are_named_expire_and_an_expired_one_is_refused_saying_so() {
     // 401 that says it expired (waited for by asking, not by sleeping a guess).
     let at = std::time::SystemTime::now() + std::time::Duration::from_secs(2);
     let at_text = {
-        let secs = at
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64;
+        let secs = at.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
         anonstats_wire::format_rfc3339_ms(secs * 1000 + 1000)
     };
-    let (ok, out, err) = keys(&c, &["create-admin", "--name", "brief", "--expires", &at_text]);
+    let (ok, out, err) = keys(
+        &c,
+        &["create-admin", "--name", "brief", "--expires", &at_text],
+    );
     assert!(ok, "{err}");
     let brief = out.lines().last().unwrap().to_string();
     let auth = format!("Bearer {brief}");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let answer = loop {
-        let a = request("GET", &c.url("/api/v1/projects"), &[("authorization", &auth)], None);
+        let a = request(
+            "GET",
+            &c.url("/api/v1/projects"),
+            &[("authorization", &auth)],
+            None,
+        );
         if a.status != 200 {
             break a;
         }
@@ -288,11 +312,19 @@ fn the_last_admin_token_that_works_is_kept_unless_forced() {
     let c = Collector::start();
     let (ok, _, err) = keys(&c, &["revoke", &c.admin_token[..11]]);
     assert!(!ok, "the only admin token was revoked");
-    assert!(err.contains("last admin token") && err.contains("--force"), "{err}");
+    assert!(
+        err.contains("last admin token") && err.contains("--force"),
+        "{err}"
+    );
     assert_eq!(api_status(&c, &c.admin_token), 200, "it still works");
 
     // With a second one it may go, and then that one is the last.
-    let second = c.cli(&["keys", "create-admin"]).lines().last().unwrap().to_string();
+    let second = c
+        .cli(&["keys", "create-admin"])
+        .lines()
+        .last()
+        .unwrap()
+        .to_string();
     let (ok, _, err) = keys(&c, &["revoke", &c.admin_token]);
     assert!(ok, "{err}");
     let (ok, _, err) = keys(&c, &["revoke", &second]);
@@ -308,17 +340,32 @@ fn allowlists_are_edited_name_by_name_and_unseen_names_are_warned_about() {
     let c = Collector::start();
     let probe = || {
         // A token the cache does not know makes it reload the keys before the next answer.
-        post_json(&c.url("/e/"), &json!({"api_key": "aw_unknown", "event": "x", "distinct_id": "m"}));
+        post_json(
+            &c.url("/e/"),
+            &json!({"api_key": "aw_unknown", "event": "x", "distinct_id": "m"}),
+        );
     };
     let props = json!({"product_version": "1.0", "action": "START", "host_os_name": "Debian"});
     assert_eq!(send(&c, &c.write_token, props.clone()).status, 200);
 
     // A name no event has, such as a typo, is warned about (and still added).
-    let (ok, out, err) = keys(&c, &["allowlist", "add", "default", "product_version", "acton"]);
+    let (ok, out, err) = keys(
+        &c,
+        &["allowlist", "add", "default", "product_version", "acton"],
+    );
     assert!(ok, "{err}");
-    assert!(err.contains("\"acton\"") && err.contains("check its spelling"), "{err}");
-    assert!(!err.contains("\"product_version\""), "a seen name is not warned about: {err}");
-    assert!(out.contains("product_version") && out.contains("acton"), "{out}");
+    assert!(
+        err.contains("\"acton\"") && err.contains("check its spelling"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("\"product_version\""),
+        "a seen name is not warned about: {err}"
+    );
+    assert!(
+        out.contains("product_version") && out.contains("acton"),
+        "{out}"
+    );
 
     // add adds: the list grows instead of being replaced.
     let (ok, _, err) = keys(&c, &["allowlist", "add", "default", "action"]);
@@ -345,7 +392,10 @@ fn allowlists_are_edited_name_by_name_and_unseen_names_are_warned_about() {
     assert!(ok, "{err}");
     assert!(err.contains("deprecated"), "{err}");
     let (_, shown, _) = keys(&c, &["allowlist", "show", "default"]);
-    assert_eq!(shown.lines().skip(1).map(str::trim).collect::<Vec<_>>(), ["host_os_name"]);
+    assert_eq!(
+        shown.lines().skip(1).map(str::trim).collect::<Vec<_>>(),
+        ["host_os_name"]
+    );
 
     let (ok, _, err) = keys(&c, &["allowlist", "clear", "default"]);
     assert!(ok, "{err}");

@@ -27,18 +27,17 @@ fn serve(args: &[&str], data: &Path, log: &Path) -> (Child, String, String) {
         .spawn()
         .expect("start serve");
     let mut lines = BufReader::new(child.stdout.take().unwrap());
-    let (mut printed, mut url) = (String::new(), String::new());
-    loop {
+    let mut printed = String::new();
+    let url = loop {
         let mut line = String::new();
         if lines.read_line(&mut line).unwrap() == 0 {
             panic!("serve ended before listening: {printed}");
         }
         printed.push_str(&line);
         if let Some(u) = line.trim().strip_prefix("listening on ") {
-            url = u.to_string();
-            break;
+            break u.to_string();
         }
-    }
+    };
     // What it prints later is read at the end.
     child.stdout = Some(lines.into_inner());
     (child, url, printed)
@@ -63,7 +62,13 @@ fn mode(p: &Path) -> u32 {
 
 fn admin_status(url: &str, token: &str) -> u16 {
     let auth = format!("Bearer {token}");
-    request("GET", &format!("{url}/api/v1/projects"), &[("authorization", &auth)], None).status
+    request(
+        "GET",
+        &format!("{url}/api/v1/projects"),
+        &[("authorization", &auth)],
+        None,
+    )
+    .status
 }
 
 fn send_status(url: &str, token: &str) -> u16 {
@@ -97,7 +102,10 @@ fn a_first_start_without_a_terminal_prints_no_token_and_writes_them_to_a_private
         for t in [&write, &admin] {
             assert!(!text.contains(t.as_str()), "{what} holds a token: {text}");
         }
-        assert!(!text.contains("aw_") && !text.contains("aa_"), "{what}: {text}");
+        assert!(
+            !text.contains("aw_") && !text.contains("aa_"),
+            "{what}: {text}"
+        );
     }
     // Neither token is in the database or its log.
     let bytes = common::store_bytes(&data);
@@ -141,8 +149,14 @@ fn a_first_start_on_a_terminal_prints_the_tokens_too() {
         }
     }
     let (write, admin) = initial_tokens(&data).expect("the file is written too");
-    assert!(printed.contains(&format!("write token: {write}")), "{printed}");
-    assert!(printed.contains(&format!("admin token: {admin}")), "{printed}");
+    assert!(
+        printed.contains(&format!("write token: {write}")),
+        "{printed}"
+    );
+    assert!(
+        printed.contains(&format!("admin token: {admin}")),
+        "{printed}"
+    );
     let pid = std::fs::read_to_string(data.join("anonstats.lock")).unwrap();
     let _ = Command::new("kill").args(["-TERM", pid.trim()]).status();
     drop(child.stdin.take());
@@ -208,10 +222,21 @@ fn clickhouse_keys_hold_no_write_token_and_old_key_tables_are_migrated() {
     let (data, log) = (dir.path().join("data"), dir.path().join("serve.log"));
     let (child, curl, printed) = serve(&["--store", &store(&db)], &data, &log);
     assert!(!printed.contains("created project"), "{printed}");
-    assert_eq!(send_status(&curl, old_write), 200, "the agents' token still works");
-    assert_eq!(admin_status(&curl, old_admin), 200, "the admin token still works");
+    assert_eq!(
+        send_status(&curl, old_write),
+        200,
+        "the agents' token still works"
+    );
+    assert_eq!(
+        admin_status(&curl, old_admin),
+        200,
+        "the admin token still works"
+    );
     let keys = ch(&url, &format!("SELECT * FROM {db}.write_tokens FORMAT TSV"));
-    assert!(!keys.contains(old_write), "a write token is still stored whole: {keys}");
+    assert!(
+        !keys.contains(old_write),
+        "a write token is still stored whole: {keys}"
+    );
     assert!(keys.contains(&old_write[..11]), "{keys}");
     stop(child);
     // `keys` sees the migrated tables as any others.
@@ -220,8 +245,15 @@ fn clickhouse_keys_hold_no_write_token_and_old_key_tables_are_migrated() {
         .output()
         .unwrap();
     let list = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(list.contains(&old_write[..11]) && !list.contains(old_write), "{list}");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        list.contains(&old_write[..11]) && !list.contains(old_write),
+        "{list}"
+    );
     assert!(list.contains(&old_admin[..11]), "{list}");
     ch(&url, &format!("DROP DATABASE {db}"));
 }

@@ -56,14 +56,30 @@ fn store_commands_in_a_dir_without_a_store_refuse_and_create_nothing() {
             err.contains("no store at ./anonstats-data; pass --data-dir"),
             "{args:?}: {err}"
         );
-        assert!(entries(cwd.path()).is_empty(), "{args:?} created {:?}", entries(cwd.path()));
+        assert!(
+            entries(cwd.path()).is_empty(),
+            "{args:?} created {:?}",
+            entries(cwd.path())
+        );
     }
     // A mistyped --data-dir is named.
-    let out = run_in(cwd.path(), &["keys", "list", "--data-dir", "/srv/anonstat-data"]);
+    let out = run_in(
+        cwd.path(),
+        &["keys", "list", "--data-dir", "/srv/anonstat-data"],
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("no store at /srv/anonstat-data;"));
     assert!(!Path::new("/srv/anonstat-data").exists());
     // migrate names the directory it was given.
-    let out = run_in(cwd.path(), &["migrate", "--from", "nowhere", "--to", "clickhouse://127.0.0.1:1/x"]);
+    let out = run_in(
+        cwd.path(),
+        &[
+            "migrate",
+            "--from",
+            "nowhere",
+            "--to",
+            "clickhouse://127.0.0.1:1/x",
+        ],
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("no store at nowhere"));
     assert!(entries(cwd.path()).is_empty());
 }
@@ -89,10 +105,27 @@ fn every_store_command_reads_the_data_dir_from_serves_config_file() {
     // gen may create a store: it is a first use as serve is.
     let out = run_in(
         cwd.path(),
-        &["gen", "--config", cfg, "--events", "50", "--machines", "5", "--end", "2024-05-01"],
+        &[
+            "gen",
+            "--config",
+            cfg,
+            "--events",
+            "50",
+            "--machines",
+            "5",
+            "--end",
+            "2024-05-01",
+        ],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(data.join("anonstats.db").is_file(), "gen wrote into the config's data dir");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        data.join("anonstats.db").is_file(),
+        "gen wrote into the config's data dir"
+    );
 
     let ok = |args: &[&str]| {
         let out = run_in(cwd.path(), args);
@@ -104,16 +137,41 @@ fn every_store_command_reads_the_data_dir_from_serves_config_file() {
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     assert!(ok(&["keys", "--config", cfg, "list"]).contains("default"));
-    assert!(ok(&["keys", "list", "--config", cfg]).contains("default"), "after the subcommand too");
-    assert_eq!(ok(&["export", "--config", cfg, "--format", "ndjson"]).lines().count(), 50);
-    assert!(ok(&["sql", "--config", cfg, "SELECT count(*) AS n FROM events", "--format", "csv"]).contains("50"));
+    assert!(
+        ok(&["keys", "list", "--config", cfg]).contains("default"),
+        "after the subcommand too"
+    );
+    assert_eq!(
+        ok(&["export", "--config", cfg, "--format", "ndjson"])
+            .lines()
+            .count(),
+        50
+    );
+    assert!(
+        ok(&[
+            "sql",
+            "--config",
+            cfg,
+            "SELECT count(*) AS n FROM events",
+            "--format",
+            "csv"
+        ])
+        .contains("50")
+    );
     assert!(ok(&["erase", "--config", cfg, "--machine", "nobody"]).contains("removed 0 events"));
     ok(&["backup", "--config", cfg, "--to", "copy.db"]);
     assert!(cwd.path().join("copy.db").is_file());
-    assert_eq!(entries(cwd.path()), ["copy.db"], "nothing else was made here");
+    assert_eq!(
+        entries(cwd.path()),
+        ["copy.db"],
+        "nothing else was made here"
+    );
 
     // A flag wins over the file, and the environment does too.
-    let out = run_in(cwd.path(), &["keys", "--config", cfg, "--data-dir", "elsewhere", "list"]);
+    let out = run_in(
+        cwd.path(),
+        &["keys", "--config", cfg, "--data-dir", "elsewhere", "list"],
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("no store at elsewhere"));
     let out = Command::new(BIN)
         .args(["export", "--config", cfg])
@@ -134,7 +192,10 @@ fn every_store_command_reads_the_data_dir_from_serves_config_file() {
 fn help_says_which_commands_create_a_store() {
     let out = run_in(Path::new("."), &["gen", "--help"]);
     let help = String::from_utf8_lossy(&out.stdout);
-    assert!(help.contains("gen and serve are the only commands that create a store"), "{help}");
+    assert!(
+        help.contains("gen and serve are the only commands that create a store"),
+        "{help}"
+    );
     let out = run_in(Path::new("."), &["keys", "--help"]);
     let help = String::from_utf8_lossy(&out.stdout);
     assert!(help.contains("it must hold a store"), "{help}");

@@ -109,11 +109,13 @@ fn a_store_of_the_previous_schema_is_migrated_in_place_and_keeps_working() {
 
     // Its keys are listed as any others: by prefix, the admin token unnamed.
     let list = c.cli(&["keys", "list"]);
-    assert!(list.contains(&OLD_WRITE[..11]) && !list.contains(OLD_WRITE), "{list}");
+    assert!(
+        list.contains(&OLD_WRITE[..11]) && !list.contains(OLD_WRITE),
+        "{list}"
+    );
     assert!(
         list.lines()
             .any(|l| l.contains(&OLD_ADMIN[..11]) && l.contains("expires never")),
         "{list}"
     );
 }
-

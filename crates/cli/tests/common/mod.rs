@@ -374,7 +374,11 @@ pub fn initial_tokens(data_dir: &Path) -> Option<(String, String)> {
 pub fn store_bytes(data_dir: &Path) -> Vec<u8> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(data_dir).expect("read dir").flatten() {
-        if entry.file_name().to_string_lossy().starts_with("anonstats.db") {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with("anonstats.db")
+        {
             out.extend(std::fs::read(entry.path()).unwrap_or_default());
         }
     }

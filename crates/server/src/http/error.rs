@@ -95,9 +95,7 @@ impl ApiError {
             ) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Store(
                 StoreError::Backend(_) | StoreError::NewerSchema { .. } | StoreError::NoStore(_),
-            ) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            ) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 

@@ -536,11 +536,7 @@ pub fn conformance(b: &Backend) -> Transcript {
             },
         )
         .expect("named admin");
-    let listed = b
-        .keys
-        .secret_of(&named)
-        .expect("secret")
-        .expect("found");
+    let listed = b.keys.secret_of(&named).expect("secret").expect("found");
     t.add(
         "named admin",
         (
@@ -600,14 +596,19 @@ pub fn conformance(b: &Backend) -> Transcript {
             .map(|a| (a.id, a.role, a.revoked))
             .collect::<Vec<_>>(),
     );
-    t.add("revoke admin", b.keys.revoke(&admin2, LastAdmin::Keep).is_ok());
+    t.add(
+        "revoke admin",
+        b.keys.revoke(&admin2, LastAdmin::Keep).is_ok(),
+    );
     t.add("admin revoked", b.keys.role_of(&admin2).ok());
     t.add(
         "revoke viewer",
         b.keys.revoke(&viewer[..11], LastAdmin::Keep).ok(),
     );
     // The last admin token that works is kept unless forced.
-    b.keys.revoke(&named, LastAdmin::Keep).expect("not the last");
+    b.keys
+        .revoke(&named, LastAdmin::Keep)
+        .expect("not the last");
     t.add(
         "revoke last admin",
         b.keys
@@ -683,7 +684,10 @@ pub fn check_known(t: &Transcript) {
     assert!(t.get("revoke write by prefix").contains("true"));
     assert!(t.get("named admin").contains("grafana") && t.get("named admin").contains("Admin"));
     assert!(t.get("expired admin").contains("Expired(") && t.get("expired admin").contains("1000"));
-    assert!(t.get("revoke last admin").contains("is the last admin token that works"));
+    assert!(
+        t.get("revoke last admin")
+            .contains("is the last admin token that works")
+    );
     assert!(t.get("last admin kept").contains("Admin"));
     assert!(t.get("forced admin revoked").contains("None"));
     assert!(t.get("property names").contains("product_version"));

@@ -227,7 +227,10 @@ impl Keys<'_> {
             )?;
         }
         for node in self.nodes {
-            node.execute(Kind::Mutation, &format!("ALTER TABLE {table} DELETE WHERE {plain}"))?;
+            node.execute(
+                Kind::Mutation,
+                &format!("ALTER TABLE {table} DELETE WHERE {plain}"),
+            )?;
         }
         for node in self.nodes {
             super::wait_for_mutations(
@@ -403,9 +406,15 @@ impl Keys<'_> {
             // Whole, or by the prefix `keys list` shows.
             let found: Vec<TokenRow> = if what.len() > tokens::secret_prefix(what).len() {
                 let hash = hex::encode(tokens::hash_secret(what));
-                self.tokens()?.into_iter().filter(|t| t.token == hash).collect()
+                self.tokens()?
+                    .into_iter()
+                    .filter(|t| t.token == hash)
+                    .collect()
             } else {
-                self.tokens()?.into_iter().filter(|t| t.prefix == what).collect()
+                self.tokens()?
+                    .into_iter()
+                    .filter(|t| t.prefix == what)
+                    .collect()
             };
             let t = match found.as_slice() {
                 [] => return Err(not_found(what)),

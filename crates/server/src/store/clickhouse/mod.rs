@@ -144,7 +144,10 @@ impl ClickHouseStore {
         };
         let hashed = store.keys().hash_plaintext_tokens()?;
         if hashed > 0 {
-            tracing::info!(tokens = hashed, "write tokens stored whole were replaced by their hashes");
+            tracing::info!(
+                tokens = hashed,
+                "write tokens stored whole were replaced by their hashes"
+            );
         }
         Ok(store)
     }

@@ -202,7 +202,11 @@ pub fn create_write_key(conn: &mut Connection, project: &str) -> Result<String, 
 }
 
 /// A new write token of the project; only its hash and prefix are written.
-fn insert_write_token(conn: &Connection, project_id: i64, created_ms: i64) -> Result<String, StoreError> {
+fn insert_write_token(
+    conn: &Connection,
+    project_id: i64,
+    created_ms: i64,
+) -> Result<String, StoreError> {
     let token = tokens::new_write_token();
     conn.execute(
         "INSERT INTO write_tokens (hash, prefix, project_id, created_ms) VALUES (?1, ?2, ?3, ?4)",
