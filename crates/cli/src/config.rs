@@ -1,9 +1,9 @@
 //! `serve --config FILE`: settings from a TOML file, under flags and environment
 //! variables. Each key is a `serve` option's long name (`listen`, `data-dir` or
 //! `data_dir`, `retention-days`, ...). The commands that work on a store (`keys`,
-//! `export`, `sql`, `erase`, `gen`, `backup`) take the same file, and use the settings
-//! they share with `serve` (`data-dir`, `store`, `clickhouse-*`), so a data dir set there
-//! is seen by all of them.
+//! `export`, `sql`, `erase`, `gen`, `backup`, `migrate`) take the same file, and use the
+//! settings they share with `serve` (`data-dir`, `store`, `clickhouse-*`), so a data dir
+//! set there is seen by all of them.
 
 use anyhow::{Context, bail};
 use clap::parser::ValueSource;

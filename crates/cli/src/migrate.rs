@@ -84,6 +84,10 @@ pub struct MigrateArgs {
     /// Hide the progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// serve's TOML config file: its `clickhouse-*` settings (user, password, cluster,
+    /// nodes, ...) apply here too, under flags and environment variables.
+    #[arg(long, env = "ANONSTATS_CONFIG")]
+    pub config: Option<PathBuf>,
     #[command(flatten)]
     pub clickhouse: ClickHouseArgs,
 }

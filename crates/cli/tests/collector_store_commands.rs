@@ -200,3 +200,58 @@ fn help_says_which_commands_create_a_store() {
     let help = String::from_utf8_lossy(&out.stdout);
     assert!(help.contains("it must hold a store"), "{help}");
 }
+
+/// migrate takes serve's ClickHouse settings from the file (its source and target stay
+/// flags): a user set there is the one it connects as.
+#[test]
+fn migrate_reads_the_clickhouse_settings_from_serves_config_file() {
+    let Some(url) = common::clickhouse::env_or_skip("ANONSTATS_TEST_CLICKHOUSE") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("store");
+    let out = run_in(
+        dir.path(),
+        &[
+            "gen",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--events",
+            "10",
+            "--machines",
+            "2",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config = dir.path().join("anonstats.toml");
+    std::fs::write(
+        &config,
+        "clickhouse-user = \"no_such_user_here\"\nlisten = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
+    let to = format!(
+        "{}/{}",
+        url.replacen("http://", "clickhouse://", 1),
+        common::clickhouse::unique_db("cfg")
+    );
+    let out = run_in(
+        dir.path(),
+        &[
+            "migrate",
+            "--config",
+            config.to_str().unwrap(),
+            "--from",
+            data.to_str().unwrap(),
+            "--to",
+            &to,
+            "--quiet",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "migrated as an unknown user");
+    assert!(err.contains("no_such_user_here"), "{err}");
+}
