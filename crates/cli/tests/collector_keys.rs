@@ -405,3 +405,118 @@ fn allowlists_are_edited_name_by_name_and_unseen_names_are_warned_about() {
     let (ok, _, err) = keys(&c, &["allowlist", "show", "nope"]);
     assert!(!ok && err.contains("no project named \"nope\""), "{err}");
 }
+
+/// The same key management on ClickHouse, through the real CLI and a collector on it.
+#[test]
+fn on_clickhouse_keys_are_named_expire_keep_the_last_admin_and_edit_allowlists() {
+    use common::clickhouse::{ch, env_or_skip, unique_db};
+    let Some(url) = env_or_skip("ANONSTATS_TEST_CLICKHOUSE") else {
+        return;
+    };
+    let db = unique_db("keys");
+    let store = format!("{}/{db}", url.replacen("http://", "clickhouse://", 1));
+    let dir = tempfile::tempdir().unwrap();
+    let mut serve = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+            &store,
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(serve.stdout.take().unwrap()));
+    let curl = loop {
+        let line = lines.next().expect("serve ended").unwrap();
+        if let Some(u) = line.strip_prefix("listening on ") {
+            break u.to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let (write, admin) = common::initial_tokens(dir.path()).expect("tokens");
+    let keys = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .arg("keys")
+            .args(args)
+            .args(["--store", &store])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let status = |token: &str| {
+        let auth = format!("Bearer {token}");
+        request(
+            "GET",
+            &format!("{curl}/api/v1/projects"),
+            &[("authorization", &auth)],
+            None,
+        )
+    };
+    let send = |token: &str, props: serde_json::Value| {
+        post_json(
+            &format!("{curl}/e/"),
+            &json!({"api_key": token, "event": "START", "distinct_id": "m-1", "properties": props}),
+        )
+    };
+
+    // The last admin token is kept unless forced.
+    let (ok, _, err) = keys(&["revoke", &admin[..11]]);
+    assert!(!ok && err.contains("last admin token"), "{err}");
+    assert_eq!(status(&admin).status, 200);
+
+    // A named token that expires in two seconds is refused, saying so, once it has.
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let at = anonstats_wire::format_rfc3339_ms((secs + 3) * 1000);
+    let (ok, out, err) = keys(&["create-admin", "--name", "brief", "--expires", &at]);
+    assert!(ok, "{err}");
+    let brief = out.lines().last().unwrap().to_string();
+    let list = keys(&["list"]).1;
+    assert!(
+        list.lines()
+            .any(|l| l.contains(&brief[..11]) && l.contains("brief")),
+        "{list}"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let refused = loop {
+        let a = status(&brief);
+        if a.status != 200 {
+            break a;
+        }
+        assert!(std::time::Instant::now() < deadline, "still accepted");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(refused.status, 401);
+    assert!(refused.detail().contains("expired at"), "{}", refused.body);
+
+    // Allowlists: a name no event has is warned about.
+    assert_eq!(send(&write, json!({"product_version": "1.0"})).status, 200);
+    let (ok, out, err) = keys(&["allowlist", "add", "default", "product_version", "prodcut"]);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("\"prodcut\"") && !err.contains("\"product_version\""),
+        "{err}"
+    );
+    assert!(out.contains("product_version"), "{out}");
+
+    // A write token revoked by its listed prefix is refused.
+    let (ok, _, err) = keys(&["revoke", &write[..11]]);
+    assert!(ok, "{err}");
+    send("aw_unknown", json!({}));
+    assert_eq!(send(&write, json!({})).status, 401);
+
+    let _ = serve.kill();
+    let _ = serve.wait();
+    ch(&url, &format!("DROP DATABASE {db}"));
+}
