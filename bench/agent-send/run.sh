@@ -37,11 +37,12 @@ SERVER_PID=$!
 TOKEN= ENDPOINT=
 while read -r line; do
   case "$line" in
-    "write token: "*) TOKEN="${line#write token: }" ;;
     "listening on "*) ENDPOINT="${line#listening on }"; break ;;
   esac
 done < "$WORK/out"
 cat "$WORK/out" > /dev/null &
+# A new store's tokens are in its data dir (stdout is no terminal here).
+TOKEN=$(sed -n 's/^write token: //p' "$DATA/data/initial-tokens.txt")
 [ -n "$TOKEN" ] && [ -n "$ENDPOINT" ] || { echo "run.sh: the collector did not start; see $WORK/serve.log" >&2; exit 1; }
 
 unset DISABLE_TELEMETRY DO_NOT_TRACK ANONSTATS_MODE
@@ -85,11 +86,11 @@ TLS_PID=$!
 TLS_TOKEN= TLS_ENDPOINT=
 while read -r line; do
   case "$line" in
-    "write token: "*) TLS_TOKEN="${line#write token: }" ;;
     "listening on "*) TLS_ENDPOINT="${line#listening on }"; break ;;
   esac
 done < "$WORK/out-tls"
 cat "$WORK/out-tls" > /dev/null &
+TLS_TOKEN=$(sed -n 's/^write token: //p' "$DATA/data-tls/initial-tokens.txt")
 # The system's store as rustls-native-certs reads it by default (the bundle file and the
 # certificate directory), with the bench CA added to the bundle.
 cat /etc/ssl/certs/ca-certificates.crt "$TLS/ca.pem" > "$TLS/system-plus-ca.pem"

@@ -75,7 +75,7 @@ echo "ClickHouse $(q 'SELECT version()') at $CH"
     --store "clickhouse://${CH#http://}/$db_ingest" >"$work/ch.out" 2>"$work/ch.out.err" &
 pids+=($!)
 collector=$(addr_of "$work/ch.out")
-token=$(sed -n 's/^write token: //p' "$work/ch.out")
+token=$(sed -n 's/^write token: //p' "$work/unused/initial-tokens.txt")
 
 a=$("$BIN/loadgen" --url "http://$collector/batch/" --token "$token" --batch "$BATCH" \
     --connections "$CONNECTIONS" --duration "$DURATION" --warmup "$WARMUP" --machines 10000)

@@ -63,8 +63,8 @@ cpu_of() {
 collector_pid=$!
 pids+=("$collector_pid")
 collector=$(addr_of "$work/collector.out")
-token=$(sed -n 's/^write token: //p' "$work/collector.out")
-admin=$(sed -n 's/^admin token: //p' "$work/collector.out")
+token=$(sed -n 's/^write token: //p' "$work/data/initial-tokens.txt")
+admin=$(sed -n 's/^admin token: //p' "$work/data/initial-tokens.txt")
 
 "$BIN/bare" --listen 127.0.0.1:0 >"$work/bare.out" 2>"$work/bare.out.err" &
 bare_pid=$!

@@ -27,7 +27,7 @@ trap cleanup EXIT
 serve=$!
 for _ in $(seq 100); do grep -q '^listening on' "$work/out" && break; sleep 0.1; done
 addr=$(sed -n 's|^listening on http://||p' "$work/out")
-token=$(sed -n 's|^write token: ||p' "$work/out")
+token=$(sed -n 's|^write token: ||p' "$work/data/initial-tokens.txt")
 pid=$(cat "$work/data/anonstats.lock")
 
 field() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$2"; }

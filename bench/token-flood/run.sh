@@ -22,7 +22,7 @@ trap cleanup EXIT
 serve=$!
 for _ in $(seq 100); do grep -q '^listening on' "$work/out" && break; sleep 0.1; done
 addr=$(sed -n 's|^listening on http://||p' "$work/out")
-token=$(sed -n 's|^write token: ||p' "$work/out")
+token=$(sed -n 's|^write token: ||p' "$work/data/initial-tokens.txt")
 field() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$2"; }
 valid() { "$BIN/loadgen" --url "http://$addr/batch/" --token "$token" --batch 100 --connections 32 --duration "$DURATION"; }
 

@@ -4,7 +4,7 @@
 // architecture, virtualization and container, upgrading through versions over the days).
 import { spawn, execFileSync, spawnSync } from 'node:child_process'
 import { rmSync } from 'node:fs'
-import { ANONSTATS_BIN, tempDir } from './lib.mjs'
+import { ANONSTATS_BIN, initialTokens, tempDir } from './lib.mjs'
 
 const DAY = 86_400_000
 
@@ -44,8 +44,8 @@ export async function startSeededCollector({ events = 20000, machines = 300, day
   }
   const server = await serve(dataDir, args)
   if (generator !== 'anonstats gen') {
-    const token = server.out().match(/write token: (\S+)/)?.[1]
-    if (!token) throw new Error(`no write token in: ${server.out()}`)
+    const { token } = initialTokens(dataDir)
+    if (!token) throw new Error(`no write token in ${dataDir}/initial-tokens.txt: ${server.out()}`)
     await postSynthetic(server.url, token, { events, machines, days, seed })
   }
   const adminToken = execFileSync(ANONSTATS_BIN, ['keys', 'create-admin', '--data-dir', dataDir],

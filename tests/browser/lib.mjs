@@ -77,6 +77,15 @@ function stopProc(proc) {
   })
 }
 
+/** The tokens a new store was given: `<data dir>/initial-tokens.txt` (stdout is no terminal). */
+export function initialTokens(dataDir) {
+  const text = readFileSync(join(dataDir, 'initial-tokens.txt'), 'utf8')
+  return {
+    token: text.match(/^write token: (\S+)/m)?.[1],
+    adminToken: text.match(/^admin token: (\S+)/m)?.[1],
+  }
+}
+
 /** The collector (`anonstats serve`) on an ephemeral port with a fresh data dir. */
 export async function startCollector() {
   const dataDir = tempDir('data')
@@ -86,14 +95,14 @@ export async function startCollector() {
     { env: process.env, ready: /^listening on (http:\/\/[^\s]+)/m, what: 'anonstats serve' },
   )
   const { proc, out, match } = await started
-  const token = out().match(/write token: (\S+)/)?.[1]
-  if (!token) throw new Error(`no write token in: ${out()}`)
+  const { token, adminToken } = initialTokens(dataDir)
+  if (!token) throw new Error(`no write token in ${dataDir}/initial-tokens.txt: ${out()}`)
   const url = match[1].replace(/\/$/, '')
   return {
     url,
     origin: new URL(url).origin,
     token,
-    adminToken: out().match(/admin token: (\S+)/)?.[1],
+    adminToken,
     dataDir,
     /** Every stored event, as `anonstats export --format ndjson` prints it. */
     exportEvents() {
@@ -112,7 +121,6 @@ export async function startCollector() {
     },
     /** Capture requests the collector has answered (any result), from its /metrics. */
     async captureRequests() {
-      const adminToken = out().match(/admin token: (\S+)/)?.[1]
       const res = await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${adminToken}` } })
       if (!res.ok) throw new Error(`/metrics answered ${res.status}: ${await res.text()}`)
       const text = await res.text()

@@ -12,7 +12,11 @@ pub struct BackupArgs {
     /// Write the copy to this file; it appears only once it is complete.
     #[arg(long, value_name = "FILE")]
     to: PathBuf,
-    /// Directory of the embedded database.
+    /// serve's TOML config file: its `data-dir` (and `store`) settings apply here too,
+    /// under flags and environment variables.
+    #[arg(long, env = "ANONSTATS_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Directory of the embedded database; it must hold a store (`serve` makes one).
     #[arg(long, env = "ANONSTATS_DATA_DIR", default_value = "./anonstats-data")]
     data_dir: PathBuf,
     /// The store `serve` uses; only the embedded one is copied by this command.

@@ -13,7 +13,11 @@ pub struct EraseArgs {
     /// The machine's id: the `distinct_id` of its events.
     #[arg(long)]
     machine: String,
-    /// Directory of the embedded database.
+    /// serve's TOML config file: its `data-dir` (and `store`) settings apply here too,
+    /// under flags and environment variables.
+    #[arg(long, env = "ANONSTATS_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Directory of the embedded database; it must hold a store (`serve` makes one).
     #[arg(long, env = "ANONSTATS_DATA_DIR", default_value = "./anonstats-data")]
     data_dir: PathBuf,
     /// Only this project's events (default: every project).

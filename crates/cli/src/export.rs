@@ -5,7 +5,7 @@
 mod parquet_file;
 mod text;
 
-use anonstats_server::store::sqlite::{DB_FILE, SqliteStore};
+use anonstats_server::store::sqlite::SqliteStore;
 use anonstats_server::store::{EventStore, ExportQuery, KeyStore, StoreError, StoredEvent};
 use anonstats_wire::parse_timestamp_ms;
 use anyhow::{Context, bail};
@@ -27,7 +27,11 @@ pub enum Format {
 
 #[derive(clap::Args)]
 pub struct ExportArgs {
-    /// Directory of the embedded database.
+    /// serve's TOML config file: its `data-dir` (and `store`) settings apply here too,
+    /// under flags and environment variables.
+    #[arg(long, env = "ANONSTATS_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Directory of the embedded database; it must hold a store (`serve` makes one).
     #[arg(long, env = "ANONSTATS_DATA_DIR", default_value = "./anonstats-data")]
     data_dir: PathBuf,
     #[arg(long, value_enum, default_value = "ndjson")]
@@ -71,14 +75,13 @@ pub fn parse_time(flag: &str, value: &str) -> anyhow::Result<i64> {
 /// Opens the store of a data dir that must already hold one (commands that only read
 /// or remove must not create an empty store in a mistyped directory).
 pub fn open_existing(data_dir: &Path) -> anyhow::Result<SqliteStore> {
-    if !data_dir.join(DB_FILE).is_file() {
-        bail!(
-            "no anonstats database in {}: give --data-dir the directory `anonstats serve` uses (or set ANONSTATS_DATA_DIR)",
-            data_dir.display()
-        );
+    match SqliteStore::open_existing(data_dir) {
+        Ok(store) => Ok(store),
+        // Says all there is to say on its own.
+        Err(e @ StoreError::NoStore(_)) => Err(e.into()),
+        Err(e) => Err(anyhow::Error::from(e)
+            .context(format!("cannot open the store in {}", data_dir.display()))),
     }
-    SqliteStore::open(data_dir)
-        .with_context(|| format!("cannot open the store in {}", data_dir.display()))
 }
 
 /// The id of the project called `name`.

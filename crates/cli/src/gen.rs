@@ -33,7 +33,13 @@ const IN_FLIGHT: usize = 4;
 
 #[derive(clap::Args)]
 pub struct GenArgs {
-    /// Directory of the embedded database (created when absent).
+    /// serve's TOML config file: its `data-dir` (and `store`) settings apply here too,
+    /// under flags and environment variables.
+    #[arg(long, env = "ANONSTATS_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Directory of the embedded database, created when absent (gen and serve are the
+    /// only commands that create a store; a new one's tokens go to initial-tokens.txt
+    /// there).
     #[arg(long, env = "ANONSTATS_DATA_DIR", default_value = "./anonstats-data")]
     data_dir: PathBuf,
     /// How many events to write.
@@ -182,11 +188,19 @@ fn ensure_project(store: &SqliteStore, name: &str) -> anyhow::Result<i64> {
         return Ok(p.id);
     }
     let (project, write) = store.create_project(name)?;
-    println!("created project {:?}", project.name);
-    println!("write token: {write}");
     if projects.is_empty() {
-        println!("admin token: {}", store.create_admin()?);
-        println!("(the admin token is shown only now; only its hash is stored)");
+        let dir = store.path().parent().unwrap_or(std::path::Path::new("."));
+        let admin = store.create_secret(
+            anonstats_server::store::Role::Admin,
+            &anonstats_server::store::NewSecret {
+                name: "initial".into(),
+                expires_ms: None,
+            },
+        )?;
+        crate::initial_tokens::announce(dir, &project.name, &write, &admin)?;
+    } else {
+        println!("created project {:?}", project.name);
+        println!("write token: {write}");
     }
     Ok(project.id)
 }

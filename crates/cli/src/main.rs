@@ -15,6 +15,7 @@ mod export;
 // `gen` is a reserved word in Rust 2024.
 #[path = "gen.rs"]
 mod generate;
+mod initial_tokens;
 mod keys;
 mod logging;
 mod manual;
@@ -116,19 +117,29 @@ fn main() -> ExitCode {
     }
 }
 
-/// Applies `serve --config FILE` under the flags and environment variables.
+/// Applies `--config FILE` (serve's, or a store command's) under the flags and
+/// environment variables.
 fn with_config_file(cli: Cli, matches: &clap::ArgMatches) -> Result<Cli, clap::Error> {
-    let (Command::Serve(args), Some(serve)) = (&cli.command, matches.subcommand_matches("serve"))
-    else {
+    let Some((name, sub)) = matches.subcommand() else {
         return Ok(cli);
     };
-    let Some(path) = &args.config else {
+    let Some(path) = config_path(sub) else {
         return Ok(cli);
     };
-    match config::serve_args_with_file(path, serve) {
+    match config::args_with_file(&path, name, sub) {
         Ok(argv) => Cli::try_parse_from(argv),
         Err(e) => {
             Err(Cli::command().error(clap::error::ErrorKind::ValueValidation, format!("{e:#}")))
         }
     }
+}
+
+/// The `--config` a command was given, at its level or a nested subcommand's.
+fn config_path(matches: &clap::ArgMatches) -> Option<std::path::PathBuf> {
+    matches
+        .try_get_one::<std::path::PathBuf>("config")
+        .ok()
+        .flatten()
+        .cloned()
+        .or_else(|| matches.subcommand().and_then(|(_, sub)| config_path(sub)))
 }

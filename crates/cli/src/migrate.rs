@@ -84,6 +84,10 @@ pub struct MigrateArgs {
     /// Hide the progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// serve's TOML config file: its `clickhouse-*` settings (user, password, cluster,
+    /// nodes, ...) apply here too, under flags and environment variables.
+    #[arg(long, env = "ANONSTATS_CONFIG")]
+    pub config: Option<PathBuf>,
     #[command(flatten)]
     pub clickhouse: ClickHouseArgs,
 }
@@ -95,7 +99,7 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
     let db = args.from.join(anonstats_server::store::sqlite::DB_FILE);
     anyhow::ensure!(
         db.exists(),
-        "{} has no embedded store ({} is missing): give --from the data dir `anonstats serve` uses",
+        "no store at {} ({} is missing); pass --from with the data dir `anonstats serve` uses",
         args.from.display(),
         db.display()
     );
@@ -183,16 +187,13 @@ fn copy_keys(source: &SqliteStore, dest: &ClickHouseStore) -> anyhow::Result<()>
     for k in source.write_keys()? {
         dest.import_write_key(&k)?;
     }
+    // The hashes are not part of a listing: read beside it.
     let conn = source.reader()?;
-    let mut stmt = conn.prepare(
-        "SELECT id, hash, prefix, created_ms, revoked_ms IS NOT NULL FROM admin_tokens ORDER BY id",
-    )?;
-    let mut rows = stmt.query([])?;
+    let mut stmt = conn.prepare("SELECT hash FROM admin_tokens WHERE id = ?1")?;
     let mut admins = 0;
-    while let Some(r) = rows.next()? {
-        let hash: Vec<u8> = r.get(1)?;
-        let prefix: String = r.get(2)?;
-        dest.import_admin(r.get(0)?, &hash, &prefix, r.get(3)?, r.get(4)?)?;
+    for key in source.secret_keys()? {
+        let hash: Vec<u8> = stmt.query_row([key.id], |r| r.get(0))?;
+        dest.import_admin(&key, &hash)?;
         admins += 1;
     }
     println!(

@@ -23,7 +23,8 @@ pub struct ServeArgs {
     /// environment variables take precedence over it.
     #[arg(long, env = "ANONSTATS_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Directory of the embedded database.
+    /// Directory of the embedded database, created (0700) when absent; the first start
+    /// writes the new tokens to initial-tokens.txt there (on ClickHouse too).
     #[arg(long, env = "ANONSTATS_DATA_DIR", default_value = "./anonstats-data")]
     pub data_dir: PathBuf,
     /// Address to listen on (port 0 picks a free one).
@@ -256,7 +257,7 @@ pub fn run(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
         _ => None,
     };
     let store = Store::open(&args)?;
-    first_start(store.keys())?;
+    first_start(store.keys(), &args.data_dir)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         // Decoding big or compressed bodies runs on the blocking pool: as many threads as
         // requests in flight would only share the same cores, each holding its decoded
@@ -381,19 +382,21 @@ fn fit_open_files(max_connections: usize) -> usize {
     fits
 }
 
-/// On the very first start, creates the default project and an admin token and shows
-/// both once.
-fn first_start(store: &dyn KeyStore) -> anyhow::Result<()> {
+/// On the very first start, creates the default project and an admin token, and hands
+/// both over once (see initial_tokens.rs).
+fn first_start(store: &dyn KeyStore, data_dir: &std::path::Path) -> anyhow::Result<()> {
     if !store.projects()?.is_empty() {
         return Ok(());
     }
     let (project, write) = store.create_project("default")?;
-    let admin = store.create_admin()?;
-    println!("created project {:?}", project.name);
-    println!("write token: {write}");
-    println!("admin token: {admin}");
-    println!("(the admin token is shown only now; only its hash is stored)");
-    Ok(())
+    let admin = store.create_secret(
+        anonstats_server::store::Role::Admin,
+        &anonstats_server::store::NewSecret {
+            name: "initial".into(),
+            expires_ms: None,
+        },
+    )?;
+    crate::initial_tokens::announce(data_dir, &project.name, &write, &admin)
 }
 
 /// Resolves on SIGTERM or SIGINT. The handlers are installed before it is returned, so a

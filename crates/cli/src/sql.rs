@@ -23,7 +23,11 @@ pub enum Format {
 pub struct SqlArgs {
     /// One read-only statement: SELECT, WITH, EXPLAIN or a read-only PRAGMA.
     query: String,
-    /// Directory of the embedded database.
+    /// serve's TOML config file: its `data-dir` (and `store`) settings apply here too,
+    /// under flags and environment variables.
+    #[arg(long, env = "ANONSTATS_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Directory of the embedded database; it must hold a store (`serve` makes one).
     #[arg(long, env = "ANONSTATS_DATA_DIR", default_value = "./anonstats-data")]
     data_dir: PathBuf,
     #[arg(long, value_enum, default_value = "table")]

@@ -292,7 +292,7 @@ fn an_existing_file_is_kept_unless_forced_and_a_failed_copy_leaves_nothing() {
         .arg(out.path().join("nowhere"))
         .output()
         .expect("run");
-    assert!(String::from_utf8_lossy(&b.stderr).contains("no anonstats database in"));
+    assert!(String::from_utf8_lossy(&b.stderr).contains("no store at "));
     assert!(!out.path().join("none.db").exists());
 }
 

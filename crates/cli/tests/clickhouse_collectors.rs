@@ -26,19 +26,17 @@ struct ChCollector {
     write_token: Option<String>,
     admin_token: Option<String>,
     _log: tempfile::NamedTempFile,
+    /// Holds nothing but initial-tokens.txt, on the first start of a new store.
+    _dir: tempfile::TempDir,
 }
 
 impl ChCollector {
     fn start(args: &[&str]) -> ChCollector {
         let log = tempfile::NamedTempFile::new().expect("log file");
+        let dir = tempfile::tempdir().expect("temp dir");
         let mut child = Command::new(BIN)
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--data-dir",
-                "/nonexistent-unused",
-            ])
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
             .args(args)
             .env("ANONSTATS_LOG", "info")
             .stdout(Stdio::piped())
@@ -64,12 +62,17 @@ impl ChCollector {
             std::fs::read_to_string(log.path()).unwrap_or_default()
         );
         std::thread::spawn(move || for _ in lines {});
+        if let Some((write, admin)) = common::initial_tokens(dir.path()) {
+            write_token = Some(write);
+            admin_token = Some(admin);
+        }
         ChCollector {
             child,
             url,
             write_token,
             admin_token,
             _log: log,
+            _dir: dir,
         }
     }
 

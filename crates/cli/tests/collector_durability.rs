@@ -262,6 +262,9 @@ fn traced_serve(data: &std::path::Path, log: &std::path::Path) -> Vec<String> {
     }
     assert!(!url.is_empty(), "serve did not start under strace");
     std::thread::spawn(move || for _ in lines {});
+    if let Some((write, _)) = common::initial_tokens(data) {
+        token = write;
+    }
     if token.is_empty() {
         let out = std::process::Command::new(BIN)
             .args(["keys", "create-project", "second", "--data-dir"])

@@ -174,8 +174,8 @@ fn migrate_from_a_dir_without_a_store_names_the_flag() {
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
         format!(
-            "anonstats: {from} has no embedded store ({from}/anonstats.db is missing): give \
-             --from the data dir `anonstats serve` uses\n"
+            "anonstats: no store at {from} ({from}/anonstats.db is missing); pass --from with \
+             the data dir `anonstats serve` uses\n"
         )
     );
 }

@@ -370,6 +370,15 @@ fn sandboxed(store: Option<String>) {
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         text.trim().lines().last().unwrap().trim().to_string()
     };
+    if store.is_none() {
+        // Only serve and gen make a store; keys refuse a dir without one.
+        let made = Command::new(&bin)
+            .args(["gen", "--events", "1", "--machines", "1", "--data-dir"])
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    }
     let write = key(&["create-project", "sandbox"]);
     let admin = key(&["create-admin"]);
 

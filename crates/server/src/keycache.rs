@@ -1,5 +1,5 @@
-//! Write-token resolution on the hot path: an in-memory snapshot of every token,
-//! reloaded when the key store's generation changes: checked periodically (so a revoked
+//! Write-token resolution on the hot path: an in-memory snapshot of every token's hash
+//! (the store keeps no token whole), reloaded when the key store's generation changes: checked periodically (so a revoked
 //! token stops working) and on every miss (so a new token works at once).
 
 use crate::privacy::Policy;
@@ -24,7 +24,8 @@ pub enum Resolved {
 #[derive(Default)]
 struct Snapshot {
     generation: i64,
-    tokens: HashMap<String, Resolved>,
+    /// By the token's SHA-256.
+    tokens: HashMap<Vec<u8>, Resolved>,
 }
 
 pub struct KeyCache {
@@ -50,7 +51,8 @@ impl KeyCache {
     /// that is an HTTP call, and once for every miss that was waiting when it began, so
     /// that a flood of random tokens costs one query at a time however large it is.
     pub async fn resolve(self: &Arc<Self>, token: &str) -> Resolved {
-        if let Some(found) = self.current().tokens.get(token) {
+        let token = crate::tokens::hash_secret(token);
+        if let Some(found) = self.current().tokens.get(&token) {
             return found.clone();
         }
         let missed = Instant::now();
@@ -67,7 +69,7 @@ impl KeyCache {
         drop(last);
         self.current()
             .tokens
-            .get(token)
+            .get(&token)
             .cloned()
             .unwrap_or(Resolved::Unknown)
     }
@@ -111,7 +113,7 @@ impl KeyCache {
                 });
                 Resolved::Project(project.clone())
             };
-            tokens.insert(key.token, entry);
+            tokens.insert(key.hash, entry);
         }
         *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) =
             Arc::new(Snapshot { generation, tokens });
@@ -123,7 +125,7 @@ impl KeyCache {
 mod tests {
     use super::*;
     use crate::store::sqlite::SqliteStore;
-    use crate::store::{Project, Role, SecretKey, WriteKey};
+    use crate::store::{LastAdmin, NewSecret, Project, Role, SecretKey, WriteKey};
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -161,17 +163,20 @@ mod tests {
         fn create_write_key(&self, project: &str) -> Result<String, StoreError> {
             self.inner.create_write_key(project)
         }
-        fn create_secret(&self, role: Role) -> Result<String, StoreError> {
-            self.inner.create_secret(role)
+        fn create_secret(&self, role: Role, new: &NewSecret) -> Result<String, StoreError> {
+            self.inner.create_secret(role, new)
         }
-        fn role_of(&self, token: &str) -> Result<Option<Role>, StoreError> {
-            self.inner.role_of(token)
+        fn secret_of(&self, token: &str) -> Result<Option<SecretKey>, StoreError> {
+            self.inner.secret_of(token)
         }
-        fn revoke(&self, what: &str) -> Result<String, StoreError> {
-            self.inner.revoke(what)
+        fn revoke(&self, what: &str, last: LastAdmin) -> Result<String, StoreError> {
+            self.inner.revoke(what, last)
         }
         fn set_privacy(&self, project: &str, mode: PrivacyMode) -> Result<(), StoreError> {
             self.inner.set_privacy(project, mode)
+        }
+        fn property_names(&self, project_id: i64) -> Result<Vec<String>, StoreError> {
+            self.inner.property_names(project_id)
         }
     }
 

@@ -64,13 +64,14 @@ pub fn new_secret(role: Role) -> String {
     format!("{}{}{}", role.prefix(), random_hex(), random_hex())
 }
 
-/// SHA-256 of an admin or viewer token. Tokens are long and random, so a plain hash is
-/// enough: there is nothing to guess that a slow hash would protect.
+/// SHA-256 of a token (write, admin or viewer): all three are stored only as this hash.
+/// Tokens are long and random, so a plain hash is enough: there is nothing to guess that
+/// a slow hash would protect.
 pub fn hash_secret(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 
-/// What a listing shows of an admin or viewer token.
+/// What a listing shows of a token: its kind's prefix and 8 characters.
 pub fn secret_prefix(token: &str) -> String {
     token.chars().take(ADMIN_PREFIX.len() + 8).collect()
 }

@@ -113,6 +113,15 @@ impl Collector {
                 break;
             }
         }
+        // A new store's tokens are in its data dir (stdout is no terminal here).
+        if let Some((write, admin)) = initial_tokens(&self.data_dir()) {
+            if self.write_token.is_empty() {
+                self.write_token = write;
+            }
+            if self.admin_token.is_empty() {
+                self.admin_token = admin;
+            }
+        }
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
         self.child = Some(child);
@@ -354,6 +363,32 @@ pub fn require(present: bool, what: &str) -> bool {
     }
     eprintln!("skipped: {what} is missing (scripts/test.sh installs it)");
     false
+}
+
+/// The write and admin tokens a new store was given, from `<data dir>/initial-tokens.txt`.
+pub fn initial_tokens(data_dir: &Path) -> Option<(String, String)> {
+    let text = std::fs::read_to_string(data_dir.join("initial-tokens.txt")).ok()?;
+    let find = |prefix: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .map(str::to_string)
+    };
+    Some((find("write token: ")?, find("admin token: ")?))
+}
+
+/// Every byte of the database files in a data dir (`anonstats.db` and its log).
+pub fn store_bytes(data_dir: &Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(data_dir).expect("read dir").flatten() {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with("anonstats.db")
+        {
+            out.extend(std::fs::read(entry.path()).unwrap_or_default());
+        }
+    }
+    out
 }
 
 /// Every byte of every file under `dir`.

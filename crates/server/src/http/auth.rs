@@ -4,6 +4,7 @@
 
 use super::error::ApiError;
 use super::{Access, AppState};
+use crate::store::SecretState;
 use crate::tokens::Role;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, header};
@@ -67,13 +68,22 @@ pub fn session_id(headers: &HeaderMap) -> Option<String> {
 }
 
 /// The role of a token, asked of the store on the blocking pool (on ClickHouse it is an
-/// HTTP call).
-pub async fn role_of(st: &AppState, token: String) -> Result<Option<Role>, ApiError> {
+/// HTTP call); 401 for one that is unknown, revoked or expired, saying which.
+pub async fn role_of(st: &AppState, token: String) -> Result<Role, ApiError> {
     let keys = st.key_store.clone();
-    tokio::task::spawn_blocking(move || keys.role_of(&token))
+    let state = tokio::task::spawn_blocking(move || keys.secret_state(&token))
         .await
         .map_err(|e| ApiError::Store(crate::store::StoreError::Backend(e.to_string())))?
-        .map_err(ApiError::Store)
+        .map_err(ApiError::Store)?;
+    match state {
+        SecretState::Valid(role) => Ok(role),
+        SecretState::Expired(at) => Err(ApiError::Unauthorized(format!(
+            "admin or viewer token expired at {}; make a new one with `anonstats keys \
+             create-admin` (or create-viewer)",
+            anonstats_wire::format_rfc3339_ms(at)
+        ))),
+        SecretState::Unknown => Err(ApiError::unknown_secret()),
+    }
 }
 
 /// The role of the request's credential: its bearer token, else its session's.
@@ -94,9 +104,7 @@ async fn credential(st: &AppState, headers: &HeaderMap) -> Result<Role, ApiError
                 )
             })?,
     };
-    role_of(st, token)
-        .await?
-        .ok_or_else(ApiError::unknown_secret)
+    role_of(st, token).await
 }
 
 /// Lets a request through when its credential grants `access`; the role goes into the

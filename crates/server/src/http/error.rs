@@ -93,9 +93,9 @@ impl ApiError {
                 | StoreError::Unavailable(_)
                 | StoreError::InUse(_),
             ) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Store(StoreError::Backend(_) | StoreError::NewerSchema { .. }) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            ApiError::Store(
+                StoreError::Backend(_) | StoreError::NewerSchema { .. } | StoreError::NoStore(_),
+            ) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 

@@ -43,6 +43,12 @@ pub enum StoreError {
         found: i64,
         known: i64,
     },
+    /// A command that reads a store was pointed at a directory without one.
+    #[error(
+        "no store at {0}; pass --data-dir with the directory `anonstats serve` uses, or \
+         --config with serve's config file (or set ANONSTATS_DATA_DIR)"
+    )]
+    NoStore(String),
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -154,10 +160,14 @@ pub struct Project {
     pub privacy: PrivacyMode,
 }
 
-/// A write token as the key listing shows it.
+/// A write token as the key listing shows it: its hash and first characters, never the
+/// token itself (only its hash is stored).
 #[derive(Debug, Clone)]
 pub struct WriteKey {
-    pub token: String,
+    /// SHA-256 of the token ([`crate::tokens::hash_secret`]).
+    pub hash: Vec<u8>,
+    /// The first characters of the token, to recognise it.
+    pub prefix: String,
     pub project: Project,
     pub created_ms: i64,
     pub revoked: bool,
@@ -170,8 +180,57 @@ pub struct SecretKey {
     pub role: Role,
     /// The first characters of the token, to recognise it.
     pub prefix: String,
+    /// What the person who made it called it ("" when unnamed).
+    pub name: String,
     pub created_ms: i64,
+    /// When it stops working (Unix milliseconds); `None`: never.
+    pub expires_ms: Option<i64>,
     pub revoked: bool,
+}
+
+impl SecretKey {
+    pub fn expired_at(&self, now_ms: i64) -> bool {
+        self.expires_ms.is_some_and(|e| e <= now_ms)
+    }
+
+    /// Whether it grants anything at `now_ms`.
+    pub fn active(&self, now_ms: i64) -> bool {
+        !self.revoked && !self.expired_at(now_ms)
+    }
+}
+
+/// What to make an admin or viewer token with.
+#[derive(Debug, Clone, Default)]
+pub struct NewSecret {
+    pub name: String,
+    pub expires_ms: Option<i64>,
+}
+
+/// What a presented admin or viewer token is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretState {
+    Valid(Role),
+    /// It was valid until this time (Unix milliseconds).
+    Expired(i64),
+    /// Revoked, or never made.
+    Unknown,
+}
+
+/// Whether revoking an admin token may leave none that works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LastAdmin {
+    Keep,
+    /// `keys revoke --force`.
+    MayRevoke,
+}
+
+/// The refusal to revoke the only admin token that still works.
+pub fn last_admin_error(id: i64) -> StoreError {
+    StoreError::Invalid(format!(
+        "admin token {id} is the last admin token that works: without one, nobody can read raw \
+         events, run SQL, erase or scrape /metrics; make another with `anonstats keys \
+         create-admin` first, or pass --force"
+    ))
 }
 
 pub trait KeyStore: Send + Sync + 'static {
@@ -187,14 +246,37 @@ pub trait KeyStore: Send + Sync + 'static {
     /// Adds a write token to an existing project.
     fn create_write_key(&self, project: &str) -> Result<String, StoreError>;
     /// Creates an admin or viewer token; only its hash is kept, beside the other's.
-    fn create_secret(&self, role: Role) -> Result<String, StoreError>;
-    /// Creates an admin token.
+    fn create_secret(&self, role: Role, new: &NewSecret) -> Result<String, StoreError>;
+    /// Creates an unnamed admin token that never expires.
     fn create_admin(&self) -> Result<String, StoreError> {
-        self.create_secret(Role::Admin)
+        self.create_secret(Role::Admin, &NewSecret::default())
     }
-    /// The role of this admin or viewer token, if it exists and is not revoked.
-    fn role_of(&self, token: &str) -> Result<Option<Role>, StoreError>;
-    /// Revokes a write token, or an admin or viewer token given whole, by prefix or by id.
-    fn revoke(&self, token_or_id: &str) -> Result<String, StoreError>;
+    /// The stored row of this admin or viewer token, revoked or expired ones included.
+    fn secret_of(&self, token: &str) -> Result<Option<SecretKey>, StoreError>;
+    /// What this admin or viewer token is now.
+    fn secret_state(&self, token: &str) -> Result<SecretState, StoreError> {
+        let now = chrono::Utc::now().timestamp_millis();
+        Ok(match self.secret_of(token)? {
+            Some(k) if k.revoked => SecretState::Unknown,
+            Some(k) if k.expired_at(now) => SecretState::Expired(k.expires_ms.unwrap_or(now)),
+            Some(k) => SecretState::Valid(k.role),
+            None => SecretState::Unknown,
+        })
+    }
+    /// The role of this admin or viewer token, if it exists, is not revoked and has not
+    /// expired.
+    fn role_of(&self, token: &str) -> Result<Option<Role>, StoreError> {
+        Ok(match self.secret_state(token)? {
+            SecretState::Valid(role) => Some(role),
+            _ => None,
+        })
+    }
+    /// Revokes a write token (whole or by its listed prefix), or an admin or viewer token
+    /// given whole, by prefix or by id. The last admin token that works is kept unless
+    /// `last` says it may go.
+    fn revoke(&self, token_or_id: &str, last: LastAdmin) -> Result<String, StoreError>;
     fn set_privacy(&self, project: &str, mode: PrivacyMode) -> Result<(), StoreError>;
+    /// The property names seen in the project's stored events (of the rollups, and of
+    /// the newest events), to warn about an allowlist name that matches none.
+    fn property_names(&self, project_id: i64) -> Result<Vec<String>, StoreError>;
 }

@@ -6,7 +6,15 @@
 use anonstats_server::insights::floor::{Answer, KFloor};
 use anonstats_server::insights::{self, InsightStore, Interval, Scope, SqlLimits};
 use anonstats_server::rollup::dims;
-use anonstats_server::store::{EventStore, ExportQuery, KeyStore, NewEvent, PrivacyMode, Role};
+use anonstats_server::store::{
+    EventStore, ExportQuery, KeyStore, LastAdmin, NewEvent, NewSecret, PrivacyMode, Role,
+};
+
+fn chrono_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
 use serde_json::{Value, json};
 use std::sync::Arc;
 use uuid::Uuid;
@@ -491,14 +499,63 @@ pub fn conformance(b: &Backend) -> Transcript {
     t.add("admin ok", b.keys.role_of(&admin).ok());
     t.add("admin wrong", b.keys.role_of("as_admin_nope").ok());
     // A viewer's token sits beside the admins', hashed the same way, under its own role.
-    let viewer = b.keys.create_secret(Role::Viewer).expect("viewer");
+    let viewer = b
+        .keys
+        .create_secret(Role::Viewer, &NewSecret::default())
+        .expect("viewer");
     t.add(
         "viewer ok",
         (viewer.starts_with("av_"), b.keys.role_of(&viewer).ok()),
     );
     let extra = b.keys.create_write_key("second").expect("write key");
-    t.add("revoke write", b.keys.revoke(&extra).is_ok());
-    t.add("revoke unknown", b.keys.revoke("aw_nope").is_err());
+    t.add(
+        "revoke write",
+        b.keys.revoke(&extra, LastAdmin::Keep).is_ok(),
+    );
+    t.add(
+        "revoke unknown",
+        b.keys.revoke("aw_nope", LastAdmin::Keep).is_err(),
+    );
+    // A write token by the prefix a listing shows.
+    let third = b.keys.create_write_key("second").expect("write key");
+    t.add(
+        "revoke write by prefix",
+        b.keys
+            .revoke(&third[..11], LastAdmin::Keep)
+            .is_ok_and(|m| m.contains(&third[..11])),
+    );
+    // Named, expiring admin tokens: an expired one grants nothing and says so.
+    let soon = chrono_now_ms() + 3_600_000;
+    let named = b
+        .keys
+        .create_secret(
+            Role::Admin,
+            &NewSecret {
+                name: "grafana".into(),
+                expires_ms: Some(soon),
+            },
+        )
+        .expect("named admin");
+    let listed = b.keys.secret_of(&named).expect("secret").expect("found");
+    t.add(
+        "named admin",
+        (
+            listed.name.clone(),
+            listed.expires_ms == Some(soon),
+            b.keys.role_of(&named).ok(),
+        ),
+    );
+    let gone = b
+        .keys
+        .create_secret(
+            Role::Admin,
+            &NewSecret {
+                name: "old".into(),
+                expires_ms: Some(1_000),
+            },
+        )
+        .expect("expired admin");
+    t.add("expired admin", b.keys.secret_state(&gone).ok());
     b.keys
         .set_privacy(
             "second",
@@ -510,7 +567,15 @@ pub fn conformance(b: &Backend) -> Transcript {
         .write_keys()
         .expect("keys")
         .into_iter()
-        .map(|k| (k.project.name, k.project.privacy, k.revoked, k.token == w2))
+        .map(|k| {
+            (
+                k.project.name,
+                k.project.privacy,
+                k.revoked,
+                k.hash == anonstats_server::tokens::hash_secret(&w2),
+                k.prefix == w2[..11],
+            )
+        })
         .collect();
     t.add("write keys", keys);
     let projects: Vec<_> = b
@@ -531,9 +596,31 @@ pub fn conformance(b: &Backend) -> Transcript {
             .map(|a| (a.id, a.role, a.revoked))
             .collect::<Vec<_>>(),
     );
-    t.add("revoke admin", b.keys.revoke(&admin2).is_ok());
+    t.add(
+        "revoke admin",
+        b.keys.revoke(&admin2, LastAdmin::Keep).is_ok(),
+    );
     t.add("admin revoked", b.keys.role_of(&admin2).ok());
-    t.add("revoke viewer", b.keys.revoke(&viewer[..11]).ok());
+    t.add(
+        "revoke viewer",
+        b.keys.revoke(&viewer[..11], LastAdmin::Keep).ok(),
+    );
+    // The last admin token that works is kept unless forced.
+    b.keys
+        .revoke(&named, LastAdmin::Keep)
+        .expect("not the last");
+    t.add(
+        "revoke last admin",
+        b.keys
+            .revoke(&admin, LastAdmin::Keep)
+            .map_err(|e| e.to_string()),
+    );
+    t.add("last admin kept", b.keys.role_of(&admin).ok());
+    t.add(
+        "revoke forced",
+        b.keys.revoke(&admin, LastAdmin::MayRevoke).is_ok(),
+    );
+    t.add("forced admin revoked", b.keys.role_of(&admin).ok());
     t.add("viewer revoked", b.keys.role_of(&viewer).ok());
     t.add(
         "admin keys after",
@@ -555,6 +642,7 @@ pub fn conformance(b: &Backend) -> Transcript {
         );
     }
 
+    t.add("property names", b.keys.property_names(p1.id).ok());
     let (from, to) = (T0, T0 + 9 * DAY);
     questions(&mut t, b, "before", from, to);
     t.add(
@@ -593,6 +681,16 @@ pub fn check_known(t: &Transcript) {
     assert!(t.get("admin ok").contains("Admin"));
     assert!(t.get("admin wrong").contains("None"));
     assert!(t.get("admin revoked").contains("None"));
+    assert!(t.get("revoke write by prefix").contains("true"));
+    assert!(t.get("named admin").contains("grafana") && t.get("named admin").contains("Admin"));
+    assert!(t.get("expired admin").contains("Expired(") && t.get("expired admin").contains("1000"));
+    assert!(
+        t.get("revoke last admin")
+            .contains("is the last admin token that works")
+    );
+    assert!(t.get("last admin kept").contains("Admin"));
+    assert!(t.get("forced admin revoked").contains("None"));
+    assert!(t.get("property names").contains("product_version"));
     assert!(t.get("viewer ok").contains("true") && t.get("viewer ok").contains("Viewer"));
     assert!(t.get("revoke viewer").contains("revoked viewer token"));
     assert!(t.get("viewer revoked").contains("None"));

@@ -8,7 +8,10 @@
 
 use super::http::{Client, Kind, lit, num};
 use super::schema::Layout;
-use crate::store::{PrivacyMode, Project, Role, SecretKey, StoreError, WriteKey};
+use crate::store::{
+    LastAdmin, NewSecret, PrivacyMode, Project, Role, SecretKey, StoreError, WriteKey,
+    last_admin_error,
+};
 use crate::tokens;
 use serde::Deserialize;
 
@@ -50,7 +53,9 @@ impl ProjectRow {
 
 #[derive(Deserialize)]
 struct TokenRow {
+    /// The token's SHA-256 in hex (or, before the upgrade, the token itself).
     token: String,
+    prefix: String,
     #[serde(deserialize_with = "num")]
     project_id: i64,
     #[serde(deserialize_with = "num")]
@@ -65,15 +70,33 @@ struct AdminRow {
     id: i64,
     hash: String,
     prefix: String,
+    name: String,
     #[serde(deserialize_with = "num")]
     created_ms: i64,
+    /// 0: never.
+    #[serde(deserialize_with = "num")]
+    expires_ms: i64,
     #[serde(deserialize_with = "num")]
     revoked_ms: i64,
 }
 
+impl AdminRow {
+    fn key(&self) -> Option<SecretKey> {
+        Some(SecretKey {
+            id: self.id,
+            role: Role::of(&self.prefix)?,
+            prefix: self.prefix.clone(),
+            name: self.name.clone(),
+            created_ms: self.created_ms,
+            expires_ms: (self.expires_ms != 0).then_some(self.expires_ms),
+            revoked: self.revoked_ms != 0,
+        })
+    }
+}
+
 #[derive(Deserialize)]
-struct Prefix {
-    prefix: String,
+struct Name {
+    name: String,
 }
 
 #[derive(Deserialize)]
@@ -139,7 +162,7 @@ impl Keys<'_> {
         self.primary.rows(
             Kind::Select,
             &format!(
-                "SELECT token, project_id, created_ms, revoked_ms FROM {} FINAL ORDER BY project_id, created_ms, token",
+                "SELECT token, prefix, project_id, created_ms, revoked_ms FROM {} FINAL ORDER BY project_id, created_ms, token",
                 self.layout.table("write_tokens")
             ),
         )
@@ -149,7 +172,7 @@ impl Keys<'_> {
         self.primary.rows(
             Kind::Select,
             &format!(
-                "SELECT id, hash, prefix, created_ms, revoked_ms FROM {} FINAL ORDER BY id",
+                "SELECT id, hash, prefix, name, created_ms, expires_ms, revoked_ms FROM {} FINAL ORDER BY id",
                 self.layout.table("admin_tokens")
             ),
         )
@@ -163,7 +186,8 @@ impl Keys<'_> {
             .filter_map(|t| {
                 let project = projects.iter().find(|p| p.id == t.project_id)?.clone();
                 Some(WriteKey {
-                    token: t.token,
+                    hash: hex::decode(&t.token).ok()?,
+                    prefix: t.prefix,
                     project,
                     created_ms: t.created_ms,
                     revoked: t.revoked_ms != 0,
@@ -175,18 +199,63 @@ impl Keys<'_> {
     /// Admin and viewer tokens share `admin_tokens` and its ids; a row's role is the one
     /// its token's prefix names.
     pub fn secret_keys(&self) -> Result<Vec<SecretKey>, StoreError> {
-        Ok(self
-            .admins()?
+        Ok(self.admins()?.iter().filter_map(AdminRow::key).collect())
+    }
+
+    /// Replaces every write token stored whole by its hash and prefix, on every node,
+    /// and waits until no node returns a whole one. Existing agents keep working: the
+    /// cache looks tokens up by hash.
+    pub fn hash_plaintext_tokens(&self) -> Result<usize, StoreError> {
+        let table = self.layout.table("write_tokens");
+        let plain = format!("startsWith(token, {})", lit(tokens::WRITE_PREFIX));
+        let rows: Vec<TokenRow> = self.primary.rows(
+            Kind::Select,
+            &format!(
+                "SELECT token, prefix, project_id, created_ms, revoked_ms FROM {table} FINAL WHERE {plain}"
+            ),
+        )?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        for t in &rows {
+            self.put_token(
+                &hex::encode(tokens::hash_secret(&t.token)),
+                &tokens::secret_prefix(&t.token),
+                t.project_id,
+                t.created_ms,
+                t.revoked_ms,
+            )?;
+        }
+        for node in self.nodes {
+            node.execute(
+                Kind::Mutation,
+                &format!("ALTER TABLE {table} DELETE WHERE {plain}"),
+            )?;
+        }
+        for node in self.nodes {
+            super::wait_for_mutations(
+                node,
+                &self.layout.db,
+                "write_tokens",
+                std::time::Duration::from_secs(600),
+            )?;
+        }
+        Ok(rows.len())
+    }
+
+    pub fn property_names(&self, project_id: i64) -> Result<Vec<String>, StoreError> {
+        let rows: Vec<Name> = self.primary.rows(
+            Kind::Select,
+            &format!(
+                "SELECT DISTINCT arrayJoin(dim_keys) AS name FROM {} WHERE project_id = {project_id} \
+                 ORDER BY name",
+                self.layout.events()
+            ),
+        )?;
+        Ok(rows
             .into_iter()
-            .filter_map(|a| {
-                Some(SecretKey {
-                    id: a.id,
-                    role: Role::of(&a.prefix)?,
-                    prefix: a.prefix,
-                    created_ms: a.created_ms,
-                    revoked: a.revoked_ms != 0,
-                })
-            })
+            .map(|r| r.name)
+            .filter(|n| n != crate::rollup::FATAL_SITE)
             .collect())
     }
 
@@ -203,9 +272,11 @@ impl Keys<'_> {
         )
     }
 
+    /// Writes a write token's row; `hash` is the token's SHA-256 in hex.
     fn put_token(
         &self,
-        token: &str,
+        hash: &str,
+        prefix: &str,
         project_id: i64,
         created_ms: i64,
         revoked_ms: i64,
@@ -213,17 +284,30 @@ impl Keys<'_> {
         let version = self.next_version()?;
         self.write(
             "write_tokens",
-            serde_json::json!({"token": token, "project_id": project_id, "created_ms": created_ms,
-                "revoked_ms": revoked_ms, "version": version}),
+            serde_json::json!({"token": hash, "prefix": prefix, "project_id": project_id,
+                "created_ms": created_ms, "revoked_ms": revoked_ms, "version": version}),
         )
+    }
+
+    fn new_write_token(&self, project_id: i64, created_ms: i64) -> Result<String, StoreError> {
+        let token = tokens::new_write_token();
+        self.put_token(
+            &hex::encode(tokens::hash_secret(&token)),
+            &tokens::secret_prefix(&token),
+            project_id,
+            created_ms,
+            0,
+        )?;
+        Ok(token)
     }
 
     fn put_admin(&self, a: &AdminRow) -> Result<(), StoreError> {
         let version = self.next_version()?;
         self.write(
             "admin_tokens",
-            serde_json::json!({"id": a.id, "hash": a.hash, "prefix": a.prefix,
-                "created_ms": a.created_ms, "revoked_ms": a.revoked_ms, "version": version}),
+            serde_json::json!({"id": a.id, "hash": a.hash, "prefix": a.prefix, "name": a.name,
+                "created_ms": a.created_ms, "expires_ms": a.expires_ms,
+                "revoked_ms": a.revoked_ms, "version": version}),
         )
     }
 
@@ -246,24 +330,27 @@ impl Keys<'_> {
             created_ms: now_ms(),
             privacy: PrivacyMode::Denylist,
         };
-        let token = tokens::new_write_token();
         // The token first: a project is visible only once its token is.
-        self.put_token(&token, project.id, project.created_ms, 0)?;
+        let token = self.new_write_token(project.id, project.created_ms)?;
         self.put_project(&project)?;
         Ok((project, token))
     }
 
     pub fn create_write_key(&self, project: &str) -> Result<String, StoreError> {
         let p = self.project_named(project)?;
-        let token = tokens::new_write_token();
-        self.put_token(&token, p.id, now_ms(), 0)?;
-        Ok(token)
+        self.new_write_token(p.id, now_ms())
     }
 
-    /// Copies a write token as it is (for migrations).
+    /// Copies a write token's hash as it is (for migrations).
     pub fn import_write_key(&self, key: &WriteKey) -> Result<(), StoreError> {
         let revoked = if key.revoked { now_ms() } else { 0 };
-        self.put_token(&key.token, key.project.id, key.created_ms, revoked)
+        self.put_token(
+            &hex::encode(&key.hash),
+            &key.prefix,
+            key.project.id,
+            key.created_ms,
+            revoked,
+        )
     }
 
     /// Copies a project as it is (for migrations).
@@ -271,60 +358,78 @@ impl Keys<'_> {
         self.put_project(p)
     }
 
-    /// Copies an admin token's hash (for migrations).
-    pub fn import_admin(
-        &self,
-        id: i64,
-        hash: &[u8],
-        prefix: &str,
-        created_ms: i64,
-        revoked: bool,
-    ) -> Result<(), StoreError> {
+    /// Copies an admin or viewer token's hash, name and expiry (for migrations).
+    pub fn import_admin(&self, key: &SecretKey, hash: &[u8]) -> Result<(), StoreError> {
         self.put_admin(&AdminRow {
-            id,
+            id: key.id,
             hash: hex::encode(hash),
-            prefix: prefix.to_string(),
-            created_ms,
-            revoked_ms: if revoked { now_ms() } else { 0 },
+            prefix: key.prefix.clone(),
+            name: key.name.clone(),
+            created_ms: key.created_ms,
+            expires_ms: key.expires_ms.unwrap_or(0),
+            revoked_ms: if key.revoked { now_ms() } else { 0 },
         })
     }
 
-    pub fn create_secret(&self, role: Role) -> Result<String, StoreError> {
+    pub fn create_secret(&self, role: Role, new: &NewSecret) -> Result<String, StoreError> {
         let token = tokens::new_secret(role);
         let id = self.admins()?.iter().map(|a| a.id).max().unwrap_or(0) + 1;
         self.put_admin(&AdminRow {
             id,
             hash: hex::encode(tokens::hash_secret(&token)),
             prefix: tokens::secret_prefix(&token),
+            name: new.name.clone(),
             created_ms: now_ms(),
+            expires_ms: new.expires_ms.unwrap_or(0),
             revoked_ms: 0,
         })?;
         Ok(token)
     }
 
-    pub fn role_of(&self, token: &str) -> Result<Option<Role>, StoreError> {
-        let rows: Vec<Prefix> = self.primary.rows(
+    pub fn secret_of(&self, token: &str) -> Result<Option<SecretKey>, StoreError> {
+        let rows: Vec<AdminRow> = self.primary.rows(
             Kind::Select,
             &format!(
-                "SELECT prefix FROM {} FINAL WHERE hash = {} AND revoked_ms = 0 LIMIT 1",
+                "SELECT id, hash, prefix, name, created_ms, expires_ms, revoked_ms FROM {} FINAL \
+                 WHERE hash = {} LIMIT 1",
                 self.layout.table("admin_tokens"),
                 lit(&hex::encode(tokens::hash_secret(token)))
             ),
         )?;
-        Ok(rows.first().and_then(|r| Role::of(&r.prefix)))
+        Ok(rows.first().and_then(AdminRow::key))
     }
 
-    pub fn revoke(&self, what: &str) -> Result<String, StoreError> {
+    pub fn revoke(&self, what: &str, last: LastAdmin) -> Result<String, StoreError> {
         let what = what.trim();
         let now = now_ms();
         if what.starts_with(tokens::WRITE_PREFIX) {
-            let Some(t) = self.tokens()?.into_iter().find(|t| t.token == what) else {
-                return Err(not_found(what));
+            // Whole, or by the prefix `keys list` shows.
+            let found: Vec<TokenRow> = if what.len() > tokens::secret_prefix(what).len() {
+                let hash = hex::encode(tokens::hash_secret(what));
+                self.tokens()?
+                    .into_iter()
+                    .filter(|t| t.token == hash)
+                    .collect()
+            } else {
+                self.tokens()?
+                    .into_iter()
+                    .filter(|t| t.prefix == what)
+                    .collect()
+            };
+            let t = match found.as_slice() {
+                [] => return Err(not_found(what)),
+                [t] => t,
+                many => {
+                    return Err(StoreError::Invalid(format!(
+                        "{what:?} matches {} write tokens; give the whole token",
+                        many.len()
+                    )));
+                }
             };
             if t.revoked_ms == 0 {
-                self.put_token(&t.token, t.project_id, t.created_ms, now)?;
+                self.put_token(&t.token, &t.prefix, t.project_id, t.created_ms, now)?;
             }
-            return Ok(format!("revoked write token {what}"));
+            return Ok(format!("revoked write token {}…", t.prefix));
         }
         let admins = self.admins()?;
         let found: Vec<&AdminRow> = if what.len() > tokens::secret_prefix(what).len() {
@@ -338,12 +443,24 @@ impl Keys<'_> {
         match found.as_slice() {
             [] => Err(not_found(what)),
             [a] => {
+                let working = |k: &AdminRow| {
+                    k.key()
+                        .is_some_and(|k| k.role == Role::Admin && k.active(now))
+                };
+                if last == LastAdmin::Keep
+                    && working(a)
+                    && !admins.iter().any(|o| o.id != a.id && working(o))
+                {
+                    return Err(last_admin_error(a.id));
+                }
                 if a.revoked_ms == 0 {
                     self.put_admin(&AdminRow {
                         id: a.id,
                         hash: a.hash.clone(),
                         prefix: a.prefix.clone(),
+                        name: a.name.clone(),
                         created_ms: a.created_ms,
+                        expires_ms: a.expires_ms,
                         revoked_ms: now,
                     })?;
                 }

@@ -14,8 +14,8 @@ pub use writer::Batching;
 
 use crate::metrics::{Metrics, QueueDepth, StoreVitals};
 use crate::store::{
-    BoxFuture, EventStore, ExportQuery, Inserted, KeyStore, NewEvent, PrivacyMode, Project, Role,
-    SecretKey, StoreError, StoredEvent, WriteKey,
+    BoxFuture, EventStore, ExportQuery, Inserted, KeyStore, LastAdmin, NewEvent, NewSecret,
+    PrivacyMode, Project, Role, SecretKey, StoreError, StoredEvent, WriteKey,
 };
 use http::{Client, Kind, Node, SqlLog, lit, num};
 use keys::Keys;
@@ -148,7 +148,7 @@ impl ClickHouseStore {
             None => vec![primary.clone()],
         };
         schema::create(&nodes, &layout)?;
-        Ok(ClickHouseStore {
+        let store = ClickHouseStore {
             primary,
             nodes,
             layout,
@@ -159,7 +159,15 @@ impl ClickHouseStore {
             queued: RwLock::default(),
             sizes: Mutex::new(None),
             sizing: Mutex::new(()),
-        })
+        };
+        let hashed = store.keys().hash_plaintext_tokens()?;
+        if hashed > 0 {
+            tracing::info!(
+                tokens = hashed,
+                "write tokens stored whole were replaced by their hashes"
+            );
+        }
+        Ok(store)
     }
 
     pub fn layout(&self) -> &Layout {
@@ -285,16 +293,8 @@ impl ClickHouseStore {
     pub fn import_write_key(&self, k: &WriteKey) -> Result<(), StoreError> {
         self.keys().import_write_key(k)
     }
-    pub fn import_admin(
-        &self,
-        id: i64,
-        hash: &[u8],
-        prefix: &str,
-        created_ms: i64,
-        revoked: bool,
-    ) -> Result<(), StoreError> {
-        self.keys()
-            .import_admin(id, hash, prefix, created_ms, revoked)
+    pub fn import_admin(&self, key: &SecretKey, hash: &[u8]) -> Result<(), StoreError> {
+        self.keys().import_admin(key, hash)
     }
 
     /// Runs `ALTER TABLE <local events> <command>` on every node and waits until every
@@ -306,28 +306,13 @@ impl ClickHouseStore {
                 &format!("ALTER TABLE {} {command}", self.layout.events_local()),
             )?;
         }
-        let deadline = Instant::now() + self.config.read_timeout;
         for node in &self.nodes {
-            loop {
-                let rows: Vec<insights::Count> = node.rows(
-                    Kind::Poll,
-                    &format!(
-                        "SELECT count() AS n FROM system.mutations WHERE database = {} AND table = {} AND is_done = 0",
-                        lit(&self.layout.db),
-                        lit(self.layout.local_name())
-                    ),
-                )?;
-                if rows.first().is_none_or(|r| r.n == 0) {
-                    break;
-                }
-                if Instant::now() > deadline {
-                    return Err(StoreError::Unavailable(format!(
-                        "ClickHouse at {} has not finished the deletion yet; it goes on in the background",
-                        node.node.base
-                    )));
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
+            wait_for_mutations(
+                node,
+                &self.layout.db,
+                self.layout.local_name(),
+                self.config.read_timeout,
+            )?;
         }
         Ok(())
     }
@@ -359,6 +344,36 @@ impl ClickHouseStore {
             }
         }
         Ok(())
+    }
+}
+
+/// Waits until `node` has finished every mutation of `db.table`.
+fn wait_for_mutations(
+    node: &Client,
+    db: &str,
+    table: &str,
+    limit: Duration,
+) -> Result<(), StoreError> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let rows: Vec<insights::Count> = node.rows(
+            Kind::Poll,
+            &format!(
+                "SELECT count() AS n FROM system.mutations WHERE database = {} AND table = {} AND is_done = 0",
+                lit(db),
+                lit(table)
+            ),
+        )?;
+        if rows.first().is_none_or(|r| r.n == 0) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(StoreError::Unavailable(format!(
+                "ClickHouse at {} has not finished the deletion yet; it goes on in the background",
+                node.node.base
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -518,17 +533,20 @@ impl KeyStore for ClickHouseStore {
     fn create_write_key(&self, project: &str) -> Result<String, StoreError> {
         self.keys().create_write_key(project)
     }
-    fn create_secret(&self, role: Role) -> Result<String, StoreError> {
-        self.keys().create_secret(role)
+    fn create_secret(&self, role: Role, new: &NewSecret) -> Result<String, StoreError> {
+        self.keys().create_secret(role, new)
     }
-    fn role_of(&self, token: &str) -> Result<Option<Role>, StoreError> {
-        self.keys().role_of(token)
+    fn secret_of(&self, token: &str) -> Result<Option<SecretKey>, StoreError> {
+        self.keys().secret_of(token)
     }
-    fn revoke(&self, what: &str) -> Result<String, StoreError> {
-        self.keys().revoke(what)
+    fn revoke(&self, what: &str, last: LastAdmin) -> Result<String, StoreError> {
+        self.keys().revoke(what, last)
     }
     fn set_privacy(&self, project: &str, mode: PrivacyMode) -> Result<(), StoreError> {
         self.keys().set_privacy(project, mode)
+    }
+    fn property_names(&self, project_id: i64) -> Result<Vec<String>, StoreError> {
+        self.keys().property_names(project_id)
     }
 }
 

@@ -127,9 +127,14 @@ struct ColumnName {
     name: String,
 }
 
-/// Adds the indexed-property columns `table` lacks (plain `ADD COLUMN`: 18.16 has no
-/// `IF NOT EXISTS` there).
-fn add_dim_columns(node: &Client, db: &str, table: &str) -> Result<(), StoreError> {
+/// Adds the columns `table` lacks (plain `ADD COLUMN`: 18.16 has no `IF NOT EXISTS`
+/// there).
+fn add_columns(
+    node: &Client,
+    db: &str,
+    table: &str,
+    columns: &[(String, String)],
+) -> Result<(), StoreError> {
     let have: Vec<ColumnName> = node.rows(
         Kind::Select,
         &format!(
@@ -138,8 +143,8 @@ fn add_dim_columns(node: &Client, db: &str, table: &str) -> Result<(), StoreErro
             lit(table)
         ),
     )?;
-    for (name, def) in dim_column_defs() {
-        if !have.iter().any(|c| c.name == name) {
+    for (name, def) in columns {
+        if !have.iter().any(|c| &c.name == name) {
             node.execute(
                 Kind::Ddl,
                 &format!("ALTER TABLE {db}.{table} ADD COLUMN {name} {def}"),
@@ -156,14 +161,15 @@ fn key_tables(db: &str) -> Vec<String> {
              allowlist String, has_allowlist UInt8, version UInt64) \
              ENGINE = ReplacingMergeTree(version) ORDER BY id"
         ),
+        // `token` holds the token's SHA-256 in hex (keys.rs).
         format!(
             "CREATE TABLE IF NOT EXISTS {db}.write_tokens (token String, project_id Int64, \
-             created_ms Int64, revoked_ms Int64, version UInt64) \
+             created_ms Int64, revoked_ms Int64, version UInt64, prefix String) \
              ENGINE = ReplacingMergeTree(version) ORDER BY token"
         ),
         format!(
             "CREATE TABLE IF NOT EXISTS {db}.admin_tokens (id Int64, hash String, prefix String, \
-             created_ms Int64, revoked_ms Int64, version UInt64) \
+             created_ms Int64, revoked_ms Int64, version UInt64, name String, expires_ms Int64) \
              ENGINE = ReplacingMergeTree(version) ORDER BY id"
         ),
         format!(
@@ -200,10 +206,20 @@ pub fn create(nodes: &[Client], layout: &Layout) -> Result<(), StoreError> {
             )?;
         }
         // After the Distributed table, which must not copy these columns.
-        add_dim_columns(node, db, layout.local_name())?;
+        add_columns(node, db, layout.local_name(), &dim_column_defs())?;
         for sql in key_tables(db) {
             node.execute(Kind::Ddl, &sql)?;
         }
+        // Columns added since the key tables were first made (0 and "" for older rows:
+        // no expiry, no name).
+        let col = |n: &str, t: &str| (n.to_string(), t.to_string());
+        add_columns(node, db, "write_tokens", &[col("prefix", "String")])?;
+        add_columns(
+            node,
+            db,
+            "admin_tokens",
+            &[col("name", "String"), col("expires_ms", "Int64")],
+        )?;
     }
     Ok(())
 }

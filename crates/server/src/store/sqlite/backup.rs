@@ -27,9 +27,7 @@ pub struct Copied {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
-    #[error(
-        "no anonstats database in {0}: give --data-dir the directory `anonstats serve` uses (or set ANONSTATS_DATA_DIR)"
-    )]
+    #[error("{}", crate::store::StoreError::NoStore(.0.display().to_string()))]
     NoDatabase(PathBuf),
     #[error("{0} exists; pass --force to replace it")]
     Exists(PathBuf),

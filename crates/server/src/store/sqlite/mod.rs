@@ -15,8 +15,8 @@ mod writer;
 
 use crate::metrics::{Metrics, QueueDepth, StoreVitals};
 use crate::store::{
-    BoxFuture, EventStore, ExportQuery, Inserted, KeyStore, NewEvent, PrivacyMode, Project, Role,
-    SecretKey, StoreError, StoredEvent, WriteKey,
+    BoxFuture, EventStore, ExportQuery, Inserted, KeyStore, LastAdmin, NewEvent, NewSecret,
+    PrivacyMode, Project, Role, SecretKey, StoreError, StoredEvent, WriteKey,
 };
 use rusqlite::{Connection, OpenFlags, params};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -101,6 +101,15 @@ pub const DEFAULT_FOLD_AFTER: std::time::Duration = std::time::Duration::from_se
 const COMPACT_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl SqliteStore {
+    /// Opens the store in `data_dir`, which must hold one: commands that read or change
+    /// a store create nothing in a mistyped directory.
+    pub fn open_existing(data_dir: &Path) -> Result<Self, StoreError> {
+        if !data_dir.join(DB_FILE).is_file() {
+            return Err(StoreError::NoStore(data_dir.display().to_string()));
+        }
+        Self::open(data_dir)
+    }
+
     /// Opens (creating when absent) the store in `data_dir`. Events can be inserted only
     /// after [`SqliteStore::start_writer`].
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
@@ -464,16 +473,20 @@ impl KeyStore for SqliteStore {
     fn create_write_key(&self, project: &str) -> Result<String, StoreError> {
         self.control(|c| keys::create_write_key(c, project))
     }
-    fn create_secret(&self, role: Role) -> Result<String, StoreError> {
-        self.control(|c| keys::create_secret(c, role))
+    fn create_secret(&self, role: Role, new: &NewSecret) -> Result<String, StoreError> {
+        self.control(|c| keys::create_secret(c, role, new))
     }
-    fn role_of(&self, token: &str) -> Result<Option<Role>, StoreError> {
-        self.control(|c| keys::role_of(c, token))
+    fn secret_of(&self, token: &str) -> Result<Option<SecretKey>, StoreError> {
+        self.control(|c| keys::secret_of(c, token))
     }
-    fn revoke(&self, what: &str) -> Result<String, StoreError> {
-        self.control(|c| keys::revoke(c, what))
+    fn revoke(&self, what: &str, last: LastAdmin) -> Result<String, StoreError> {
+        self.control(|c| keys::revoke(c, what, last))
     }
     fn set_privacy(&self, project: &str, mode: PrivacyMode) -> Result<(), StoreError> {
         self.control(|c| keys::set_privacy(c, project, &mode))
+    }
+    fn property_names(&self, project_id: i64) -> Result<Vec<String>, StoreError> {
+        let conn = self.settled_reader()?;
+        keys::property_names(&conn, project_id)
     }
 }

@@ -254,7 +254,31 @@ CREATE TABLE rollup_span_machines (
 ) WITHOUT ROWID;
 DELETE FROM rollup_spans_done;
 "#,
+    // Write tokens kept as their SHA-256 and listed prefix, like admin tokens, so the file
+    // no longer holds one that works (`token_hash` is registered by `migrate`). Admin and
+    // viewer tokens get a name and an optional expiry.
+    r#"
+CREATE TABLE write_tokens_hashed (
+    id          INTEGER PRIMARY KEY,
+    hash        BLOB NOT NULL UNIQUE,
+    prefix      TEXT NOT NULL,
+    project_id  INTEGER NOT NULL REFERENCES projects(id),
+    created_ms  INTEGER NOT NULL,
+    revoked_ms  INTEGER
+);
+INSERT INTO write_tokens_hashed (hash, prefix, project_id, created_ms, revoked_ms)
+    SELECT token_hash(token), substr(token, 1, 11), project_id, created_ms, revoked_ms
+    FROM write_tokens ORDER BY created_ms, rowid;
+DROP TABLE write_tokens;
+ALTER TABLE write_tokens_hashed RENAME TO write_tokens;
+ALTER TABLE admin_tokens ADD COLUMN name TEXT NOT NULL DEFAULT '';
+ALTER TABLE admin_tokens ADD COLUMN expires_ms INTEGER;
+UPDATE meta SET value = value + 1 WHERE key = 'keys_generation';
+"#,
 ];
+
+/// The version whose migration hashes the write tokens.
+const HASHED_WRITE_TOKENS: i64 = 12;
 
 /// Connection settings every connection uses: WAL so readers never block the writer,
 /// and `synchronous = FULL` so a commit is on disk before it returns.
@@ -277,13 +301,30 @@ pub fn stored_version(conn: &Connection) -> rusqlite::Result<i64> {
 }
 
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let flags = rusqlite::functions::FunctionFlags::SQLITE_UTF8
+        | rusqlite::functions::FunctionFlags::SQLITE_DETERMINISTIC;
+    conn.create_scalar_function("token_hash", 1, flags, |ctx| {
+        Ok(crate::tokens::hash_secret(&ctx.get::<String>(0)?))
+    })?;
+    let before = stored_version(conn)?;
+    // Deleted rows are overwritten with zeros, not only unlinked, so that no plaintext
+    // write token is left in a free page of the file.
+    let hashing = before < HASHED_WRITE_TOKENS && before > 0;
+    if hashing {
+        conn.pragma_update(None, "secure_delete", true)?;
+    }
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", i as i64 + 1)?;
     }
-    tx.commit()
+    tx.commit()?;
+    if hashing {
+        // The zeroed pages go from the log into the database file, and the log is emptied.
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
