@@ -190,14 +190,7 @@ fn ensure_project(store: &SqliteStore, name: &str) -> anyhow::Result<i64> {
     let (project, write) = store.create_project(name)?;
     if projects.is_empty() {
         let dir = store.path().parent().unwrap_or(std::path::Path::new("."));
-        let admin = store.create_secret(
-            anonstats_server::store::Role::Admin,
-            &anonstats_server::store::NewSecret {
-                name: "initial".into(),
-                expires_ms: None,
-            },
-        )?;
-        crate::initial_tokens::announce(dir, &project.name, &write, &admin)?;
+        crate::initial_tokens::hand_over(store, dir, &project.name, &write)?;
     } else {
         println!("created project {:?}", project.name);
         println!("write token: {write}");

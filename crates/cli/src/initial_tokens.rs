@@ -11,9 +11,27 @@ use std::path::{Path, PathBuf};
 /// The file's name inside the data dir.
 pub const FILE: &str = "initial-tokens.txt";
 
+/// Makes the new store's first admin token and hands it over with `project`'s write
+/// token, as [`announce`] does.
+pub fn hand_over(
+    store: &dyn anonstats_server::store::KeyStore,
+    data_dir: &Path,
+    project: &str,
+    write: &str,
+) -> anyhow::Result<()> {
+    let admin = store.create_secret(
+        anonstats_server::store::Role::Admin,
+        &anonstats_server::store::NewSecret {
+            name: "initial".into(),
+            expires_ms: None,
+        },
+    )?;
+    announce(data_dir, project, write, &admin)
+}
+
 /// Writes the file (replacing an older one whole), then says where it is; the tokens
 /// themselves go to stdout only when it is a terminal.
-pub fn announce(data_dir: &Path, project: &str, write: &str, admin: &str) -> anyhow::Result<()> {
+fn announce(data_dir: &Path, project: &str, write: &str, admin: &str) -> anyhow::Result<()> {
     let path = data_dir.join(FILE);
     let text = format!(
         "# The tokens anonstats made for this new store. Only the admin token's hash is\n\

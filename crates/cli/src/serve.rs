@@ -389,14 +389,7 @@ fn first_start(store: &dyn KeyStore, data_dir: &std::path::Path) -> anyhow::Resu
         return Ok(());
     }
     let (project, write) = store.create_project("default")?;
-    let admin = store.create_secret(
-        anonstats_server::store::Role::Admin,
-        &anonstats_server::store::NewSecret {
-            name: "initial".into(),
-            expires_ms: None,
-        },
-    )?;
-    crate::initial_tokens::announce(data_dir, &project.name, &write, &admin)
+    crate::initial_tokens::hand_over(store, data_dir, &project.name, &write)
 }
 
 /// Resolves on SIGTERM or SIGINT. The handlers are installed before it is returned, so a

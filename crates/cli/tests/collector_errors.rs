@@ -337,18 +337,8 @@ fn a_failing_disk_is_not_described_to_clients() {
     if !common::require(std::path::Path::new("/usr/bin/strace").exists(), "strace") {
         return;
     }
-    let c = Collector::start_under(
-        &[
-            "strace",
-            "-f",
-            "-qq",
-            "-o",
-            "/dev/null",
-            "-e",
-            "trace=fdatasync",
-            "-e",
-            "inject=fdatasync:error=EIO",
-        ],
+    let c = Collector::start_with_fdatasync_fault(
+        "error=EIO",
         &[],
     );
     let data = c.data_dir().display().to_string();

@@ -376,18 +376,8 @@ fn the_queue_depth_rises_while_the_disk_stalls_and_stays_within_its_bound() {
         return;
     }
     // The sync thread's 3rd fdatasync takes 10 s: nothing is acknowledged meanwhile.
-    let c = Collector::start_under(
-        &[
-            "strace",
-            "-f",
-            "-qq",
-            "-o",
-            "/dev/null",
-            "-e",
-            "trace=fdatasync",
-            "-e",
-            "inject=fdatasync:delay_enter=10000000:when=3",
-        ],
+    let c = Collector::start_with_fdatasync_fault(
+        "delay_enter=10000000:when=3",
         // Room for two of the four requests of 1000 events below.
         &["--queue-events", "2500"],
     );

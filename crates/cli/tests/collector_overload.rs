@@ -59,18 +59,8 @@ fn a_stalled_disk_sheds_with_503_at_once_keeps_memory_bounded_and_recovers() {
     }
     // The sync thread's 3rd to 6th fdatasync each take 5 s longer: the log stalls for
     // 20 s, and no request is acknowledged meanwhile.
-    let c = Collector::start_under(
-        &[
-            "strace",
-            "-f",
-            "-qq",
-            "-o",
-            "/dev/null",
-            "-e",
-            "trace=fdatasync",
-            "-e",
-            "inject=fdatasync:delay_enter=5000000:when=3..6",
-        ],
+    let c = Collector::start_with_fdatasync_fault(
+        "delay_enter=5000000:when=3..6",
         // A bound of 8 MB is about 35 batches of 1000 events in flight.
         &["--queue-mb", "8"],
     );

@@ -317,18 +317,8 @@ fn a_request_answered_503_spends_nothing_of_its_limits() {
     if !common::require(std::path::Path::new("/usr/bin/strace").exists(), "strace") {
         return;
     }
-    let c = Collector::start_under(
-        &[
-            "strace",
-            "-f",
-            "-qq",
-            "-o",
-            "/dev/null",
-            "-e",
-            "trace=fdatasync",
-            "-e",
-            "inject=fdatasync:error=EIO",
-        ],
+    let c = Collector::start_with_fdatasync_fault(
+        "error=EIO",
         &[
             "--machine-events-per-minute",
             "5",

@@ -44,6 +44,19 @@ impl Collector {
         Collector::start_prepared(wrapper, args, |_| {})
     }
 
+    /// Starts under strace, which injects `fault` into the collector's fdatasync calls
+    /// (strace's `inject=` syntax after `fdatasync:`, e.g. `error=EIO` or
+    /// `delay_enter=5000000:when=3..6`).
+    pub fn start_with_fdatasync_fault(fault: &str, args: &[&str]) -> Collector {
+        let inject = format!("inject=fdatasync:{fault}");
+        Collector::start_under(
+            &[
+                "strace", "-f", "-qq", "-o", "/dev/null", "-e", "trace=fdatasync", "-e", &inject,
+            ],
+            args,
+        )
+    }
+
     /// Starts after `prepare` was given the data dir's path (e.g. to mount something
     /// there).
     pub fn start_prepared(
