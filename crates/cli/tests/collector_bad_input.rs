@@ -310,15 +310,23 @@ fn bad_input_is_answered_4xx_with_a_detail_and_nothing_is_stored() {
             "/e/",
             ev(json!({})),
             400,
-            "unsupported compression `br`",
+            "payload is not valid brotli",
         )
         .headers(&[("content-encoding", "br")]),
+        post(
+            "Content-Encoding lz4",
+            "/e/",
+            ev(json!({})),
+            400,
+            "unsupported compression `lz4`",
+        )
+        .headers(&[("content-encoding", "lz4")]),
         post(
             "compression=zstd",
             "/e/?compression=zstd",
             ev(json!({})),
             400,
-            "unsupported compression `zstd`",
+            "payload is not valid zstd",
         ),
         post(
             "lz64 garbage",
