@@ -102,7 +102,8 @@ async fn handle(
             }
             Err(e) => {
                 let why = e.to_string();
-                st.metrics.rejected(ApiError::Wire(e).reject_reason(), 1);
+                st.metrics
+                    .events_refused(ApiError::Wire(e).reject_reason(), 1);
                 verdicts.push((uuid, Some(Verdict::Drop(why))));
             }
         }
@@ -110,6 +111,7 @@ async fn handle(
     let n = good.len();
     let (pending, retry_after) = if good.is_empty() {
         drop(ticket);
+        st.metrics.accepted(0, 0);
         (Verdict::Ok, None)
     } else {
         match commit(st, &project, good, ticket, now).await {
