@@ -364,3 +364,88 @@ fn capture_v1_answers_retry_with_retry_after_past_a_rate_limit() {
         "{metrics}"
     );
 }
+
+#[test]
+fn capture_v1_answers_retry_when_the_collector_sheds_load() {
+    use std::io::Write as _;
+    use std::time::{Duration, Instant};
+    // 1 MB may be in flight; a slow sender holds nearly all of it with a body it has not
+    // finished, so a batch's body still fits, but not its decoded events.
+    let c = Collector::start_with(&["--queue-mb", "1"]);
+    let batch = |ids: &[String], bad: &str| {
+        let mut events: Vec<Value> = ids
+            .iter()
+            .map(|u| {
+                let mut e = event(u, "load", "m");
+                e["properties"]["pad"] = json!("p".repeat(1000));
+                e
+            })
+            .collect();
+        events.push(json!({"uuid": bad, "distinct_id": "m"}));
+        json!({ "batch": events })
+    };
+    let fresh = || -> (Vec<String>, String) { ((0..3).map(|_| uuid()).collect(), uuid()) };
+    let size = batch(&fresh().0, &uuid()).to_string().len();
+    let addr = c
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let open_slow = || {
+        let mut slow = std::net::TcpStream::connect(&addr).expect("connect");
+        write!(
+            slow,
+            "POST /batch/ HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: 2000000\r\n\r\n"
+        )
+        .unwrap();
+        slow.write_all(&vec![b' '; (1 << 20) - size - 100]).unwrap();
+        slow.set_nonblocking(true).unwrap();
+        slow
+    };
+    let mut slow = open_slow();
+
+    // Until the slow body is all read, batches are stored; then they are shed. A batch in
+    // flight while the slow body arrives may get the slow sender shed instead (it has an
+    // answer then): it sends again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (ids, bad, a) = loop {
+        let (ids, bad) = fresh();
+        let a = send_json(&c, &batch(&ids, &bad));
+        if results(&a).iter().any(|v| v.1 == "retry") {
+            break (ids, bad, a);
+        }
+        assert!(Instant::now() < deadline, "never shed: {}", a.body);
+        let mut answer = [0u8; 64];
+        if std::io::Read::read(&mut slow, &mut answer).is_ok_and(|n| n > 0) {
+            slow = open_slow();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let r = results(&a);
+    for u in &ids {
+        let v = r.iter().find(|v| &v.0 == u).expect(u);
+        assert_eq!(
+            (v.1.as_str(), v.2.as_deref()),
+            ("retry", Some("overloaded"))
+        );
+    }
+    assert_eq!(r.iter().find(|v| v.0 == bad).unwrap().1, "drop");
+    assert_eq!(a.header("retry-after"), Some("1"));
+    for u in &ids {
+        assert_eq!(stored(&c, u), 0);
+    }
+    // Once the slow sender is gone, the resend is stored.
+    drop(slow);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = results(&send_json(&c, &batch(&ids, &bad)));
+        if r.iter().filter(|v| v.1 == "ok").count() == 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never stored: {r:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for u in &ids {
+        assert_eq!(stored(&c, u), 1);
+    }
+}
