@@ -16,6 +16,8 @@ use std::collections::{BTreeMap, BTreeSet};
 enum Rule {
     /// Sending events: a valid write token in the request.
     Capture,
+    /// Sending events with PostHog's capture V1: a valid write token as a Bearer token.
+    CaptureV1,
     /// Anyone (feature flags, the dashboard's files, health, the API description).
     Anyone,
     /// The dashboard's log-in: an admin or viewer token in the body.
@@ -46,6 +48,9 @@ fn matrix() -> BTreeMap<(String, String), Rule> {
             add("GET", &p, Rule::Capture);
             add("POST", &p, Rule::Capture);
         }
+    }
+    for p in ["/i/v1/analytics/events", "/i/v1/analytics/events/"] {
+        add("POST", p, Rule::CaptureV1);
     }
     for path in FLAG_PATHS {
         let paths = if path.contains('{') {
@@ -123,7 +128,7 @@ const CREDS: [Cred; 11] = [
 fn expected(rule: Rule, cred: Cred) -> u16 {
     use Cred::*;
     match rule {
-        Rule::Capture => match cred {
+        Rule::Capture | Rule::CaptureV1 => match cred {
             Write | OtherProjectWrite => 200,
             _ => 401,
         },
@@ -262,6 +267,17 @@ fn attempt(c: &Collector, t: &Tokens, method: &str, path: &str, rule: Rule, cred
                 headers.push(("content-type".into(), "application/json".into()));
                 body = Some(text.into_bytes());
             }
+            uuid = Some(id);
+        }
+        Rule::CaptureV1 => {
+            let id = uuid::Uuid::new_v4().to_string();
+            let envelope = json!({"batch": [{"event": "MATRIX", "distinct_id": "matrix-sender",
+                "uuid": id, "properties": {"route": path}}]});
+            if let Some(t) = token {
+                headers.push(("authorization".into(), format!("Bearer {t}")));
+            }
+            headers.push(("content-type".into(), "application/json".into()));
+            body = Some(envelope.to_string().into_bytes());
             uuid = Some(id);
         }
         Rule::LogIn => {
@@ -518,7 +534,10 @@ fn the_openapi_document_describes_the_routes_and_their_roles() {
     let matrix = matrix();
     let api: BTreeSet<(String, String)> = matrix
         .keys()
-        .filter(|(_, p)| p.starts_with("/api/v1/") && p != "/api/v1/openapi.json")
+        .filter(|(_, p)| {
+            (p.starts_with("/api/v1/") && p != "/api/v1/openapi.json")
+                || p == "/i/v1/analytics/events"
+        })
         .cloned()
         .collect();
     let keys: BTreeSet<(String, String)> = documented.keys().cloned().collect();
@@ -529,7 +548,7 @@ fn the_openapi_document_describes_the_routes_and_their_roles() {
                 responses.contains("403") && responses.contains("401"),
                 "{route:?} must document 401 and 403: {responses:?}"
             ),
-            Rule::Viewers => assert!(
+            Rule::Viewers | Rule::CaptureV1 => assert!(
                 responses.contains("401") && !responses.contains("403"),
                 "{route:?}: {responses:?}"
             ),

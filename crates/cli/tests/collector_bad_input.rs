@@ -30,6 +30,33 @@ fn gzip_bomb(mb: usize) -> Vec<u8> {
     member.repeat(mb)
 }
 
+/// 64 MB of spaces, zlib-wrapped: about 64 KB to send.
+fn deflate_bomb() -> Vec<u8> {
+    let mut e = flate2::write::ZlibEncoder::new(Vec::new(), Compression::best());
+    for _ in 0..64 {
+        e.write_all(&[b' '; 1 << 20]).unwrap();
+    }
+    e.finish().unwrap()
+}
+
+/// 64 MB of spaces in brotli: a few hundred bytes to send.
+fn brotli_bomb() -> Vec<u8> {
+    let mut out = Vec::new();
+    {
+        let mut e = brotli::CompressorWriter::new(&mut out, 1 << 16, 5, 22);
+        for _ in 0..64 {
+            e.write_all(&[b' '; 1 << 20]).unwrap();
+        }
+    }
+    out
+}
+
+/// 64 MB of spaces in one zstd frame.
+fn zstd_bomb() -> Vec<u8> {
+    let spaces = vec![b' '; 64 << 20];
+    ruzstd::encoding::compress_to_vec(&spaces[..], ruzstd::encoding::CompressionLevel::Fastest)
+}
+
 fn b64(data: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(data)
 }
@@ -313,15 +340,23 @@ fn bad_input_is_answered_4xx_with_a_detail_and_nothing_is_stored() {
             "/e/",
             ev(json!({})),
             400,
-            "unsupported compression `br`",
+            "payload is not valid brotli",
         )
         .headers(&[("content-encoding", "br")]),
+        post(
+            "Content-Encoding lz4",
+            "/e/",
+            ev(json!({})),
+            400,
+            "unsupported compression `lz4`",
+        )
+        .headers(&[("content-encoding", "lz4")]),
         post(
             "compression=zstd",
             "/e/?compression=zstd",
             ev(json!({})),
             400,
-            "unsupported compression `zstd`",
+            "payload is not valid zstd",
         ),
         post(
             "lz64 garbage",
@@ -421,6 +456,30 @@ fn bad_input_is_answered_4xx_with_a_detail_and_nothing_is_stored() {
             over_20mb,
         )
         .headers(&[FORM]),
+        post(
+            "deflate bomb, Content-Encoding deflate",
+            "/batch/",
+            deflate_bomb(),
+            413,
+            over_20mb,
+        )
+        .headers(&[("content-encoding", "deflate")]),
+        post(
+            "brotli bomb, Content-Encoding br",
+            "/e/",
+            brotli_bomb(),
+            413,
+            over_2mb,
+        )
+        .headers(&[("content-encoding", "br")]),
+        post(
+            "zstd bomb, compression=zstd",
+            "/batch/?compression=zstd",
+            zstd_bomb(),
+            413,
+            over_20mb,
+        )
+        .headers(&[]),
         get(
             "lz64 bomb in GET ?data=",
             &format!(

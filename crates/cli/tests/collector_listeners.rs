@@ -10,9 +10,17 @@ use serde_json::json;
 
 /// Where a route is served with --admin-listen, as this test states it.
 fn expected(method: &str, path: &str) -> Listener {
-    let capture = ["/e", "/i/v0/e", "/capture", "/track", "/engage", "/batch"]
-        .iter()
-        .any(|p| path == *p || path == format!("{p}/"));
+    let capture = [
+        "/e",
+        "/i/v0/e",
+        "/capture",
+        "/track",
+        "/engage",
+        "/batch",
+        "/i/v1/analytics/events",
+    ]
+    .iter()
+    .any(|p| path == *p || path == format!("{p}/"));
     let flags = [
         "/array/{token}/config",
         "/decide",

@@ -68,3 +68,63 @@ fn posthog_python_single_and_batched_events_are_exported_with_all_properties() {
         assert!(p.get("$ip").is_none(), "$ip is dropped: {p}");
     }
 }
+
+#[test]
+fn posthog_python_capture_v1_events_are_stored_and_refused_ones_dropped() {
+    if !require(
+        posthog_installed(),
+        "python3 with the posthog package (pip install -r tests/requirements.txt)",
+    ) {
+        return;
+    }
+    let c = Collector::start();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/sdk/posthog_python_v1.py"
+    );
+    let out = Command::new("python3")
+        .args([script, &c.url, &c.write_token])
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("script prints JSON");
+    assert_eq!(
+        report["errors"],
+        serde_json::json!([]),
+        "the SDK reported errors"
+    );
+    let sent = report["sent"].as_array().unwrap();
+    let (bad, good): (Vec<&Value>, Vec<&Value>) = sent.iter().partition(|s| s["bad"] == true);
+    assert_eq!((good.len(), bad.len()), (145, 1));
+    // The SDK was told, per event, which one is refused and why.
+    let drops = report["drops"].as_array().unwrap();
+    assert_eq!(drops.len(), 1, "{drops:?}");
+    assert_eq!(drops[0][0], bad[0]["uuid"]);
+    assert!(
+        drops[0][1].as_str().unwrap().contains("control character"),
+        "{drops:?}"
+    );
+
+    let exported: HashMap<String, Value> = c
+        .export()
+        .into_iter()
+        .map(|e| (e["uuid"].as_str().unwrap().to_string(), e))
+        .collect();
+    assert_eq!(exported.len(), good.len(), "exactly the good events");
+    for s in good {
+        let e = &exported[s["uuid"].as_str().unwrap()];
+        let i = s["i"].as_i64().unwrap();
+        assert_eq!(e["event"], "sdk_event");
+        assert_eq!(e["distinct_id"], format!("machine-{}", i % 3));
+        let p = &e["properties"];
+        assert_eq!(p["tag"], s["tag"]);
+        assert_eq!(p["i"], i);
+        assert_eq!(p["nested"], serde_json::json!({"list": [1, 2, 3]}));
+        assert_eq!(p["$lib"], "posthog-python", "from PostHog-Sdk-Info: {p}");
+        assert!(p.get("$ip").is_none(), "$ip is dropped: {p}");
+    }
+}

@@ -413,6 +413,12 @@ impl Metrics {
         self.erasure.ran(removed);
     }
 
+    /// Events refused one by one within a request that was answered (capture V1).
+    pub fn events_refused(&self, reason: Reject, events: usize) {
+        let i = Reject::ALL.iter().position(|r| *r == reason).unwrap_or(0);
+        self.events_rejected[i].fetch_add(events as u64, Relaxed);
+    }
+
     pub fn commit(&self, requests: usize, events: usize) {
         self.commit_requests.observe(requests as f64);
         self.commit_events.observe(events as f64);

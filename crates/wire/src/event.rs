@@ -274,6 +274,80 @@ pub(crate) fn parse(
     Ok(Decoded { token, events })
 }
 
+/// One event of a capture V1 batch: the uuid its verdict is keyed by, and the event, or
+/// why it is refused.
+#[derive(Debug, PartialEq)]
+pub struct Keyed {
+    pub uuid: Uuid,
+    pub event: Result<Event, WireError>,
+}
+
+/// A capture V1 body, `{"batch": [events], "created_at": ...}`: each event is decoded on
+/// its own, so that a bad one is refused alone and the sender resends nothing of it. The
+/// token comes from the `Authorization` header, not the body. The request as a whole is
+/// refused only when an answer per event cannot be given: a body that is not such an
+/// envelope, an event that is not an object, or one without a uuid, or a uuid twice.
+pub(crate) fn parse_v1(
+    json: &str,
+    sent_at_ms: Option<i64>,
+    limits: &Limits,
+    now_ms: i64,
+) -> Result<Vec<Keyed>, WireError> {
+    let shape = || WireError::invalid("a capture V1 body is an object: {\"batch\": [events]}");
+    if !json.trim_start().starts_with('{') {
+        return Err(shape());
+    }
+    let top: RawEvent = serde_json::from_str(json)
+        .map_err(|e| WireError::invalid(format!("body is not valid JSON: {e}")))?;
+    if let Some(field) = top.repeated {
+        return Err(WireError::invalid(format!("`{field}` is given twice")));
+    }
+    let raws = match top.batch {
+        Batch::Events(raws) if raws.is_empty() => {
+            return Err(WireError::invalid("the batch holds no events"));
+        }
+        Batch::Events(raws) => raws,
+        Batch::TooMany(n) => return Err(too_many(n)),
+        Batch::Absent | Batch::Other => return Err(shape()),
+    };
+    let mut seen = std::collections::HashSet::with_capacity(raws.len());
+    let mut keyed = Vec::with_capacity(raws.len());
+    for (i, raw) in raws.into_iter().enumerate() {
+        let text = raw.get();
+        if !text.starts_with('{') {
+            return Err(WireError::invalid(format!(
+                "event {i} is not a JSON object"
+            )));
+        }
+        let ev: RawEvent = serde_json::from_str(text).map_err(|e| {
+            WireError::invalid(format!("event {i} is not valid JSON: {}", json_message(&e)))
+        })?;
+        let uuid = opt_string(ev.uuid, "uuid", Some(i))?
+            .and_then(|s| Uuid::parse_str(s.trim()).ok())
+            .ok_or_else(|| {
+                WireError::invalid(format!(
+                    "event {i} has no `uuid`: capture V1 answers each event by its uuid"
+                ))
+            })?;
+        if !seen.insert(uuid) {
+            return Err(WireError::invalid(format!(
+                "event {i}: uuid {uuid} is given to more than one event of the batch"
+            )));
+        }
+        let event = match (fits(i, text.len(), limits), ev.repeated) {
+            (Err(e), _) => Err(e),
+            (Ok(()), Some(field)) => Err(WireError::invalid(format!(
+                "event {i}: `{field}` is given twice"
+            ))),
+            // Tokens inside an event are stepped over: the header names the project.
+            (Ok(()), None) => event(i, ev, &mut TokenSlot::default(), sent_at_ms, now_ms)
+                .map(|e| Event { uuid, ..e }),
+        };
+        keyed.push(Keyed { uuid, event });
+    }
+    Ok(keyed)
+}
+
 fn each_event(
     raws: Vec<&RawValue>,
     limits: &Limits,
@@ -538,6 +612,56 @@ mod tests {
 
     fn p(json: &str) -> Result<Decoded, WireError> {
         parse(json, None, &Limits::default(), NOW)
+    }
+
+    #[test]
+    fn v1_refuses_each_bad_event_alone() {
+        let (a, b, c) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let body = format!(
+            r#"{{"created_at":"2023-11-14T22:13:20Z","batch":[
+                {{"uuid":"{a}","event":"ok","distinct_id":"d","timestamp":"2023-11-14T22:13:19Z","options":{{}},"properties":{{"k":1}}}},
+                {{"uuid":"{b}","event":"","distinct_id":"d"}},
+                {{"uuid":" {c} ","event":"x","distinct_id":"d","properties":[]}}]}}"#
+        );
+        let keyed = parse_v1(&body, None, &Limits::default(), NOW).unwrap();
+        assert_eq!(keyed.iter().map(|k| k.uuid).collect::<Vec<_>>(), [a, b, c]);
+        let ok = keyed[0].event.as_ref().unwrap();
+        assert_eq!((ok.uuid, ok.event.as_str()), (a, "ok"));
+        assert_eq!(ok.timestamp_ms, NOW - 1000);
+        let e = keyed[1].event.as_ref().unwrap_err();
+        assert!(e.to_string().contains("missing event name"), "{e}");
+        let e = keyed[2].event.as_ref().unwrap_err();
+        assert!(e.to_string().contains("must be an object"), "{e}");
+    }
+
+    #[test]
+    fn v1_refuses_what_it_cannot_answer_per_event() {
+        let u = Uuid::new_v4();
+        let ev = |uuid: &str| format!(r#"{{"uuid":{uuid},"event":"e","distinct_id":"d"}}"#);
+        for (body, says) in [
+            ("[]".to_string(), "a capture V1 body is an object"),
+            (
+                r#"{"batch":{}}"#.to_string(),
+                "a capture V1 body is an object",
+            ),
+            (r#"{"batch":[]}"#.to_string(), "holds no events"),
+            (
+                r#"{"batch":[1]}"#.to_string(),
+                "event 0 is not a JSON object",
+            ),
+            (format!(r#"{{"batch":[{}]}}"#, ev("null")), "has no `uuid`"),
+            (
+                format!(r#"{{"batch":[{}]}}"#, ev(r#""nope""#)),
+                "has no `uuid`",
+            ),
+            (
+                format!(r#"{{"batch":[{0},{0}]}}"#, ev(&format!(r#""{u}""#))),
+                "more than one event",
+            ),
+        ] {
+            let e = parse_v1(&body, None, &Limits::default(), NOW).unwrap_err();
+            assert!(e.to_string().contains(says), "{body}: {e}");
+        }
     }
 
     #[test]

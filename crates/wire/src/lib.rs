@@ -2,7 +2,7 @@
 //!
 //! A capture request arrives in many shapes: a single event, an array, or a
 //! `{"api_key", "batch": [...]}` envelope; as a JSON body, a `data=` form field or a
-//! `?data=` query parameter; plain, base64, gzip or lz64 (LZString base64). [`decode`]
+//! `?data=` query parameter; plain, base64, gzip, deflate, brotli, zstd or lz64 (LZString base64). [`decode`]
 //! turns any of them into one token and a list of [`Event`]s, bounded in size while it
 //! decompresses, and says exactly what was wrong when it cannot.
 //!
@@ -23,7 +23,7 @@ pub(crate) mod props;
 mod time;
 
 pub use error::WireError;
-pub use event::{Decoded, Event};
+pub use event::{Decoded, Event, Keyed};
 pub use lz64::decompress_base64 as decompress_lz64;
 pub use payload::Request;
 pub use props::{PropValue, Properties};
@@ -83,6 +83,25 @@ impl Default for Limits {
 pub fn decode_at(req: &Request<'_>, limits: &Limits, now_ms: i64) -> Result<Decoded, WireError> {
     let payload = payload::extract(req, limits)?;
     event::parse(&payload.json, payload.sent_at_ms, limits, now_ms)
+}
+
+/// Decodes one capture V1 request (`POST /i/v1/analytics/events`) into its events,
+/// each decoded on its own and keyed by its uuid; the token travels in the
+/// `Authorization` header. `sent_at_ms` is when the sender says it sent the request
+/// (its `PostHog-Request-Timestamp`), for clock-skew correction.
+pub fn decode_v1_at(
+    req: &Request<'_>,
+    limits: &Limits,
+    sent_at_ms: Option<i64>,
+    now_ms: i64,
+) -> Result<Vec<Keyed>, WireError> {
+    let payload = payload::extract(req, limits)?;
+    event::parse_v1(
+        &payload.json,
+        sent_at_ms.or(payload.sent_at_ms),
+        limits,
+        now_ms,
+    )
 }
 
 /// [`decode_at`] with the current time.

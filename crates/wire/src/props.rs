@@ -250,6 +250,18 @@ impl Properties {
         self.edited = true;
     }
 
+    /// Adds a key with a string value when the object has no such key.
+    pub fn insert_str_if_absent(&mut self, key: &str, value: &str) {
+        if self.contains_key(key) {
+            return;
+        }
+        let key = self.push(key, true);
+        let json = serde_json::to_string(value).expect("a string serializes");
+        let value = self.push(&json, true);
+        self.entries.push(Entry { key, value });
+        self.edited = true;
+    }
+
     /// The object's JSON text, compact: the sender's values when nothing changed.
     pub fn into_json(self) -> String {
         if !self.edited {
@@ -522,6 +534,12 @@ mod tests {
         assert_eq!(p.get("u").unwrap().as_str().unwrap(), "masked \"q\"");
         p.set_str("absent", "z");
         assert!(!p.contains_key("absent"));
+        p.insert_str_if_absent("u", "kept");
+        p.insert_str_if_absent("$lib", "sdk \"x\"");
+        assert_eq!(
+            p.into_json(),
+            r#"{"a":[1,{"b":2}],"u":"masked \"q\"","$lib":"sdk \"x\""}"#
+        );
     }
 
     #[test]

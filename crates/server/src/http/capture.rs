@@ -3,23 +3,24 @@
 use super::AppState;
 use super::error::ApiError;
 use crate::admission::Ticket;
-use crate::keycache::Resolved;
+use crate::keycache::{ProjectEntry, Resolved};
 use crate::store::{Inserted, NewEvent, StoreError};
 use crate::{privacy, rollup};
-use anonstats_wire::{Decoded, Limits, Request, decode_at};
+use anonstats_wire::{Decoded, Event, Limits, Request, decode_at};
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Bodies above this are decoded on the blocking pool so a large gzip batch cannot stall
 /// the small requests sharing its worker thread. A batch of 100 agent events (about
 /// 80 KB) decodes in about half a millisecond: handing it to another thread costs more
 /// than that stall (7% fewer events/s in `bench/ingest` at 64 KB).
-const INLINE_DECODE_MAX: usize = 128 * 1024;
+pub(super) const INLINE_DECODE_MAX: usize = 128 * 1024;
 
 pub async fn capture(
     State(st): State<AppState>,
@@ -53,44 +54,77 @@ async fn handle(
     } else {
         st.limits.request_body
     };
-    let mut ticket = st.admission.ticket();
-    let bytes = tokio::time::timeout(st.limits.body_timeout, read_body(body, limit, &mut ticket))
-        .await
-        .map_err(|_| (ApiError::BodyTimeout(st.limits.body_timeout), 0))?
-        .map_err(|e| (e, 0))?;
-
+    let (bytes, ticket) = receive(st, body, limit).await.map_err(|e| (e, 0))?;
     let limits = Limits {
         max_payload: limit,
         max_event: st.limits.max_event,
     };
     let now = chrono::Utc::now().timestamp_millis();
-    let decoded = if decodes_inline(&bytes, &uri, &headers) {
-        decode(&bytes, &uri, &headers, &limits, now)
-    } else {
-        tokio::task::spawn_blocking(move || decode(&bytes, &uri, &headers, &limits, now))
-            .await
-            .map_err(|e| (ApiError::BodyRead(e.to_string()), 0))?
-    }
-    .map_err(|e| (ApiError::Wire(e), 0))?;
-
+    let inline = decodes_inline(&bytes, &uri, &headers);
+    let decoded = off_worker(inline, move || decode(&bytes, &uri, &headers, &limits, now))
+        .await
+        .map_err(|e| (e, 0))?;
     let n = decoded.events.len();
-    let project = match st.keys.resolve(&decoded.token).await {
-        Resolved::Project(p) => p,
-        Resolved::Revoked => return Err((ApiError::RevokedToken, n)),
-        Resolved::Unknown => return Err((ApiError::UnknownToken, n)),
-    };
+    let project = resolve(st, &decoded.token).await.map_err(|e| (e, n))?;
+    commit(st, &project, decoded.events, ticket, now).await
+}
+
+/// Reads a capture body within the body timeout, its bytes counted in `ticket`.
+pub(super) async fn receive(
+    st: &AppState,
+    body: Body,
+    limit: usize,
+) -> Result<(Bytes, Ticket), ApiError> {
+    let mut ticket = st.admission.ticket();
+    let bytes = tokio::time::timeout(st.limits.body_timeout, read_body(body, limit, &mut ticket))
+        .await
+        .map_err(|_| ApiError::BodyTimeout(st.limits.body_timeout))??;
+    Ok((bytes, ticket))
+}
+
+/// Runs a decode on the worker when `inline`, else on the blocking pool.
+pub(super) async fn off_worker<T: Send + 'static>(
+    inline: bool,
+    decode: impl FnOnce() -> Result<T, anonstats_wire::WireError> + Send + 'static,
+) -> Result<T, ApiError> {
+    if inline {
+        decode().map_err(ApiError::Wire)
+    } else {
+        tokio::task::spawn_blocking(decode)
+            .await
+            .map_err(|e| ApiError::BodyRead(e.to_string()))?
+            .map_err(ApiError::Wire)
+    }
+}
+
+/// The project a write token names.
+pub(super) async fn resolve(st: &AppState, token: &str) -> Result<Arc<ProjectEntry>, ApiError> {
+    match st.keys.resolve(token).await {
+        Resolved::Project(p) => Ok(p),
+        Resolved::Revoked => Err(ApiError::RevokedToken),
+        Resolved::Unknown => Err(ApiError::UnknownToken),
+    }
+}
+
+/// The one way decoded events reach the store, whatever endpoint brought them: rate
+/// limits, the privacy filter, the bound on bytes in flight, and a commit that is
+/// durable before it resolves.
+pub(super) async fn commit(
+    st: &AppState,
+    project: &ProjectEntry,
+    events: Vec<Event>,
+    mut ticket: Ticket,
+    now: i64,
+) -> Result<Inserted, (ApiError, usize)> {
+    let n = events.len();
     // Before any work on the events: a sender past its limit costs the decode only.
     // Whatever fails after this gives the charge back.
     let charge = st
         .rate
-        .admit(
-            project.id,
-            decoded.events.iter().map(|e| e.distinct_id.as_str()),
-        )
+        .admit(project.id, events.iter().map(|e| e.distinct_id.as_str()))
         .map_err(|l| (ApiError::RateLimited(l), n))?;
     let mut edits = privacy::Edits::default();
-    let events = decoded
-        .events
+    let events: Vec<NewEvent> = events
         .into_iter()
         .map(|mut e| {
             privacy::apply(&mut e.properties, &project.policy, &mut edits);
@@ -107,7 +141,6 @@ async fn handle(
             }
         })
         .collect();
-    let events: Vec<NewEvent> = events;
     let held: usize = events.iter().map(NewEvent::size).sum();
     if ticket.grow(n, held).is_err() {
         st.rate.refund(charge);

@@ -4,6 +4,7 @@
 pub mod api;
 mod auth;
 mod capture;
+mod capture_v1;
 mod dashboard;
 pub mod error;
 mod ops;
@@ -25,6 +26,8 @@ use tower_http::cors::CorsLayer;
 
 /// The capture paths PostHog clients use; each is served with and without a trailing slash.
 pub const CAPTURE_PATHS: &[&str] = &["/e", "/i/v0/e", "/capture", "/track", "/engage", "/batch"];
+
+pub use capture_v1::CAPTURE_V1_PATH;
 
 /// Size limits, in bytes.
 #[derive(Debug, Clone, Copy)]
@@ -155,6 +158,10 @@ pub fn table() -> Vec<Route> {
             t.push(route(M::GET, &p, Capture, capture::capture));
             t.push(route(M::POST, &p, Capture, capture::capture));
         }
+    }
+    // PostHog's capture V1: Bearer token, an answer per event.
+    for p in [CAPTURE_V1_PATH.to_string(), format!("{CAPTURE_V1_PATH}/")] {
+        t.push(route(M::POST, &p, Capture, capture_v1::capture_v1));
     }
     // posthog-js reads its remote config (compression, features) from here.
     for p in [
