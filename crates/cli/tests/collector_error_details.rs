@@ -56,6 +56,25 @@ fn api_refusals_name_what_fixes_them() {
 }
 
 #[test]
+fn unknown_routes_and_methods_say_where_the_routes_are_described() {
+    let c = Collector::start();
+    let a = get(&c, "/api/v1/insight/trend", &c.admin_token);
+    assert_eq!(a.status, 404);
+    assert_eq!(a.json()["type"], "validation_error", "{a:?}");
+    assert_eq!(
+        a.detail(),
+        "no route GET /api/v1/insight/trend; every route is described at /api/v1/openapi.json"
+    );
+    let a = request("DELETE", &c.url("/healthz"), &[], None);
+    assert_eq!(a.status, 405);
+    assert_eq!(
+        a.detail(),
+        "/healthz does not take DELETE; every route and its methods are described at \
+         /api/v1/openapi.json"
+    );
+}
+
+#[test]
 fn capture_refusals_name_what_fixes_them() {
     let c = Collector::start();
     let a = capture(&c, "aw_not_a_token");

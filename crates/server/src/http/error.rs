@@ -28,6 +28,8 @@ pub enum ApiError {
     Forbidden(String),
     BadRequest(String),
     NotFound(String),
+    /// The path exists, but not for this method (405).
+    MethodNotAllowed(String),
     /// The body is not of the one Content-Type the route accepts.
     UnsupportedMediaType(String),
 }
@@ -39,6 +41,7 @@ impl ApiError {
             | ApiError::BodyRead(_)
             | ApiError::BodyTimeout(_)
             | ApiError::BadRequest(_)
+            | ApiError::MethodNotAllowed(_)
             | ApiError::UnsupportedMediaType(_)
             | ApiError::Store(StoreError::Invalid(_)) => Reject::Invalid,
             ApiError::Wire(WireError::TooLarge(_)) | ApiError::BodyTooLarge { .. } => {
@@ -65,6 +68,7 @@ impl ApiError {
             ApiError::Forbidden(_) => "forbidden",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::NotFound(_) | ApiError::Store(StoreError::NotFound(_)) => "not_found",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
             _ => self.reject_reason().as_str(),
         }
     }
@@ -83,6 +87,7 @@ impl ApiError {
                 StatusCode::UNAUTHORIZED
             }
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotFound(_) | ApiError::Store(StoreError::NotFound(_)) => {
                 StatusCode::NOT_FOUND
             }
@@ -128,6 +133,7 @@ impl ApiError {
             | ApiError::Forbidden(m)
             | ApiError::BadRequest(m)
             | ApiError::NotFound(m)
+            | ApiError::MethodNotAllowed(m)
             | ApiError::UnsupportedMediaType(m) => m.clone(),
         }
     }
@@ -191,7 +197,7 @@ impl IntoResponse for ApiError {
         let kind = match status.as_u16() {
             401 => "authentication_error",
             403 => "permission_error",
-            400 | 408 | 413 | 415 => "validation_error",
+            400 | 404 | 405 | 408 | 413 | 415 => "validation_error",
             429 => "throttled_error",
             _ => "server_error",
         };

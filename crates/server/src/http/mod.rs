@@ -12,6 +12,7 @@ mod params;
 pub mod request_id;
 mod static_files;
 
+use crate::http::error::ApiError;
 use crate::insights::floor::KFloor;
 use crate::keycache::KeyCache;
 use crate::metrics::{Metrics, RouteClass};
@@ -272,9 +273,30 @@ pub fn router(state: AppState, side: Option<Listener>) -> Router {
             }
         }
     }
+    let described = format!("{base_path}/api/v1/openapi.json");
+    let wrong_method = {
+        let described = described.clone();
+        move |method: Method, uri: axum::http::Uri| async move {
+            ApiError::MethodNotAllowed(format!(
+                "{} does not take {method}; every route and its methods are described at \
+                 {described}",
+                uri.path()
+            ))
+        }
+    };
+    // Inside the CORS layer, which answers a preflight (OPTIONS) before any route.
+    let any_origin = any_origin
+        .method_not_allowed_fallback(wrong_method.clone())
+        .layer(CorsLayer::very_permissive());
     Router::new()
-        .merge(any_origin.layer(CorsLayer::very_permissive()))
-        .merge(own_origin)
+        .merge(any_origin)
+        .merge(own_origin.method_not_allowed_fallback(wrong_method))
+        .fallback(move |method: Method, uri: axum::http::Uri| async move {
+            ApiError::NotFound(format!(
+                "no route {method} {}; every route is described at {described}",
+                uri.path()
+            ))
+        })
         .layer(axum::middleware::from_fn(request_id::layer))
         .with_state(state)
 }
