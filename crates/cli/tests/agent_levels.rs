@@ -80,10 +80,28 @@ fn the_cli_sends_at_each_level_what_the_level_allows() {
     for level in levels {
         let product = format!("levels-{level}");
         let mode = ["--mode", level];
-        for action in [&["START"][..], &["CONFIGURED"], FATAL, &["START"], &["EXIT"]] {
-            let out = send(&c.url, &c.write_token, dir.path(), &product, action, &mode, &[]);
+        for action in [
+            &["START"][..],
+            &["CONFIGURED"],
+            FATAL,
+            &["START"],
+            &["EXIT"],
+        ] {
+            let out = send(
+                &c.url,
+                &c.write_token,
+                dir.path(),
+                &product,
+                action,
+                &mode,
+                &[],
+            );
             // Withheld is not a failure, and says nothing, as an opt-out does.
-            assert!(out.status.success(), "{level} {action:?}: {}", text(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{level} {action:?}: {}",
+                text(&out.stderr)
+            );
             assert_eq!(text(&out.stderr), "", "{level} {action:?}");
         }
     }
@@ -91,7 +109,15 @@ fn the_cli_sends_at_each_level_what_the_level_allows() {
     let unfinished = ["--mode", "crashes"];
     for _ in 0..2 {
         let p = "levels-crashes-unfinished";
-        let out = send(&c.url, &c.write_token, dir.path(), p, &["START"], &unfinished, &[]);
+        let out = send(
+            &c.url,
+            &c.write_token,
+            dir.path(),
+            p,
+            &["START"],
+            &unfinished,
+            &[],
+        );
         assert!(out.status.success(), "{}", text(&out.stderr));
     }
     // Every send waited for its delivery: what is not stored now was never sent.
@@ -100,7 +126,10 @@ fn the_cli_sends_at_each_level_what_the_level_allows() {
         names_of(&events, "levels-all"),
         ["CONFIGURED", "EXIT", "FATAL", "START", "START"]
     );
-    assert_eq!(names_of(&events, "levels-on"), names_of(&events, "levels-all"));
+    assert_eq!(
+        names_of(&events, "levels-on"),
+        names_of(&events, "levels-all")
+    );
     assert_eq!(names_of(&events, "levels-crashes"), ["FATAL"]);
     assert_eq!(
         names_of(&events, "levels-crashes-unfinished"),
@@ -121,14 +150,43 @@ fn under_crashes_what_was_spooled_under_all_does_not_leave() {
     let (url, token) = (c.url.clone(), c.write_token.clone());
     c.kill();
     let p = "levels-spooled";
-    let out = send(&url, &token, dir.path(), p, &["CONFIGURED"], &["--mode", "all"], &[]);
-    assert_eq!(out.status.code(), Some(1), "not delivered: {}", text(&out.stderr));
+    let out = send(
+        &url,
+        &token,
+        dir.path(),
+        p,
+        &["CONFIGURED"],
+        &["--mode", "all"],
+        &[],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "not delivered: {}",
+        text(&out.stderr)
+    );
     c.restart_on_same_port();
-    let out = send(&url, &token, dir.path(), p, FATAL, &["--mode", "crashes"], &[]);
+    let out = send(
+        &url,
+        &token,
+        dir.path(),
+        p,
+        FATAL,
+        &["--mode", "crashes"],
+        &[],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(names_of(&c.export(), p), ["FATAL"]);
     // Nor does it wait for a later level to send it.
-    let out = send(&url, &token, dir.path(), p, &["EXIT"], &["--mode", "all"], &[]);
+    let out = send(
+        &url,
+        &token,
+        dir.path(),
+        p,
+        &["EXIT"],
+        &["--mode", "all"],
+        &[],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(names_of(&c.export(), p), ["EXIT", "FATAL"]);
 }
@@ -143,7 +201,15 @@ fn the_config_files_crashes_and_the_opt_outs_over_it() {
     let p = "levels-file";
     // The user's file wins over the host's all.
     for action in [&["START"][..], FATAL] {
-        let out = send(&c.url, &c.write_token, dir.path(), p, action, &["--mode", "all"], &[]);
+        let out = send(
+            &c.url,
+            &c.write_token,
+            dir.path(),
+            p,
+            action,
+            &["--mode", "all"],
+            &[],
+        );
         assert!(out.status.success(), "{}", text(&out.stderr));
     }
     assert_eq!(names_of(&c.export(), p), ["FATAL"]);
@@ -268,7 +334,11 @@ fn the_library_sends_at_each_level_what_the_level_allows() {
                 assert_eq!((&start, &custom), (&Outcome::Off, &Outcome::Off));
                 assert!(matches!(fatal, Outcome::Delivered(_)), "{fatal:?}");
                 assert!(client.preview("START", None, None).is_none());
-                assert!(client.preview("FATAL", FATAL.get(1).copied(), None).is_some());
+                assert!(
+                    client
+                        .preview("FATAL", FATAL.get(1).copied(), None)
+                        .is_some()
+                );
             }
             Mode::Local => assert!(matches!(start, Outcome::Logged(_)), "{start:?}"),
             Mode::Off => assert_eq!(start, Outcome::Off),
@@ -278,7 +348,10 @@ fn the_library_sends_at_each_level_what_the_level_allows() {
     let again = library(&c, dir.path(), "lib-crashes", Mode::Crashes, &[]);
     let reported = again.send_action("START", None, None);
     let events = c.export();
-    assert_eq!(names_of(&events, "lib-on"), ["CONFIGURED", "FATAL", "START"]);
+    assert_eq!(
+        names_of(&events, "lib-on"),
+        ["CONFIGURED", "FATAL", "START"]
+    );
     // The FATAL closed the run: no INCOMPLETE_SHUTDOWN, and the START is not sent.
     assert_eq!(reported, Outcome::Off);
     assert_eq!(names_of(&events, "lib-crashes"), ["FATAL"]);
@@ -292,22 +365,47 @@ fn the_library_sends_at_each_level_what_the_level_allows() {
     assert!(names_of(&events, "lib-off").is_empty());
 }
 
+type Case = (&'static str, &'static [(&'static str, &'static str)], bool);
+
 #[test]
 fn events_of_a_ci_run_carry_is_ci() {
     let c = Collector::start();
     let dir = tempfile::tempdir().unwrap();
-    let cases: [(&str, &[(&str, &str)], bool); 5] = [
+    // Product, its environment, and whether it is a CI run.
+    let cases: [Case; 5] = [
         ("ci-none", &[], false),
         ("ci-github", &[("GITHUB_ACTIONS", "true")], true),
         ("ci-generic", &[("CI", "1")], true),
-        ("ci-overridden", &[("CI", "1"), ("ANONSTATS_IS_CI", "0")], false),
-        ("ci-said-false", &[("CI", "false"), ("GITLAB_CI", "true")], false),
+        (
+            "ci-overridden",
+            &[("CI", "1"), ("ANONSTATS_IS_CI", "0")],
+            false,
+        ),
+        (
+            "ci-said-false",
+            &[("CI", "false"), ("GITLAB_CI", "true")],
+            false,
+        ),
     ];
     for (product, env, _) in cases {
-        let out = send(&c.url, &c.write_token, dir.path(), product, &["START"], &[], env);
+        let out = send(
+            &c.url,
+            &c.write_token,
+            dir.path(),
+            product,
+            &["START"],
+            &[],
+            env,
+        );
         assert!(out.status.success(), "{product}: {}", text(&out.stderr));
     }
-    let client = library(&c, dir.path(), "ci-library", Mode::On, &[("BUILDKITE", "true")]);
+    let client = library(
+        &c,
+        dir.path(),
+        "ci-library",
+        Mode::On,
+        &[("BUILDKITE", "true")],
+    );
     assert!(matches!(
         client.capture_and_wait("CONFIGURED", Map::new()),
         Outcome::Delivered(_)

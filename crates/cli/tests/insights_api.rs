@@ -534,7 +534,10 @@ fn ci_runs_are_left_out_unless_asked_for() {
     let t = trend("&ci=exclude");
     assert_eq!(series(&t, "count"), [9, 9, 10, 9, 9, 9, 9, 9, 9, 9]);
     let t = trend("&ci=include");
-    assert_eq!(series(&t, "count"), [14, 14, 15, 14, 14, 14, 14, 14, 14, 14]);
+    assert_eq!(
+        series(&t, "count"),
+        [14, 14, 15, 14, 14, 14, 14, 14, 14, 14]
+    );
     assert_eq!(t["source"], "events");
     // A filter on is_ci asks for CI runs by name.
     let t = trend("&filter=is_ci=true");
@@ -562,5 +565,9 @@ fn ci_runs_are_left_out_unless_asked_for() {
         None,
     );
     assert_eq!(bad.status, 400);
-    assert!(bad.detail().contains("not one of include, exclude"), "{}", bad.detail());
+    assert!(
+        bad.detail().contains("not one of include, exclude"),
+        "{}",
+        bad.detail()
+    );
 }

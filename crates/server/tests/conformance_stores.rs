@@ -8,9 +8,7 @@ mod conformance;
 use anonstats_server::metrics::Metrics;
 use anonstats_server::store::clickhouse::{ClickHouseStore, Config};
 use anonstats_server::store::sqlite::SqliteStore;
-use conformance::{
-    Backend, Transcript, check_known, ci_runs, conformance, edge_times, time_edges,
-};
+use conformance::{Backend, Transcript, check_known, ci_runs, conformance, edge_times, time_edges};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
@@ -280,14 +278,24 @@ fn check_ci_runs(t: &Transcript) {
     assert_eq!(t.get("default two trend Day"), day(0));
     let active = t.get("default active Day");
     assert!(active.contains("6,") && !active.contains("9,"), "{active}");
-    assert!(t.get("include active Day").contains("9,"), "{}", t.get("include active Day"));
+    assert!(
+        t.get("include active Day").contains("9,"),
+        "{}",
+        t.get("include active Day")
+    );
     let breakdown = t.get("default breakdown");
     assert!(!breakdown.contains("2.0-ci"), "{breakdown}");
     assert!(t.get("include breakdown").contains("2.0-ci"));
     let sites = t.get("default crash sites");
-    assert!(sites.contains("1,\n        1,"), "one FATAL on one machine: {sites}");
+    assert!(
+        sites.contains("1,\n        1,"),
+        "one FATAL on one machine: {sites}"
+    );
     let sites = t.get("include crash sites");
-    assert!(sites.contains("4,\n        4,"), "four FATALs on four machines: {sites}");
+    assert!(
+        sites.contains("4,\n        4,"),
+        "four FATALs on four machines: {sites}"
+    );
     assert!(!t.get("property names, CI or not").contains("is_ci"));
 }
 

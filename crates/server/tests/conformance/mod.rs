@@ -822,7 +822,12 @@ pub fn ci_runs(b: &Backend) -> Transcript {
     // Six machines in real use over two days, three CI runners on the first.
     for m in 0..6 {
         for day in 0..2 {
-            add("START", format!("user-{m}"), day, json!({"product_version": "2.0"}));
+            add(
+                "START",
+                format!("user-{m}"),
+                day,
+                json!({"product_version": "2.0"}),
+            );
         }
     }
     for m in 0..3 {
@@ -861,16 +866,28 @@ pub fn ci_runs(b: &Backend) -> Transcript {
     ] {
         for iv in [Interval::Hour, Interval::Day] {
             let trend = ins.trend(&s, iv).expect("trend").0;
-            t.add(format!("{tag} trend {iv:?}"), trend.iter().map(|r| r.1).sum::<u64>());
+            t.add(
+                format!("{tag} trend {iv:?}"),
+                trend.iter().map(|r| r.1).sum::<u64>(),
+            );
             let active = ins.active(&s, iv).expect("active").0;
             t.add(format!("{tag} active {iv:?}"), active);
         }
-        let mut groups = ins.breakdown(&s, "product_version", None).expect("breakdown").0;
+        let mut groups = ins
+            .breakdown(&s, "product_version", None)
+            .expect("breakdown")
+            .0;
         groups.sort_by(|a, b| a.value.cmp(&b.value));
-        let groups: Vec<_> = groups.iter().map(|g| (g.value.clone(), g.count, g.machines)).collect();
+        let groups: Vec<_> = groups
+            .iter()
+            .map(|g| (g.value.clone(), g.count, g.machines))
+            .collect();
         t.add(format!("{tag} breakdown"), groups);
         let sites = ins.crash_sites(&s).expect("crash sites");
-        let sites: Vec<_> = sites.iter().map(|c| (c.function.clone(), c.count, c.machines)).collect();
+        let sites: Vec<_> = sites
+            .iter()
+            .map(|c| (c.function.clone(), c.count, c.machines))
+            .collect();
         t.add(format!("{tag} crash sites"), sites);
     }
     let names: Vec<String> = ins

@@ -75,7 +75,10 @@ fn scope_where(layout: &Layout, scope: &Scope) -> String {
         w.push(dim_is(layout, p, v));
     }
     if !scope.include_ci {
-        w.push(format!("NOT ({})", dim_is(layout, crate::rollup::IS_CI, "true")));
+        w.push(format!(
+            "NOT ({})",
+            dim_is(layout, crate::rollup::IS_CI, "true")
+        ));
     }
     w.join(" AND ")
 }
