@@ -84,7 +84,7 @@ pub enum Mode {
     /// Every event is sent to the endpoint (`on`, or `all`).
     On,
     /// Only crash reports ([`crate::event::is_crash_report`]: FATAL and
-    /// INCOMPLETE_SHUTDOWN) are sent; every other event is neither built nor sent. The run
+    /// INCOMPLETE_SHUTDOWN) are sent; no other event is sent. The run
     /// status is still kept, so that a run that ended without EXIT is still reported.
     Crashes,
     /// Events are appended to a local log in the state directory; nothing is sent.
