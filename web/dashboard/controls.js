@@ -96,6 +96,10 @@ export function renderControls(root, { projects, pages, role, onLogout }) {
       h('button.chip-x', { type: 'button', title: `Remove ${k}=${v}`, 'aria-label': `Remove filter ${k}=${v}`, onclick: () => removeFilter(i) }, '×')))
     : h('span.muted', 'No filters: every machine'))
 
+  const ci = h('label.ci-toggle', { title: 'Events of CI runs (is_ci=true) are left out unless this is checked' },
+    h('input#ci-include', { type: 'checkbox', checked: s.ci, onchange: (e) => go({ ci: e.target.checked }) }),
+    h('span', 'Include CI runs'))
+
   clear(root,
     h('div.topbar',
       h('a.brand', { href: '#/overview' }, h('img', { src: 'dashboard/favicon.svg', alt: '', width: 22, height: 22 }), 'anonstats'),
@@ -106,5 +110,5 @@ export function renderControls(root, { projects, pages, role, onLogout }) {
       h('button.btn.ghost#logout', { type: 'button', onclick: onLogout }, 'Log out')),
     h('div.toolbar',
       presets, custom,
-      h('div.filters', chips, filterForm)))
+      h('div.filters', chips, filterForm), ci))
 }

@@ -1,6 +1,7 @@
 // The view's state lives in the URL hash, so that a view can be shared:
-//   #/PAGE?range=30&project=default&filter=prop%3Dvalue&filter=...&from=DATE&to=DATE
-// `range` is a preset (7, 30, 90 days) or `custom` with inclusive `from` / `to` dates.
+//   #/PAGE?range=30&project=default&filter=prop%3Dvalue&filter=...&from=DATE&to=DATE&ci=include
+// `range` is a preset (7, 30, 90 days) or `custom` with inclusive `from` / `to` dates;
+// `ci=include` counts the events of CI runs, which insights leave out by default.
 
 export const PAGES = ['overview', 'crashes', 'cloud', 'live', 'data']
 export const PRESETS = [7, 30, 90]
@@ -18,7 +19,7 @@ export function current() {
     .filter(Boolean)
   const extra = {}
   for (const [k, v] of q) {
-    if (!['range', 'from', 'to', 'project', 'filter'].includes(k)) extra[k] = v
+    if (!['range', 'from', 'to', 'project', 'filter', 'ci'].includes(k)) extra[k] = v
   }
   return {
     page,
@@ -27,6 +28,7 @@ export function current() {
     to: q.get('to') || '',
     project: q.get('project') || 'default',
     filters,
+    ci: q.get('ci') === 'include',
     extra,
   }
 }
@@ -41,6 +43,7 @@ export function toHash(s) {
   }
   if (s.project && s.project !== 'default') q.set('project', s.project)
   for (const [k, v] of s.filters) q.append('filter', `${k}=${v}`)
+  if (s.ci) q.set('ci', 'include')
   for (const [k, v] of Object.entries(s.extra || {})) if (v !== undefined && v !== null) q.set(k, v)
   return `#/${s.page}?${q}`
 }
@@ -98,6 +101,7 @@ export function apiParams(extra = {}, s = current()) {
   if (w.to) q.set('to', w.to)
   if (extra.interval !== false) q.set('interval', extra.interval || w.interval)
   for (const [k, v] of s.filters) q.append('filter', `${k}=${v}`)
+  if (s.ci) q.set('ci', 'include')
   for (const [k, v] of Object.entries(extra)) {
     if (k === 'interval') continue
     for (const one of [].concat(v)) q.append(k, one)

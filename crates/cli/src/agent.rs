@@ -23,7 +23,9 @@ pub struct DirArgs {
     /// for every product on the machine, whatever --config-dir says.
     #[arg(long, env = "ANONSTATS_SYSTEM_DIR", default_value = consent::SYSTEM_DIR)]
     pub system_dir: PathBuf,
-    /// The host's own setting (on, local, off); applies only when no opt-out is set.
+    /// The host's own setting: all (or on: every event is sent), crashes (only crash
+    /// reports, FATAL and INCOMPLETE_SHUTDOWN, are sent), local or off; applies only when
+    /// no opt-out is set.
     #[arg(long, env = "ANONSTATS_MODE", value_name = "MODE")]
     pub mode: Option<Mode>,
 }
@@ -208,6 +210,17 @@ pub fn send(SendCmd { args, wait }: SendCmd) -> anyhow::Result<ExitCode> {
 /// `anonstats show ...`: the exact JSON `send` would send.
 pub fn show(args: SendArgs) -> anyhow::Result<ExitCode> {
     let client = client(&args, true)?;
+    if client.consent().mode == Mode::Crashes
+        && !anonstats_client::event::is_crash_report(&args.action)
+    {
+        eprintln!(
+            "statistics are {}: only crash reports ({}) are sent; {} would not be sent",
+            client.consent(),
+            anonstats_client::event::CRASH_REPORTS.join(", "),
+            args.action
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let Some(body) = client.preview(
         &args.action,
         args.action_result.as_deref(),
@@ -229,7 +242,9 @@ pub fn show(args: SendArgs) -> anyhow::Result<ExitCode> {
             client.state_dir().display()
         );
     }
-    if client.consent().mode == Mode::On && body["api_key"].as_str().is_none_or(str::is_empty) {
+    if matches!(client.consent().mode, Mode::On | Mode::Crashes)
+        && body["api_key"].as_str().is_none_or(str::is_empty)
+    {
         eprintln!(
             "note: without an endpoint and a write token `send` cannot send this (--endpoint, \
              --token, or endpoint and token in {})",
@@ -309,7 +324,7 @@ impl Target {
     }
 }
 
-/// `anonstats status`: `on`, `local` or `off` and the rule that decided.
+/// `anonstats status`: `on`, `crashes`, `local` or `off` and the rule that decided.
 pub fn status(args: ProductArgs) -> anyhow::Result<ExitCode> {
     let target = Target::new(args);
     println!("{}", target.decide(target.product.as_deref()));

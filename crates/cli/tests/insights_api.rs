@@ -502,3 +502,72 @@ fn rfc3339(ms: i64) -> String {
         rem % 60
     )
 }
+
+#[test]
+fn ci_runs_are_left_out_unless_asked_for() {
+    let c = Collector::start();
+    load(&c);
+    // Five CI runners start every day of the range.
+    let ci: Vec<Value> = (0..10)
+        .flat_map(|day| {
+            (0..5).map(move |m| {
+                json!({"event": "START", "distinct_id": format!("ci{m}"),
+                    "timestamp": rfc3339(MAR1 + day * DAY + 8 * 3_600_000),
+                    "properties": {"product_version": "3.0-ci", "is_ci": true}})
+            })
+        })
+        .collect();
+    let a = post_json(
+        &c.url("/batch/"),
+        &json!({"api_key": c.write_token, "batch": ci}),
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    let trend = |extra: &str| {
+        admin_get(
+            &c,
+            &format!("/api/v1/insights/trend?event=START&{RANGE}{extra}"),
+        )
+    };
+    let t = trend("");
+    assert_eq!(series(&t, "count"), [9, 9, 10, 9, 9, 9, 9, 9, 9, 9]);
+    assert_eq!(t["source"], "rollup");
+    let t = trend("&ci=exclude");
+    assert_eq!(series(&t, "count"), [9, 9, 10, 9, 9, 9, 9, 9, 9, 9]);
+    let t = trend("&ci=include");
+    assert_eq!(
+        series(&t, "count"),
+        [14, 14, 15, 14, 14, 14, 14, 14, 14, 14]
+    );
+    assert_eq!(t["source"], "events");
+    // A filter on is_ci asks for CI runs by name.
+    let t = trend("&filter=is_ci=true");
+    assert_eq!(series(&t, "count"), [5; 10]);
+    let active = |extra: &str| {
+        let a = admin_get(&c, &format!("/api/v1/insights/active?{RANGE}{extra}"));
+        series(&a, "machines")
+    };
+    assert_eq!(active("")[2], 10);
+    assert_eq!(active("&ci=include")[2], 15);
+    let versions = |extra: &str| {
+        let b = admin_get(
+            &c,
+            &format!("/api/v1/insights/breakdown?property=product_version&{RANGE}{extra}"),
+        );
+        rows(&b).into_iter().map(|r| r.0).collect::<Vec<_>>()
+    };
+    assert!(!versions("").contains(&"3.0-ci".to_string()));
+    assert!(versions("&ci=include").contains(&"3.0-ci".to_string()));
+    let auth = format!("Bearer {}", c.admin_token);
+    let bad = request(
+        "GET",
+        &c.url(&format!("/api/v1/insights/trend?{RANGE}&ci=yes")),
+        &[("authorization", &auth)],
+        None,
+    );
+    assert_eq!(bad.status, 400);
+    assert!(
+        bad.detail().contains("not one of include, exclude"),
+        "{}",
+        bad.detail()
+    );
+}

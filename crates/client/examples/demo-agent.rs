@@ -55,7 +55,7 @@ fn parse_options() -> Result<Options, String> {
             other => {
                 return Err(format!(
                     "unknown argument {other:?}; flags: --endpoint URL --token T \
-                     --config-dir DIR --state-dir DIR [--mode on|local|off] [--crash] [--dashboard ADDR]"
+                     --config-dir DIR --state-dir DIR [--mode all|crashes|local|off] [--crash] [--dashboard ADDR]"
                 ));
             }
         }

@@ -248,6 +248,10 @@ impl Builder {
                     product.insert(key.into(), Value::from(v));
                 }
             }
+            // Decided where the event is made: a delivering process may run elsewhere.
+            if crate::ci::detected(&*self.env) {
+                product.insert(crate::event::IS_CI.into(), Value::Bool(true));
+            }
         }
         let mut route = None;
         // In local mode too, so that the local log shows the id the endpoint would get.
@@ -256,7 +260,8 @@ impl Builder {
             _ => state_dir.clone(),
         };
         let unroutable = self.endpoint.is_none() || self.token.as_deref().is_none_or(str::is_empty);
-        if consent.mode == Mode::On && !(self.preview_only && unroutable) {
+        let sends = matches!(consent.mode, Mode::On | Mode::Crashes);
+        if sends && !(self.preview_only && unroutable) {
             let endpoint = self.endpoint.ok_or(Error::MissingEndpoint)?;
             let transport = Transport::new(&endpoint, self.ca_file.as_deref())?;
             let token = self

@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 /// What became of an event.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// Statistics are off: nothing was built, written or sent.
+    /// Statistics are off: nothing was built, written or sent. Also under
+    /// [`Mode::Crashes`] for an event that is not a crash report
+    /// ([`event::is_crash_report`]).
     Off,
     /// Local mode: the event was appended to this log; nothing was sent.
     Logged(PathBuf),
@@ -165,8 +167,8 @@ impl Client {
         self.inner.consent.clone()
     }
 
-    /// True when events are sent (mode on, and still no opt-out); a dashboard script
-    /// should run only then.
+    /// True when every event is sent (mode on, and still no opt-out); a dashboard script
+    /// should run only then (under `crashes` it sends nothing: its events are usage).
     pub fn sends(&self) -> bool {
         self.consent().mode == Mode::On
     }
@@ -335,7 +337,7 @@ impl Client {
     /// `None` when statistics are off. Before the machine id exists, a fresh random one is
     /// shown in its place.
     pub fn preview(&self, action: &str, result: Option<&str>, data: Option<&str>) -> Option<Value> {
-        if self.off() {
+        if self.withheld(action) || self.off() {
             return None;
         }
         let (name, mut props) = action_event(action, result, data);
@@ -444,6 +446,9 @@ impl Client {
     }
 
     fn emit(&self, name: &str, props: Map<String, Value>, wait: Wait) -> Outcome {
+        if self.withheld(name) {
+            return Outcome::Off;
+        }
         let name = name.to_string();
         self.hand_off(wait, move |c, done| c.emit_now(&name, props, wait, done))
     }
@@ -501,6 +506,11 @@ impl Client {
         }
     }
 
+    /// True when this event is not sent because only crash reports are (mode crashes).
+    fn withheld(&self, name: &str) -> bool {
+        self.inner.consent.mode == Mode::Crashes && !event::is_crash_report(name)
+    }
+
     /// What a waiting caller is told when the timeout passed first.
     fn late(&self) -> String {
         let ms = self.inner.timeout.as_millis();
@@ -544,6 +554,10 @@ impl Client {
                 Some(&previous.start_uuid),
             );
             let ev = self.build_event(event::INCOMPLETE_SHUTDOWN, &id, p, wait);
+            if self.withheld(event::START) {
+                // Only the crash report goes; the caller is told what became of it.
+                return self.deliver(ev, wait, done);
+            }
             let earlier = if wait == Wait::Spool {
                 Wait::Spool
             } else {
@@ -551,10 +565,17 @@ impl Client {
             };
             self.deliver(ev, earlier, None);
         }
+        if self.withheld(event::START) {
+            // The run status is kept all the same: a run that ends without EXIT is a crash.
+            return reply(done, Outcome::Off);
+        }
         self.deliver(start, wait, done)
     }
 
     fn emit_now(&self, name: &str, props: Map<String, Value>, wait: Wait, done: Done) {
+        if self.withheld(name) {
+            return reply(done, Outcome::Off);
+        }
         match machine_id::load_or_create(self.id_dir()) {
             Ok(id) => {
                 let ev = self.build_event(name, &id.to_string(), props, wait);

@@ -12,7 +12,7 @@
 //! product-version = "1.2.3"
 //! release-channel = "stable"
 //! install-type = "binpkg-deb"
-//! mode = "on"                 # on, local or off
+//! mode = "all"                # all (or on), crashes, local or off
 //! state-dir = "/var/lib/mydaemon/anonstats"
 //! ```
 

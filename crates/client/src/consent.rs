@@ -1,4 +1,5 @@
-//! Consent: whether statistics are on, local or off, and which rule decided.
+//! Consent: whether statistics are on (all events, or crash reports only), local or off,
+//! and which rule decided.
 //!
 //! Two directories are read: the machine's (the system dir, [`SYSTEM_DIR`]), whose rules
 //! hold for every product on the machine, and the product's own configuration directory
@@ -11,7 +12,8 @@
 //! 5. `<config dir>/<product>/.opt-out-from-anonymous-statistics` exists -> off, for this
 //!    product only (`anonstats opt-out --product NAME`; [`product_opt_out_path`]);
 //! 6. `mode` in `<system dir>/anonstats.toml` is `off`, or the file cannot be read or
-//!    understood -> off, for every product; `local` there makes every product at most local;
+//!    understood -> off, for every product; `local` there makes every product at most local,
+//!    `crashes` makes every product that would send everything send crash reports only;
 //! 7. `mode` in `<config dir>/anonstats.toml` ([`config_file`](crate::config_file)) -> that
 //!    mode; a file that cannot be read or understood -> off, since it may say off;
 //! 8. the host's own configuration ([`Builder::mode`](crate::Builder::mode)) -> that mode;
@@ -79,8 +81,12 @@ impl Scope {
 /// What the client does with events.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
-    /// Events are sent to the endpoint.
+    /// Every event is sent to the endpoint (`on`, or `all`).
     On,
+    /// Only crash reports ([`crate::event::is_crash_report`]: FATAL and
+    /// INCOMPLETE_SHUTDOWN) are sent; no other event is sent. The run
+    /// status is still kept, so that a run that ended without EXIT is still reported.
+    Crashes,
     /// Events are appended to a local log in the state directory; nothing is sent.
     Local,
     /// Nothing is built, written or sent.
@@ -91,22 +97,24 @@ impl fmt::Display for Mode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Mode::On => "on",
+            Mode::Crashes => "crashes",
             Mode::Local => "local",
             Mode::Off => "off",
         })
     }
 }
 
-/// The text given was not one of `on`, `local`, `off`.
+/// The text given was not one of `all` (or `on`), `crashes`, `local`, `off`.
 #[derive(Debug, thiserror::Error)]
-#[error("unknown statistics mode {0:?}: use on, local or off")]
+#[error("unknown statistics mode {0:?}: use all (or on), crashes, local or off")]
 pub struct ParseModeError(pub String);
 
 impl FromStr for Mode {
     type Err = ParseModeError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.trim().to_ascii_lowercase().as_str() {
-            "on" => Ok(Mode::On),
+            "on" | "all" => Ok(Mode::On),
+            "crashes" => Ok(Mode::Crashes),
             "local" => Ok(Mode::Local),
             "off" => Ok(Mode::Off),
             _ => Err(ParseModeError(s.to_string())),
@@ -212,7 +220,7 @@ pub fn decide(
         }
     }
     // The machine's mode is a ceiling for every product: off stops them, local keeps them
-    // local, on leaves the choice to each.
+    // local, crashes lets them send crash reports only, on leaves the choice to each.
     let mut ceiling = None;
     if scope.config_dir != scope.system_dir {
         match crate::config_file::load(&scope.system_dir) {
@@ -220,7 +228,9 @@ pub fn decide(
                 let path = crate::config_file::path(&scope.system_dir);
                 match config.mode {
                     Some(Mode::Off) => return off(Reason::MachinePolicy(path, Mode::Off)),
-                    Some(Mode::Local) => ceiling = Some(Reason::MachinePolicy(path, Mode::Local)),
+                    Some(m @ (Mode::Local | Mode::Crashes)) => {
+                        ceiling = Some((m, Reason::MachinePolicy(path, m)))
+                    }
                     _ => {}
                 }
             }
@@ -245,10 +255,12 @@ pub fn decide(
         Err(e) => return off(Reason::ConfigInvalid(e.to_string())),
     };
     match ceiling {
-        Some(reason) if chosen.mode == Mode::On => Consent {
+        // Nothing leaves under local; crash reports at most under crashes.
+        Some((Mode::Local, reason)) if matches!(chosen.mode, Mode::On | Mode::Crashes) => Consent {
             mode: Mode::Local,
             reason,
         },
+        Some((mode, reason)) if chosen.mode == Mode::On => Consent { mode, reason },
         _ => chosen,
     }
 }
@@ -405,5 +417,62 @@ mod tests {
         assert_eq!(c.to_string(), "off (DISABLE_TELEMETRY is set)");
         assert_eq!("LOCAL".parse::<Mode>().unwrap(), Mode::Local);
         assert!("maybe".parse::<Mode>().is_err());
+        // `all` is the level's name, `on` its older synonym.
+        assert_eq!("all".parse::<Mode>().unwrap(), Mode::On);
+        assert_eq!("on".parse::<Mode>().unwrap(), Mode::On);
+        assert_eq!("crashes".parse::<Mode>().unwrap(), Mode::Crashes);
+        assert_eq!(Mode::Crashes.to_string(), "crashes");
+        let e = "crash".parse::<Mode>().unwrap_err().to_string();
+        assert!(e.contains("all (or on), crashes, local or off"), "{e}");
+    }
+
+    #[test]
+    fn crashes_is_a_level_the_opt_outs_still_win_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let (sys, own) = (dir.path().join("sys"), dir.path().join("own"));
+        std::fs::create_dir_all(&sys).unwrap();
+        std::fs::create_dir_all(&own).unwrap();
+        let scope = Scope {
+            system_dir: sys.clone(),
+            config_dir: own.clone(),
+            product: Some("p".into()),
+        };
+        let d = |pairs: &[(&str, &str)], host| decide(&env_of(pairs), &scope, host);
+        assert_eq!(
+            d(&[], Some(Mode::Crashes)).reason,
+            Reason::Host(Mode::Crashes)
+        );
+        assert_eq!(
+            d(&[], Some(Mode::Crashes)).to_string(),
+            "crashes (the host configuration says crashes)"
+        );
+        assert_eq!(
+            d(&[("DO_NOT_TRACK", "1")], Some(Mode::Crashes)).mode,
+            Mode::Off
+        );
+        // The user's file says crashes: it wins over the host's all.
+        std::fs::write(crate::config_file::path(&own), "mode = \"crashes\"\n").unwrap();
+        let c = d(&[], Some(Mode::On));
+        assert!(
+            matches!(c.reason, Reason::ConfigFile(_, Mode::Crashes)),
+            "{c}"
+        );
+        // The machine's crashes lowers all to crashes and leaves local and off alone.
+        std::fs::write(crate::config_file::path(&own), "mode = \"all\"\n").unwrap();
+        std::fs::write(crate::config_file::path(&sys), "mode = \"crashes\"\n").unwrap();
+        let c = d(&[], None);
+        assert_eq!(c.mode, Mode::Crashes);
+        assert!(
+            matches!(c.reason, Reason::MachinePolicy(_, Mode::Crashes)),
+            "{c}"
+        );
+        std::fs::write(crate::config_file::path(&own), "mode = \"local\"\n").unwrap();
+        assert_eq!(d(&[], None).mode, Mode::Local);
+        // The machine's local keeps a product's crashes local too: nothing leaves.
+        std::fs::write(crate::config_file::path(&own), "mode = \"crashes\"\n").unwrap();
+        std::fs::write(crate::config_file::path(&sys), "mode = \"local\"\n").unwrap();
+        assert_eq!(d(&[], None).mode, Mode::Local);
+        std::fs::write(opt_out_path(&own), b"").unwrap();
+        assert_eq!(d(&[], Some(Mode::Crashes)).mode, Mode::Off);
     }
 }

@@ -411,7 +411,14 @@ struct Loaded {
 fn load_with_facts(route: &Route) -> Vec<Loaded> {
     let mut facts = None;
     let mut out = Vec::new();
+    // Under crashes nothing else leaves, not even what was spooled under another level.
+    let crashes_only = route.recheck.decide().mode == crate::Mode::Crashes;
     for s in route.spool.load() {
+        let name = s.event.get("event").and_then(Value::as_str).unwrap_or("");
+        if crashes_only && !crate::event::is_crash_report(name) {
+            route.spool.remove([&s.path]);
+            continue;
+        }
         let mut event = s.event;
         let mut filled = false;
         if let Some(props) = event.get_mut("properties").and_then(Value::as_object_mut)

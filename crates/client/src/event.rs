@@ -19,6 +19,26 @@ pub const CLOUD_CONNECT_FAIL: &str = "CLOUD_CONNECT_FAIL";
 /// The previous run ended without EXIT or FATAL (killed, out of memory, power lost).
 pub const INCOMPLETE_SHUTDOWN: &str = "INCOMPLETE_SHUTDOWN";
 
+/// The events that are crash reports, the only ones sent under
+/// [`Mode::Crashes`](crate::Mode::Crashes): a FATAL, and the report that the previous run
+/// ended without EXIT or FATAL. They say how the product failed, not how it is used.
+pub const CRASH_REPORTS: &[&str] = &[FATAL, INCOMPLETE_SHUTDOWN];
+
+/// True for a crash report ([`CRASH_REPORTS`]).
+///
+/// ```
+/// use anonstats_client::event::is_crash_report;
+/// assert!(is_crash_report("FATAL") && is_crash_report("INCOMPLETE_SHUTDOWN"));
+/// assert!(!is_crash_report("START") && !is_crash_report("EXIT"));
+/// ```
+pub fn is_crash_report(name: &str) -> bool {
+    CRASH_REPORTS.contains(&name)
+}
+
+/// Property set to `true` on the events of a run in a CI environment
+/// ([`crate::ci::detected`]); absent otherwise.
+pub const IS_CI: &str = "is_ci";
+
 /// Masks set on every event so that even a stock PostHog stores nothing identifying.
 pub const MASKS: [(&str, &str); 4] = [
     ("$ip", "127.0.0.1"),
@@ -49,6 +69,7 @@ pub const PROPERTY_NAMES: &[&str] = &[
     "fatal_line",
     "fatal_message",
     "dropped_events",
+    "is_ci",
     "$ip",
     "$current_url",
     "$pathname",

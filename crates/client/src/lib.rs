@@ -35,6 +35,7 @@
 //! `ca-file`, see [`Builder::ca_file`]).
 
 mod builder;
+pub mod ci;
 mod client;
 pub mod config_file;
 pub mod consent;

@@ -13,6 +13,16 @@ pub const MAX_VALUE_LEN: usize = 200;
 /// Derived property of FATAL events: `[function, file, line, product_version]` as JSON.
 pub const FATAL_SITE: &str = "$fatal_site";
 
+/// Property of the events of CI runs ([`is_ci`]).
+pub const IS_CI: &str = "is_ci";
+
+/// True for an event of a CI run. The embedded store's rollups leave these out, so that
+/// the default answers (CI left out) come from them; an answer that includes CI runs
+/// reads the raw events.
+pub fn is_ci(dims: &Dims) -> bool {
+    dims.get(IS_CI) == Some("true")
+}
+
 /// Properties also rolled up two at a time (store/sqlite/pairs.rs): the few a maintainer
 /// filters and breaks down by together, a machine's system facts and its version, and
 /// the crash site and error code of the few events that carry them, so that a breakdown

@@ -8,7 +8,7 @@ mod conformance;
 use anonstats_server::metrics::Metrics;
 use anonstats_server::store::clickhouse::{ClickHouseStore, Config};
 use anonstats_server::store::sqlite::SqliteStore;
-use conformance::{Backend, Transcript, check_known, conformance, edge_times, time_edges};
+use conformance::{Backend, Transcript, check_known, ci_runs, conformance, edge_times, time_edges};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
@@ -253,6 +253,96 @@ fn edges_of_the_accepted_time_range_round_trip_on_both_stores() {
         .start_writer(Arc::new(Metrics::default()))
         .expect("writer");
     let got = time_edges(&Backend {
+        events: store.clone(),
+        keys: store.clone(),
+        insights: store.clone(),
+        after_write: None,
+    });
+    store.close();
+    drop_db(&url, &db);
+    assert_same(&expected, &got);
+}
+
+/// The numbers [`conformance::ci_runs`] must give on every store.
+fn check_ci_runs(t: &Transcript) {
+    let day = |n: u64| format!("{n}");
+    // 13 events in real use (12 START, 1 FATAL); 6 more from CI.
+    for tag in ["default", "default version"] {
+        assert_eq!(t.get(&format!("{tag} trend Day")), day(13), "{tag}");
+        assert_eq!(t.get(&format!("{tag} trend Hour")), day(13), "{tag}");
+    }
+    assert_eq!(t.get("include trend Day"), day(19));
+    assert_eq!(t.get("include trend Hour"), day(19));
+    // The CI runs report another version; filtered on 2.0 only its FATALs differ.
+    assert_eq!(t.get("include version trend Day"), day(16));
+    assert_eq!(t.get("default two trend Day"), day(0));
+    let active = t.get("default active Day");
+    assert!(active.contains("6,") && !active.contains("9,"), "{active}");
+    assert!(
+        t.get("include active Day").contains("9,"),
+        "{}",
+        t.get("include active Day")
+    );
+    let breakdown = t.get("default breakdown");
+    assert!(!breakdown.contains("2.0-ci"), "{breakdown}");
+    assert!(t.get("include breakdown").contains("2.0-ci"));
+    let sites = t.get("default crash sites");
+    assert!(
+        sites.contains("1,\n        1,"),
+        "one FATAL on one machine: {sites}"
+    );
+    let sites = t.get("include crash sites");
+    assert!(
+        sites.contains("4,\n        4,"),
+        "four FATALs on four machines: {sites}"
+    );
+    assert!(!t.get("property names, CI or not").contains("is_ci"));
+}
+
+fn sqlite_ci_runs(mode: Rollups) -> Transcript {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Arc::new(SqliteStore::open(dir.path()).expect("open sqlite"));
+    if mode == Rollups::RawFallbacks {
+        let db = rusqlite::Connection::open(dir.path().join("anonstats.db")).expect("open db");
+        db.execute(
+            "UPDATE meta SET value = 1000000000000
+             WHERE key IN ('pairs_from_day', 'all_pairs_from_day', 'machine_hours_from')",
+            [],
+        )
+        .expect("counted only from a time far ahead");
+    }
+    store
+        .start_writer(Arc::new(Metrics::default()), 64)
+        .expect("writer");
+    let t = ci_runs(&Backend {
+        events: store.clone(),
+        keys: store.clone(),
+        insights: store.clone(),
+        after_write: None,
+    });
+    store.close();
+    t
+}
+
+#[test]
+fn ci_runs_are_left_out_by_default_and_counted_when_asked_on_both_stores() {
+    let expected = sqlite_ci_runs(Rollups::Days);
+    check_ci_runs(&expected);
+    assert_same(&expected, &sqlite_ci_runs(Rollups::RawFallbacks));
+    let Some(url) = clickhouse_url("ANONSTATS_TEST_CLICKHOUSE") else {
+        return;
+    };
+    let db = unique_db("ci");
+    let base = url
+        .trim_end_matches('/')
+        .replacen("http://", "clickhouse://", 1);
+    let store = Arc::new(
+        ClickHouseStore::open(Config::new(&format!("{base}/{db}"))).expect("open clickhouse"),
+    );
+    store
+        .start_writer(Arc::new(Metrics::default()))
+        .expect("writer");
+    let got = ci_runs(&Backend {
         events: store.clone(),
         keys: store.clone(),
         insights: store.clone(),

@@ -130,6 +130,34 @@ test('a filter changes the numbers, is kept in the URL and can be removed', { sk
   await rerender(page, 'overview', () => page.click('.chip-x'))
 })
 
+test('CI runs are left out of the numbers until the toggle includes them', { skip }, async () => {
+  await openRoute(page, collector.url, '#/overview')
+  const before_ = Number(await kpiValue(page, 'kpi-events'))
+  const writeToken = execFileSync(ANONSTATS_BIN, ['keys', 'create-write-key', 'default', '--data-dir', collector.dataDir],
+    { encoding: 'utf8' }).trim().split('\n').pop().trim()
+  const batch = Array.from({ length: 40 }, (_, i) => ({
+    event: 'START', distinct_id: `ci-runner-${i % 8}`, timestamp: new Date().toISOString(),
+    properties: { product_version: 'v9.9.9-ci', is_ci: true },
+  }))
+  const res = await fetch(`${collector.url}/batch/`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ api_key: writeToken, batch }),
+  })
+  assert.equal(res.status, 200)
+  await rerender(page, 'overview', () => page.reload())
+  assert.equal(Number(await kpiValue(page, 'kpi-events')), before_, 'CI runs left out by default')
+  assert.equal(await page.isChecked('#ci-include'), false)
+  await rerender(page, 'overview', () => page.click('#ci-include'))
+  assert.match(page.url(), /ci=include/)
+  assert.equal(Number(await kpiValue(page, 'kpi-events')), before_ + 40)
+  assert.equal(await page.isChecked('#ci-include'), true)
+  await screenshot(page, 'dashboard-overview-ci-included')
+  await rerender(page, 'overview', () => page.click('#ci-include'))
+  assert.doesNotMatch(page.url(), /ci=include/)
+  assert.equal(Number(await kpiValue(page, 'kpi-events')), before_)
+})
+
 test('a filter on a value seen on fewer than k machines shows each panel folded, with the reason', { skip }, async () => {
   // A second project holds one machine with an OS of its own.
   const out = execFileSync(ANONSTATS_BIN, ['keys', 'create-project', 'lonely', '--data-dir', collector.dataDir], { encoding: 'utf8' })

@@ -103,10 +103,14 @@ const OPT_OUTS = {
       execFileSync(ANONSTATS_BIN, ['opt-out', '--config-dir', configDir], { stdio: 'pipe' }),
   },
   'host setting --mode off': { mode: 'off' },
+  'level --mode crashes': {
+    mode: 'crashes',
+    title: 'level crashes (crash reports only): no dashboard usage, no request to the collector, nothing stored',
+  },
 }
 
 for (const [name, how] of Object.entries(OPT_OUTS)) {
-  test(`opted out by ${name}: no request to the collector, no storage, nothing stored`,
+  test(how.title ?? `opted out by ${name}: no request to the collector, no storage, nothing stored`,
     { skip }, async () => {
       const dirs = agentDirs()
       how.prepare?.(dirs)

@@ -7,7 +7,8 @@
 //! - `GET /api/v1/info`: `{"anonymous_statistics", "machine_guid", "version", "api_host",
 //!   "token", "statistics"}`.
 //!
-//! `anonymous_statistics` is true only while the client sends (mode on) and the consent
+//! `anonymous_statistics` is true only while the client sends every event (mode all; under
+//! crashes the dashboard's usage is not sent) and the consent
 //! rules, checked again on every request, still say on: an `anonstats opt-out` made while
 //! the agent runs turns the page's statistics off at its next load.
 

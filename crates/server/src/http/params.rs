@@ -106,12 +106,23 @@ impl Params {
             })?;
             filters.push((prop.to_string(), value.to_string()));
         }
+        // CI runs are left out unless asked for, or filtered on by name.
+        let include_ci = match self.get("ci") {
+            None | Some("exclude") => filters.iter().any(|(p, _)| p == crate::rollup::IS_CI),
+            Some("include") => true,
+            Some(other) => {
+                return Err(ApiError::BadRequest(format!(
+                    "ci {other:?} is not one of include, exclude (CI runs are left out by default)"
+                )));
+            }
+        };
         Ok(Scope {
             project_id: project.id,
             from_ms,
             to_ms,
             events: self.all("event").map(str::to_string).collect(),
             filters,
+            include_ci,
         })
     }
 }

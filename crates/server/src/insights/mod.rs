@@ -40,6 +40,9 @@ pub struct Scope {
     pub events: Vec<String>,
     /// Property equality filters, all of which must hold.
     pub filters: Vec<(String, String)>,
+    /// Count the events of CI runs (`is_ci = true`) too; by default they are left out,
+    /// since test runs are not usage. The property list leaves them out always.
+    pub include_ci: bool,
 }
 
 /// Where an answer was read from.

@@ -183,6 +183,7 @@ fn scope(project: i64, from: i64, to: i64) -> Scope {
         to_ms: to,
         events: vec![],
         filters: vec![],
+        include_ci: false,
     }
 }
 
@@ -791,5 +792,110 @@ pub fn time_edges(b: &Backend) -> Transcript {
         t.add(format!("export {name}"), rows);
     }
     t.add("recent", b.insights.recent(p.id, 10));
+    t
+}
+
+/// Events of CI runs (`is_ci = true`) beside others: every answer leaves them out by
+/// default and counts them with `include_ci` (or a filter on `is_ci` itself, as the API
+/// sets it). Checked against known numbers, so that each store is checked on its own.
+pub fn ci_runs(b: &Backend) -> Transcript {
+    let mut t = Transcript::default();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (p, _) = b.keys.create_project("ci-runs").expect("project");
+    let mut events = Vec::new();
+    let mut n = 0;
+    let mut add = |name: &str, machine: String, day: i64, props: Value| {
+        n += 1;
+        events.push(event(p.id, n, name, &machine, T0 + day * DAY + HOUR, props));
+    };
+    let fatal = |ci: bool| {
+        let mut p = json!({"product_version": "2.0", "fatal_function": "main::run",
+            "fatal_file": "src/main.rs", "fatal_line": 7});
+        if ci {
+            p["is_ci"] = json!(true);
+        }
+        p
+    };
+    // Six machines in real use over two days, three CI runners on the first.
+    for m in 0..6 {
+        for day in 0..2 {
+            add(
+                "START",
+                format!("user-{m}"),
+                day,
+                json!({"product_version": "2.0"}),
+            );
+        }
+    }
+    for m in 0..3 {
+        let props = json!({"product_version": "2.0-ci", "is_ci": true});
+        add("START", format!("ci-{m}"), 0, props);
+        add("FATAL", format!("ci-{m}"), 0, fatal(true));
+    }
+    add("FATAL", "user-0".into(), 1, fatal(false));
+    let inserted = rt.block_on(b.events.insert(events)).expect("insert");
+    b.written();
+    t.add("inserted", inserted.stored);
+    let base = scope(p.id, T0, T0 + 2 * DAY);
+    let with_ci = Scope {
+        include_ci: true,
+        ..base.clone()
+    };
+    let on_version = |s: &Scope| Scope {
+        filters: vec![("product_version".into(), "2.0".into())],
+        ..s.clone()
+    };
+    let two = |s: &Scope| Scope {
+        filters: vec![
+            ("product_version".into(), "2.0".into()),
+            ("host_os_name".into(), "none".into()),
+        ],
+        ..s.clone()
+    };
+    let ins = &b.insights;
+    for (tag, s) in [
+        ("default", base.clone()),
+        ("include", with_ci.clone()),
+        ("default version", on_version(&base)),
+        ("include version", on_version(&with_ci)),
+        ("default two", two(&base)),
+        ("include two", two(&with_ci)),
+    ] {
+        for iv in [Interval::Hour, Interval::Day] {
+            let trend = ins.trend(&s, iv).expect("trend").0;
+            t.add(
+                format!("{tag} trend {iv:?}"),
+                trend.iter().map(|r| r.1).sum::<u64>(),
+            );
+            let active = ins.active(&s, iv).expect("active").0;
+            t.add(format!("{tag} active {iv:?}"), active);
+        }
+        let mut groups = ins
+            .breakdown(&s, "product_version", None)
+            .expect("breakdown")
+            .0;
+        groups.sort_by(|a, b| a.value.cmp(&b.value));
+        let groups: Vec<_> = groups
+            .iter()
+            .map(|g| (g.value.clone(), g.count, g.machines))
+            .collect();
+        t.add(format!("{tag} breakdown"), groups);
+        let sites = ins.crash_sites(&s).expect("crash sites");
+        let sites: Vec<_> = sites
+            .iter()
+            .map(|c| (c.function.clone(), c.count, c.machines))
+            .collect();
+        t.add(format!("{tag} crash sites"), sites);
+    }
+    let names: Vec<String> = ins
+        .properties(&with_ci, 1)
+        .expect("properties")
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    t.add("property names, CI or not", names);
     t
 }

@@ -74,6 +74,12 @@ fn scope_where(layout: &Layout, scope: &Scope) -> String {
     for (p, v) in &scope.filters {
         w.push(dim_is(layout, p, v));
     }
+    if !scope.include_ci {
+        w.push(format!(
+            "NOT ({})",
+            dim_is(layout, crate::rollup::IS_CI, "true")
+        ));
+    }
     w.join(" AND ")
 }
 
@@ -255,6 +261,7 @@ impl InsightStore for ClickHouseStore {
     fn properties(&self, scope: &Scope, k: u64) -> Result<Vec<PropertySummary>, StoreError> {
         let unfiltered = Scope {
             filters: vec![],
+            include_ci: false,
             ..scope.clone()
         };
         let sql = format!(

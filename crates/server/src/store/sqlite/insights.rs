@@ -90,6 +90,9 @@ fn two_filters(
     let [(p1, v1), (p2, v2)] = scope.filters.as_slice() else {
         return Ok(None);
     };
+    if scope.include_ci {
+        return Ok(None);
+    }
     if p1 == p2 || interval == Interval::Hour || !pairs::can_answer(conn, scope, [p1, p2])? {
         return Ok(None);
     }
@@ -114,8 +117,10 @@ impl InsightStore for SqliteStore {
             let series = by.into_iter().map(|(b, (n, _))| (b, n)).collect();
             return Ok((series, Source::Rollup));
         }
+        // The rollups leave CI runs out; with them, the raw events answer.
+        let ci = scope.include_ci;
         match (scope.filters.as_slice(), interval) {
-            ([], _) => {
+            ([], _) if !ci => {
                 let mut w = Where::new(scope.project_id);
                 w.push("hour >= ? AND hour < ?", hours(scope));
                 w.events(&scope.events, "event");
@@ -126,7 +131,7 @@ impl InsightStore for SqliteStore {
                 );
                 Ok((series(&conn, &sql, &w)?, Source::Rollup))
             }
-            ([(prop, value)], Interval::Day | Interval::Week | Interval::Month) => {
+            ([(prop, value)], Interval::Day | Interval::Week | Interval::Month) if !ci => {
                 let w = one_value(scope, prop, value);
                 let b = bucket(Some(interval), "day * 86400");
                 let sql = format!(
@@ -155,6 +160,7 @@ impl InsightStore for SqliteStore {
     ) -> Result<(Vec<Group>, Source), StoreError> {
         let conn = self.settled_reader()?;
         let from_rollups = over != Some(Interval::Hour)
+            && !scope.include_ci
             && match scope.filters.as_slice() {
                 [] => true,
                 [(prop, _)] => pairs::can_answer(&conn, scope, [prop, property])?,
@@ -245,8 +251,10 @@ impl InsightStore for SqliteStore {
         let b = bucket(Some(interval), "day * 86400");
         let hours_counted = super::rollup::meta(&conn, "machine_hours_from")?
             .is_some_and(|from| scope.from_ms.div_euclid(HOUR_MS) >= from);
+        // The rollups leave CI runs out; with them, the raw events answer.
+        let ci = scope.include_ci;
         match (scope.filters.as_slice(), interval) {
-            ([], Interval::Hour) if hours_counted => {
+            ([], Interval::Hour) if hours_counted && !ci => {
                 let mut w = Where::new(scope.project_id);
                 w.push("hour >= ? AND hour < ?", hours(scope));
                 w.events_or_any(&scope.events);
@@ -263,7 +271,7 @@ impl InsightStore for SqliteStore {
                 );
                 Ok((series(&conn, &sql, &w)?, Source::Rollup))
             }
-            ([], Interval::Day | Interval::Week | Interval::Month) => {
+            ([], Interval::Day | Interval::Week | Interval::Month) if !ci => {
                 let mut w = Where::new(scope.project_id);
                 w.push("day >= ? AND day < ?", days(scope));
                 w.events_or_any(&scope.events);
@@ -274,7 +282,7 @@ impl InsightStore for SqliteStore {
                 );
                 Ok((series(&conn, &sql, &w)?, Source::Rollup))
             }
-            ([(prop, value)], Interval::Day | Interval::Week | Interval::Month) => {
+            ([(prop, value)], Interval::Day | Interval::Week | Interval::Month) if !ci => {
                 let w = one_value(scope, prop, value);
                 let sql = format!(
                     "SELECT {b} AS b, sketch_count(sketch_union(machines)) FROM rollup_prop_machines
@@ -334,6 +342,7 @@ impl InsightStore for SqliteStore {
         let one_paired = match scope.filters.as_slice() {
             [(prop, value)]
                 if prop != FATAL_SITE
+                    && !scope.include_ci
                     && pairs::can_answer(&conn, &any_event, [prop, FATAL_SITE])? =>
             {
                 Some((prop, value))
@@ -353,7 +362,7 @@ impl InsightStore for SqliteStore {
                     add(r.value, r.count as u64, machines, r.first_ms, r.last_ms)
                 },
             )?;
-        } else if scope.filters.is_empty() {
+        } else if scope.filters.is_empty() && !scope.include_ci {
             let (from, to) = day_range(scope);
             let sel = spans::Select {
                 prop: Some(FATAL_SITE),

@@ -182,6 +182,10 @@ pub(super) fn raw_scope(scope: &Scope) -> Result<Where, StoreError> {
         w.push(RARE_EVENTS_TERM, []);
     }
     w.raw_filters(&scope.filters)?;
+    if !scope.include_ci {
+        let ci = prop_text(&json_path(crate::rollup::IS_CI)?);
+        w.push(&format!("{ci} IS NOT 'true'"), []);
+    }
     Ok(w)
 }
 
@@ -204,6 +208,7 @@ mod tests {
                 to_ms: 1,
                 events: events.iter().map(|e| e.to_string()).collect(),
                 filters: vec![("product_version".into(), "1.0".into())],
+                include_ci: false,
             };
             let w = raw_scope(&scope).unwrap();
             let sql = format!(

@@ -106,6 +106,9 @@ pub(super) fn slot<'a, V: Default, S: std::hash::BuildHasher>(
 impl Agg {
     pub fn add(&mut self, project: i64, event: &str, distinct_id: &str, ts_ms: i64, dims: Dims) {
         use std::hash::{BuildHasher, Hash, Hasher};
+        if crate::rollup::is_ci(&dims) {
+            return;
+        }
         let day = ts_ms.div_euclid(DAY_MS);
         let machine = machine_hash(distinct_id);
         let hour = ts_ms.div_euclid(HOUR_MS);
@@ -348,6 +351,9 @@ pub(super) fn count_events_at(
         let props = anonstats_wire::Properties::parse(&props).unwrap_or_default();
         let ts: i64 = row.get(3)?;
         let mut dims = dims(&event, &props);
+        if crate::rollup::is_ci(&dims) {
+            continue;
+        }
         if let Some(only) = only {
             let day = ts.div_euclid(DAY_MS);
             let mut kept = Dims::default();
