@@ -25,9 +25,10 @@ BATCH=${BATCH:-100}
 # Distinct machines the events come from.
 MACHINES=${MACHINES:-1000}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
-BIN=$CARGO_TARGET_DIR/release
-
-cargo build --release --quiet -p anonstats -p anonstats-bench-ingest
+# ANONSTATS_BENCH_BIN: a directory of binaries built elsewhere (anonstats, loadgen, ...),
+# to measure another build, e.g. before and after a change.
+BIN=${ANONSTATS_BENCH_BIN:-$CARGO_TARGET_DIR/release}
+[[ -n ${ANONSTATS_BENCH_BIN:-} ]] || cargo build --release --quiet -p anonstats -p anonstats-bench-ingest
 
 work=$(mktemp -d)
 pids=()

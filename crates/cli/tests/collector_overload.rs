@@ -61,8 +61,9 @@ fn a_stalled_disk_sheds_with_503_at_once_keeps_memory_bounded_and_recovers() {
     // 20 s, and no request is acknowledged meanwhile.
     let c = Collector::start_with_fdatasync_fault(
         "delay_enter=5000000:when=3..6",
-        // A bound of 8 MB is about 35 batches of 1000 events in flight.
-        &["--queue-mb", "8"],
+        // A bound of 4 MB is about 25 batches of 1000 events in flight (each holds
+        // about 160 KB once decoded).
+        &["--queue-mb", "4"],
     );
     let url = c.url("/batch/");
     for _ in 0..2 {
@@ -175,6 +176,82 @@ fn slow_clients_are_cut_off_headers_and_idle_connections_by_the_header_timeout_b
         &json!({"api_key": c.write_token, "event": "ok", "distinct_id": "m"}),
     );
     assert_eq!(a.status, 200, "{}", a.body);
+}
+
+/// The send and receive queues of the loopback TCP socket from `local` to `remote`,
+/// from `/proc/net/tcp`.
+fn tcp_queue(local: u16, remote: u16) -> Option<(u64, u64)> {
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let port = |a: &str| u16::from_str_radix(a.rsplit(':').next()?, 16).ok();
+        if port(f.get(1)?)? != local || port(f.get(2)?)? != remote {
+            return None;
+        }
+        let (tx, rx) = f.get(4)?.split_once(':')?;
+        Some((
+            u64::from_str_radix(tx, 16).ok()?,
+            u64::from_str_radix(rx, 16).ok()?,
+        ))
+    })
+}
+
+#[test]
+fn a_request_shed_for_its_size_is_answered_503_not_cut_off() {
+    use std::io::{Read, Write};
+    let c = Collector::start_with(&["--queue-mb", "1"]);
+    // A sender whose body is on its way holds its share of the bound.
+    let mut holder = connect(&c);
+    holder
+        .write_all(b"POST /batch/ HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 300000\r\n\r\n")
+        .unwrap();
+    holder.write_all(&[b' '; 200_000]).unwrap();
+    // Wait until the collector has read all of it (its socket's receive queue is empty
+    // once the holder's send queue is).
+    let (ours, theirs) = (
+        holder.local_addr().unwrap().port(),
+        holder.peer_addr().unwrap().port(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(tcp_queue(ours, theirs).is_some_and(|(tx, _)| tx == 0)
+        && tcp_queue(theirs, ours).is_some_and(|(_, rx)| rx == 0))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the collector did not read the body"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // An 8 MB batch cannot fit beside it: its sender must read a 503, not a reset
+    // connection, whatever it had sent when the collector decided.
+    let body = format!(
+        "{{\"api_key\": \"{}\", \"batch\": [{}]}}",
+        c.write_token,
+        vec![r#"{"event": "big", "distinct_id": "m"}"#; 200_000].join(",")
+    );
+    let mut big = connect(&c);
+    big.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let sent = big
+        .write_all(
+            format!(
+                "POST /batch/ HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .and_then(|()| big.write_all(body.as_bytes()));
+    let mut answer = vec![0u8; 4096];
+    let read = big.read(&mut answer);
+    let answer = match (&sent, read) {
+        (Ok(()), Ok(n)) => String::from_utf8_lossy(&answer[..n]).into_owned(),
+        (sent, read) => panic!("no answer: sending {sent:?}, reading {read:?}"),
+    };
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after"),
+        "{answer}"
+    );
+    drop(holder);
 }
 
 #[test]

@@ -6,7 +6,12 @@ use crate::privacy::Policy;
 use crate::store::{KeyStore, PrivacyMode, StoreError};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// Checks for new keys that misses cause begin at most this often: a flood of random
+/// tokens then costs about a hundred store queries a second however large it is, and a
+/// miss still waits for a check begun after it, so a new token works at its first request.
+const MISS_CHECK_EVERY: Duration = Duration::from_millis(10);
 
 #[derive(Debug)]
 pub struct ProjectEntry {
@@ -48,8 +53,9 @@ impl KeyCache {
 
     /// Finds a write token. A miss may be a token created since the last load, so the
     /// store is asked whether keys changed: on the blocking pool, since on ClickHouse
-    /// that is an HTTP call, and once for every miss that was waiting when it began, so
-    /// that a flood of random tokens costs one query at a time however large it is.
+    /// that is an HTTP call, and once for every miss that was waiting when it began, at
+    /// most every [`MISS_CHECK_EVERY`], so that a flood of random tokens costs one query
+    /// at a time, and few of them, however large it is.
     pub async fn resolve(self: &Arc<Self>, token: &str) -> Resolved {
         let token = crate::tokens::hash_secret(token);
         if let Some(found) = self.current().tokens.get(&token) {
@@ -58,6 +64,9 @@ impl KeyCache {
         let missed = Instant::now();
         let mut last = self.miss_check.lock().await;
         if last.is_none_or(|began| began < missed) {
+            if let Some(began) = *last {
+                tokio::time::sleep_until((began + MISS_CHECK_EVERY).into()).await;
+            }
             *last = Some(Instant::now());
             let cache = self.clone();
             match tokio::task::spawn_blocking(move || cache.refresh_if_changed()).await {

@@ -44,6 +44,10 @@ struct Args {
     /// Distinct machines (distinct_id values) the events come from.
     #[arg(long, default_value_t = 1000)]
     machines: usize,
+    /// Requests a second across all connections, each connection paced to its share
+    /// (0: as fast as they are answered).
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
 }
 
 #[derive(Default)]
@@ -59,6 +63,8 @@ struct Stats {
     other_status: u64,
     latencies_us: Vec<u32>,
     first_error: Option<String>,
+    /// The first failure that was not an HTTP answer (a reset or closed connection).
+    first_unanswered: Option<String>,
 }
 
 struct Target {
@@ -111,6 +117,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 generator.clone(),
                 measure_from,
                 end,
+                (args.rate > 0.0)
+                    .then(|| Duration::from_secs_f64(args.connections as f64 / args.rate)),
             )));
         }
         let mut total = Stats::default();
@@ -128,6 +136,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             total.shed_without_retry_after += s.shed_without_retry_after;
             total.other_status += s.other_status;
             total.latencies_us.extend(s.latencies_us);
+            if total.first_unanswered.is_none() {
+                total.first_unanswered = s.first_unanswered;
+            }
             if total.first_error.is_none() {
                 total.first_error = s.first_error;
             }
@@ -144,6 +155,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let i = ((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1;
         lat[i] as f64 / 1000.0
     };
+    if let Some(e) = &total.first_unanswered {
+        eprintln!("first request without an answer: {e}");
+    }
     if let Some(e) = &total.first_error {
         eprintln!("first error: {e}");
     }
@@ -185,11 +199,17 @@ async fn connection(
     generator: Arc<Generator>,
     measure_from: Instant,
     end: Instant,
+    pace: Option<Duration>,
 ) -> Stats {
     let mut stats = Stats::default();
+    // Spread the paced connections' sends over one interval.
+    let mut next = Instant::now() + pace.map_or(Duration::ZERO, |p| p.mul_f64(fastrand::f64()));
     let mut rng = fastrand::Rng::new();
     let error = |stats: &mut Stats, e: String| {
         stats.errors += 1;
+        if stats.first_unanswered.is_none() && !e.starts_with("HTTP ") {
+            stats.first_unanswered = Some(e.clone());
+        }
         if stats.first_error.is_none() {
             stats.first_error = Some(e);
         }
@@ -217,6 +237,10 @@ async fn connection(
         loop {
             if Instant::now() >= end {
                 break 'connect;
+            }
+            if let Some(pace) = pace {
+                tokio::time::sleep_until(next.into()).await;
+                next += pace;
             }
             let (body, n) = generator.body(&mut rng);
             let req = hyper::Request::post(target.path.as_str())

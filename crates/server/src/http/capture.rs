@@ -54,7 +54,9 @@ async fn handle(
     } else {
         st.limits.request_body
     };
-    let (bytes, ticket) = receive(st, body, limit).await.map_err(|e| (e, 0))?;
+    let (bytes, ticket) = receive(st, &headers, body, limit)
+        .await
+        .map_err(|e| (e, 0))?;
     let limits = Limits {
         max_payload: limit,
         max_event: st.limits.max_event,
@@ -69,14 +71,28 @@ async fn handle(
     commit(st, &project, decoded.events, ticket, now).await
 }
 
-/// Reads a capture body within the body timeout, its bytes counted in `ticket`.
+/// Reads a capture body within the body timeout, its bytes counted in `ticket`. A
+/// request whose announced body cannot fit is shed before it is read or decoded: a request
+/// shed later has cost its read and decode for nothing, and under overload that work, not
+/// the commits, took the cores. A body is held twice while it is decoded: itself and its
+/// events.
 pub(super) async fn receive(
     st: &AppState,
+    headers: &HeaderMap,
     body: Body,
     limit: usize,
 ) -> Result<(Bytes, Ticket), ApiError> {
     let mut ticket = st.admission.ticket();
-    let bytes = tokio::time::timeout(st.limits.body_timeout, read_body(body, limit, &mut ticket))
+    let announced = content_length(headers).filter(|&n| n <= limit);
+    if st.admission.events_full() || announced.is_some_and(|n| ticket.grow(0, 2 * n).is_err()) {
+        drop(ticket);
+        tokio::time::timeout(st.limits.body_timeout, drain(body))
+            .await
+            .ok();
+        return Err(ApiError::Store(StoreError::Overloaded));
+    }
+    let read = read_body(body, limit, announced.unwrap_or(0), &mut ticket);
+    let bytes = tokio::time::timeout(st.limits.body_timeout, read)
         .await
         .map_err(|_| ApiError::BodyTimeout(st.limits.body_timeout))??;
     Ok((bytes, ticket))
@@ -141,8 +157,9 @@ pub(super) async fn commit(
             }
         })
         .collect();
+    // The body is gone once decoded: from here on the request holds its events.
     let held: usize = events.iter().map(NewEvent::size).sum();
-    if ticket.grow(n, held).is_err() {
+    if ticket.hold(n, held).is_err() {
         st.rate.refund(charge);
         return Err((ApiError::Store(StoreError::Overloaded), n));
     }
@@ -182,23 +199,62 @@ fn decodes_inline(body: &[u8], uri: &Uri, headers: &HeaderMap) -> bool {
 /// its body is read and thrown away, up to this much, before the 413 goes out.
 const DRAIN_MAX: usize = 64 << 20;
 
-/// Reads the body into memory, refusing it once it passes `limit` or once the bytes in
-/// flight pass their bound.
-async fn read_body(body: Body, limit: usize, ticket: &mut Ticket) -> Result<Bytes, ApiError> {
+/// The body's size as its `Content-Length` announces it.
+fn content_length(headers: &HeaderMap) -> Option<usize> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// Reads a shed request's body and throws it away, so that its sender reads the 503
+/// instead of a reset connection, and the connection stays open for its retry.
+async fn drain(body: Body) {
     use http_body_util::BodyExt;
     let mut body = body;
-    let mut buf = Vec::new();
     let mut seen = 0usize;
+    while let Some(Ok(frame)) = body.frame().await {
+        seen += frame.data_ref().map_or(0, |d| d.len());
+        if seen > DRAIN_MAX {
+            break;
+        }
+    }
+}
+
+/// Reads the body into memory, refusing it once it passes `limit` or once the bytes in
+/// flight pass their bound. `announced` bytes, its `Content-Length`, are held already
+/// and taken at once, so that the buffer never grows past the body.
+async fn read_body(
+    body: Body,
+    limit: usize,
+    announced: usize,
+    ticket: &mut Ticket,
+) -> Result<Bytes, ApiError> {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut buf = Vec::with_capacity(announced);
+    let mut seen = 0usize;
+    let mut shed = false;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| ApiError::BodyRead(e.to_string()))?;
         let Ok(chunk) = frame.into_data() else {
             continue;
         };
         seen += chunk.len();
-        if seen <= limit {
-            ticket
-                .grow(0, chunk.len())
-                .map_err(|_| ApiError::Store(StoreError::Overloaded))?;
+        // A body without a Content-Length is held as it arrives, twice (see above).
+        if seen <= limit
+            && !shed
+            && ticket
+                .grow(0, (2 * seen).saturating_sub(ticket.bytes()))
+                .is_err()
+        {
+            // The rest is read and thrown away, so that the sender reads the 503.
+            shed = true;
+            let _ = ticket.hold(0, 0);
+        }
+        if seen <= limit && !shed {
             buf.extend_from_slice(&chunk);
         } else {
             buf = Vec::new();
@@ -209,6 +265,9 @@ async fn read_body(body: Body, limit: usize, ticket: &mut Ticket) -> Result<Byte
     }
     if seen > limit {
         return Err(ApiError::BodyTooLarge { limit });
+    }
+    if shed {
+        return Err(ApiError::Store(StoreError::Overloaded));
     }
     Ok(Bytes::from(buf))
 }
