@@ -141,6 +141,9 @@ pub fn text(text: &str, ctx: &Context, max: usize) -> String {
 /// must change nothing of it.
 fn settled(input: &str, rule: impl Fn(&str) -> String) -> String {
     let mut out = rule(input);
+    if out == input {
+        return out;
+    }
     for _ in 0..8 {
         let again = rule(&out);
         if again == out {
@@ -152,7 +155,7 @@ fn settled(input: &str, rule: impl Fn(&str) -> String) -> String {
 }
 
 fn text_once(text: &str, ctx: &Context, max: usize) -> String {
-    let line = first_line(text);
+    let line = window_start(first_line(text), max);
     let scrubbed = line_scrub(line, ctx);
     let capped = cap_start(&scrubbed, max);
     if capped.len() == scrubbed.len() {
@@ -207,9 +210,8 @@ fn file_once(path: &str, ctx: &Context) -> String {
     } else {
         p.clone()
     };
-    let parts: Vec<String> = rel
-        .split('/')
-        .filter(|c| !c.is_empty() && *c != ".")
+    let parts: Vec<String> = window_end(&rel)
+        .into_iter()
         .map(|c| {
             if ctx.is_user(c) {
                 "<user>".to_string()
@@ -370,13 +372,65 @@ fn cap_end(s: &str, max: usize) -> String {
     }
 }
 
+/// Most bytes of a line the rules read: the collector scrubs what strangers send, and the
+/// work of a scrub is bounded by what its capped output can show, not by the text's length.
+pub const READ_MAX: usize = 4096;
+
+/// Delimiters read past the cap: a user name or home directory with fewer of them that
+/// spans the end of the window would have been masked past the cap anyway.
+const WINDOW_SLACK: usize = 64;
+
+/// The start of `line` that decides its first `max` scrubbed characters. Every rule gives
+/// a word at least one character and keeps each delimiter, so a window that ends after
+/// `max + WINDOW_SLACK` delimiters scrubs to the same first `max` characters as the whole
+/// line. Past [`READ_MAX`] bytes it ends before the word that crosses them: the text
+/// after it is dropped, never shown unscrubbed.
+fn window_start(line: &str, max: usize) -> &str {
+    let mut delimiters = 0;
+    let mut end = 0;
+    for (i, c) in line.char_indices() {
+        let next = i + c.len_utf8();
+        if next > READ_MAX {
+            return &line[..end];
+        }
+        if is_delimiter(c) {
+            end = next;
+            delimiters += 1;
+            if delimiters > max + WINDOW_SLACK {
+                return &line[..end];
+            }
+        }
+    }
+    line
+}
+
+/// The components of a relative path that decide its last `FILE_MAX` characters: at most
+/// `FILE_MAX` of them (each is one character or more, with a `/` between), within the
+/// last [`READ_MAX`] bytes; a component that crosses them is dropped with what precedes it.
+fn window_end(rel: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let mut bytes = 0;
+    for c in rel.rsplit('/').filter(|c| !c.is_empty() && *c != ".") {
+        bytes += c.len() + 1;
+        if bytes > READ_MAX || parts.len() == FILE_MAX {
+            break;
+        }
+        parts.push(c);
+    }
+    parts.reverse();
+    parts
+}
+
 /// Up to the first line break; a lone carriage return counts, as it does on a terminal.
 fn first_line(text: &str) -> &str {
     text.split(['\n', '\r']).next().unwrap_or("")
 }
 
 fn is_delimiter(c: char) -> bool {
-    c.is_whitespace() || "\"'`()[]{}<>,;|".contains(c)
+    matches!(
+        c,
+        '"' | '\'' | '`' | '(' | ')' | '[' | ']' | '{' | '}' | '<' | '>' | ',' | ';' | '|'
+    ) || c.is_whitespace()
 }
 
 /// One line, scrubbed until a pass changes nothing more: a mask holds `<` and `>`, which
@@ -384,6 +438,9 @@ fn is_delimiter(c: char) -> bool {
 /// left after `<hex>` in `dead::1` is an address of its own).
 fn line_scrub(line: &str, ctx: &Context) -> String {
     let mut out = scrub_pass(line, ctx);
+    if out == line {
+        return out;
+    }
     // Each pass only replaces text by masks, which the rules leave alone: two or three
     // passes settle it; the bound is for safety.
     for _ in 0..8 {
@@ -483,6 +540,8 @@ fn mask_user(s: &str, user: &str) -> String {
 
 /// One word (text between delimiters).
 fn word(tok: &str, ctx: &Context, after_mask: bool) -> String {
+    #[cfg(test)]
+    tests::WORDS.with(|n| n.set(n.get() + 1));
     if is_ipv6(tok) {
         return "<ip>".into();
     }
@@ -497,7 +556,13 @@ fn word(tok: &str, ctx: &Context, after_mask: bool) -> String {
 }
 
 fn classify(core: &str, ctx: &Context, after_mask: bool) -> String {
-    if let Some(i) = core.find("://") {
+    // Each rule needs one of these bytes: a word without them skips the rule's search.
+    let has = |b: u8| core.as_bytes().contains(&b);
+    let (colon, slash) = (has(b':'), has(b'/'));
+    if colon
+        && slash
+        && let Some(i) = core.find("://")
+    {
         let before = &core[..i];
         let s = before
             .char_indices()
@@ -519,6 +584,9 @@ fn classify(core: &str, ctx: &Context, after_mask: bool) -> String {
     }
     // A path inside a word: `config:/etc/x.conf`, `../../home/bob/x`.
     for marker in [":/", ":~/", "=/", "=~/", "/home/", "/Users/", "/root/"] {
+        if !slash {
+            break;
+        }
         if let Some(i) = core.find(marker) {
             let at = if marker.starts_with([':', '=']) {
                 i + 1
@@ -531,10 +599,10 @@ fn classify(core: &str, ctx: &Context, after_mask: bool) -> String {
             }
         }
     }
-    if is_ipv6(core) {
+    if colon && is_ipv6(core) {
         return "<ip>".into();
     }
-    if is_mac(core) {
+    if (colon || has(b'-')) && is_mac(core) {
         return "<mac>".into();
     }
     let (addr, port) = match core.rsplit_once(':') {
@@ -547,10 +615,10 @@ fn classify(core: &str, ctx: &Context, after_mask: bool) -> String {
         Some(p) => format!("{mask}:{p}"),
         None => mask.to_string(),
     };
-    if is_email(addr) {
+    if has(b'@') && is_email(addr) {
         return with_port("<email>");
     }
-    if is_host(addr) {
+    if addr.contains('.') && is_host(addr) {
         return with_port("<host>");
     }
     inner(core)
@@ -830,4 +898,51 @@ fn inner(s: &str) -> String {
     }
     // Masks replace ASCII runs only, so the bytes stay valid UTF-8.
     String::from_utf8(out).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    thread_local! {
+        /// Words classified on this thread: the work a scrub does.
+        pub(super) static WORDS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// Words classified while scrubbing `input` with `f`.
+    fn words(f: impl Fn(&str, &Context) -> String, input: &str) -> usize {
+        WORDS.with(|n| n.set(0));
+        f(input, &Context::none());
+        WORDS.with(Cell::get)
+    }
+
+    /// The collector scrubs what strangers send, up to a megabyte a value: the work must
+    /// not grow with the text past what its capped output can show.
+    #[test]
+    fn the_work_of_a_scrub_does_not_grow_with_the_text_past_its_cap() {
+        let line = |unit: &str, n: usize| unit.repeat(n);
+        let cases: [(&str, fn(&str, &Context) -> String, &str); 6] = [
+            ("message", message, "1 "),
+            ("message", message, "a:b "),
+            ("file", file, "a/"),
+            ("file", file, "a b/"),
+            ("fatal_action_data", fatal_action_data, "1 "),
+            ("fatal_action_data", fatal_action_data, "12@a/"),
+        ];
+        for (name, f, unit) in cases {
+            let (small, large) = (words(f, &line(unit, 1 << 12)), words(f, &line(unit, 1 << 16)));
+            assert!(
+                large <= small,
+                "{name} of {unit:?} repeated: {small} words classified at 4,096 repeats, {large} at 65,536"
+            );
+            assert!(small < 20 * MESSAGE_MAX, "{name} of {unit:?}: {small} words classified");
+        }
+        // One word of a megabyte: read no further than the first bytes.
+        for f in [message, file, fatal_action_data] {
+            WORDS.with(|n| n.set(0));
+            let out = f(&"a".repeat(1 << 20), &Context::none());
+            assert!(out.len() <= MESSAGE_MAX, "{out}");
+        }
+    }
 }
