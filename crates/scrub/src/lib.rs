@@ -26,7 +26,8 @@
 
 use std::borrow::Cow;
 
-/// Longest `fatal_message`, `action_result` and `action_data`, in characters.
+/// Longest `fatal_message`, `action_result` and `action_data`, in characters (a FATAL's
+/// `action_data`, which holds a file and a function: `MESSAGE_MAX + FILE_MAX`).
 pub const MESSAGE_MAX: usize = 200;
 /// Longest `fatal_file`, in characters (the end is kept).
 pub const FILE_MAX: usize = 200;
