@@ -424,7 +424,12 @@ fn window_end(rel: &str) -> Vec<&str> {
 
 /// Up to the first line break; a lone carriage return counts, as it does on a terminal.
 fn first_line(text: &str) -> &str {
-    text.split(['\n', '\r']).next().unwrap_or("")
+    // Both are ASCII, so a byte search ends on a character boundary.
+    let end = text
+        .bytes()
+        .position(|b| b == b'\n' || b == b'\r')
+        .unwrap_or(text.len());
+    &text[..end]
 }
 
 fn is_delimiter(c: char) -> bool {
