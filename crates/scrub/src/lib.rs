@@ -470,15 +470,14 @@ fn scrub_pass(line: &str, ctx: &Context) -> String {
     let mut start = None;
     // A word right after a mask (`<ip>/8`, `<user>/x`) is not an absolute path: the mask
     // replaced its first part.
-    let word_after = |out: &String, w: &str| {
+    let push_word = |out: &mut String, w: &str| {
         let after_mask = out.ends_with('>') && MASKS.iter().any(|m| out.ends_with(m));
-        word(w, ctx, after_mask)
+        out.push_str(&word(w, ctx, after_mask));
     };
     for (i, c) in line.char_indices() {
         if is_delimiter(c) {
             if let Some(s) = start.take() {
-                let w = word_after(&out, &line[s..i]);
-                out.push_str(&w);
+                push_word(&mut out, &line[s..i]);
             }
             out.push(c);
         } else if start.is_none() {
@@ -486,8 +485,7 @@ fn scrub_pass(line: &str, ctx: &Context) -> String {
         }
     }
     if let Some(s) = start {
-        let w = word_after(&out, &line[s..]);
-        out.push_str(&w);
+        push_word(&mut out, &line[s..]);
     }
     match &ctx.user {
         Some(u) => mask_user(&out, u),
@@ -545,7 +543,7 @@ fn mask_user(s: &str, user: &str) -> String {
 }
 
 /// One word (text between delimiters).
-fn word(tok: &str, ctx: &Context, after_mask: bool) -> String {
+fn word<'a>(tok: &'a str, ctx: &Context, after_mask: bool) -> Cow<'a, str> {
     #[cfg(test)]
     tests::WORDS.with(|n| n.set(n.get() + 1));
     if is_ipv6(tok) {
@@ -554,14 +552,19 @@ fn word(tok: &str, ctx: &Context, after_mask: bool) -> String {
     let core = tok.trim_end_matches(['.', ':', '!', '?']);
     let tail = &tok[core.len()..];
     if core.is_empty() {
-        return tok.to_string();
+        return tok.into();
     }
-    let mut out = classify(core, ctx, after_mask);
-    out.push_str(tail);
-    out
+    match classify(core, ctx, after_mask) {
+        // Unchanged: the word as it came, its tail included.
+        Cow::Borrowed(c) if c.len() == core.len() && c.as_ptr() == core.as_ptr() => tok.into(),
+        mut out => {
+            out.to_mut().push_str(tail);
+            out
+        }
+    }
 }
 
-fn classify(core: &str, ctx: &Context, after_mask: bool) -> String {
+fn classify<'a>(core: &'a str, ctx: &Context, after_mask: bool) -> Cow<'a, str> {
     // Each rule needs one of these bytes: a word without them skips the rule's search.
     let has = |b: u8| core.as_bytes().contains(&b);
     let (colon, slash) = (has(b':'), has(b'/'));
@@ -576,17 +579,17 @@ fn classify(core: &str, ctx: &Context, after_mask: bool) -> String {
             .map_or(0, |(j, c)| j + c.len_utf8());
         let scheme = &before[s..];
         if core.len() == i + 3 {
-            return core.to_string();
+            return core.into();
         }
         let prefix = inner(&before[..s]);
         return if scheme.is_empty() || scheme.len() > 16 {
-            format!("{prefix}<url>")
+            format!("{prefix}<url>").into()
         } else {
-            format!("{prefix}<url:{}>", scheme.to_ascii_lowercase())
+            format!("{prefix}<url:{}>", scheme.to_ascii_lowercase()).into()
         };
     }
     if !after_mask && is_path_start(core) {
-        return path_word(core, ctx);
+        return path_word(core, ctx).into();
     }
     // A path inside a word: `config:/etc/x.conf`, `../../home/bob/x`.
     for marker in [":/", ":~/", "=/", "=~/", "/home/", "/Users/", "/root/"] {
@@ -601,7 +604,7 @@ fn classify(core: &str, ctx: &Context, after_mask: bool) -> String {
             };
             let rest = &core[at..];
             if rest.chars().any(|c| c.is_alphanumeric()) {
-                return format!("{}{}", inner(&core[..at]), path_word(rest, ctx));
+                return format!("{}{}", inner(&core[..at]), path_word(rest, ctx)).into();
             }
         }
     }
@@ -617,9 +620,9 @@ fn classify(core: &str, ctx: &Context, after_mask: bool) -> String {
         }
         _ => (core, None),
     };
-    let with_port = |mask: &str| match port {
-        Some(p) => format!("{mask}:{p}"),
-        None => mask.to_string(),
+    let with_port = |mask: &'static str| match port {
+        Some(p) => format!("{mask}:{p}").into(),
+        None => Cow::Borrowed(mask),
     };
     if has(b'@') && is_email(addr) {
         return with_port("<email>");
@@ -682,11 +685,11 @@ fn is_ipv6(s: &str) -> bool {
 /// A MAC address: six pairs of hex digits joined by `:` or `-`.
 fn is_mac(s: &str) -> bool {
     let sep = if s.contains(':') { ':' } else { '-' };
-    let parts: Vec<&str> = s.split(sep).collect();
-    parts.len() == 6
-        && parts
-            .iter()
-            .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()))
+    let mut parts = 0;
+    s.split(sep).all(|p| {
+        parts += 1;
+        parts <= 6 && p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit())
+    }) && parts == 6
 }
 
 fn is_email(s: &str) -> bool {
@@ -762,23 +765,25 @@ const EXTENSIONS: &[&str] = &[
 ];
 
 fn is_host(s: &str) -> bool {
-    let labels: Vec<&str> = s.split('.').collect();
-    if labels.len() < 2 {
-        return false;
-    }
-    let ok_label = |l: &&str| {
+    let ok_label = |l: &str| {
         !l.is_empty()
             && l.len() <= 63
             && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
             && !l.starts_with('-')
             && !l.ends_with('-')
     };
-    if !labels.iter().all(ok_label) {
-        return false;
+    let (mut labels, mut tld) = (0, "");
+    for l in s.split('.') {
+        if !ok_label(l) {
+            return false;
+        }
+        labels += 1;
+        tld = l;
     }
-    let tld = labels[labels.len() - 1].to_ascii_lowercase();
-    tld.bytes().all(|b| b.is_ascii_alphabetic())
-        && (TLDS.contains(&tld.as_str()) || (tld.len() == 2 && !EXTENSIONS.contains(&tld.as_str())))
+    let known = |list: &[&str]| list.iter().any(|t| t.eq_ignore_ascii_case(tld));
+    labels >= 2
+        && tld.bytes().all(|b| b.is_ascii_alphabetic())
+        && (known(TLDS) || (tld.len() == 2 && !known(EXTENSIONS)))
 }
 
 /// 8-4-4-4-12 hex digits at `i`, ending at a word boundary: the length.
@@ -836,29 +841,36 @@ fn ipv4_at(b: &[u8], i: usize) -> Option<usize> {
     Some(j - i)
 }
 
-/// Inside a word: uuids, IPv4 addresses, `0x` and long hex strings, long numbers.
-fn inner(s: &str) -> String {
+/// Inside a word: uuids, IPv4 addresses, `0x` and long hex strings, long numbers. The
+/// word itself when none is there (no copy: most words have none).
+fn inner(s: &str) -> Cow<'_, str> {
     let b = s.as_bytes();
-    let mut out: Vec<u8> = Vec::with_capacity(b.len());
+    // What is written so far, up to `copied` in `s`; nothing until a mask is.
+    let mut out: Vec<u8> = Vec::new();
+    let mut copied = 0;
+    let mut mask = |from: usize, to: usize, m: &[u8]| {
+        out.extend_from_slice(&b[copied..from]);
+        out.extend_from_slice(m);
+        copied = to;
+    };
     let mut i = 0;
     while i < b.len() {
         let boundary = i == 0 || !b[i - 1].is_ascii_alphanumeric();
         if boundary {
             if let Some(n) = uuid_at(b, i) {
-                out.extend_from_slice(b"<uuid>");
+                mask(i, i + n, b"<uuid>");
                 i += n;
                 continue;
             }
             if (i == 0 || b[i - 1] != b'.')
                 && let Some(n) = ipv4_at(b, i)
             {
-                out.extend_from_slice(b"<ip>");
+                mask(i, i + n, b"<ip>");
                 i += n;
                 continue;
             }
         }
         if !b[i].is_ascii_alphanumeric() {
-            out.push(b[i]);
             i += 1;
             continue;
         }
@@ -870,40 +882,39 @@ fn inner(s: &str) -> String {
         let hex = |r: &[u8]| r.iter().all(|c| c.is_ascii_hexdigit());
         let digits = run.iter().filter(|c| c.is_ascii_digit()).count();
         if run.len() >= 10 && (run.starts_with(b"0x") || run.starts_with(b"0X")) && hex(&run[2..]) {
-            out.extend_from_slice(b"<hex>");
+            mask(i, j, b"<hex>");
         } else if digits == run.len() {
             if run.len() >= 6 {
-                out.extend_from_slice(b"<n>");
-            } else {
-                out.extend_from_slice(run);
+                mask(i, j, b"<n>");
             }
         } else if hex(run) && (run.len() >= 16 || (run.len() >= 12 && digits > 0)) {
-            out.extend_from_slice(b"<hex>");
+            mask(i, j, b"<hex>");
         } else {
             // Long digit runs inside a word: `job1234567` -> `job<n>`.
-            let mut k = 0;
-            while k < run.len() {
-                if run[k].is_ascii_digit() {
+            let mut k = i;
+            while k < j {
+                if b[k].is_ascii_digit() {
                     let mut e = k;
-                    while e < run.len() && run[e].is_ascii_digit() {
+                    while e < j && b[e].is_ascii_digit() {
                         e += 1;
                     }
                     if e - k >= 6 {
-                        out.extend_from_slice(b"<n>");
-                    } else {
-                        out.extend_from_slice(&run[k..e]);
+                        mask(k, e, b"<n>");
                     }
                     k = e;
                 } else {
-                    out.push(run[k]);
                     k += 1;
                 }
             }
         }
         i = j;
     }
+    if copied == 0 {
+        return Cow::Borrowed(s);
+    }
+    out.extend_from_slice(&b[copied..]);
     // Masks replace ASCII runs only, so the bytes stay valid UTF-8.
-    String::from_utf8(out).unwrap_or_default()
+    Cow::Owned(String::from_utf8(out).unwrap_or_default())
 }
 
 #[cfg(test)]
