@@ -50,7 +50,10 @@ fn main() {
         let at = |size: usize| {
             let text = unit.repeat(size / unit.len());
             let t = time(|| rule(&text, &ctx));
-            (t.as_secs_f64() * 1e6, t.as_nanos() as f64 / text.len() as f64)
+            (
+                t.as_secs_f64() * 1e6,
+                t.as_nanos() as f64 / text.len() as f64,
+            )
         };
         let (small, small_b) = at(4096);
         let (large, large_b) = at(1 << 20);

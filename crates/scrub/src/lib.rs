@@ -948,12 +948,18 @@ mod tests {
             ("fatal_action_data", fatal_action_data, "12@a/"),
         ];
         for (name, f, unit) in cases {
-            let (small, large) = (words(f, &line(unit, 1 << 12)), words(f, &line(unit, 1 << 16)));
+            let (small, large) = (
+                words(f, &line(unit, 1 << 12)),
+                words(f, &line(unit, 1 << 16)),
+            );
             assert!(
                 large <= small,
                 "{name} of {unit:?} repeated: {small} words classified at 4,096 repeats, {large} at 65,536"
             );
-            assert!(small < 20 * MESSAGE_MAX, "{name} of {unit:?}: {small} words classified");
+            assert!(
+                small < 20 * MESSAGE_MAX,
+                "{name} of {unit:?}: {small} words classified"
+            );
         }
         // One word of a megabyte: read no further than the first bytes.
         for f in [message, file, fatal_action_data] {

@@ -18,12 +18,17 @@ fn main() {
         seed
     };
     let size = 64 * 1024;
-    let letters: String = (0..size).map(|_| (b'a' + (next() % 26) as u8) as char).collect();
+    let letters: String = (0..size)
+        .map(|_| (b'a' + (next() % 26) as u8) as char)
+        .collect();
     let cyrillic: String = (0..size / 2)
         .map(|_| char::from_u32(0x410 + (next() % 64) as u32).unwrap())
         .collect();
     let event = r#"{"event":"$pageview","properties":{"distinct_id":"d-1","$current_url":"https://example.org/a","n":1}},"#;
-    let json = format!("[{}]", event.repeat(size / event.len()).trim_end_matches(','));
+    let json = format!(
+        "[{}]",
+        event.repeat(size / event.len()).trim_end_matches(',')
+    );
     let cases = [
         ("random letters", letters),
         ("random Cyrillic", cyrillic),
