@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod clickhouse;
+pub mod strace;
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};
