@@ -939,7 +939,8 @@ mod tests {
     #[test]
     fn the_work_of_a_scrub_does_not_grow_with_the_text_past_its_cap() {
         let line = |unit: &str, n: usize| unit.repeat(n);
-        let cases: [(&str, fn(&str, &Context) -> String, &str); 6] = [
+        type Rule = fn(&str, &Context) -> String;
+        let cases: [(&str, Rule, &str); 6] = [
             ("message", message, "1 "),
             ("message", message, "a:b "),
             ("file", file, "a/"),
