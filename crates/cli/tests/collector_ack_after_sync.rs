@@ -7,93 +7,39 @@
 mod common;
 
 use common::Collector;
+use common::strace::{Call, calls};
 use serde_json::json;
-use std::collections::{HashMap, HashSet};
-
-/// One system call as strace saw it: where in the log it began and where it ended.
-#[derive(Debug, Clone)]
-struct Call {
-    name: String,
-    fd: String,
-    text: String,
-    ret: String,
-    entry: usize,
-    exit: usize,
-}
-
-/// Reads an `strace -f` log, joining calls split across lines by thread switches.
-fn calls(log: &str) -> Vec<Call> {
-    let mut pending: HashMap<String, (String, usize)> = HashMap::new();
-    let mut out = Vec::new();
-    for (i, line) in log.lines().enumerate() {
-        let Some((pid, rest)) = line.split_once(' ') else {
-            continue;
-        };
-        let rest = rest.trim_start();
-        let (text, entry) = if let Some(start) = rest.strip_suffix("<unfinished ...>") {
-            pending.insert(pid.to_string(), (start.to_string(), i));
-            continue;
-        } else if let Some(at) = rest.find("resumed>") {
-            let Some((start, entry)) = pending.remove(pid) else {
-                continue;
-            };
-            (format!("{start}{}", &rest[at + "resumed>".len()..]), entry)
-        } else {
-            (rest.to_string(), i)
-        };
-        let Some((name, args)) = text.split_once('(') else {
-            continue;
-        };
-        let fd = args
-            .split([',', ')'])
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_string();
-        let ret = text
-            .rsplit_once(" = ")
-            .map(|(_, r)| r.trim().to_string())
-            .unwrap_or_default();
-        out.push(Call {
-            name: name.to_string(),
-            fd,
-            text: text.clone(),
-            ret,
-            entry,
-            exit: i,
-        });
-    }
-    out
-}
+use std::collections::HashSet;
 
 /// Every 200 answered before a sync of its events' log: (the 200's position, why).
 /// Returns the violations and how many 200s were checked.
 fn acknowledged_before_sync(calls: &[Call]) -> (Vec<String>, usize) {
-    let wal: HashSet<&str> = calls
+    let wal: HashSet<String> = calls
         .iter()
-        .filter(|c| c.name == "openat" && c.text.contains("-wal\"") && !c.ret.starts_with('-'))
-        .map(|c| c.ret.as_str())
+        .filter(|c| c.name == "openat" && c.args.contains("-wal\"") && c.ret >= 0)
+        .map(|c| c.ret.to_string())
         .collect();
-    let ok = |c: &Call| !c.ret.starts_with('-');
+    let ok = |c: &Call| c.ret >= 0;
     let syncs: Vec<&Call> = calls
         .iter()
         .filter(|c| {
             matches!(c.name.as_str(), "fdatasync" | "fsync")
-                && wal.contains(c.fd.as_str())
-                && c.ret == "0"
+                && wal.contains(c.fd())
+                && c.ret == 0
+                && !c.injected
         })
         .collect();
     let log_writes: Vec<&Call> = calls
         .iter()
         .filter(|c| {
-            matches!(c.name.as_str(), "pwrite64" | "write") && wal.contains(c.fd.as_str()) && ok(c)
+            matches!(c.name.as_str(), "pwrite64" | "write") && wal.contains(c.fd()) && ok(c)
         })
         .collect();
     let mut violations = Vec::new();
     let mut checked = 0;
     for answer in calls.iter().filter(|c| {
         matches!(c.name.as_str(), "write" | "writev" | "sendto" | "sendmsg")
-            && c.text.contains("HTTP/1.1 200")
+            && c.args.contains("HTTP/1.1 200")
     }) {
         checked += 1;
         // The request was read in full by its last read on that socket before the answer.
@@ -101,16 +47,17 @@ fn acknowledged_before_sync(calls: &[Call]) -> (Vec<String>, usize) {
             .iter()
             .filter(|c| {
                 matches!(c.name.as_str(), "read" | "recvfrom" | "readv")
-                    && c.fd == answer.fd
+                    && c.fd() == answer.fd()
                     && c.exit < answer.entry
-                    && c.ret.parse::<i64>().is_ok_and(|n| n > 0)
+                    && c.ret > 0
             })
             .map(|c| c.exit)
             .max();
         let Some(read) = read else {
             violations.push(format!(
                 "line {}: a 200 on fd {} with no request read",
-                answer.entry, answer.fd
+                answer.entry,
+                answer.fd()
             ));
             continue;
         };
@@ -132,7 +79,7 @@ fn acknowledged_before_sync(calls: &[Call]) -> (Vec<String>, usize) {
         if !synced {
             violations.push(format!(
                 "line {}: a 200 on fd {} with no log sync between its commit (line {commit}) and the answer",
-                answer.entry, answer.fd
+                answer.entry, answer.fd()
             ));
         }
     }

@@ -30,14 +30,35 @@ fn tls_collector(cert: &Path, key: &Path, extra: &[&str]) -> Collector {
     c
 }
 
-/// `anonstats send --wait ACTION` to `c` with `extra` arguments.
-fn send_wait(c: &Collector, dir: &Path, action: &str, extra: &[&str]) -> Output {
+/// The arguments of `anonstats send ACTION` to `c`, with its write token.
+fn send_to(c: &Collector, action: &str, dir: &Path) -> Vec<String> {
     let mut args = send_args(action, &c.url, dir);
-    args.insert(1, "--wait".into());
     let token = args.iter().position(|a| a == "--token").unwrap() + 1;
     args[token] = c.write_token.clone();
+    args
+}
+
+/// `anonstats send --wait ACTION` to `c` with `extra` arguments.
+fn send_wait(c: &Collector, dir: &Path, action: &str, extra: &[&str]) -> Output {
+    let mut args = send_to(c, action, dir);
+    args.insert(1, "--wait".into());
     args.extend(extra.iter().map(|s| s.to_string()));
     anonstats(&strs(&args), &[])
+}
+
+/// The events sent to `c` from `dir` are still spooled, and `c` stored none.
+fn kept_not_stored(c: &Collector, dir: &Path, events: usize) {
+    let state = dir.join("state");
+    assert_eq!(spooled(&state).len(), events, "the events are kept");
+    assert_eq!(c.export().len(), 0);
+}
+
+/// A send that failed saying each of `says`, for `what` it was refused; its stderr.
+fn refused(out: &Output, what: &str, says: &[&str]) -> String {
+    let err = stderr(out);
+    assert!(!out.status.success(), "{what} was accepted");
+    assert!(says.iter().all(|s| err.contains(s)), "{err}");
+    err
 }
 
 /// Events waiting in the spool under a state dir.
@@ -103,10 +124,8 @@ fn send_over_https_with_the_ca_file_stores_the_event() {
     assert_eq!(stored(&c, "EXIT"), 1);
 
     // And from ANONSTATS_CA_FILE.
-    let mut args = send_args("CUSTOM", &c.url, dir.path());
+    let mut args = send_to(&c, "CUSTOM", dir.path());
     args.insert(1, "--wait".into());
-    let token = args.iter().position(|a| a == "--token").unwrap() + 1;
-    args[token] = c.write_token.clone();
     let out = anonstats(
         &strs(&args),
         &[("ANONSTATS_CA_FILE", ca.ca_file().to_str().unwrap())],
@@ -121,9 +140,7 @@ fn a_detached_send_over_https_is_delivered() {
     let (cert, key) = ca.server_cert("server", &["127.0.0.1"]);
     let c = tls_collector(&cert, &key, &[]);
     let dir = tempfile::tempdir().unwrap();
-    let mut args = send_args("START", &c.url, dir.path());
-    let token = args.iter().position(|a| a == "--token").unwrap() + 1;
-    args[token] = c.write_token.clone();
+    let mut args = send_to(&c, "START", dir.path());
     args.extend(["--ca-file".into(), ca.ca_file().display().to_string()]);
     let out = anonstats(&strs(&args), &[]);
     assert!(out.status.success(), "send failed: {}", stderr(&out));
@@ -144,21 +161,12 @@ fn a_certificate_for_another_host_is_refused_and_the_event_stays_spooled() {
         "START",
         &["--ca-file", ca.ca_file().to_str().unwrap()],
     );
-    let err = stderr(&out);
-    assert!(
-        !out.status.success(),
-        "a wrong-host certificate was accepted"
+    refused(
+        &out,
+        "a wrong-host certificate",
+        &["certificate did not verify", "not valid for name"],
     );
-    assert!(
-        err.contains("certificate did not verify") && err.contains("not valid for name"),
-        "{err}"
-    );
-    assert_eq!(
-        spooled(&dir.path().join("state")).len(),
-        1,
-        "the event is kept"
-    );
-    assert_eq!(c.export().len(), 0);
+    kept_not_stored(&c, dir.path(), 1);
 }
 
 #[test]
@@ -169,14 +177,10 @@ fn a_self_signed_certificate_is_refused_without_its_ca_file() {
     let dir = tempfile::tempdir().unwrap();
     // The system's roots, as on any machine.
     let out = send_wait(&c, dir.path(), "START", &[]);
-    let err = stderr(&out);
-    assert!(
-        !out.status.success(),
-        "a self-signed certificate was accepted"
-    );
-    assert!(
-        err.contains("certificate did not verify") && err.contains("--ca-file"),
-        "{err}"
+    refused(
+        &out,
+        "a self-signed certificate",
+        &["certificate did not verify", "--ca-file"],
     );
     // A CA file of another CA does not help either.
     let out = send_wait(
@@ -185,18 +189,12 @@ fn a_self_signed_certificate_is_refused_without_its_ca_file() {
         "CHECK",
         &["--ca-file", ca.ca_file().to_str().unwrap()],
     );
-    assert!(!out.status.success(), "accepted under another CA");
-    assert!(
-        stderr(&out).contains("certificate did not verify"),
-        "{}",
-        stderr(&out)
+    refused(
+        &out,
+        "a certificate of another CA",
+        &["certificate did not verify"],
     );
-    assert_eq!(
-        spooled(&dir.path().join("state")).len(),
-        2,
-        "the events are kept"
-    );
-    assert_eq!(c.export().len(), 0);
+    kept_not_stored(&c, dir.path(), 2);
 }
 
 #[test]
@@ -447,11 +445,10 @@ fn an_expired_certificate_is_refused() {
         "START",
         &["--ca-file", ca.ca_file().to_str().unwrap()],
     );
-    let err = stderr(&out);
-    assert!(!out.status.success(), "an expired certificate was accepted");
-    assert!(
-        err.contains("certificate did not verify") && err.contains("expired"),
-        "{err}"
+    refused(
+        &out,
+        "an expired certificate",
+        &["certificate did not verify", "expired"],
     );
     assert_eq!(spooled(&dir.path().join("state")).len(), 1);
 }

@@ -26,7 +26,8 @@
 
 use std::borrow::Cow;
 
-/// Longest `fatal_message`, `action_result` and `action_data`, in characters.
+/// Longest `fatal_message`, `action_result` and `action_data`, in characters (a FATAL's
+/// `action_data`, which holds a file and a function: `MESSAGE_MAX + FILE_MAX`).
 pub const MESSAGE_MAX: usize = 200;
 /// Longest `fatal_file`, in characters (the end is kept).
 pub const FILE_MAX: usize = 200;
@@ -141,6 +142,9 @@ pub fn text(text: &str, ctx: &Context, max: usize) -> String {
 /// must change nothing of it.
 fn settled(input: &str, rule: impl Fn(&str) -> String) -> String {
     let mut out = rule(input);
+    if out == input {
+        return out;
+    }
     for _ in 0..8 {
         let again = rule(&out);
         if again == out {
@@ -152,7 +156,7 @@ fn settled(input: &str, rule: impl Fn(&str) -> String) -> String {
 }
 
 fn text_once(text: &str, ctx: &Context, max: usize) -> String {
-    let line = first_line(text);
+    let line = window_start(first_line(text), max);
     let scrubbed = line_scrub(line, ctx);
     let capped = cap_start(&scrubbed, max);
     if capped.len() == scrubbed.len() {
@@ -207,9 +211,8 @@ fn file_once(path: &str, ctx: &Context) -> String {
     } else {
         p.clone()
     };
-    let parts: Vec<String> = rel
-        .split('/')
-        .filter(|c| !c.is_empty() && *c != ".")
+    let parts: Vec<String> = window_end(&rel)
+        .into_iter()
         .map(|c| {
             if ctx.is_user(c) {
                 "<user>".to_string()
@@ -370,13 +373,70 @@ fn cap_end(s: &str, max: usize) -> String {
     }
 }
 
+/// Most bytes of a line the rules read: the collector scrubs what strangers send, and the
+/// work of a scrub is bounded by what its capped output can show, not by the text's length.
+pub const READ_MAX: usize = 4096;
+
+/// Delimiters read past the cap: a user name or home directory with fewer of them that
+/// spans the end of the window would have been masked past the cap anyway.
+const WINDOW_SLACK: usize = 64;
+
+/// The start of `line` that decides its first `max` scrubbed characters. Every rule gives
+/// a word at least one character and keeps each delimiter, so a window that ends after
+/// `max + WINDOW_SLACK` delimiters scrubs to the same first `max` characters as the whole
+/// line. Past [`READ_MAX`] bytes it ends before the word that crosses them: the text
+/// after it is dropped, never shown unscrubbed.
+fn window_start(line: &str, max: usize) -> &str {
+    let mut delimiters = 0;
+    let mut end = 0;
+    for (i, c) in line.char_indices() {
+        let next = i + c.len_utf8();
+        if next > READ_MAX {
+            return &line[..end];
+        }
+        if is_delimiter(c) {
+            end = next;
+            delimiters += 1;
+            if delimiters > max + WINDOW_SLACK {
+                return &line[..end];
+            }
+        }
+    }
+    line
+}
+
+/// The components of a relative path that decide its last `FILE_MAX` characters: at most
+/// `FILE_MAX` of them (each is one character or more, with a `/` between), within the
+/// last [`READ_MAX`] bytes; a component that crosses them is dropped with what precedes it.
+fn window_end(rel: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let mut bytes = 0;
+    for c in rel.rsplit('/').filter(|c| !c.is_empty() && *c != ".") {
+        bytes += c.len() + 1;
+        if bytes > READ_MAX || parts.len() == FILE_MAX {
+            break;
+        }
+        parts.push(c);
+    }
+    parts.reverse();
+    parts
+}
+
 /// Up to the first line break; a lone carriage return counts, as it does on a terminal.
 fn first_line(text: &str) -> &str {
-    text.split(['\n', '\r']).next().unwrap_or("")
+    // Both are ASCII, so a byte search ends on a character boundary.
+    let end = text
+        .bytes()
+        .position(|b| b == b'\n' || b == b'\r')
+        .unwrap_or(text.len());
+    &text[..end]
 }
 
 fn is_delimiter(c: char) -> bool {
-    c.is_whitespace() || "\"'`()[]{}<>,;|".contains(c)
+    matches!(
+        c,
+        '"' | '\'' | '`' | '(' | ')' | '[' | ']' | '{' | '}' | '<' | '>' | ',' | ';' | '|'
+    ) || c.is_whitespace()
 }
 
 /// One line, scrubbed until a pass changes nothing more: a mask holds `<` and `>`, which
@@ -384,6 +444,9 @@ fn is_delimiter(c: char) -> bool {
 /// left after `<hex>` in `dead::1` is an address of its own).
 fn line_scrub(line: &str, ctx: &Context) -> String {
     let mut out = scrub_pass(line, ctx);
+    if out == line {
+        return out;
+    }
     // Each pass only replaces text by masks, which the rules leave alone: two or three
     // passes settle it; the bound is for safety.
     for _ in 0..8 {
@@ -407,15 +470,14 @@ fn scrub_pass(line: &str, ctx: &Context) -> String {
     let mut start = None;
     // A word right after a mask (`<ip>/8`, `<user>/x`) is not an absolute path: the mask
     // replaced its first part.
-    let word_after = |out: &String, w: &str| {
+    let push_word = |out: &mut String, w: &str| {
         let after_mask = out.ends_with('>') && MASKS.iter().any(|m| out.ends_with(m));
-        word(w, ctx, after_mask)
+        out.push_str(&word(w, ctx, after_mask));
     };
     for (i, c) in line.char_indices() {
         if is_delimiter(c) {
             if let Some(s) = start.take() {
-                let w = word_after(&out, &line[s..i]);
-                out.push_str(&w);
+                push_word(&mut out, &line[s..i]);
             }
             out.push(c);
         } else if start.is_none() {
@@ -423,8 +485,7 @@ fn scrub_pass(line: &str, ctx: &Context) -> String {
         }
     }
     if let Some(s) = start {
-        let w = word_after(&out, &line[s..]);
-        out.push_str(&w);
+        push_word(&mut out, &line[s..]);
     }
     match &ctx.user {
         Some(u) => mask_user(&out, u),
@@ -482,22 +543,35 @@ fn mask_user(s: &str, user: &str) -> String {
 }
 
 /// One word (text between delimiters).
-fn word(tok: &str, ctx: &Context, after_mask: bool) -> String {
+fn word<'a>(tok: &'a str, ctx: &Context, after_mask: bool) -> Cow<'a, str> {
+    #[cfg(test)]
+    tests::WORDS.with(|n| n.set(n.get() + 1));
     if is_ipv6(tok) {
         return "<ip>".into();
     }
     let core = tok.trim_end_matches(['.', ':', '!', '?']);
     let tail = &tok[core.len()..];
     if core.is_empty() {
-        return tok.to_string();
+        return tok.into();
     }
-    let mut out = classify(core, ctx, after_mask);
-    out.push_str(tail);
-    out
+    match classify(core, ctx, after_mask) {
+        // Unchanged: the word as it came, its tail included.
+        Cow::Borrowed(c) if c.len() == core.len() && c.as_ptr() == core.as_ptr() => tok.into(),
+        mut out => {
+            out.to_mut().push_str(tail);
+            out
+        }
+    }
 }
 
-fn classify(core: &str, ctx: &Context, after_mask: bool) -> String {
-    if let Some(i) = core.find("://") {
+fn classify<'a>(core: &'a str, ctx: &Context, after_mask: bool) -> Cow<'a, str> {
+    // Each rule needs one of these bytes: a word without them skips the rule's search.
+    let has = |b: u8| core.as_bytes().contains(&b);
+    let (colon, slash) = (has(b':'), has(b'/'));
+    if colon
+        && slash
+        && let Some(i) = core.find("://")
+    {
         let before = &core[..i];
         let s = before
             .char_indices()
@@ -505,20 +579,23 @@ fn classify(core: &str, ctx: &Context, after_mask: bool) -> String {
             .map_or(0, |(j, c)| j + c.len_utf8());
         let scheme = &before[s..];
         if core.len() == i + 3 {
-            return core.to_string();
+            return core.into();
         }
         let prefix = inner(&before[..s]);
         return if scheme.is_empty() || scheme.len() > 16 {
-            format!("{prefix}<url>")
+            format!("{prefix}<url>").into()
         } else {
-            format!("{prefix}<url:{}>", scheme.to_ascii_lowercase())
+            format!("{prefix}<url:{}>", scheme.to_ascii_lowercase()).into()
         };
     }
     if !after_mask && is_path_start(core) {
-        return path_word(core, ctx);
+        return path_word(core, ctx).into();
     }
     // A path inside a word: `config:/etc/x.conf`, `../../home/bob/x`.
     for marker in [":/", ":~/", "=/", "=~/", "/home/", "/Users/", "/root/"] {
+        if !slash {
+            break;
+        }
         if let Some(i) = core.find(marker) {
             let at = if marker.starts_with([':', '=']) {
                 i + 1
@@ -527,14 +604,14 @@ fn classify(core: &str, ctx: &Context, after_mask: bool) -> String {
             };
             let rest = &core[at..];
             if rest.chars().any(|c| c.is_alphanumeric()) {
-                return format!("{}{}", inner(&core[..at]), path_word(rest, ctx));
+                return format!("{}{}", inner(&core[..at]), path_word(rest, ctx)).into();
             }
         }
     }
-    if is_ipv6(core) {
+    if colon && is_ipv6(core) {
         return "<ip>".into();
     }
-    if is_mac(core) {
+    if (colon || has(b'-')) && is_mac(core) {
         return "<mac>".into();
     }
     let (addr, port) = match core.rsplit_once(':') {
@@ -543,14 +620,14 @@ fn classify(core: &str, ctx: &Context, after_mask: bool) -> String {
         }
         _ => (core, None),
     };
-    let with_port = |mask: &str| match port {
-        Some(p) => format!("{mask}:{p}"),
-        None => mask.to_string(),
+    let with_port = |mask: &'static str| match port {
+        Some(p) => format!("{mask}:{p}").into(),
+        None => Cow::Borrowed(mask),
     };
-    if is_email(addr) {
+    if has(b'@') && is_email(addr) {
         return with_port("<email>");
     }
-    if is_host(addr) {
+    if addr.contains('.') && is_host(addr) {
         return with_port("<host>");
     }
     inner(core)
@@ -608,11 +685,11 @@ fn is_ipv6(s: &str) -> bool {
 /// A MAC address: six pairs of hex digits joined by `:` or `-`.
 fn is_mac(s: &str) -> bool {
     let sep = if s.contains(':') { ':' } else { '-' };
-    let parts: Vec<&str> = s.split(sep).collect();
-    parts.len() == 6
-        && parts
-            .iter()
-            .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()))
+    let mut parts = 0;
+    s.split(sep).all(|p| {
+        parts += 1;
+        parts <= 6 && p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit())
+    }) && parts == 6
 }
 
 fn is_email(s: &str) -> bool {
@@ -688,23 +765,25 @@ const EXTENSIONS: &[&str] = &[
 ];
 
 fn is_host(s: &str) -> bool {
-    let labels: Vec<&str> = s.split('.').collect();
-    if labels.len() < 2 {
-        return false;
-    }
-    let ok_label = |l: &&str| {
+    let ok_label = |l: &str| {
         !l.is_empty()
             && l.len() <= 63
             && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
             && !l.starts_with('-')
             && !l.ends_with('-')
     };
-    if !labels.iter().all(ok_label) {
-        return false;
+    let (mut labels, mut tld) = (0, "");
+    for l in s.split('.') {
+        if !ok_label(l) {
+            return false;
+        }
+        labels += 1;
+        tld = l;
     }
-    let tld = labels[labels.len() - 1].to_ascii_lowercase();
-    tld.bytes().all(|b| b.is_ascii_alphabetic())
-        && (TLDS.contains(&tld.as_str()) || (tld.len() == 2 && !EXTENSIONS.contains(&tld.as_str())))
+    let known = |list: &[&str]| list.iter().any(|t| t.eq_ignore_ascii_case(tld));
+    labels >= 2
+        && tld.bytes().all(|b| b.is_ascii_alphabetic())
+        && (known(TLDS) || (tld.len() == 2 && !known(EXTENSIONS)))
 }
 
 /// 8-4-4-4-12 hex digits at `i`, ending at a word boundary: the length.
@@ -762,29 +841,36 @@ fn ipv4_at(b: &[u8], i: usize) -> Option<usize> {
     Some(j - i)
 }
 
-/// Inside a word: uuids, IPv4 addresses, `0x` and long hex strings, long numbers.
-fn inner(s: &str) -> String {
+/// Inside a word: uuids, IPv4 addresses, `0x` and long hex strings, long numbers. The
+/// word itself when none is there (no copy: most words have none).
+fn inner(s: &str) -> Cow<'_, str> {
     let b = s.as_bytes();
-    let mut out: Vec<u8> = Vec::with_capacity(b.len());
+    // What is written so far, up to `copied` in `s`; nothing until a mask is.
+    let mut out: Vec<u8> = Vec::new();
+    let mut copied = 0;
+    let mut mask = |from: usize, to: usize, m: &[u8]| {
+        out.extend_from_slice(&b[copied..from]);
+        out.extend_from_slice(m);
+        copied = to;
+    };
     let mut i = 0;
     while i < b.len() {
         let boundary = i == 0 || !b[i - 1].is_ascii_alphanumeric();
         if boundary {
             if let Some(n) = uuid_at(b, i) {
-                out.extend_from_slice(b"<uuid>");
+                mask(i, i + n, b"<uuid>");
                 i += n;
                 continue;
             }
             if (i == 0 || b[i - 1] != b'.')
                 && let Some(n) = ipv4_at(b, i)
             {
-                out.extend_from_slice(b"<ip>");
+                mask(i, i + n, b"<ip>");
                 i += n;
                 continue;
             }
         }
         if !b[i].is_ascii_alphanumeric() {
-            out.push(b[i]);
             i += 1;
             continue;
         }
@@ -796,38 +882,91 @@ fn inner(s: &str) -> String {
         let hex = |r: &[u8]| r.iter().all(|c| c.is_ascii_hexdigit());
         let digits = run.iter().filter(|c| c.is_ascii_digit()).count();
         if run.len() >= 10 && (run.starts_with(b"0x") || run.starts_with(b"0X")) && hex(&run[2..]) {
-            out.extend_from_slice(b"<hex>");
+            mask(i, j, b"<hex>");
         } else if digits == run.len() {
             if run.len() >= 6 {
-                out.extend_from_slice(b"<n>");
-            } else {
-                out.extend_from_slice(run);
+                mask(i, j, b"<n>");
             }
         } else if hex(run) && (run.len() >= 16 || (run.len() >= 12 && digits > 0)) {
-            out.extend_from_slice(b"<hex>");
+            mask(i, j, b"<hex>");
         } else {
             // Long digit runs inside a word: `job1234567` -> `job<n>`.
-            let mut k = 0;
-            while k < run.len() {
-                if run[k].is_ascii_digit() {
+            let mut k = i;
+            while k < j {
+                if b[k].is_ascii_digit() {
                     let mut e = k;
-                    while e < run.len() && run[e].is_ascii_digit() {
+                    while e < j && b[e].is_ascii_digit() {
                         e += 1;
                     }
                     if e - k >= 6 {
-                        out.extend_from_slice(b"<n>");
-                    } else {
-                        out.extend_from_slice(&run[k..e]);
+                        mask(k, e, b"<n>");
                     }
                     k = e;
                 } else {
-                    out.push(run[k]);
                     k += 1;
                 }
             }
         }
         i = j;
     }
+    if copied == 0 {
+        return Cow::Borrowed(s);
+    }
+    out.extend_from_slice(&b[copied..]);
     // Masks replace ASCII runs only, so the bytes stay valid UTF-8.
-    String::from_utf8(out).unwrap_or_default()
+    Cow::Owned(String::from_utf8(out).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    thread_local! {
+        /// Words classified on this thread: the work a scrub does.
+        pub(super) static WORDS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// Words classified while scrubbing `input` with `f`.
+    fn words(f: impl Fn(&str, &Context) -> String, input: &str) -> usize {
+        WORDS.with(|n| n.set(0));
+        f(input, &Context::none());
+        WORDS.with(Cell::get)
+    }
+
+    /// The collector scrubs what strangers send, up to a megabyte a value: the work must
+    /// not grow with the text past what its capped output can show.
+    #[test]
+    fn the_work_of_a_scrub_does_not_grow_with_the_text_past_its_cap() {
+        let line = |unit: &str, n: usize| unit.repeat(n);
+        type Rule = fn(&str, &Context) -> String;
+        let cases: [(&str, Rule, &str); 6] = [
+            ("message", message, "1 "),
+            ("message", message, "a:b "),
+            ("file", file, "a/"),
+            ("file", file, "a b/"),
+            ("fatal_action_data", fatal_action_data, "1 "),
+            ("fatal_action_data", fatal_action_data, "12@a/"),
+        ];
+        for (name, f, unit) in cases {
+            let (small, large) = (
+                words(f, &line(unit, 1 << 12)),
+                words(f, &line(unit, 1 << 16)),
+            );
+            assert!(
+                large <= small,
+                "{name} of {unit:?} repeated: {small} words classified at 4,096 repeats, {large} at 65,536"
+            );
+            assert!(
+                small < 20 * MESSAGE_MAX,
+                "{name} of {unit:?}: {small} words classified"
+            );
+        }
+        // One word of a megabyte: read no further than the first bytes.
+        for f in [message, file, fatal_action_data] {
+            WORDS.with(|n| n.set(0));
+            let out = f(&"a".repeat(1 << 20), &Context::none());
+            assert!(out.len() <= MESSAGE_MAX, "{out}");
+        }
+    }
 }

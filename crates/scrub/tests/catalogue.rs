@@ -1,7 +1,7 @@
 //! A catalogue of crash texts that carry identifying data, and of texts that must come
 //! through untouched.
 
-use anonstats_scrub::{Context, fatal_action_data, file, message, property};
+use anonstats_scrub::{Context, READ_MAX, fatal_action_data, file, message, property};
 
 fn alice() -> Context {
     Context::new(Some("alice"), Some("/home/alice"))
@@ -274,7 +274,7 @@ fn a_second_pass_changes_nothing() {
 #[test]
 fn long_messages_are_capped_on_a_character_boundary() {
     let ctx = alice();
-    let long = "é".repeat(10_000);
+    let long = "é".repeat(1_000);
     let got = message(&long, &ctx);
     assert_eq!(got.chars().count(), 200);
     let ips = "10.0.0.1 ".repeat(1200);
@@ -292,6 +292,25 @@ fn long_messages_are_capped_on_a_character_boundary() {
         !message(&secret, &ctx).contains("bob"),
         "cut after, not before, scrubbing"
     );
+}
+
+#[test]
+fn a_long_line_is_read_up_to_the_word_that_crosses_its_first_bytes() {
+    let ctx = Context::none();
+    // Many words: the first 200 characters are those of the whole line.
+    let words = "word 10.0.0.1 ".repeat(READ_MAX);
+    let want = "word <ip> ".repeat(20);
+    assert_eq!(message(&words, &ctx), want);
+    // A word that crosses the first READ_MAX bytes is dropped, never shown in part: an
+    // address at its end would have masked all of it.
+    let cut = format!("failed for {}@example.org", "bob".repeat(READ_MAX / 3));
+    assert_eq!(message(&cut, &ctx), "failed for ");
+    assert_eq!(message(&"é".repeat(READ_MAX), &ctx), "");
+    // A file keeps its last components within READ_MAX bytes.
+    let deep = format!("/{}/src/main.rs", "dir/".repeat(READ_MAX));
+    assert_eq!(file(&deep, &ctx), "dir/src/main.rs");
+    let long_name = format!("/src/{}.rs", "a".repeat(READ_MAX));
+    assert_eq!(file(&long_name, &ctx), "");
 }
 
 #[test]

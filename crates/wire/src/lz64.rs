@@ -6,6 +6,21 @@ use crate::error::size;
 
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
+/// Each byte's 6-bit value; `=` is 0 and a space is `+` (a form decoder's `+`); other
+/// bytes are [`NOT_BASE64`].
+const VALUES: [u8; 256] = {
+    let mut table = [NOT_BASE64; 256];
+    let mut i = 0;
+    while i < 64 {
+        table[ALPHABET[i] as usize] = i as u8;
+        i += 1;
+    }
+    table[b'=' as usize] = 0;
+    table[b' ' as usize] = 62;
+    table
+};
+const NOT_BASE64: u8 = 0xff;
+
 struct Bits<'a> {
     input: &'a [u8],
     index: usize,
@@ -21,15 +36,14 @@ impl Bits<'_> {
                 .get(self.index)
                 .ok_or_else(|| WireError::invalid("lz64 payload ends in the middle of a value"))?;
             self.index += 1;
-            self.value = match ALPHABET.iter().position(|&a| a == c) {
-                Some(v) => v as u8,
-                None if c == b'=' => 0,
-                None => {
+            self.value = match VALUES[c as usize] {
+                NOT_BASE64 => {
                     return Err(WireError::invalid(format!(
                         "lz64 payload has a character outside base64: {:?}",
                         c as char
                     )));
                 }
+                v => v,
             };
             self.position = 32;
         }
@@ -65,6 +79,10 @@ fn utf8_len(units: &[u16]) -> usize {
 
 /// Decompresses an LZString base64 string; fails once the output, as UTF-8, passes `max`
 /// bytes.
+///
+/// Every dictionary entry is a piece of the output (the previous piece and the first unit
+/// of the next, which follows it), so the dictionary holds ranges of the output rather
+/// than copies: no allocation for each code.
 pub fn decompress_base64(input: &str, max: usize) -> Result<String, WireError> {
     let corrupt = || WireError::invalid("lz64 payload is corrupt: it refers to an unknown entry");
     let too_large = || {
@@ -73,14 +91,14 @@ pub fn decompress_base64(input: &str, max: usize) -> Result<String, WireError> {
             size(max)
         ))
     };
-    let input = input.replace(' ', "+");
     let mut bits = Bits {
         input: input.as_bytes(),
         index: 0,
         value: 0,
         position: 0,
     };
-    let mut dict: Vec<Vec<u16>> = vec![Vec::new(), Vec::new(), Vec::new()];
+    // (start, length) in `out`; codes 0, 1 and 2 are not entries.
+    let mut dict: Vec<(usize, usize)> = vec![(0, 0); 3];
     let mut out: Vec<u16> = Vec::new();
     let mut out_bytes = 0usize;
     let mut enlarge_in: u32 = 4;
@@ -91,8 +109,8 @@ pub fn decompress_base64(input: &str, max: usize) -> Result<String, WireError> {
         1 => bits.read(16)? as u16,
         _ => return Ok(String::new()),
     };
-    dict.push(vec![first]);
-    let mut w = vec![first];
+    dict.push((0, 1));
+    let mut w = (0, 1);
     out.push(first);
     out_bytes += utf8_len(&[first]);
     if out_bytes > max {
@@ -100,10 +118,13 @@ pub fn decompress_base64(input: &str, max: usize) -> Result<String, WireError> {
     }
     loop {
         let mut code = bits.read(num_bits)? as usize;
+        // A literal: its entry is the unit about to be written.
+        let mut literal = None;
         match code {
             0 | 1 => {
                 let width = if code == 0 { 8 } else { 16 };
-                dict.push(vec![bits.read(width)? as u16]);
+                literal = Some(bits.read(width)? as u16);
+                dict.push((out.len(), 1));
                 code = dict.len() - 1;
                 enlarge_in -= 1;
             }
@@ -114,23 +135,29 @@ pub fn decompress_base64(input: &str, max: usize) -> Result<String, WireError> {
             enlarge_in = 1 << num_bits;
             num_bits += 1;
         }
-        let entry = if let Some(e) = dict.get(code) {
-            e.clone()
+        // The piece: a range of `out` and a unit written after it (a literal, or the first
+        // unit of `w`); measured before it is written, so that the output never passes the
+        // limit.
+        let (from, len, then_first) = if let Some(unit) = literal {
+            (out.len(), 0, Some(unit))
+        } else if let Some(&(s, len)) = dict.get(code) {
+            (s, len, None)
         } else if code == dict.len() {
-            let mut e = w.clone();
-            e.push(*w.first().ok_or_else(corrupt)?);
-            e
+            // The previous piece and its own first unit.
+            (w.0, w.1, Some(out[w.0]))
         } else {
             return Err(corrupt());
         };
-        out_bytes += utf8_len(&entry);
+        out_bytes += utf8_len(&out[from..from + len]) + then_first.map_or(0, |u| utf8_len(&[u]));
         if out_bytes > max {
             return Err(too_large());
         }
-        out.extend_from_slice(&entry);
-        let mut next = std::mem::take(&mut w);
-        next.push(*entry.first().ok_or_else(corrupt)?);
-        dict.push(next);
+        let start = out.len();
+        out.extend_from_within(from..from + len);
+        out.extend(then_first);
+        let entry = (start, out.len() - start);
+        // The previous piece and the first unit of this one, which follows it.
+        dict.push((w.0, w.1 + 1));
         enlarge_in -= 1;
         w = entry;
         if enlarge_in == 0 {

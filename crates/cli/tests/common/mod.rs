@@ -3,6 +3,7 @@
 
 pub mod clickhouse;
 pub mod proxy;
+pub mod strace;
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};
