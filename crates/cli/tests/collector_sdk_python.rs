@@ -14,21 +14,11 @@ fn posthog_installed() -> bool {
         .is_ok_and(|s| s.success())
 }
 
-#[test]
-fn posthog_python_single_and_batched_events_are_exported_with_all_properties() {
-    if !require(
-        posthog_installed(),
-        "python3 with the posthog package (pip install posthog)",
-    ) {
-        return;
-    }
-    let c = Collector::start();
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/sdk/posthog_python.py"
-    );
+/// Runs `tests/sdk/SCRIPT` against the collector; its JSON report, the SDK's errors none.
+fn run_sdk(c: &Collector, script: &str) -> Value {
+    let script = format!("{}/../../tests/sdk/{script}", env!("CARGO_MANIFEST_DIR"));
     let out = Command::new("python3")
-        .args([script, &c.url, &c.write_token])
+        .args([script.as_str(), &c.url, &c.write_token])
         .output()
         .expect("run python3");
     assert!(
@@ -42,6 +32,19 @@ fn posthog_python_single_and_batched_events_are_exported_with_all_properties() {
         serde_json::json!([]),
         "the SDK reported errors"
     );
+    report
+}
+
+#[test]
+fn posthog_python_single_and_batched_events_are_exported_with_all_properties() {
+    if !require(
+        posthog_installed(),
+        "python3 with the posthog package (pip install posthog)",
+    ) {
+        return;
+    }
+    let c = Collector::start();
+    let report = run_sdk(&c, "posthog_python.py");
     let sent = report["sent"].as_array().unwrap();
     assert_eq!(sent.len(), 105);
 
@@ -78,25 +81,7 @@ fn posthog_python_capture_v1_events_are_stored_and_refused_ones_dropped() {
         return;
     }
     let c = Collector::start();
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/sdk/posthog_python_v1.py"
-    );
-    let out = Command::new("python3")
-        .args([script, &c.url, &c.write_token])
-        .output()
-        .expect("run python3");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).expect("script prints JSON");
-    assert_eq!(
-        report["errors"],
-        serde_json::json!([]),
-        "the SDK reported errors"
-    );
+    let report = run_sdk(&c, "posthog_python_v1.py");
     let sent = report["sent"].as_array().unwrap();
     let (bad, good): (Vec<&Value>, Vec<&Value>) = sent.iter().partition(|s| s["bad"] == true);
     assert_eq!((good.len(), bad.len()), (145, 1));
