@@ -110,7 +110,7 @@ fn traced_load(extra: &[&str]) -> Option<(Vec<String>, usize, usize)> {
     wrapper.extend_from_slice(extra);
     // A load generator, not a fleet: six machines sending 1,600 events each at once, past
     // the default limit of 1,000 a minute per machine.
-    let c = Collector::start_under(&wrapper, &["--machine-events-per-minute", "0"]);
+    let mut c = Collector::start_under(&wrapper, &["--machine-events-per-minute", "0"]);
     let url = c.url("/batch/");
     let senders: Vec<_> = (0..6)
         .map(|t| {
@@ -134,7 +134,14 @@ fn traced_load(extra: &[&str]) -> Option<(Vec<String>, usize, usize)> {
         })
         .collect();
     let acked: usize = senders.into_iter().map(|s| s.join().unwrap()).sum();
-    drop(c);
+    // Stopped by its own pid, so that strace writes the rest of its record and exits: a
+    // SIGKILL of strace loses what it had not written out, the last answers with it.
+    let pid = c.serve_pid().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    c.stop();
     let calls = calls(&std::fs::read_to_string(&log).expect("trace"));
     let (violations, checked) = acknowledged_before_sync(&calls);
     Some((violations, checked, acked))
