@@ -337,10 +337,7 @@ fn a_failing_disk_is_not_described_to_clients() {
     if !common::require(std::path::Path::new("/usr/bin/strace").exists(), "strace") {
         return;
     }
-    let c = Collector::start_with_fdatasync_fault(
-        "error=EIO",
-        &[],
-    );
+    let c = Collector::start_with_fdatasync_fault("error=EIO", &[]);
     let data = c.data_dir().display().to_string();
     let secrets = [data.as_str(), "Input/output", "os error", "durable", "sync"];
     let a = capture(&c, &[]);

@@ -377,7 +377,11 @@ fn sandboxed(store: Option<String>) {
             .arg(&data)
             .output()
             .unwrap();
-        assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+        assert!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
     }
     let write = key(&["create-project", "sandbox"]);
     let admin = key(&["create-admin"]);

@@ -52,7 +52,15 @@ impl Collector {
         let inject = format!("inject=fdatasync:{fault}");
         Collector::start_under(
             &[
-                "strace", "-f", "-qq", "-o", "/dev/null", "-e", "trace=fdatasync", "-e", &inject,
+                "strace",
+                "-f",
+                "-qq",
+                "-o",
+                "/dev/null",
+                "-e",
+                "trace=fdatasync",
+                "-e",
+                &inject,
             ],
             args,
         )

@@ -66,7 +66,9 @@ async fn handle(
     let project = resolve(st, &token).await.map_err(|e| (e, 0))?;
 
     let limit = st.limits.batch_body;
-    let (bytes, ticket) = receive(st, &headers, body, limit).await.map_err(|e| (e, 0))?;
+    let (bytes, ticket) = receive(st, &headers, body, limit)
+        .await
+        .map_err(|e| (e, 0))?;
     let limits = Limits {
         max_payload: limit,
         max_event: st.limits.max_event,
